@@ -1,0 +1,32 @@
+# trioproxy: `make demo` installs and runs the offline demo; `make test` runs the suite.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: help install demo run test lint bench
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install: $(VENV)/.installed  ## create .venv and install trioproxy with test extras
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+demo: install  ## fake upstream + proxy on 127.0.0.1:8787, a sample stream, then keep running
+	$(BIN)/trioproxy demo
+
+run: install  ## trioproxy serve (pass ARGS="--config trioproxy.toml")
+	$(BIN)/trioproxy serve $(ARGS)
+
+lint: install  ## ruff
+	$(BIN)/ruff check trioproxy tests bench
+	$(BIN)/ruff format --check trioproxy tests bench
+
+test: install  ## lint, then the whole test suite
+	$(BIN)/ruff check trioproxy tests bench
+	$(BIN)/pytest
+
+bench: install  ## load tests against the fake upstream / nginx (see bench/README.md)
+	$(BIN)/python -m bench.run

@@ -1,0 +1,322 @@
+"""Test helpers: configs, servers on port 0, and real h11 / h2 clients."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h11
+import trio
+
+from trioproxy.config import Config, load_config
+from trioproxy.fake.app import FakeUpstream
+from trioproxy.server import Server
+
+
+def make_config(**overrides: Any) -> Config:
+    """A Config from defaults plus TOML-keyed overrides (no environment)."""
+    ov = {"listen": "127.0.0.1:0", **{k.replace("__", "."): v for k, v in overrides.items()}}
+    return load_config(env={}, overrides=ov)
+
+
+@dataclass
+class Running:
+    server: Server
+    port: int
+    fake: FakeUpstream | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+async def start_fake(
+    nursery: trio.Nursery, ssl_context: ssl.SSLContext | None = None, **cfg: Any
+) -> Running:
+    server = Server(make_config(**cfg), ssl_context=ssl_context)
+    fake = FakeUpstream()
+    port = await nursery.start(server.serve_app, fake)
+    return Running(server, port, fake)
+
+
+async def start_proxy(
+    nursery: trio.Nursery, upstream: str, ssl_context: ssl.SSLContext | None = None, **cfg: Any
+) -> Running:
+    server = Server(make_config(upstream__url=upstream, **cfg), ssl_context=ssl_context)
+    port = await nursery.start(server.serve)
+    return Running(server, port)
+
+
+@dataclass
+class H1Response:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    chunks: list[tuple[float, bytes]] = field(default_factory=list)  # (arrival time, data)
+    complete: bool = True
+
+    def header(self, name: bytes) -> bytes | None:
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+class H1Client:
+    """A real h11 client over a real socket (or TLS stream)."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.conn = h11.Connection(h11.CLIENT)
+
+    @classmethod
+    async def connect(cls, port: int, ssl_context: ssl.SSLContext | None = None) -> H1Client:
+        stream: trio.abc.Stream = await trio.open_tcp_stream("127.0.0.1", port)
+        if ssl_context is not None:
+            tls = trio.SSLStream(stream, ssl_context, server_hostname="localhost")
+            await tls.do_handshake()
+            stream = tls
+        return cls(stream)
+
+    async def send_request(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes | None = None,
+        *,
+        chunked: bool = False,
+    ) -> None:
+        hdrs = [("host", "example.test"), *(headers or [])]
+        if (
+            body is not None
+            and not chunked
+            and not any(k.lower() == "content-length" for k, _ in hdrs)
+        ):
+            hdrs.append(("content-length", str(len(body))))
+        if chunked:
+            hdrs.append(("transfer-encoding", "chunked"))
+        data = self.conn.send(h11.Request(method=method, target=target, headers=hdrs))
+        if body:
+            data += self.conn.send(h11.Data(data=body))
+        data += self.conn.send(h11.EndOfMessage())
+        await self.stream.send_all(data)
+
+    async def read_response(self) -> H1Response:
+        status, headers = 0, []
+        parts: list[bytes] = []
+        chunks: list[tuple[float, bytes]] = []
+        while True:
+            try:
+                ev = self.conn.next_event()
+            except h11.RemoteProtocolError:
+                return H1Response(status, headers, b"".join(parts), chunks, complete=False)
+            if ev is h11.PAUSED:
+                raise AssertionError("h11 client paused: use read_pipelined for pipelined requests")
+            if ev is h11.NEED_DATA:
+                try:
+                    data = await self.stream.receive_some(65536)
+                except trio.BrokenResourceError:
+                    data = b""
+                self.conn.receive_data(data)
+                continue
+            if isinstance(ev, h11.InformationalResponse):
+                continue
+            if isinstance(ev, h11.Response):
+                status, headers = ev.status_code, list(ev.headers)
+            elif isinstance(ev, h11.Data):
+                parts.append(bytes(ev.data))
+                chunks.append((time.monotonic(), bytes(ev.data)))
+            elif isinstance(ev, h11.EndOfMessage):
+                if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+                    self.conn.start_next_cycle()
+                return H1Response(status, headers, b"".join(parts), chunks)
+            elif isinstance(ev, h11.ConnectionClosed):
+                return H1Response(status, headers, b"".join(parts), chunks, complete=False)
+
+    async def read_pipelined(self, methods: list[str]) -> list[H1Response]:
+        """Responses to requests written raw (h11 clients cannot pipeline): one
+        fresh parser per response, leftover bytes carried to the next."""
+        out = []
+        leftover, _ = self.conn.trailing_data
+        for method in methods:
+            self.conn = h11.Connection(h11.CLIENT)
+            self.conn.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
+            self.conn.send(h11.EndOfMessage())
+            if leftover:  # b"" would mean EOF to h11
+                self.conn.receive_data(bytes(leftover))
+            out.append(await self.read_response())
+            leftover, _ = self.conn.trailing_data
+        return out
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes | None = None,
+    ) -> H1Response:
+        await self.send_request(method, target, headers, body)
+        return await self.read_response()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+    async def __aenter__(self) -> H1Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def h1_request(
+    port: int,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes | None = None,
+) -> H1Response:
+    client = await H1Client.connect(port)
+    try:
+        return await client.request(method, target, headers, body)
+    finally:
+        await client.aclose()
+
+
+@dataclass
+class H2Result:
+    status: int = 0
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytearray = field(default_factory=bytearray)
+    ended: bool = False
+    reset: int | None = None
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+class H2Client:
+    """A real h2 client state machine over a socket; a reader task routes events."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        self.results: dict[int, H2Result] = {}
+        self.goaway: h2.events.ConnectionTerminated | None = None
+        self.window = trio.Event()
+        self.read_paused = False
+
+    @classmethod
+    async def connect(
+        cls, nursery: trio.Nursery, port: int, ssl_context: ssl.SSLContext | None = None
+    ) -> H2Client:
+        stream: trio.abc.Stream = await trio.open_tcp_stream("127.0.0.1", port)
+        if ssl_context is not None:
+            tls = trio.SSLStream(stream, ssl_context, server_hostname="localhost")
+            await tls.do_handshake()
+            assert tls.selected_alpn_protocol() == "h2"
+            stream = tls
+        client = cls(stream)
+        client.conn.initiate_connection()
+        await client.flush()
+        nursery.start_soon(client._reader)
+        return client
+
+    async def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            await self.stream.send_all(data)
+
+    async def _reader(self) -> None:
+        while True:
+            try:
+                data = await self.stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                for r in self.results.values():
+                    r.done.set()
+                return
+            for ev in self.conn.receive_data(data):
+                sid = getattr(ev, "stream_id", None)
+                r = self.results.get(sid) if sid else None
+                if isinstance(ev, h2.events.ResponseReceived) and r:
+                    for k, v in ev.headers:
+                        if k == b":status":
+                            r.status = int(v)
+                        else:
+                            r.headers.append((k, v))
+                elif isinstance(ev, h2.events.DataReceived) and r:
+                    r.body += ev.data
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded) and r:
+                    r.ended = True
+                    r.done.set()
+                elif isinstance(ev, h2.events.StreamReset) and r:
+                    r.reset = ev.error_code
+                    r.done.set()
+                elif isinstance(ev, h2.events.WindowUpdated):
+                    self.window.set()
+                    self.window = trio.Event()
+                elif isinstance(ev, h2.events.ConnectionTerminated):
+                    self.goaway = ev
+            await self.flush()
+
+    async def start(
+        self,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes | None = None,
+    ) -> int:
+        sid = self.conn.get_next_available_stream_id()
+        self.results[sid] = H2Result()
+        hdrs = [
+            (":method", method),
+            (":scheme", "http"),
+            (":authority", "example.test"),
+            (":path", path),
+            *(headers or []),
+        ]
+        self.conn.send_headers(
+            sid, [(k.encode(), v.encode()) for k, v in hdrs], end_stream=not body
+        )
+        await self.flush()
+        if body:
+            view = memoryview(body)
+            while view:
+                n = min(
+                    self.conn.local_flow_control_window(sid),
+                    self.conn.max_outbound_frame_size,
+                    len(view),
+                )
+                if n <= 0:
+                    await self.window.wait()
+                    continue
+                self.conn.send_data(sid, bytes(view[:n]), end_stream=len(view) == n)
+                view = view[n:]
+                await self.flush()
+        return sid
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes | None = None,
+    ) -> H2Result:
+        sid = await self.start(method, path, headers, body)
+        await self.results[sid].done.wait()
+        return self.results[sid]
+
+    async def reset(self, sid: int) -> None:
+        self.conn.reset_stream(sid, 8)
+        await self.flush()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()

@@ -1,0 +1,77 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trioproxy.config import ConfigError, load_config
+
+
+def test_defaults() -> None:
+    cfg = load_config(env={})
+    assert str(cfg.listen) == "127.0.0.1:8787"
+    assert str(cfg.upstream.origin) == "https://api.anthropic.com"
+    assert cfg.timeouts.response_headers == 600 and cfg.limits.max_body_bytes == 32 * 1024 * 1024
+
+
+def test_precedence_flags_over_env_over_toml(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(
+        'listen = "127.0.0.1:1111"\n[upstream]\nurl = "http://toml:1"\n[timeouts]\nconnect = 3\n'
+    )
+    cfg = load_config(
+        str(f), env={"TRIOPROXY_UPSTREAM": "http://env:2"}, overrides={"listen": "127.0.0.1:3333"}
+    )
+    assert cfg.listen.port == 3333
+    assert cfg.upstream.origin.host == "env"
+    assert cfg.timeouts.connect == 3
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "needle"),
+    [
+        ("[timeouts]\nconect = 3\n", {}, "timeouts.conect: unknown setting"),
+        ("", {"TRIOPROXY_LISTN": "x"}, "TRIOPROXY_LISTN: unknown setting"),
+        ("", {"TRIOPROXY_CONNECT_TIMEOUT": "-1"}, "TRIOPROXY_CONNECT_TIMEOUT: bad value"),
+        ("", {"TRIOPROXY_UPSTREAM": "ftp://x"}, "upstream.url"),
+        ("", {"TRIOPROXY_LISTEN": "nope"}, "listen: expected HOST:PORT"),
+        ("", {"TRIOPROXY_TLS_CERT": "/nonexistent.pem"}, "tls.cert / tls.key"),
+        ("[limits]\nmax_body_bytes = 'big'\n", {}, "limits.max_body_bytes (in"),
+    ],
+)
+def test_errors_name_the_key(tmp_path: Path, toml: str, env: dict[str, str], needle: str) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(f), env=env)
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_exit_code_2_and_check_config(tmp_path: Path) -> None:
+    missing = subprocess.run(
+        [sys.executable, "-m", "trioproxy", "check-config", "--config", str(tmp_path / "no.toml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.strip().count("\n") == 0 and "file not found" in missing.stderr
+    ok = subprocess.run(
+        [sys.executable, "-m", "trioproxy", "check-config", "--upstream", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "upstream.url = http://127.0.0.1:9" in ok.stdout
+    assert "timeouts.drain = 600.0" in ok.stdout
+
+
+def test_readme_documents_every_setting() -> None:
+    from trioproxy.config import SETTINGS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    missing = [s.env for s in SETTINGS if f"`{s.env}`" not in readme or f"`{s.key}`" not in readme]
+    assert missing == []

@@ -1,0 +1,27 @@
+import orjson
+import pytest
+
+from trioproxy.fake.faults import Faults, FaultSyntaxError, parse_faults
+from trioproxy.fake.messages import message_json, plan_for
+
+
+def test_parse_faults() -> None:
+    assert parse_faults(None) == Faults()
+    assert parse_faults(b"429=7, event-delay=0.5") == Faults(
+        status=429, retry_after=7.0, event_delay=0.5
+    )
+    assert parse_faults(b"drop-mid-stream").drop_after == 3
+    with pytest.raises(FaultSyntaxError):
+        parse_faults(b"explode")
+
+
+def test_message_usage_has_all_four_classes() -> None:
+    body = b'{"model":"m","messages":[],"system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}]}'
+    doc = orjson.loads(message_json(plan_for(orjson.loads(body), body)))
+    assert set(doc["usage"]) == {
+        "input_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+        "output_tokens",
+    }
+    assert doc["usage"]["cache_creation_input_tokens"] > 0

@@ -1,0 +1,104 @@
+import pytest
+
+from trioproxy.proto.errors import ProtocolError
+from trioproxy.proto.events import (
+    NEED_DATA,
+    PAUSED,
+    BodyChunk,
+    EndOfMessage,
+    RequestHead,
+    ResponseHead,
+)
+from trioproxy.proto.h1 import H1Client, H1Server
+
+
+def server() -> H1Server:
+    return H1Server(max_head_bytes=64 * 1024, max_headers=100)
+
+
+def drain(s: H1Server) -> list[object]:
+    out = []
+    while True:
+        ev = s.next_event()
+        out.append(ev)
+        if ev is NEED_DATA or ev is PAUSED:
+            return out
+
+
+def test_pipelined_requests_pause_until_next_cycle() -> None:
+    s = server()
+    s.receive_data(
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+    )
+    first = drain(s)
+    assert isinstance(first[0], RequestHead) and first[0].target == b"/a"
+    assert isinstance(first[1], EndOfMessage) and first[2] is PAUSED
+    s.send_response_head(ResponseHead(200, [(b"content-length", b"0")]))
+    s.send_end()
+    assert s.start_next_cycle()
+    second = drain(s)
+    assert second[0] == RequestHead(
+        b"POST", b"/b?q=1", [(b"host", b"x"), (b"content-length", b"3")], b"1.1", b"x"
+    )
+    assert second[1] == BodyChunk(b"abc", 3)
+
+
+def test_chunked_body_and_100_continue() -> None:
+    s = server()
+    s.receive_data(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+    )
+    assert isinstance(s.next_event(), RequestHead)
+    assert s.waiting_for_100_continue
+    assert s.send_informational(100).startswith(b"HTTP/1.1 100")
+    s.receive_data(b"3\r\nabc\r\n0\r\n\r\n")
+    assert drain(s)[:2] == [BodyChunk(b"abc", 3), EndOfMessage()]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nBad\x00: v\r\n\r\n", 400),
+        (
+            b"GET / HTTP/1.1\r\n"
+            + b"".join(b"X-%d: v\r\n" % i for i in range(101))
+            + b"Host: x\r\n\r\n",
+            431,
+        ),
+    ],
+)
+def test_malformed_requests_map_to_a_status(raw: bytes, status: int) -> None:
+    s = server()
+    s.receive_data(raw)
+    with pytest.raises(ProtocolError) as info:
+        drain(s)
+    assert info.value.status == status
+
+
+def test_oversized_head_is_431() -> None:
+    s = H1Server(max_head_bytes=1024, max_headers=100)
+    s.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4096)
+    with pytest.raises(ProtocolError) as info:
+        drain(s)
+    assert info.value.status == 431
+
+
+def test_client_adds_chunked_framing_for_unknown_length() -> None:
+    c = H1Client(max_head_bytes=65536)
+    head = RequestHead(b"POST", b"/v1/messages?beta=true", [(b"host", b"api"), (b"x-a", b"1")])
+    wire = c.send_request_head(head, chunked=True) + c.send_body(b"hi") + c.send_end()
+    assert wire == (
+        b"POST /v1/messages?beta=true HTTP/1.1\r\nhost: api\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"2\r\nhi\r\n0\r\n\r\n"
+    )
+    c.receive_data(b"HTTP/1.1 200 OK\r\nrequest-id: r\r\ncontent-length: 2\r\n\r\nok")
+    assert c.next_event() == ResponseHead(
+        200, [(b"request-id", b"r"), (b"content-length", b"2")], b"OK"
+    )
+    assert c.next_event() == BodyChunk(b"ok", 2)
+    assert isinstance(c.next_event(), EndOfMessage)
+    assert c.reusable()

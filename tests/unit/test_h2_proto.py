@@ -1,0 +1,106 @@
+"""The server and client adapters talking to each other through bytes only."""
+
+from trioproxy.proto.events import BodyChunk, EndOfMessage, RequestHead, ResponseHead, StreamReset
+from trioproxy.proto.h2 import H2Client, H2Server, StreamEvent
+
+
+def pair() -> tuple[H2Client, H2Server]:
+    c = H2Client(stream_window=65535)
+    s = H2Server(stream_window=65535, max_concurrent_streams=10)
+    s.receive_data(c.data_to_send())
+    c.receive_data(s.data_to_send())
+    s.receive_data(c.data_to_send())
+    return c, s
+
+
+def stream_events(events: list[object]) -> list[tuple[int, object]]:
+    return [(e.stream_id, e.event) for e in events if isinstance(e, StreamEvent)]
+
+
+def test_request_and_response_round_trip() -> None:
+    c, s = pair()
+    head = RequestHead(
+        b"POST",
+        b"/v1/messages?beta=true",
+        [(b"x-api-key", b"k"), (b"anthropic-beta", b"a,b")],
+        b"2",
+        b"api",
+        b"https",
+    )
+    sid = c.open_stream(head, end_stream=False)
+    c.send_data(sid, b"hello", end_stream=True)
+    got = stream_events(s.receive_data(c.data_to_send()))
+    assert got[0] == (sid, head)
+    assert got[1] == (sid, BodyChunk(b"hello", 5))
+    assert got[2] == (sid, EndOfMessage())
+    s.send_response_head(sid, ResponseHead(200, [(b"request-id", b"r1")]))
+    s.send_data(sid, b"world", end_stream=True)
+    back = stream_events(c.receive_data(s.data_to_send()))
+    assert back == [
+        (sid, ResponseHead(200, [(b"request-id", b"r1")])),
+        (sid, BodyChunk(b"world", 5)),
+        (sid, EndOfMessage()),
+    ]
+
+
+def test_unacknowledged_data_closes_the_window() -> None:
+    c, s = pair()
+    sid = c.open_stream(RequestHead(b"POST", b"/", [], b"2", b"a", b"http"), end_stream=False)
+    sent = 0
+    while (n := c.sendable(sid)) > 0:
+        c.send_data(sid, b"x" * n)
+        sent += n
+    assert sent == 65535
+    s.receive_data(c.data_to_send())
+    c.receive_data(s.data_to_send())
+    assert c.sendable(sid) == 0  # nothing acknowledged: the client must wait
+    s.ack(sid, 65535)
+    c.receive_data(s.data_to_send())
+    assert c.sendable(sid) > 0
+
+
+def test_graceful_goaway_refuses_later_streams_but_serves_earlier() -> None:
+    c, s = pair()
+    first = c.open_stream(RequestHead(b"GET", b"/1", [], b"2", b"a", b"http"), end_stream=True)
+    s.receive_data(c.data_to_send())
+    goaway = s.graceful_goaway()
+    later = c.open_stream(RequestHead(b"GET", b"/2", [], b"2", b"a", b"http"), end_stream=True)
+    assert stream_events(s.receive_data(c.data_to_send())) == []  # refused, not dispatched
+    s.send_response_head(first, ResponseHead(204, []), end_stream=True)
+    events = c.receive_data(goaway + s.data_to_send())
+    assert c.peer_goaway is not None
+    se = stream_events(events)
+    assert (first, ResponseHead(204, [])) in se
+    assert any(sid == later and isinstance(ev, StreamReset) and ev.refused for sid, ev in se)
+
+
+def test_goaway_splitter_any_chunking() -> None:
+    from hyperframe.frame import DataFrame, GoAwayFrame, PingFrame
+
+    from trioproxy.proto.h2 import ConnectionEnded, GoAwaySplitter
+
+    g = GoAwayFrame(0)
+    g.last_stream_id, g.error_code, g.additional_data = 5, 0, b"bye"
+    d = DataFrame(1)
+    d.data = b"x" * 100
+    wire = PingFrame(0).serialize() + d.serialize() + g.serialize() + d.serialize()
+    for size in (1, 2, 7, 9, 10, 50, len(wire)):
+        sp = GoAwaySplitter()
+        out: list[object] = []
+        for i in range(0, len(wire), size):
+            out.extend(sp.feed(wire[i : i + size]))
+        passed = b"".join(p for p in out if isinstance(p, bytes))
+        assert passed == PingFrame(0).serialize() + d.serialize() + d.serialize()
+        assert [p for p in out if not isinstance(p, bytes)] == [ConnectionEnded(0, 5)]
+
+
+def test_client_keeps_receiving_after_graceful_goaway() -> None:
+    c, s = pair()
+    sid = c.open_stream(RequestHead(b"GET", b"/1", [], b"2", b"a", b"http"), end_stream=True)
+    s.receive_data(c.data_to_send())
+    goaway = s.graceful_goaway()
+    s.send_response_head(sid, ResponseHead(200, []))
+    s.send_data(sid, b"after goaway", end_stream=True)
+    events = c.receive_data(goaway + s.data_to_send())
+    assert c.peer_goaway is not None and c.peer_goaway.last_stream_id == sid
+    assert (sid, BodyChunk(b"after goaway", 12)) in stream_events(events)

@@ -1,0 +1,68 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trioproxy.fake.messages import plan_for, stream_events
+from trioproxy.proto.sse import EventBoundary, SSEEvent, SSEParser
+
+STREAM = b"".join(
+    stream_events(
+        plan_for({"model": "m", "tools": [{"name": "t"}], "thinking": {"type": "enabled"}}, b"{}")
+    )
+)
+
+
+def parse_all(chunks: list[bytes]) -> list[SSEEvent]:
+    p = SSEParser()
+    out: list[SSEEvent] = []
+    for c in chunks:
+        out.extend(p.feed(c))
+    return out
+
+
+def test_parses_the_anthropic_sequence() -> None:
+    events = parse_all([STREAM])
+    names = [e.event for e in events]
+    assert names[0] == b"message_start" and names[-1] == b"message_stop"
+    assert b"ping" in names and names.count(b"content_block_start") == 3
+    assert all(not e.truncated for e in events)
+
+
+def test_line_endings_comments_and_multiline_data() -> None:
+    raw = b": comment\r\nevent: a\r\ndata: x\r\ndata:y\r\n\r\nevent: b\rdata: z\r\rdata: w\n\n"
+    assert parse_all([raw]) == [
+        SSEEvent(b"a", b"x\ny"),
+        SSEEvent(b"b", b"z"),
+        SSEEvent(b"message", b"w"),
+    ]
+
+
+def test_cr_lf_split_across_chunks_is_one_terminator() -> None:
+    assert parse_all([b"data: 1\r", b"\n\r", b"\n"]) == [SSEEvent(b"message", b"1")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=30))
+def test_any_chunking_gives_the_same_events(cuts: list[int]) -> None:
+    points = sorted(set(cuts))
+    chunks = [STREAM[a:b] for a, b in zip([0, *points], [*points, len(STREAM)], strict=True)]
+    assert parse_all(chunks) == parse_all([STREAM])
+
+
+def test_long_lines_are_capped_in_the_observer_only() -> None:
+    p = SSEParser(max_event_bytes=100)
+    events = p.feed(b"data: " + b"x" * 10_000 + b"\n\n")
+    assert len(events) == 1 and events[0].truncated and len(events[0].data) < 200
+
+
+def test_boundary_tracking() -> None:
+    p, b = SSEParser(), EventBoundary()
+    assert p.at_event_boundary and b.at_boundary
+    for piece in (b"event: a\n", b"data: {", b"}\n", b"\n"):
+        p.feed(piece)
+        b.feed(piece)
+        assert p.at_event_boundary == b.at_boundary
+    assert b.at_boundary
+    b.feed(b"data: x\r\n")
+    assert not b.at_boundary
+    b.feed(b"\r\n")
+    assert b.at_boundary

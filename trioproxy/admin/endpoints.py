@@ -1,0 +1,64 @@
+"""/health and /livez."""
+
+from __future__ import annotations
+
+import orjson
+
+from trioproxy.errors import MethodNotAllowed, NotFound, ProxyError, error_response
+from trioproxy.inbound.exchange import ClientExchange, respond
+from trioproxy.proto.events import RequestHead, ResponseHead
+from trioproxy.state import ServerState
+
+RESERVED_EXACT: frozenset[bytes] = frozenset({b"/health", b"/livez"})
+RESERVED_PREFIXES: tuple[bytes, ...] = (b"/admin/",)
+
+
+def is_own(head: RequestHead) -> bool:
+    path = head.path
+    return path in RESERVED_EXACT or path.startswith(RESERVED_PREFIXES)
+
+
+def _json(status: int, doc: object) -> tuple[ResponseHead, bytes]:
+    body = orjson.dumps(doc)
+    return (
+        ResponseHead(
+            status,
+            [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        ),
+        body,
+    )
+
+
+def route(head: RequestHead, state: ServerState) -> tuple[ResponseHead, bytes]:
+    """Answer an own endpoint: a pure function of the head and the state."""
+    path = head.path
+    if path not in RESERVED_EXACT:
+        raise NotFound(f"{path.decode('latin-1')} is reserved by trioproxy and does not exist")
+    if head.method not in (b"GET", b"HEAD"):
+        raise MethodNotAllowed(f"{path.decode('latin-1')} accepts GET and HEAD")
+    if path == b"/health":
+        if state.draining:
+            return _json(503, {"status": "draining"})
+        return _json(200, {"status": "ok"})
+    return _json(
+        200,
+        {
+            "status": "draining" if state.draining else "ok",
+            "in_flight": state.in_flight,
+            "draining": state.draining,
+            "uptime_s": round(state.uptime_s, 3),
+            "connections": state.total_connections,
+        },
+    )
+
+
+async def serve_own(ex: ClientExchange, state: ServerState) -> None:
+    try:
+        head, body = route(ex.head, state)
+    except ProxyError as exc:
+        head, body = error_response(exc, ex.request_id)
+    await respond(ex, head, body)

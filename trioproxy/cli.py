@@ -1,0 +1,136 @@
+"""Command line: argument parsing and `trio.run`, nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import trio
+
+from trioproxy import __version__
+from trioproxy.config import Config, ConfigError, effective_settings, load_config, parse_hostport
+
+log = logging.getLogger("trioproxy")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="trioproxy", description="Streaming reverse proxy for the Anthropic Claude API"
+    )
+    p.add_argument("--version", action="version", version=f"trioproxy {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the proxy")
+    check = sub.add_parser(
+        "check-config", help="validate the configuration and print it (secrets redacted)"
+    )
+    for sp in (serve, check):
+        sp.add_argument("--config", metavar="FILE", help="TOML configuration file")
+        sp.add_argument("--listen", metavar="HOST:PORT", help="overrides TRIOPROXY_LISTEN")
+        sp.add_argument("--upstream", metavar="URL", help="overrides TRIOPROXY_UPSTREAM")
+    fake = sub.add_parser(
+        "fake-upstream", help="run the fake Anthropic API alone (HTTP/1.1 and h2c)"
+    )
+    fake.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:8788")
+    demo = sub.add_parser(
+        "demo", help="fake upstream + proxy + a sample streaming request; keeps running"
+    )
+    demo.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:8787")
+    return p
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # h2/hpack log every frame at DEBUG: unreadable, and it slows the hot path.
+    for noisy in ("hpack", "h2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def _run_server(config: Config) -> int:
+    from trioproxy.server import Server
+
+    server = Server(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve_signals)
+
+        async def _serve(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+            await server.serve(task_status=task_status)
+            nursery.cancel_scope.cancel()
+
+        port = await nursery.start(_serve)
+        scheme = "https" if config.tls else "http"
+        log.info(
+            "trioproxy %s listening on %s://%s:%d -> %s",
+            __version__,
+            scheme,
+            config.listen.host,
+            port,
+            config.upstream.origin,
+        )
+    return 1 if server.forced else 0
+
+
+async def _run_fake(config: Config) -> int:
+    from trioproxy.fake.app import FakeUpstream
+    from trioproxy.server import Server
+
+    server = Server(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve_signals)
+
+        async def _serve(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+            await server.serve_app(FakeUpstream(), task_status=task_status)
+            nursery.cancel_scope.cancel()
+
+        port = await nursery.start(_serve)
+        log.info(
+            "fake Anthropic upstream listening on http://%s:%d (HTTP/1.1 and h2c)",
+            config.listen.host,
+            port,
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command in ("serve", "check-config"):
+            overrides = {"listen": args.listen, "upstream.url": args.upstream}
+            config = load_config(args.config, overrides=overrides)
+        else:
+            parse_hostport(args.listen, "--listen")
+            config = load_config(
+                env={k: v for k, v in os.environ.items() if k == "TRIOPROXY_LOG_LEVEL"},
+                overrides={"listen": args.listen},
+            )
+    except ConfigError as exc:
+        print(f"trioproxy: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(f"# effective trioproxy configuration (upstream {config.upstream.origin})")
+        for key, env, shown in effective_settings(config):
+            print(f"{key} = {shown}    # {env}")
+        return 0
+    _setup_logging(config.log_level)
+    try:
+        if args.command == "serve":
+            return trio.run(_run_server, config)
+        if args.command == "fake-upstream":
+            return trio.run(_run_fake, config)
+        from trioproxy.config import parse_hostport as _hp
+        from trioproxy.demo import run_demo
+
+        trio.run(run_demo, _hp(args.listen, "--listen"), dict(os.environ))
+        return 0
+    except OSError as exc:
+        print(
+            f"trioproxy: cannot listen on {config.listen}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 1
+    except KeyboardInterrupt:
+        return 130

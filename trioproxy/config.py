@@ -1,0 +1,464 @@
+"""Configuration: one table of settings, read from defaults < TOML < env < flags,
+validated once into frozen dataclasses.
+
+Every setting has one TOML key, one ``TRIOPROXY_*`` variable, a type, a default
+and a line of documentation; the README table and ``check-config`` are generated
+from the same table, so they cannot drift apart. Any problem is a ``ConfigError``
+whose one-line message names the key; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A bad setting; the message is one line and names the key."""
+
+
+def _parse_bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(raw, str) and raw.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true/false")
+
+
+def _parse_seconds(raw: object) -> float:
+    if isinstance(raw, bool):
+        raise ValueError("expected a number of seconds")
+    value = float(raw)  # type: ignore[arg-type]
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError("expected a positive number of seconds")
+    return value
+
+
+def _parse_positive_int(raw: object) -> int:
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        raise ValueError("expected a positive whole number")
+    value = int(raw)  # type: ignore[call-overload]
+    if value <= 0:
+        raise ValueError("expected a positive whole number")
+    return value
+
+
+def _parse_str(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ValueError("expected a string")
+    return raw
+
+
+def _parse_log_level(raw: object) -> str:
+    value = _parse_str(raw).lower()
+    if value not in ("debug", "info", "warning", "error"):
+        raise ValueError("expected one of debug, info, warning, error")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    key: str  # dotted TOML key
+    env: str
+    parse: Callable[[object], Any]
+    default: Any
+    doc: str
+    secret: bool = False
+
+
+def _default_state_dir() -> str:
+    # systemd's StateDirectory= sets $STATE_DIRECTORY (possibly a colon list).
+    sd = os.environ.get("STATE_DIRECTORY")
+    if sd:
+        return sd.split(":")[0]
+    return str(Path.home() / ".local" / "state" / "trioproxy")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "listen",
+        "TRIOPROXY_LISTEN",
+        _parse_str,
+        "127.0.0.1:8787",
+        "address the proxy listens on (HOST:PORT; [v6]:PORT)",
+    ),
+    Setting(
+        "log_level",
+        "TRIOPROXY_LOG_LEVEL",
+        _parse_log_level,
+        "info",
+        "debug, info, warning or error",
+    ),
+    Setting(
+        "state_dir",
+        "TRIOPROXY_STATE_DIR",
+        _parse_str,
+        None,
+        "persistent state (quotas, ledger, routing mode); default $STATE_DIRECTORY or ~/.local/state/trioproxy",
+    ),
+    Setting(
+        "tls.cert",
+        "TRIOPROXY_TLS_CERT",
+        _parse_str,
+        "",
+        "PEM certificate chain; with tls.key, the listener speaks TLS with ALPN h2/http1.1",
+    ),
+    Setting("tls.key", "TRIOPROXY_TLS_KEY", _parse_str, "", "PEM private key for tls.cert"),
+    Setting(
+        "upstream.url",
+        "TRIOPROXY_UPSTREAM",
+        _parse_str,
+        "https://api.anthropic.com",
+        "base URL of the upstream API (https:// or http://)",
+    ),
+    Setting(
+        "upstream.ca_bundle",
+        "TRIOPROXY_UPSTREAM_CA_BUNDLE",
+        _parse_str,
+        "",
+        "PEM CA bundle to verify the upstream with, instead of the system store",
+    ),
+    Setting(
+        "upstream.http2",
+        "TRIOPROXY_UPSTREAM_HTTP2",
+        _parse_bool,
+        True,
+        "offer h2 by ALPN to https upstreams (falls back to HTTP/1.1)",
+    ),
+    Setting(
+        "upstream.h2_prior_knowledge",
+        "TRIOPROXY_UPSTREAM_H2_PRIOR_KNOWLEDGE",
+        _parse_bool,
+        False,
+        "speak HTTP/2 without negotiation to an http:// upstream (h2c)",
+    ),
+    Setting(
+        "upstream.max_connections",
+        "TRIOPROXY_UPSTREAM_MAX_CONNECTIONS",
+        _parse_positive_int,
+        256,
+        "connections per upstream origin, in use or idle",
+    ),
+    Setting(
+        "upstream.idle_timeout",
+        "TRIOPROXY_UPSTREAM_IDLE_TIMEOUT",
+        _parse_seconds,
+        60.0,
+        "seconds an idle pooled upstream connection is kept",
+    ),
+    Setting(
+        "timeouts.connect",
+        "TRIOPROXY_CONNECT_TIMEOUT",
+        _parse_seconds,
+        10.0,
+        "upstream connect + TLS handshake (then 502)",
+    ),
+    Setting(
+        "timeouts.response_headers",
+        "TRIOPROXY_RESPONSE_HEADERS_TIMEOUT",
+        _parse_seconds,
+        600.0,
+        "upstream response headers after the request was sent (then 504)",
+    ),
+    Setting(
+        "timeouts.upstream_body_idle",
+        "TRIOPROXY_UPSTREAM_BODY_IDLE_TIMEOUT",
+        _parse_seconds,
+        600.0,
+        "no upstream body byte for this long ends the response (SSE error event or truncation)",
+    ),
+    Setting(
+        "timeouts.client_head",
+        "TRIOPROXY_CLIENT_HEAD_TIMEOUT",
+        _parse_seconds,
+        30.0,
+        "a client's request head must complete within this (then 408; slowloris)",
+    ),
+    Setting(
+        "timeouts.client_body_idle",
+        "TRIOPROXY_CLIENT_BODY_IDLE_TIMEOUT",
+        _parse_seconds,
+        60.0,
+        "no request body byte for this long (then 408)",
+    ),
+    Setting(
+        "timeouts.keepalive_idle",
+        "TRIOPROXY_KEEPALIVE_TIMEOUT",
+        _parse_seconds,
+        75.0,
+        "idle keep-alive client connections are closed quietly after this",
+    ),
+    Setting(
+        "timeouts.drain",
+        "TRIOPROXY_DRAIN_TIMEOUT",
+        _parse_seconds,
+        600.0,
+        "on SIGTERM, in-flight requests may finish for this long",
+    ),
+    Setting(
+        "limits.max_body_bytes",
+        "TRIOPROXY_MAX_BODY_BYTES",
+        _parse_positive_int,
+        32 * 1024 * 1024,
+        "request body limit (then 413)",
+    ),
+    Setting(
+        "limits.max_head_bytes",
+        "TRIOPROXY_MAX_HEAD_BYTES",
+        _parse_positive_int,
+        64 * 1024,
+        "request line + headers limit (then 431)",
+    ),
+    Setting(
+        "limits.max_headers",
+        "TRIOPROXY_MAX_HEADERS",
+        _parse_positive_int,
+        100,
+        "header fields per request (then 431)",
+    ),
+    Setting(
+        "limits.h2_max_concurrent_streams",
+        "TRIOPROXY_H2_MAX_CONCURRENT_STREAMS",
+        _parse_positive_int,
+        100,
+        "HTTP/2 streams a client may open at once",
+    ),
+    Setting(
+        "limits.h2_stream_window",
+        "TRIOPROXY_H2_STREAM_WINDOW",
+        _parse_positive_int,
+        256 * 1024,
+        "HTTP/2 receive window per stream, bytes (bounds buffered request body)",
+    ),
+)
+_BY_KEY = {s.key: s for s in SETTINGS}
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_hostport(raw: str, key: str) -> Endpoint:
+    host, sep, port_s = raw.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{key}: expected HOST:PORT, got {raw!r}")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise ConfigError(f"{key}: port {port_s!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{key}: port {port} out of range")
+    return Endpoint(host, port)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where upstream requests go: one connection pool per origin."""
+
+    scheme: str  # "http" or "https"
+    host: str
+    port: int
+    base_path: str  # prefix prepended to every forwarded path ("" or "/anthropic")
+
+    @property
+    def authority(self) -> bytes:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return (host if self.port == default else f"{host}:{self.port}").encode()
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.authority.decode()}{self.base_path}"
+
+
+def parse_origin(raw: str, key: str) -> Origin:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"{key}: expected an http:// or https:// URL, got {raw!r}")
+    if not parts.hostname:
+        raise ConfigError(f"{key}: no host in {raw!r}")
+    if parts.query or parts.fragment or parts.username:
+        raise ConfigError(f"{key}: a base URL has no query, fragment or credentials")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ConfigError(f"{key}: bad port in {raw!r}") from None
+    return Origin(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float
+    response_headers: float
+    upstream_body_idle: float
+    client_head: float
+    client_body_idle: float
+    keepalive_idle: float
+    drain: float
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body_bytes: int
+    max_head_bytes: int
+    max_headers: int
+    h2_max_concurrent_streams: int
+    h2_stream_window: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    origin: Origin
+    ca_bundle: str
+    http2: bool
+    h2_prior_knowledge: bool
+    max_connections: int
+    idle_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listen: Endpoint
+    upstream: UpstreamConfig
+    timeouts: Timeouts
+    limits: Limits
+    tls_cert: str
+    tls_key: str
+    state_dir: str
+    log_level: str
+    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
+
+
+def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in doc.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_config(
+    path: str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the effective Config. ``overrides`` are command-line flags by TOML key."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"--config: file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
+        for key, value in _flatten(doc).items():
+            if key not in _BY_KEY:
+                raise ConfigError(f"{key}: unknown setting in {path}")
+            values[key] = (value, f"{key} (in {path})")
+    known_env = {s.env for s in SETTINGS}
+    for name in env:
+        if name.startswith("TRIOPROXY_") and name not in known_env and name not in _FOREIGN_ENV:
+            raise ConfigError(f"{name}: unknown setting")
+    for s in SETTINGS:
+        if s.env in env:
+            values[s.key] = (env[s.env], s.env)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = (value, "--" + key.split(".")[-1])
+    parsed: dict[str, Any] = {}
+    for s in SETTINGS:
+        if s.key in values:
+            raw, where = values[s.key]
+            try:
+                parsed[s.key] = s.parse(raw)
+            except (ValueError, TypeError) as exc:
+                shown = "<redacted>" if s.secret else repr(raw)
+                raise ConfigError(f"{where}: bad value {shown}: {exc}") from None
+        else:
+            parsed[s.key] = s.default
+    return _build(parsed)
+
+
+# Variables other parts of the system read, which the strict check must not reject.
+_FOREIGN_ENV: frozenset[str] = frozenset()
+
+
+def _build(p: dict[str, Any]) -> Config:
+    tls_cert, tls_key = p["tls.cert"], p["tls.key"]
+    if bool(tls_cert) != bool(tls_key):
+        raise ConfigError(
+            "tls.cert / tls.key: set both or neither (TRIOPROXY_TLS_CERT, TRIOPROXY_TLS_KEY)"
+        )
+    for key in ("tls.cert", "tls.key", "upstream.ca_bundle"):
+        if p[key] and not Path(p[key]).is_file():
+            raise ConfigError(f"{key}: file not found: {p[key]}")
+    origin = parse_origin(p["upstream.url"], "upstream.url")
+    if p["upstream.h2_prior_knowledge"] and origin.scheme != "http":
+        raise ConfigError(
+            "upstream.h2_prior_knowledge: only for http:// upstreams (https negotiates by ALPN)"
+        )
+    return Config(
+        listen=parse_hostport(p["listen"], "listen"),
+        upstream=UpstreamConfig(
+            origin=origin,
+            ca_bundle=p["upstream.ca_bundle"],
+            http2=p["upstream.http2"],
+            h2_prior_knowledge=p["upstream.h2_prior_knowledge"],
+            max_connections=p["upstream.max_connections"],
+            idle_timeout=p["upstream.idle_timeout"],
+        ),
+        timeouts=Timeouts(
+            connect=p["timeouts.connect"],
+            response_headers=p["timeouts.response_headers"],
+            upstream_body_idle=p["timeouts.upstream_body_idle"],
+            client_head=p["timeouts.client_head"],
+            client_body_idle=p["timeouts.client_body_idle"],
+            keepalive_idle=p["timeouts.keepalive_idle"],
+            drain=p["timeouts.drain"],
+        ),
+        limits=Limits(
+            max_body_bytes=p["limits.max_body_bytes"],
+            max_head_bytes=p["limits.max_head_bytes"],
+            max_headers=p["limits.max_headers"],
+            h2_max_concurrent_streams=p["limits.h2_max_concurrent_streams"],
+            h2_stream_window=p["limits.h2_stream_window"],
+        ),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        state_dir=p["state_dir"] or _default_state_dir(),
+        log_level=p["log_level"],
+        raw=dict(p),
+    )
+
+
+def effective_settings(config: Config) -> list[tuple[str, str, str]]:
+    """(key, env, shown value) for check-config; secrets redacted."""
+    rows = []
+    for s in SETTINGS:
+        value = config.raw.get(s.key, s.default)
+        if s.key == "state_dir":
+            value = config.state_dir
+        shown = "<redacted>" if (s.secret and value) else str(value)
+        rows.append((s.key, s.env, shown))
+    return rows

@@ -1,0 +1,116 @@
+"""`trioproxy demo`: the fake upstream and the proxy in one process, a sample
+streaming request sent through, its events printed as they arrive."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+import h11
+import orjson
+import trio
+
+from trioproxy.config import Config, Endpoint, load_config
+from trioproxy.fake.app import FakeUpstream
+from trioproxy.proto.sse import SSEParser
+from trioproxy.server import Server
+
+SAMPLE = {
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 256,
+    "stream": True,
+    "messages": [{"role": "user", "content": "Say hi through the proxy."}],
+}
+
+
+def demo_configs(listen: Endpoint, env: dict[str, str]) -> tuple[Config, Config]:
+    fake = load_config(env={}, overrides={"listen": "127.0.0.1:0"})
+    proxy = load_config(
+        env=env, overrides={"listen": str(listen), "upstream.url": "http://127.0.0.1:1"}
+    )
+    return fake, proxy
+
+
+async def stream_sample(port: int, out: TextIO) -> int:
+    """POST the sample through the proxy with a real h11 client; print each SSE
+    event with its arrival time. Returns the number of events."""
+    body = orjson.dumps(SAMPLE)
+    conn = h11.Connection(h11.CLIENT)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        req = h11.Request(
+            method="POST",
+            target="/v1/messages?beta=true",
+            headers=[
+                ("host", f"127.0.0.1:{port}"),
+                ("content-type", "application/json"),
+                ("content-length", str(len(body))),
+                ("anthropic-version", "2023-06-01"),
+                ("x-api-key", "demo-key-not-needed"),
+            ],
+        )
+        await stream.send_all(
+            conn.send(req) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+        )
+        parser = SSEParser()
+        t0 = time.monotonic()
+        events = 0
+        while True:
+            ev = conn.next_event()
+            if ev is h11.NEED_DATA:
+                conn.receive_data(await stream.receive_some(65536))
+                continue
+            if isinstance(ev, h11.Response):
+                print(f"HTTP {ev.status_code} from the proxy; streaming events:", file=out)
+            elif isinstance(ev, h11.Data):
+                for sse in parser.feed(bytes(ev.data)):
+                    events += 1
+                    data = orjson.loads(sse.data) if sse.data else {}
+                    detail = ""
+                    delta = data.get("delta") if isinstance(data, dict) else None
+                    if isinstance(delta, dict) and "text" in delta:
+                        detail = repr(delta["text"])
+                    elif isinstance(delta, dict) and "partial_json" in delta:
+                        detail = repr(delta["partial_json"])
+                    print(
+                        f"  +{(time.monotonic() - t0) * 1000:7.1f} ms  {sse.event.decode():<20} {detail}",
+                        file=out,
+                        flush=True,
+                    )
+            elif isinstance(ev, h11.EndOfMessage | h11.ConnectionClosed):
+                return events
+
+
+async def run_demo(listen: Endpoint, env: dict[str, str], out: TextIO = sys.stdout) -> None:
+    fake_cfg, proxy_cfg = demo_configs(listen, env)
+    fake_server = Server(fake_cfg)
+    async with trio.open_nursery() as nursery:
+        fake_port = await nursery.start(fake_server.serve_app, FakeUpstream())
+        proxy_cfg = load_config(
+            env=env,
+            overrides={
+                "listen": str(listen),
+                "upstream.url": f"http://127.0.0.1:{fake_port}",
+                "upstream.h2_prior_knowledge": "true",
+            },
+        )
+        proxy = Server(proxy_cfg)
+        await nursery.start(proxy.serve_signals)
+        port = await nursery.start(proxy.serve)
+        print(
+            f"trioproxy demo: fake upstream on 127.0.0.1:{fake_port}, proxy on {listen.host}:{port}",
+            file=out,
+        )
+        await stream_sample(port, out)
+        base = f"http://{listen.host}:{port}"
+        print(
+            "\nThe proxy and the fake upstream keep running (Ctrl-C to stop). Point a client at it:\n"
+            f"  export ANTHROPIC_BASE_URL={base}\n"
+            f"  curl -N {base}/v1/messages -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' "
+            '-d \'{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}\'',
+            file=out,
+            flush=True,
+        )
+        await proxy.state.drain_started.wait()
+        fake_server.begin_drain()

@@ -1,0 +1,108 @@
+"""One error tree, and one table mapping it to (HTTP status, Anthropic error type).
+
+Every error the proxy itself produces reaches the client in Anthropic's shape,
+``{"type":"error","error":{"type":...,"message":...},"request_id":...}``, so SDKs
+and Claude Code handle it like any API error. Messages are plain words about what
+happened; they never carry a credential or a body.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import orjson
+
+from trioproxy.proto.errors import ProtocolError
+from trioproxy.proto.events import Headers, ResponseHead
+
+
+class ProxyError(Exception):
+    """An error the proxy answers itself (before any response byte was sent)."""
+
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "api_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(ProxyError):
+    status, error_type = 400, "invalid_request_error"
+
+
+class NotFound(ProxyError):
+    status, error_type = 404, "not_found_error"
+
+
+class MethodNotAllowed(ProxyError):
+    status, error_type = 405, "invalid_request_error"
+
+
+class ClientTimeout(ProxyError):
+    status, error_type = 408, "timeout_error"
+
+
+class RequestTooLarge(ProxyError):
+    status, error_type = 413, "request_too_large"
+
+
+class HeadersTooLarge(ProxyError):
+    status, error_type = 431, "invalid_request_error"
+
+
+class UpstreamError(ProxyError):
+    """The upstream could not be reached or broke the protocol."""
+
+    status, error_type = 502, "api_error"
+
+
+class Unavailable(ProxyError):
+    status, error_type = 503, "api_error"
+
+
+class UpstreamTimeout(ProxyError):
+    status, error_type = 504, "timeout_error"
+
+
+class ClientGone(Exception):
+    """The client closed its connection or reset its stream: stop the exchange."""
+
+
+_BY_STATUS: dict[int, type[ProxyError]] = {
+    400: InvalidRequest,
+    408: ClientTimeout,
+    413: RequestTooLarge,
+    431: HeadersTooLarge,
+    502: UpstreamError,
+}
+
+
+def from_protocol_error(exc: ProtocolError) -> ProxyError:
+    cls = _BY_STATUS.get(exc.status, InvalidRequest)
+    return cls(exc.message)
+
+
+def error_body(error_type: str, message: str, request_id: str | None = None) -> bytes:
+    doc: dict[str, object] = {"type": "error", "error": {"type": error_type, "message": message}}
+    if request_id:
+        doc["request_id"] = request_id
+    return orjson.dumps(doc)
+
+
+def error_response(exc: ProxyError, request_id: str | None = None) -> tuple[ResponseHead, bytes]:
+    body = error_body(exc.error_type, exc.message, request_id)
+    headers: Headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-trioproxy-error", b"1"),  # tells proxy-made errors from upstream ones
+    ]
+    if request_id:
+        headers.append((b"request-id", request_id.encode()))
+    return ResponseHead(exc.status, headers), body
+
+
+def sse_error_event(message: str) -> bytes:
+    """The final `event: error` written into a stream the upstream broke."""
+    data = orjson.dumps({"type": "error", "error": {"type": "api_error", "message": message}})
+    return b"event: error\ndata: " + data + b"\n\n"

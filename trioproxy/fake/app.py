@@ -1,0 +1,238 @@
+"""The fake upstream application (a ``ClientExchange`` handler)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import trio
+
+from trioproxy.fake.faults import Faults, FaultSyntaxError, parse_faults
+from trioproxy.fake.messages import (
+    error_json,
+    message_json,
+    models_json,
+    plan_for,
+    sse,
+    stream_events,
+)
+from trioproxy.inbound.exchange import ClientExchange, respond
+from trioproxy.proto.events import Headers, ResponseHead
+
+MAX_BODY = 64 * 1024 * 1024  # bytes the fake accepts in one request
+RECORDS = 1000  # requests remembered for tests to inspect
+KEEP_BODY = 4 * 1024 * 1024  # bytes of the last body kept verbatim
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """A request as it reached the fake upstream."""
+
+    method: bytes
+    target: bytes
+    headers: Headers
+    protocol: str
+    body_len: int
+    body_sha256: str
+
+
+class FakeUpstream:
+    def __init__(self) -> None:
+        self.seen: deque[Seen] = deque(maxlen=RECORDS)
+        self.last_body = b""
+        self.requests = 0
+        self.cancelled = 0  # exchanges the peer abandoned (reset stream, closed connection)
+        self._changed = trio.Event()
+        self._ids = 0
+
+    async def wait_for(self, predicate: Any) -> None:
+        """For tests: wait until ``predicate(self)`` holds (the caller bounds it)."""
+        while not predicate(self):
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _request_id(self) -> str:
+        self._ids += 1
+        return f"req_fake_{self._ids:06d}"
+
+    async def __call__(self, ex: ClientExchange) -> None:
+        self.requests += 1
+        rid = self._request_id()
+        try:
+            body = await self._read_body(ex)
+            head = ex.head
+            self.seen.append(
+                Seen(
+                    head.method,
+                    head.target,
+                    list(head.headers),
+                    ex.protocol,
+                    len(body),
+                    hashlib.sha256(body).hexdigest(),
+                )
+            )
+            self.last_body = body[:KEEP_BODY]
+            self._notify()
+            await self._route(ex, body, rid)
+        except trio.Cancelled:
+            self.cancelled += 1
+            self._notify()
+            raise
+
+    async def _read_body(self, ex: ClientExchange) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while (chunk := await ex.receive_body()) is not None:
+            total += len(chunk.data)
+            if total <= MAX_BODY:
+                parts.append(chunk.data)
+            ex.ack(chunk.flow_controlled_length)
+        return b"".join(parts)
+
+    async def _route(self, ex: ClientExchange, body: bytes, rid: str) -> None:
+        method, path = ex.head.method, ex.head.path
+        if path == b"/v1/messages" and method == b"POST":
+            await self._messages(ex, body, rid)
+        elif path == b"/v1/messages/count_tokens" and method == b"POST":
+            await _json(ex, 200, orjson.dumps({"input_tokens": max(1, len(body) // 4)}), rid)
+        elif path == b"/v1/models" and method == b"GET":
+            await _json(ex, 200, models_json(), rid)
+        elif path == b"/api/hello" and method in (b"GET", b"HEAD"):
+            await _json(ex, 200, orjson.dumps({"message": "hello"}), rid)
+        elif path.startswith(b"/echo"):
+            await self._echo(ex, body, rid)
+        else:
+            await _json(
+                ex,
+                404,
+                error_json("not_found_error", f"Not found: {path.decode('latin-1')}", rid),
+                rid,
+            )
+
+    async def _echo(self, ex: ClientExchange, body: bytes, rid: str) -> None:
+        """The request as received: head in headers, body verbatim."""
+        head = ex.head
+        hdrs = orjson.dumps([[k.decode("latin-1"), v.decode("latin-1")] for k, v in head.headers])
+        await respond(
+            ex,
+            ResponseHead(
+                200,
+                [
+                    (b"content-type", b"application/octet-stream"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"request-id", rid.encode()),
+                    (b"x-echo-method", head.method),
+                    (b"x-echo-target", head.target),
+                    (b"x-echo-protocol", ex.protocol.encode()),
+                    (b"x-echo-headers", hdrs),
+                ],
+            ),
+            body,
+        )
+
+    async def _messages(self, ex: ClientExchange, body: bytes, rid: str) -> None:
+        try:
+            faults = parse_faults(ex.head.header(b"x-fake-fault"))
+        except FaultSyntaxError as exc:
+            await _json(ex, 400, error_json("invalid_request_error", str(exc), rid), rid)
+            return
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            await _json(
+                ex,
+                400,
+                error_json("invalid_request_error", "request body is not valid JSON", rid),
+                rid,
+            )
+            return
+        if not isinstance(request, dict) or "messages" not in request or "model" not in request:
+            await _json(
+                ex,
+                400,
+                error_json("invalid_request_error", "model and messages are required", rid),
+                rid,
+            )
+            return
+        if faults.slow_headers:
+            await trio.sleep(faults.slow_headers)
+        if faults.status is not None:
+            await self._status_fault(ex, faults, rid)
+            return
+        plan = plan_for(request, body, text_bytes=faults.text_bytes)
+        if not request.get("stream"):
+            await _json(ex, 200, message_json(plan), rid)
+            return
+        await self._stream(ex, stream_events(plan), faults, rid)
+
+    async def _status_fault(self, ex: ClientExchange, faults: Faults, rid: str) -> None:
+        status = faults.status or 500
+        extra: Headers = []
+        if status == 429:
+            kind, msg = "rate_limit_error", "Number of requests has exceeded your rate limit (fake)"
+            extra.append((b"retry-after", f"{faults.retry_after:g}".encode()))
+        elif status == 529:
+            kind, msg = "overloaded_error", "Overloaded (fake)"
+            extra.append((b"x-should-retry", b"true"))
+        else:
+            kind, msg = "api_error", f"Internal server error (fake {status})"
+            extra.append((b"x-should-retry", b"true"))
+        await _json(ex, status, error_json(kind, msg, rid), rid, extra)
+
+    async def _stream(
+        self, ex: ClientExchange, events: list[bytes], faults: Faults, rid: str
+    ) -> None:
+        await ex.send_head(
+            ResponseHead(
+                200,
+                [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"request-id", rid.encode()),
+                    (b"anthropic-ratelimit-requests-limit", b"4000"),
+                ],
+            )
+        )
+        for n, event in enumerate(events):
+            if faults.drop_after is not None and n == faults.drop_after:
+                await ex.abort()
+                return
+            if faults.error_after is not None and n == faults.error_after:
+                await ex.send_body(
+                    sse(
+                        "error",
+                        {
+                            "type": "error",
+                            "error": {
+                                "type": "overloaded_error",
+                                "message": "Overloaded (fake, mid-stream)",
+                            },
+                        },
+                    )
+                )
+                await ex.end()
+                return
+            if faults.stall_after is not None and n == faults.stall_after:
+                await trio.sleep_forever()
+            if faults.event_delay and n:
+                await trio.sleep(faults.event_delay)
+            await ex.send_body(event)
+        await ex.end()
+
+
+async def _json(
+    ex: ClientExchange, status: int, body: bytes, rid: str, extra: Headers | None = None
+) -> None:
+    headers: Headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"request-id", rid.encode()),
+        *(extra or []),
+    ]
+    await respond(ex, ResponseHead(status, headers), body)

@@ -1,0 +1,69 @@
+"""Parsing the ``x-fake-fault`` request header (pure).
+
+Comma-separated tokens, each ``name`` or ``name=value``:
+
+  429[=retry_after_s]   rate_limit_error with retry-after (default 1)
+  529                   overloaded_error
+  500 / 502 / 503 / 504 api_error with that status
+  slow-headers=S        wait S seconds before the response headers
+  event-delay=S         wait S seconds between SSE events
+  drop-mid-stream[=N]   after N events (default 3) abort the response (h1: close, h2: RST_STREAM)
+  error-mid-stream[=N]  after N events send `event: error` (overloaded_error) and end
+  stall[=N]             after N events send nothing more, ever
+  text-bytes=N          reply text of about N bytes (for big responses)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STATUS_FAULTS = {"429", "500", "502", "503", "504", "529"}
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    status: int | None = None
+    retry_after: float = 1.0
+    slow_headers: float = 0.0
+    event_delay: float = 0.0
+    drop_after: int | None = None
+    error_after: int | None = None
+    stall_after: int | None = None
+    text_bytes: int | None = None
+
+
+class FaultSyntaxError(ValueError):
+    pass
+
+
+def parse_faults(raw: bytes | None) -> Faults:
+    if not raw:
+        return Faults()
+    kw: dict[str, float | int | None] = {}
+    for token in raw.decode("latin-1").split(","):
+        token = token.strip()
+        if not token:
+            continue
+        name, _, value = token.partition("=")
+        try:
+            if name in STATUS_FAULTS:
+                kw["status"] = int(name)
+                if name == "429" and value:
+                    kw["retry_after"] = float(value)
+            elif name == "slow-headers":
+                kw["slow_headers"] = float(value)
+            elif name == "event-delay":
+                kw["event_delay"] = float(value)
+            elif name == "drop-mid-stream":
+                kw["drop_after"] = int(value or 3)
+            elif name == "error-mid-stream":
+                kw["error_after"] = int(value or 3)
+            elif name == "stall":
+                kw["stall_after"] = int(value or 3)
+            elif name == "text-bytes":
+                kw["text_bytes"] = int(value)
+            else:
+                raise FaultSyntaxError(f"unknown fault {name!r}")
+        except ValueError as exc:
+            raise FaultSyntaxError(f"bad fault {token!r}: {exc}") from None
+    return Faults(**kw)  # type: ignore[arg-type]

@@ -1,0 +1,228 @@
+"""One exchange through the proxy: the request pump and the response pump.
+
+The request body streams client -> upstream in one task while the response
+streams upstream -> client in another (an upstream may answer before the body
+is done). Errors are mapped once, here: before the first response byte, the
+client gets an Anthropic-shaped error; after it, an SSE stream gets a final
+``event: error`` and anything else is truncated (``abort``), so a client never
+mistakes a broken body for a complete one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import trio
+
+from trioproxy._util import one_error
+from trioproxy.admin.endpoints import is_own, serve_own
+from trioproxy.errors import (
+    ClientGone,
+    ClientTimeout,
+    ProxyError,
+    RequestTooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+    error_response,
+    sse_error_event,
+)
+from trioproxy.inbound.exchange import ClientExchange, respond
+from trioproxy.pipeline.forward import check_declared_length, upstream_head
+from trioproxy.proto.events import BodyChunk, RequestHead, ResponseHead
+from trioproxy.proto.headers import has_header, is_event_stream, response_headers_for_client
+from trioproxy.proto.sse import EventBoundary
+from trioproxy.state import ServerState
+from trioproxy.upstream.lease import Lease, UpstreamClosed, UpstreamWriteFailed
+from trioproxy.upstream.pool import UpstreamPool
+
+log = logging.getLogger("trioproxy.handler")
+
+REPLAY_LIMIT = 4 * 1024 * 1024  # bytes of request body kept to resend once on a stale connection
+
+
+class RequestBody:
+    """The client's request body, read once, with limits and a bounded copy.
+
+    The copy lets a request that hit a connection the server had already closed
+    be sent again on a fresh one (at most once); bodies over REPLAY_LIMIT are
+    not kept, and such a request is not retried."""
+
+    def __init__(self, ex: ClientExchange, *, max_bytes: int, idle_timeout: float) -> None:
+        self._ex = ex
+        self._max = max_bytes
+        self._idle = idle_timeout
+        self.total = 0
+        self.done = not ex.has_body
+        self._replay: list[bytes] | None = []
+        self._replay_bytes = 0
+
+    @property
+    def replayable(self) -> bool:
+        return self._replay is not None
+
+    def replay(self) -> list[bytes]:
+        return list(self._replay or ())
+
+    async def read(self) -> BodyChunk | None:
+        if self.done:
+            return None
+        with trio.move_on_after(self._idle) as idle:
+            chunk = await self._ex.receive_body()
+        if idle.cancelled_caught:
+            raise ClientTimeout(f"no request body data received for {self._idle:g} s")
+        if chunk is None:
+            self.done = True
+            return None
+        self.total += len(chunk.data)
+        if self.total > self._max:
+            raise RequestTooLarge(f"request body exceeds the proxy's limit of {self._max} bytes")
+        if self._replay is not None:
+            self._replay_bytes += len(chunk.data)
+            if self._replay_bytes > REPLAY_LIMIT:
+                self._replay = None
+            else:
+                self._replay.append(chunk.data)
+        return chunk
+
+    def ack(self, chunk: BodyChunk) -> None:
+        self._ex.ack(chunk.flow_controlled_length)
+
+
+class Proxy:
+    """The proxy application: own endpoints, else forward upstream."""
+
+    def __init__(self, state: ServerState, pool: UpstreamPool) -> None:
+        self.state = state
+        self.pool = pool
+
+    async def __call__(self, ex: ClientExchange) -> None:
+        if is_own(ex.head):
+            await serve_own(ex, self.state)
+            return
+        try:
+            await self._forward(ex)
+        except ProxyError as exc:
+            await self._fail(ex, exc)
+
+    async def _fail(self, ex: ClientExchange, exc: ProxyError) -> None:
+        log.info("%s %s -> %d %s", ex.request_id, ex.head.method.decode(), exc.status, exc.message)
+        if ex.response_started:
+            await ex.abort()
+            return
+        head, body = error_response(exc, ex.request_id)
+        await respond(ex, head, body)
+
+    async def _forward(self, ex: ClientExchange) -> None:
+        cfg = self.state.config
+        check_declared_length(ex.head, cfg.limits.max_body_bytes)
+        body = RequestBody(
+            ex, max_bytes=cfg.limits.max_body_bytes, idle_timeout=cfg.timeouts.client_body_idle
+        )
+        fresh = False
+        while True:
+            lease = await self._acquire(fresh=fresh)
+            try:
+                await self._exchange(ex, lease, body)
+                return
+            except UpstreamClosed as exc:
+                if not (
+                    exc.retryable and not fresh and body.replayable and not ex.response_started
+                ):
+                    raise
+                log.debug(
+                    "%s: stale upstream connection, retrying once on a fresh one", ex.request_id
+                )
+                fresh = True
+            finally:
+                await self.pool.release(lease)
+
+    async def _acquire(self, *, fresh: bool) -> Lease:
+        timeout = self.state.config.timeouts.connect
+        with trio.move_on_after(timeout) as scope:
+            return await self.pool.acquire(fresh=fresh)
+        assert scope.cancelled_caught
+        raise UpstreamError(
+            f"could not connect to upstream {self.pool.origin} within {timeout:g} s"
+        )
+
+    async def _exchange(self, ex: ClientExchange, lease: Lease, body: RequestBody) -> None:
+        cfg = self.state.config
+        up_head = upstream_head(ex.head, self.pool.origin, upstream_is_h2=lease.protocol == "h2")
+        try:
+            await lease.send_head(up_head, has_body=ex.has_body)
+        except UpstreamWriteFailed as exc:
+            raise UpstreamClosed(
+                f"upstream {self.pool.origin} closed the connection", retryable=lease.reused
+            ) from exc
+        head_scope = trio.CancelScope(deadline=math.inf)
+        with one_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump_request, lease, body, head_scope)
+                with head_scope:
+                    resp = await lease.receive_head()
+                if head_scope.cancelled_caught:
+                    raise UpstreamTimeout(
+                        f"upstream sent no response headers within {cfg.timeouts.response_headers:g} s"
+                    )
+                await self._pump_response(ex, lease, resp, up_head)
+                nursery.cancel_scope.cancel()  # an early response ends the upload too
+
+    async def _pump_request(
+        self, lease: Lease, body: RequestBody, head_scope: trio.CancelScope
+    ) -> None:
+        """Client body -> upstream. Credit goes back to the client only after a
+        chunk was handed to the upstream (HTTP/2 backpressure)."""
+        try:
+            for data in body.replay():
+                await lease.send_body(data)
+            while (chunk := await body.read()) is not None:
+                await lease.send_body(chunk.data)
+                body.ack(chunk)
+            await lease.end_body()
+        except UpstreamWriteFailed:
+            pass  # the response side sees the broken connection and decides
+        finally:
+            # The response-header timeout counts from the end of the upload.
+            head_scope.deadline = min(
+                head_scope.deadline,
+                trio.current_time() + self.state.config.timeouts.response_headers,
+            )
+
+    async def _pump_response(
+        self, ex: ClientExchange, lease: Lease, resp: ResponseHead, up_head: RequestHead
+    ) -> None:
+        idle_timeout = self.state.config.timeouts.upstream_body_idle
+        sse = EventBoundary() if is_event_stream(resp.headers) else None
+        framed = has_header(resp.headers, b"content-length")
+        await ex.send_head(
+            ResponseHead(resp.status, response_headers_for_client(resp.headers), resp.reason)
+        )
+        try:
+            while True:
+                with trio.move_on_after(idle_timeout) as idle:
+                    chunk = await lease.receive_body()
+                if idle.cancelled_caught:
+                    raise UpstreamTimeout(
+                        f"upstream sent nothing for {idle_timeout:g} s mid-response"
+                    )
+                if chunk is None:
+                    break
+                if sse is not None:
+                    sse.feed(chunk)
+                await ex.send_body(chunk)
+        except (UpstreamError, UpstreamTimeout) as exc:
+            log.info("%s: upstream failed mid-response: %s", ex.request_id, exc.message)
+            if sse is not None and not framed:
+                sep = b"" if sse.at_boundary else b"\n\n"
+                await ex.send_body(
+                    sep + sse_error_event(f"upstream stream interrupted: {exc.message}")
+                )
+                await ex.end()
+            else:
+                await ex.abort()
+            return
+        await ex.end()
+
+
+__all__ = ["ClientGone", "Proxy"]

@@ -1,0 +1,73 @@
+"""The seam between transports and applications: one request/response exchange."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from trioproxy.proto.events import BodyChunk, RequestHead, ResponseHead
+
+
+class ClientExchange(Protocol):
+    """One request from a client and the response we owe it.
+
+    ``receive_body`` returns chunks until ``None`` (end of body). It raises
+    ``ClientGone`` when the client went away, and ``ProxyError`` subclasses for
+    bad framing (400) detected mid-body. After forwarding a chunk, the caller
+    calls ``ack(chunk.flow_controlled_length)``: HTTP/2 hands that credit back
+    to the client only then, so a slow upstream pushes back on the client.
+
+    ``abort()`` ends a started response so that the client sees a truncation
+    (HTTP/1.1: close without the final chunk; HTTP/2: RST_STREAM), never a body
+    that looks complete.
+    """
+
+    head: RequestHead
+    request_id: str
+    protocol: str  # "h1" or "h2"
+
+    @property
+    def has_body(self) -> bool: ...
+
+    @property
+    def response_started(self) -> bool: ...
+
+    async def receive_body(self) -> BodyChunk | None: ...
+
+    def ack(self, nbytes: int) -> None: ...
+
+    async def send_head(self, head: ResponseHead) -> None: ...
+
+    async def send_body(self, data: bytes) -> None: ...
+
+    async def end(self) -> None: ...
+
+    async def abort(self) -> None: ...
+
+
+App = Callable[[ClientExchange], Awaitable[None]]
+
+
+class RequestIds:
+    """Process-unique ids for proxy-made errors and logs: a random prefix per
+    process plus a counter (cheaper than uuid4 per request, still unguessable
+    across restarts)."""
+
+    __slots__ = ("_counter", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = "req_trioproxy_" + os.urandom(6).hex()
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):08x}"
+
+
+async def respond(exchange: ClientExchange, head: ResponseHead, body: bytes) -> None:
+    """Send a whole small response."""
+    await exchange.send_head(head)
+    if body and exchange.head.method != b"HEAD":
+        await exchange.send_body(body)
+    await exchange.end()

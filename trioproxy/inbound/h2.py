@@ -1,0 +1,312 @@
+"""HTTP/2 client connections: many concurrent streams, real flow control.
+
+A reader task feeds h2 and routes events to streams; the writer task owns the
+socket's send side; each stream runs the application in its own task inside
+the connection's nursery. Request data is acknowledged to the client only
+after the application forwarded it (``ack``), so per-stream buffering is
+bounded by the stream window we advertise. Drain sends a graceful GOAWAY and
+lets the streams already opened finish.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+import h2.errors
+import trio
+
+from trioproxy.errors import ClientGone, ProxyError, error_response
+from trioproxy.inbound.exchange import App
+from trioproxy.inbound.writer import Writer
+from trioproxy.proto.errors import ProtocolError
+from trioproxy.proto.events import BodyChunk, EndOfMessage, RequestHead, ResponseHead, StreamReset
+from trioproxy.proto.h2 import ConnectionEnded, H2Event, H2Server, StreamEvent, WindowOpened
+from trioproxy.state import ServerState
+
+log = logging.getLogger("trioproxy.h2")
+
+MAX_RECV = 64 * 1024  # bytes; one read from the client
+CLOSE_GRACE = 1.0  # seconds; bound on shielded cleanup
+
+
+class H2Stream:
+    protocol = "h2"
+
+    def __init__(
+        self, conn: H2ServerConnection, stream_id: int, head: RequestHead, request_id: str
+    ) -> None:
+        self._conn = conn
+        self.stream_id = stream_id
+        self.head = head
+        self.request_id = request_id
+        self._chunks: deque[BodyChunk] = deque()
+        self._arrived = trio.Event()
+        self._window = trio.Event()
+        self.ended = False  # client finished its body
+        self.reset = False  # client reset the stream
+        self.finished = False  # we ended or reset our side
+        self._started = False
+        self.received_flow = 0
+        self.acked_flow = 0
+        self.app_scope = trio.CancelScope()
+        self._has_body: bool | None = None
+
+    @property
+    def has_body(self) -> bool:
+        if self._has_body is None:
+            self._has_body = bool(self._chunks) or not self.ended
+        return self._has_body
+
+    @property
+    def response_started(self) -> bool:
+        return self._started
+
+    # -- events from the reader ----------------------------------------------
+    def on_data(self, chunk: BodyChunk) -> None:
+        self.received_flow += chunk.flow_controlled_length
+        self._chunks.append(chunk)
+        self._arrived.set()
+
+    def on_end(self) -> None:
+        self.ended = True
+        self._arrived.set()
+
+    def on_reset(self) -> None:
+        self.reset = True
+        self.app_scope.cancel()
+        self._arrived.set()
+        self._window.set()
+
+    def on_window(self) -> None:
+        self._window.set()
+
+    # -- request body ---------------------------------------------------------
+    async def receive_body(self) -> BodyChunk | None:
+        while not self._chunks:
+            if self.reset:
+                raise ClientGone("client reset the stream")
+            if self.ended:
+                return None
+            await self._arrived.wait()
+            self._arrived = trio.Event()
+        return self._chunks.popleft()
+
+    def ack(self, nbytes: int) -> None:
+        if nbytes and not self.reset:
+            self.acked_flow += nbytes
+            self._conn.proto.ack(self.stream_id, nbytes)
+            self._conn.writer.request()
+
+    # -- response -------------------------------------------------------------
+    async def _flush(self) -> None:
+        try:
+            await self._conn.writer.flush()
+        except trio.BrokenResourceError as exc:
+            raise ClientGone("client connection closed") from exc
+
+    async def send_head(self, head: ResponseHead) -> None:
+        if self.reset:
+            raise ClientGone("client reset the stream")
+        self._started = True
+        self._conn.proto.send_response_head(self.stream_id, head)
+        await self._flush()
+
+    async def send_body(self, data: bytes) -> None:
+        proto = self._conn.proto
+        view = memoryview(data)
+        while view:
+            if self.reset:
+                raise ClientGone("client reset the stream")
+            n = proto.sendable(self.stream_id)
+            if n <= 0:
+                self._window = trio.Event()
+                if proto.sendable(self.stream_id) <= 0:
+                    await self._window.wait()
+                continue
+            proto.send_data(self.stream_id, bytes(view[:n]))
+            view = view[n:]
+            self._conn.writer.request()
+        await self._flush()
+
+    async def end(self) -> None:
+        if self.reset:
+            raise ClientGone("client reset the stream")
+        self.finished = True
+        self._conn.proto.end_stream(self.stream_id)
+        await self._flush()
+
+    async def abort(self) -> None:
+        """RST_STREAM: the client sees a truncated response, not a complete one."""
+        self.finished = True
+        self._conn.proto.reset_stream(self.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        self._conn.writer.request()
+
+
+class H2ServerConnection:
+    def __init__(self, stream: trio.abc.Stream, state: ServerState, app: App) -> None:
+        limits = state.config.limits
+        self.stream = stream
+        self.state = state
+        self.app = app
+        self.proto = H2Server(
+            stream_window=limits.h2_stream_window,
+            max_concurrent_streams=limits.h2_max_concurrent_streams,
+        )
+        self.writer = Writer(stream, self.proto.data_to_send)
+        self.streams: dict[int, H2Stream] = {}
+        self._reader_scope = trio.CancelScope()
+        self._streams_done = trio.Event()
+        self._goaway_sent = False
+
+    def __repr__(self) -> str:
+        return f"<H2ServerConnection streams={len(self.streams)} {self.proto!r}>"
+
+    def begin_drain(self) -> None:
+        if self._goaway_sent:
+            return
+        self._goaway_sent = True
+        self.writer.append_raw(self.proto.graceful_goaway())
+        if not self.streams:
+            self._reader_scope.cancel()
+
+    async def serve(self, initial: bytes) -> None:
+        with self.state.connection("h2"), self.state.drainable(self):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._run_writer, nursery.cancel_scope)
+                self.writer.request()  # our SETTINGS
+                reason = "drained"
+                with self._reader_scope:
+                    reason = await self._read_loop(nursery, initial)
+                if reason in ("eof", "error"):
+                    for st in list(self.streams.values()):
+                        st.on_reset()  # the client is gone: cancel its streams
+                # "goaway" (the client's) or "drained" (ours): opened streams finish;
+                # the server's drain deadline bounds the wait.
+                while self.streams:
+                    self._streams_done = trio.Event()
+                    await self._streams_done.wait()
+                with trio.move_on_after(CLOSE_GRACE, shield=True):
+                    await self.writer.flush()
+                nursery.cancel_scope.cancel()
+
+    async def _run_writer(self, conn_scope: trio.CancelScope) -> None:
+        await self.writer.run()
+        conn_scope.cancel()  # socket gone: every stream is gone
+
+    async def _read_loop(self, nursery: trio.Nursery, initial: bytes) -> str:
+        """Read until the connection should stop reading; says why."""
+        if initial and (reason := self._feed(nursery, initial)):
+            return reason
+        keepalive = self.state.config.timeouts.keepalive_idle
+        while True:
+            if self.streams:
+                data = await self._receive()
+            else:
+                with self.state.idle() as idle:
+                    idle.deadline = trio.current_time() + keepalive
+                    data = await self._receive()
+                if idle.cancelled_caught:
+                    self.begin_drain()  # idle expiry or drain: GOAWAY, then close
+                    return "drained"
+            if not data:
+                return "eof"
+            if reason := self._feed(nursery, data):
+                return reason
+
+    async def _receive(self) -> bytes:
+        try:
+            return await self.stream.receive_some(MAX_RECV)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""
+
+    def _feed(self, nursery: trio.Nursery, data: bytes) -> str:
+        """Process bytes; a reason ("error", "goaway") when reading must stop."""
+        try:
+            events = self.proto.receive_data(data)
+        except ProtocolError as exc:
+            log.info("closing HTTP/2 connection: %s", exc.message)
+            self.writer.request()  # h2 queued GOAWAY
+            self._goaway_sent = True
+            return "error"
+        new: list[H2Stream] = []
+        go_on = True
+        for ev in events:
+            go_on = self._dispatch(ev, new) and go_on
+        for st in new:
+            nursery.start_soon(self._run_stream, st)
+        self.writer.request()
+        return "" if go_on else "goaway"
+
+    def _dispatch(self, ev: H2Event, new: list[H2Stream]) -> bool:
+        if isinstance(ev, StreamEvent):
+            sid, inner = ev.stream_id, ev.event
+            if isinstance(inner, RequestHead):
+                st = H2Stream(self, sid, inner, self.state.request_ids.next())
+                self.streams[sid] = st
+                new.append(st)
+                return True
+            st_or_none = self.streams.get(sid)
+            if st_or_none is None:
+                if isinstance(inner, BodyChunk):
+                    self.proto.ack(
+                        sid, inner.flow_controlled_length
+                    )  # keep the connection window whole
+                return True
+            if isinstance(inner, BodyChunk):
+                st_or_none.on_data(inner)
+            elif isinstance(inner, EndOfMessage):
+                st_or_none.on_end()
+            elif isinstance(inner, StreamReset):
+                st_or_none.on_reset()
+        elif isinstance(ev, WindowOpened):
+            if ev.stream_id == 0:
+                for st in self.streams.values():
+                    st.on_window()
+            elif (st2 := self.streams.get(ev.stream_id)) is not None:
+                st2.on_window()
+        elif isinstance(ev, ConnectionEnded):
+            return False
+        return True
+
+    async def _run_stream(self, st: H2Stream) -> None:
+        try:
+            with self.state.exchange(), st.app_scope:
+                try:
+                    await self.app(st)
+                except ClientGone:
+                    pass
+                except ProxyError as exc:  # an app that let one escape: still answer
+                    if not st.response_started and not st.reset:
+                        head, body = error_response(exc, st.request_id)
+                        await st.send_head(head)
+                        await st.send_body(body)
+                        await st.end()
+                except Exception:
+                    log.exception("stream %d handler failed", st.stream_id)
+        finally:
+            if not st.finished and not st.reset:
+                self.proto.reset_stream(st.stream_id, h2.errors.ErrorCodes.CANCEL)
+            leftover = st.received_flow - st.acked_flow
+            if leftover > 0:
+                self.proto.ack(
+                    st.stream_id, leftover
+                )  # unread body: give the connection window back
+            self.streams.pop(st.stream_id, None)
+            self.writer.request()
+            if not self.streams:
+                self._streams_done.set()
+                if self._goaway_sent:
+                    self._reader_scope.cancel()  # drained: stop reading, close
+
+
+async def serve_h2(
+    stream: trio.abc.Stream, state: ServerState, app: App, initial: bytes = b""
+) -> None:
+    """Serve one HTTP/2 connection until it closes. Closes ``stream``."""
+    conn = H2ServerConnection(stream, state, app)
+    try:
+        await conn.serve(initial)
+    finally:
+        with trio.move_on_after(CLOSE_GRACE, shield=True):
+            await stream.aclose()

@@ -1,0 +1,34 @@
+"""Building the upstream request head from the client's (forwarding rules)."""
+
+from __future__ import annotations
+
+from trioproxy.config import Origin
+from trioproxy.errors import RequestTooLarge
+from trioproxy.proto.events import RequestHead
+from trioproxy.proto.headers import content_length, request_headers_for_upstream
+
+
+def upstream_head(head: RequestHead, origin: Origin, *, upstream_is_h2: bool) -> RequestHead:
+    """Method, path and query byte-exact (prefixed by the origin's base path);
+    end-to-end headers verbatim and in order; `host` set to the upstream's."""
+    headers = request_headers_for_upstream(head.headers, upstream_is_h2=upstream_is_h2)
+    if not upstream_is_h2:
+        headers.insert(0, (b"host", origin.authority))
+    target = origin.base_path.encode() + head.target if origin.base_path else head.target
+    return RequestHead(
+        method=head.method,
+        target=target,
+        headers=headers,
+        http_version=b"2" if upstream_is_h2 else b"1.1",
+        authority=origin.authority,
+        scheme=origin.scheme.encode(),
+    )
+
+
+def check_declared_length(head: RequestHead, max_body_bytes: int) -> None:
+    """413 before anything goes upstream when Content-Length already says so."""
+    declared = content_length(head.headers)
+    if declared is not None and declared > max_body_bytes:
+        raise RequestTooLarge(
+            f"request body of {declared} bytes exceeds the proxy's limit of {max_body_bytes} bytes"
+        )

@@ -1,0 +1,228 @@
+"""HTTP/1.1 server and client adapters over h11.
+
+h11 already implements the framing rules of RFC 9112 (Content-Length vs chunked,
+keep-alive, pipelining via PAUSED, 100-continue bookkeeping); these adapters only
+translate its events into the proxy's neutral ones and map its errors to a
+status, so the Trio shell never imports h11.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import h11
+
+from trioproxy.proto.errors import ProtocolError
+from trioproxy.proto.events import (
+    NEED_DATA,
+    PAUSED,
+    PEER_CLOSED,
+    BodyChunk,
+    EndOfMessage,
+    Headers,
+    InformationalResponse,
+    NeedData,
+    Paused,
+    PeerClosed,
+    RequestHead,
+    ResponseHead,
+)
+
+ServerEvent = RequestHead | BodyChunk | EndOfMessage | PeerClosed | NeedData | Paused
+ClientEvent = (
+    ResponseHead | InformationalResponse | BodyChunk | EndOfMessage | PeerClosed | NeedData
+)
+
+
+_REASONS: dict[int, bytes] = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+
+def _headers(h: h11._headers.Headers) -> Headers:  # h11 lower-cases names already
+    return list(h)
+
+
+class H1Server:
+    """One server-side HTTP/1.1 connection: bytes in, request events out."""
+
+    __slots__ = ("_conn", "_max_headers")
+
+    def __init__(self, *, max_head_bytes: int, max_headers: int) -> None:
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
+        self._max_headers = max_headers
+
+    def __repr__(self) -> str:
+        c = self._conn
+        return f"<H1Server client={c.their_state} us={c.our_state} buffered={self.buffered_bytes}>"
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the socket; ``b""`` means the client closed (EOF)."""
+        self._conn.receive_data(data)
+
+    def next_event(self) -> ServerEvent:
+        if self._conn.their_state is h11.IDLE:
+            self._reject_obs_fold()
+        try:
+            ev = self._conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise ProtocolError(
+                f"malformed HTTP/1.1 request: {exc}", exc.error_status_hint
+            ) from None
+        if ev is h11.NEED_DATA:
+            return NEED_DATA
+        if ev is h11.PAUSED:
+            return PAUSED
+        if isinstance(ev, h11.Request):
+            headers = _headers(ev.headers)
+            if len(headers) > self._max_headers:
+                raise ProtocolError(
+                    f"too many header fields ({len(headers)} > {self._max_headers})", 431
+                )
+            host = b""
+            for k, v in headers:
+                if k == b"host":
+                    host = v
+                    break
+            return RequestHead(
+                method=ev.method,
+                target=ev.target,
+                headers=headers,
+                http_version=ev.http_version,
+                authority=host,
+            )
+        if isinstance(ev, h11.Data):
+            return BodyChunk(bytes(ev.data), len(ev.data))
+        if isinstance(ev, h11.EndOfMessage):
+            return EndOfMessage(_headers(ev.headers))
+        if isinstance(ev, h11.ConnectionClosed):
+            return PEER_CLOSED
+        raise AssertionError(f"unexpected h11 server event {ev!r}")  # pragma: no cover
+
+    def _reject_obs_fold(self) -> None:
+        """h11 unfolds obsolete line folding (RFC 9112 5.2 allows that); a proxy
+        should not: a folded line is how header-smuggling payloads hide, so the
+        request is rejected with 400 instead."""
+        buf, _closed = self._conn.trailing_data
+        end = buf.find(b"\r\n\r\n")
+        head = buf if end < 0 else buf[:end]
+        if b"\n " in head or b"\n\t" in head:
+            raise ProtocolError("obsolete line folding in request header", 400)
+
+    @property
+    def waiting_for_100_continue(self) -> bool:
+        return bool(self._conn.they_are_waiting_for_100_continue)
+
+    @property
+    def request_has_body(self) -> bool:
+        """True while the client may still send body bytes."""
+        return self._conn.their_state is h11.SEND_BODY
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes received but not yet parsed (pipelined requests wait here)."""
+        return len(self._conn.trailing_data[0])
+
+    @property
+    def can_respond(self) -> bool:
+        return self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE)
+
+    @property
+    def response_started(self) -> bool:
+        return self._conn.our_state in (h11.SEND_BODY, h11.DONE, h11.MUST_CLOSE)
+
+    def send_informational(self, status: int) -> bytes:
+        return self._conn.send(h11.InformationalResponse(status_code=status, headers=[])) or b""
+
+    def send_response_head(self, head: ResponseHead) -> bytes:
+        reason = head.reason or _REASONS.get(head.status, b"")
+        return (
+            self._conn.send(
+                h11.Response(status_code=head.status, headers=head.headers, reason=reason)
+            )
+            or b""
+        )
+
+    def send_body(self, data: bytes) -> bytes:
+        return self._conn.send(h11.Data(data=data)) or b""
+
+    def send_end(self) -> bytes:
+        return self._conn.send(h11.EndOfMessage()) or b""
+
+    def send_failed(self) -> None:
+        """A write failed (or was cancelled): the connection is unusable."""
+        self._conn.send_failed()
+
+    def start_next_cycle(self) -> bool:
+        """Reset for the next request on a keep-alive connection. False when the
+        connection must close instead (either side asked, or framing forbids)."""
+        c = self._conn
+        if c.our_state is h11.DONE and c.their_state is h11.DONE:
+            c.start_next_cycle()
+            return True
+        return False
+
+
+class H1Client:
+    """One client-side HTTP/1.1 connection to an upstream."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, *, max_head_bytes: int) -> None:
+        self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_head_bytes)
+
+    def __repr__(self) -> str:
+        c = self._conn
+        return f"<H1Client us={c.our_state} server={c.their_state}>"
+
+    def send_request_head(self, head: RequestHead, *, chunked: bool) -> bytes:
+        """``head.headers`` must already carry `host`; ``chunked`` adds
+        `transfer-encoding: chunked` for a body of unknown length."""
+        headers = head.headers
+        if chunked:
+            headers = [*headers, (b"transfer-encoding", b"chunked")]
+        return (
+            self._conn.send(h11.Request(method=head.method, target=head.target, headers=headers))
+            or b""
+        )
+
+    def send_body(self, data: bytes) -> bytes:
+        return self._conn.send(h11.Data(data=data)) or b""
+
+    def send_end(self) -> bytes:
+        return self._conn.send(h11.EndOfMessage()) or b""
+
+    def send_failed(self) -> None:
+        self._conn.send_failed()
+
+    def receive_data(self, data: bytes) -> None:
+        self._conn.receive_data(data)
+
+    def next_event(self) -> ClientEvent:
+        try:
+            ev = self._conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise ProtocolError(f"malformed upstream response: {exc}", 502) from None
+        if ev is h11.NEED_DATA:
+            return NEED_DATA
+        if isinstance(ev, h11.Response):
+            return ResponseHead(ev.status_code, _headers(ev.headers), bytes(ev.reason))
+        if isinstance(ev, h11.InformationalResponse):
+            return InformationalResponse(ev.status_code, _headers(ev.headers))
+        if isinstance(ev, h11.Data):
+            return BodyChunk(bytes(ev.data), len(ev.data))
+        if isinstance(ev, h11.EndOfMessage):
+            return EndOfMessage(_headers(ev.headers))
+        if isinstance(ev, h11.ConnectionClosed):
+            return PEER_CLOSED
+        raise AssertionError(f"unexpected h11 client event {ev!r}")  # pragma: no cover
+
+    @property
+    def request_done(self) -> bool:
+        return self._conn.our_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
+
+    def reusable(self) -> bool:
+        """After a complete exchange: may this connection carry another request?"""
+        c = self._conn
+        if c.our_state is h11.DONE and c.their_state is h11.DONE:
+            c.start_next_cycle()
+            return True
+        return False

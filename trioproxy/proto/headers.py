@@ -1,0 +1,91 @@
+"""Pure header rules for a forwarding proxy (RFC 9110 section 7.6.1, RFC 9113 8.2.2).
+
+End-to-end headers pass verbatim and in order, including names we have never
+heard of (``anthropic-beta`` is an open list). Only hop-by-hop headers are
+removed: they describe one connection, not the message.
+"""
+
+from __future__ import annotations
+
+from trioproxy.proto.events import Headers
+
+# RFC 9110 7.6.1 plus the de-facto ones; `proxy-*` is matched by prefix below.
+HOP_BY_HOP: frozenset[bytes] = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"transfer-encoding",
+        b"upgrade",
+        b"http2-settings",  # RFC 7540 3.2.1, only meaningful with Upgrade
+    }
+)
+
+# Not hop-by-hop, but owned by the proxy: `host` is rewritten to the upstream's
+# and `expect: 100-continue` is answered by the proxy itself, so forwarding it
+# would make the upstream wait for a 100 that nobody reads.
+PROXY_OWNED: frozenset[bytes] = frozenset({b"host", b"expect"})
+
+
+def connection_tokens(headers: Headers) -> frozenset[bytes]:
+    """Header names listed in `Connection`, which are hop-by-hop for this hop."""
+    names: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            for token in value.split(b","):
+                token = token.strip().lower()
+                if token:
+                    names.add(token)
+    return frozenset(names)
+
+
+def _is_hop(name: bytes, named: frozenset[bytes]) -> bool:
+    return name in HOP_BY_HOP or name in named or name.startswith(b"proxy-")
+
+
+def request_headers_for_upstream(headers: Headers, *, upstream_is_h2: bool) -> Headers:
+    """End-to-end request headers, in order, with hop-by-hop and proxy-owned ones
+    removed. HTTP/2 upstreams may keep `te: trailers` (RFC 9113 8.2.2)."""
+    named = connection_tokens(headers)
+    out: Headers = []
+    for name, value in headers:
+        if name.startswith(b":") or name in PROXY_OWNED:
+            continue
+        if _is_hop(name, named):
+            if upstream_is_h2 and name == b"te" and value.strip().lower() == b"trailers":
+                out.append((name, b"trailers"))
+            continue
+        out.append((name, value))
+    return out
+
+
+def response_headers_for_client(headers: Headers) -> Headers:
+    """End-to-end response headers, in order (request-id, retry-after,
+    anthropic-ratelimit-*, x-should-retry, content-type ... all kept)."""
+    named = connection_tokens(headers)
+    return [(n, v) for n, v in headers if not n.startswith(b":") and not _is_hop(n, named)]
+
+
+def content_length(headers: Headers) -> int | None:
+    """The declared Content-Length, or None. The adapters have already rejected
+    malformed or conflicting values, so a bad value here is a programming error."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)
+    return None
+
+
+def has_header(headers: Headers, name: bytes) -> bool:
+    return any(n == name for n, _ in headers)
+
+
+def header_value(headers: Headers, name: bytes) -> bytes | None:
+    for n, v in headers:
+        if n == name:
+            return v
+    return None
+
+
+def is_event_stream(headers: Headers) -> bool:
+    ctype = header_value(headers, b"content-type")
+    return ctype is not None and ctype.split(b";", 1)[0].strip().lower() == b"text/event-stream"

@@ -1,0 +1,109 @@
+"""Listeners, the connection-handler nursery, and drain.
+
+Accepting and handling run in separate nurseries: drain stops the accept
+nursery, tells every connection (idle keep-alives close at once, HTTP/2 sends
+GOAWAY, HTTP/1.1 responses in flight carry `connection: close`), and puts a
+deadline on the handler nursery's cancel scope. A second signal cancels it
+outright.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import ssl
+from functools import partial
+
+import trio
+
+from trioproxy.config import Config
+from trioproxy.connection import handle_connection, make_server_ssl_context
+from trioproxy.handler import Proxy
+from trioproxy.inbound.exchange import App
+from trioproxy.state import ServerState
+from trioproxy.upstream.pool import open_pool
+
+log = logging.getLogger("trioproxy.server")
+
+
+class Server:
+    """One listening HTTP server running ``app``. ``serve`` reports the bound
+    port through ``task_status`` (port 0 picks a free one)."""
+
+    def __init__(self, config: Config, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.config = config
+        self.state = ServerState(config)
+        self.ssl_context = ssl_context
+        if ssl_context is None and config.tls:
+            self.ssl_context = make_server_ssl_context(config.tls_cert, config.tls_key)
+        self._handlers_scope: trio.CancelScope | None = None
+        self.forced = False
+
+    def begin_drain(self) -> None:
+        self.state.begin_drain()
+
+    def force_stop(self) -> None:
+        self.forced = True
+        self.state.begin_drain()
+        if self._handlers_scope is not None:
+            self._handlers_scope.cancel()
+
+    async def serve_app(
+        self, app: App, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until drained. Cancellation closes everything at once."""
+        cfg = self.config
+        listeners = await trio.open_tcp_listeners(cfg.listen.port, host=cfg.listen.host)
+        port = listeners[0].socket.getsockname()[1]
+        handler = partial(
+            handle_connection, state=self.state, app=app, ssl_context=self.ssl_context
+        )
+
+        async def _handle(stream: trio.SocketStream) -> None:
+            await handler(stream)
+
+        async with trio.open_nursery() as handlers:
+            self._handlers_scope = handlers.cancel_scope
+            async with trio.open_nursery() as acceptors:
+                acceptors.start_soon(
+                    partial(trio.serve_listeners, _handle, listeners, handler_nursery=handlers)
+                )
+                task_status.started(port)
+                await self.state.drain_started.wait()
+                acceptors.cancel_scope.cancel()
+            for listener in listeners:
+                await listener.aclose()
+            log.info(
+                "draining: %d request(s) in flight, %d connection(s); deadline %g s",
+                self.state.in_flight,
+                self.state.total_connections,
+                cfg.timeouts.drain,
+            )
+            handlers.cancel_scope.deadline = min(
+                handlers.cancel_scope.deadline, trio.current_time() + cfg.timeouts.drain
+            )
+        if handlers.cancel_scope.cancelled_caught and not self.forced:
+            log.warning("drain deadline reached; remaining requests were cancelled")
+        log.info("stopped")
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """The proxy: the upstream pool, then the listeners in front of it."""
+        async with open_pool(self.config) as pool:
+            await self.serve_app(Proxy(self.state, pool), task_status=task_status)
+
+    async def serve_signals(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """First SIGTERM/SIGINT drains, a second one stops at once."""
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
+            async for signum in signals:
+                if not self.state.draining:
+                    log.info(
+                        "%s: draining (send again to stop at once)", signal.Signals(signum).name
+                    )
+                    self.begin_drain()
+                else:
+                    log.info("%s again: stopping now", signal.Signals(signum).name)
+                    self.force_stop()
+                    return

@@ -1,0 +1,73 @@
+"""Opening transport connections to an origin: TCP, then TLS with ALPN."""
+
+from __future__ import annotations
+
+import select
+import ssl
+
+import trio
+
+from trioproxy.config import Origin, UpstreamConfig
+from trioproxy.errors import UpstreamError
+
+
+def make_client_ssl_context(cfg: UpstreamConfig) -> ssl.SSLContext:
+    """Certificates are verified against the system store or the configured CA
+    bundle; a failure is an error, never a silent downgrade."""
+    ctx = ssl.create_default_context(cafile=cfg.ca_bundle or None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["h2", "http/1.1"] if cfg.http2 else ["http/1.1"])
+    return ctx
+
+
+async def open_transport(
+    origin: Origin, ssl_context: ssl.SSLContext | None
+) -> tuple[trio.abc.Stream, str]:
+    """Connect and (for https) handshake. Returns the stream and the negotiated
+    protocol ("h2" or "http/1.1"). The caller owns the deadline (a cancel scope).
+
+    Raises UpstreamError with a message naming the origin; the stream is closed
+    on failure."""
+    host = origin.host
+    try:
+        tcp = await trio.open_tcp_stream(host, origin.port)
+    except OSError as exc:
+        raise UpstreamError(f"cannot connect to upstream {origin}: {exc.strerror or exc}") from exc
+    tcp.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
+    if origin.scheme == "http" or ssl_context is None:
+        return tcp, "http/1.1"
+    tls = trio.SSLStream(tcp, ssl_context, server_hostname=host, https_compatible=True)
+    try:
+        await tls.do_handshake()
+    except trio.BrokenResourceError as exc:
+        await trio.aclose_forcefully(tcp)
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            raise UpstreamError(
+                f"TLS certificate verification failed for upstream {origin}: {cause.verify_message}"
+            ) from exc
+        raise UpstreamError(f"TLS handshake with upstream {origin} failed: {cause or exc}") from exc
+    except BaseException:
+        await trio.aclose_forcefully(tcp)
+        raise
+    return tls, tls.selected_alpn_protocol() or "http/1.1"
+
+
+def socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    return inner.socket if isinstance(inner, trio.SocketStream) else None
+
+
+def looks_closed(stream: trio.abc.Stream) -> bool:
+    """An idle HTTP/1.1 connection must have nothing to read: readable means
+    the server closed it (EOF/RST) or sent junk. Either way, do not reuse it.
+    A zero-timeout poll, so it never blocks the loop."""
+    sock = socket_of(stream)
+    if sock is None:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True

@@ -1,0 +1,139 @@
+"""An HTTP/1.1 upstream connection. One lease at a time uses it."""
+
+from __future__ import annotations
+
+import trio
+
+from trioproxy.errors import UpstreamError
+from trioproxy.proto.errors import ProtocolError
+from trioproxy.proto.events import (
+    BodyChunk,
+    EndOfMessage,
+    InformationalResponse,
+    NeedData,
+    PeerClosed,
+    RequestHead,
+    ResponseHead,
+)
+from trioproxy.proto.h1 import ClientEvent, H1Client
+from trioproxy.upstream.connect import looks_closed
+from trioproxy.upstream.lease import UpstreamClosed, UpstreamWriteFailed
+
+MAX_RECV = 64 * 1024  # bytes; one read from the upstream
+
+
+class H1UpstreamConnection:
+    protocol = "h1"
+
+    def __init__(self, stream: trio.abc.Stream, *, max_head_bytes: int, label: str) -> None:
+        self.stream = stream
+        self.label = label  # the origin, for messages
+        self._max_head_bytes = max_head_bytes
+        self.proto = H1Client(max_head_bytes=max_head_bytes)
+        self.reused = False
+        self.requests = 0
+        self.idle_since = 0.0
+        self.broken = False
+        self._received_any = False
+        self._response_done = False
+
+    def __repr__(self) -> str:
+        return f"<H1Upstream {self.label} requests={self.requests} broken={self.broken} {self.proto!r}>"
+
+    # -- pool hooks -----------------------------------------------------------
+    def begin_lease(self, *, reused: bool) -> None:
+        self.reused = reused
+        self.requests += 1
+        self._received_any = False
+        self._response_done = False
+
+    def end_lease(self) -> bool:
+        """True if the connection can go back to the idle pool."""
+        if self.broken or not self._response_done:
+            return False
+        return self.proto.reusable()
+
+    def is_stale(self) -> bool:
+        return self.broken or looks_closed(self.stream)
+
+    async def aclose(self) -> None:
+        self.broken = True
+        await trio.aclose_forcefully(self.stream)
+
+    # -- sending --------------------------------------------------------------
+    async def _write(self, data: bytes) -> None:
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.broken = True
+            self.proto.send_failed()
+            raise UpstreamWriteFailed(str(exc)) from exc
+        except BaseException:
+            self.broken = True
+            self.proto.send_failed()
+            raise
+
+    async def send_head(self, head: RequestHead, *, has_body: bool) -> None:
+        chunked = has_body and head.header(b"content-length") is None
+        await self._write(self.proto.send_request_head(head, chunked=chunked))
+
+    async def send_body(self, data: bytes) -> None:
+        await self._write(self.proto.send_body(data))
+
+    async def end_body(self) -> None:
+        await self._write(self.proto.send_end())
+
+    # -- receiving ------------------------------------------------------------
+    async def _next(self) -> ClientEvent:
+        while True:
+            try:
+                ev = self.proto.next_event()
+            except ProtocolError as exc:
+                self.broken = True
+                if not self._received_any:
+                    raise self._closed_early() from None
+                raise UpstreamClosed(f"upstream {self.label}: {exc.message}") from None
+            if not isinstance(ev, NeedData):
+                return ev
+            try:
+                data = await self.stream.receive_some(MAX_RECV)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if data:
+                self._received_any = True
+            self.proto.receive_data(data)
+
+    def _closed_early(self) -> UpstreamClosed:
+        self.broken = True
+        return UpstreamClosed(
+            f"upstream {self.label} closed the connection before responding",
+            retryable=self.reused,
+        )
+
+    async def receive_head(self) -> ResponseHead:
+        while True:
+            ev = await self._next()
+            if isinstance(ev, ResponseHead):
+                return ev
+            if isinstance(ev, InformationalResponse):
+                continue  # 100 Continue and friends are ours to swallow
+            if isinstance(ev, PeerClosed):
+                raise self._closed_early()
+            raise UpstreamError(
+                f"upstream {self.label}: unexpected {type(ev).__name__} before response"
+            )
+
+    async def receive_body(self) -> bytes | None:
+        while True:
+            ev = await self._next()
+            if isinstance(ev, BodyChunk):
+                if ev.data:
+                    return ev.data
+                continue
+            if isinstance(ev, EndOfMessage):
+                self._response_done = True
+                return None
+            if isinstance(ev, PeerClosed):
+                self.broken = True
+                raise UpstreamClosed(f"upstream {self.label} closed the connection mid-response")
+            raise UpstreamError(f"upstream {self.label}: unexpected {type(ev).__name__} in body")

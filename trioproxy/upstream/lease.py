@@ -1,0 +1,47 @@
+"""What the handler sees of an upstream request, whatever the protocol."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from trioproxy.errors import UpstreamError
+from trioproxy.proto.events import RequestHead, ResponseHead
+
+
+class UpstreamClosed(UpstreamError):
+    """The upstream connection closed or reset before the response was complete.
+
+    ``retryable`` is True when the request provably was not processed: a reused
+    HTTP/1.1 connection that the server had closed before sending any byte
+    back, or an HTTP/2 stream refused (REFUSED_STREAM, or above GOAWAY's
+    last-stream-id). Such a request may be sent once more on a fresh connection.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class UpstreamWriteFailed(Exception):
+    """Sending the request body failed. The body pump stops; the response side
+    decides what the client sees (an early response may still be readable)."""
+
+
+class Lease(Protocol):
+    """One request's use of an upstream connection (h1) or stream (h2).
+
+    Exactly one task sends (head, body, end) and one receives (head, body).
+    """
+
+    protocol: str  # "h1" or "h2"
+    reused: bool
+
+    async def send_head(self, head: RequestHead, *, has_body: bool) -> None: ...
+
+    async def send_body(self, data: bytes) -> None: ...
+
+    async def end_body(self) -> None: ...
+
+    async def receive_head(self) -> ResponseHead: ...
+
+    async def receive_body(self) -> bytes | None: ...
