@@ -28,9 +28,9 @@ JSON_BODY = orjson.dumps(
 )
 
 
-async def test_sse_events_arrive_one_by_one(nursery: trio.Nursery) -> None:
+async def test_sse_events_arrive_one_by_one(nursery: trio.Nursery, upstream_opts: dict[str, object]) -> None:
     fake = await start_fake(nursery)
-    proxy = await start_proxy(nursery, fake.url)
+    proxy = await start_proxy(nursery, fake.url, **upstream_opts)
     async with await H1Client.connect(proxy.port) as client:
         await client.send_request(
             "POST", "/v1/messages?beta=true", [("x-fake-fault", "event-delay=0.15")], STREAM_BODY
@@ -51,9 +51,9 @@ async def test_sse_events_arrive_one_by_one(nursery: trio.Nursery) -> None:
     assert fake.fake is not None and fake.fake.seen[-1].target == b"/v1/messages?beta=true"
 
 
-async def test_bodies_and_headers_byte_identical_both_ways(nursery: trio.Nursery) -> None:
+async def test_bodies_and_headers_byte_identical_both_ways(nursery: trio.Nursery, upstream_opts: dict[str, object]) -> None:
     fake = await start_fake(nursery)
-    proxy = await start_proxy(nursery, fake.url)
+    proxy = await start_proxy(nursery, fake.url, **upstream_opts)
     body = os.urandom(1_500_000)
     sent_headers = [
         ("x-api-key", "sk-test"),
@@ -76,23 +76,21 @@ async def test_bodies_and_headers_byte_identical_both_ways(nursery: trio.Nursery
     assert resp.body == body
     assert resp.header(b"x-echo-target") == b"/echo/path%20x?beta=true&a=%2F"
     got = [tuple(h) for h in orjson.loads(resp.header(b"x-echo-headers") or b"[]")]
-    expected = (
-        [("host", f"127.0.0.1:{fake.port}")]
-        + [(k, v) for k, v in sent_headers if k != "connection"]
-        + [("content-length", str(len(body)))]
-    )
-    assert got == expected
-    assert (
-        resp.header(
-            b"request-id",
-        )
-        is not None
-    )
+    end_to_end = [(k, v) for k, v in sent_headers if k != "connection"]
+    end_to_end.append(("content-length", str(len(body))))
+    if resp.header(b"x-echo-protocol") == b"h1":
+        assert got == [("host", f"127.0.0.1:{fake.port}"), *end_to_end]
+    else:  # HTTP/2 upstream: the authority travels as :authority
+        assert got == end_to_end
+    assert resp.header(b"x-echo-authority") == f"127.0.0.1:{fake.port}".encode()
+    h2 = upstream_opts["upstream__h2_prior_knowledge"]
+    assert resp.header(b"x-echo-protocol") == (b"h2" if h2 else b"h1")
+    assert resp.header(b"request-id") is not None
 
 
-async def test_upstream_error_responses_pass_through_unchanged(nursery: trio.Nursery) -> None:
+async def test_upstream_error_responses_pass_through_unchanged(nursery: trio.Nursery, upstream_opts: dict[str, object]) -> None:
     fake = await start_fake(nursery)
-    proxy = await start_proxy(nursery, fake.url)
+    proxy = await start_proxy(nursery, fake.url, **upstream_opts)
     direct = await h1_request(
         fake.port, "POST", "/v1/messages", [("x-fake-fault", "429=7")], JSON_BODY
     )
@@ -110,9 +108,9 @@ async def test_upstream_error_responses_pass_through_unchanged(nursery: trio.Nur
         assert r.header(b"x-trioproxy-error") is None
 
 
-async def test_keepalive_chunked_100_continue_and_pipelining(nursery: trio.Nursery) -> None:
+async def test_keepalive_chunked_100_continue_and_pipelining(nursery: trio.Nursery, upstream_opts: dict[str, object]) -> None:
     fake = await start_fake(nursery)
-    proxy = await start_proxy(nursery, fake.url)
+    proxy = await start_proxy(nursery, fake.url, **upstream_opts)
     client = await H1Client.connect(proxy.port)
     await client.send_request(
         "POST", "/echo/chunked", [("expect", "100-continue")], b"abc" * 1000, chunked=True
@@ -120,7 +118,11 @@ async def test_keepalive_chunked_100_continue_and_pipelining(nursery: trio.Nurse
     first = await client.read_response()
     assert first.status == 200 and first.body == b"abc" * 1000
     echoed = dict(tuple(h) for h in orjson.loads(first.header(b"x-echo-headers") or b"[]"))
-    assert echoed.get("transfer-encoding") == "chunked" and "expect" not in echoed
+    assert "expect" not in echoed and "content-length" not in echoed
+    if upstream_opts["upstream__h2_prior_knowledge"]:
+        assert "transfer-encoding" not in echoed  # HTTP/2 frames the body itself
+    else:
+        assert echoed.get("transfer-encoding") == "chunked"
     # Pipelined: three requests in one write, answered in order on the same connection.
     raw = b"".join(b"GET /echo/%d HTTP/1.1\r\nhost: x\r\n\r\n" % i for i in range(3))
     await client.stream.send_all(raw)
@@ -132,9 +134,9 @@ async def test_keepalive_chunked_100_continue_and_pipelining(nursery: trio.Nurse
     await client.aclose()
 
 
-async def test_own_endpoints(nursery: trio.Nursery) -> None:
+async def test_own_endpoints(nursery: trio.Nursery, upstream_opts: dict[str, object]) -> None:
     fake = await start_fake(nursery)
-    proxy = await start_proxy(nursery, fake.url)
+    proxy = await start_proxy(nursery, fake.url, **upstream_opts)
     health = await h1_request(proxy.port, "GET", "/health")
     assert (health.status, orjson.loads(health.body)) == (200, {"status": "ok"})
     live = orjson.loads((await h1_request(proxy.port, "GET", "/livez")).body)
@@ -148,9 +150,9 @@ async def test_own_endpoints(nursery: trio.Nursery) -> None:
     assert hello.status == 200 and fake.fake.requests == 1
 
 
-async def test_body_limit_by_length_and_by_stream(nursery: trio.Nursery) -> None:
+async def test_body_limit_by_length_and_by_stream(nursery: trio.Nursery, upstream_opts: dict[str, object]) -> None:
     fake = await start_fake(nursery)
-    proxy = await start_proxy(nursery, fake.url, limits__max_body_bytes=100_000)
+    proxy = await start_proxy(nursery, fake.url, limits__max_body_bytes=100_000, **upstream_opts)
     async with await H1Client.connect(proxy.port) as raw:
         # Only the head: the proxy must answer from Content-Length alone.
         await raw.stream.send_all(

@@ -130,6 +130,7 @@ class FakeUpstream:
                     (b"x-echo-method", head.method),
                     (b"x-echo-target", head.target),
                     (b"x-echo-protocol", ex.protocol.encode()),
+                    (b"x-echo-authority", head.authority),
                     (b"x-echo-headers", hdrs),
                 ],
             ),

@@ -146,6 +146,7 @@ class _H2Base:
         )
         self._splitter = GoAwaySplitter()
         self.peer_goaway: ConnectionEnded | None = None
+        self.peer_settings_received = False
         self.conn.initiate_connection()
         if CONN_WINDOW > DEFAULT_WINDOW:
             self.conn.increment_flow_control_window(CONN_WINDOW - DEFAULT_WINDOW)
@@ -195,6 +196,7 @@ class _H2Base:
         elif isinstance(ev, h2.events.WindowUpdated):
             out.append(WindowOpened(ev.stream_id or 0))
         elif isinstance(ev, h2.events.RemoteSettingsChanged):
+            self.peer_settings_received = True
             if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:
                 out.append(WindowOpened(0))
         elif isinstance(ev, h2.events.ConnectionTerminated):  # only if one slipped through

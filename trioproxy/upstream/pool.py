@@ -1,10 +1,14 @@
 """Connection pool for one upstream origin.
 
-Bookkeeping (which connection is idle, how many exist) changes in synchronous
-methods of ``PoolState``; ``UpstreamPool`` does the I/O around them. Limits:
+Bookkeeping (which connection is idle or has free streams, how many exist)
+changes in synchronous methods of ``PoolState``; ``UpstreamPool`` does the I/O
+around them. HTTP/2 connections (ALPN ``h2``, or prior knowledge for h2c) carry
+many streams each; when all of them are at the peer's MAX_CONCURRENT_STREAMS
+another connection is opened rather than queueing. HTTP/1.1 connections carry
+one request at a time and wait in an idle LIFO between requests. Limits:
 ``max_connections`` per origin (in use + idle + opening); idle connections
-expire after ``idle_timeout`` and are checked for a server-side close before
-reuse.
+expire after ``idle_timeout``; an idle HTTP/1.1 connection the server closed is
+noticed before reuse.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import trio
 from trioproxy.config import Config, Origin
 from trioproxy.upstream.connect import make_client_ssl_context, open_transport
 from trioproxy.upstream.h1 import H1UpstreamConnection
+from trioproxy.upstream.h2 import H2UpstreamConnection, H2UpstreamStream
 from trioproxy.upstream.lease import Lease
 
 log = logging.getLogger("trioproxy.pool")
@@ -33,22 +38,28 @@ class PoolState:
     max_connections: int
     idle_timeout: float
     idle: deque[H1UpstreamConnection] = field(default_factory=deque)
+    h2: list[H2UpstreamConnection] = field(default_factory=list)
     active: int = 0  # h1 connections leased out
     opening: int = 0
 
     def __repr__(self) -> str:
+        streams = sum(c.leased for c in self.h2)
         return (
-            f"<PoolState idle={len(self.idle)} active={self.active} opening={self.opening} "
-            f"max={self.max_connections}>"
+            f"<PoolState h1_idle={len(self.idle)} h1_active={self.active} h2_conns={len(self.h2)} "
+            f"h2_streams={streams} opening={self.opening} max={self.max_connections}>"
         )
 
     @property
     def total(self) -> int:
-        return len(self.idle) + self.active + self.opening
+        return len(self.idle) + self.active + self.opening + len(self.h2)
 
-    def take_idle(
-        self, now: float
-    ) -> tuple[H1UpstreamConnection | None, list[H1UpstreamConnection]]:
+    def take_h2(self) -> H2UpstreamConnection | None:
+        """The live HTTP/2 connection with the most free streams, if any."""
+        self.h2 = [c for c in self.h2 if not c.dead]
+        best = max((c for c in self.h2 if c.capacity > 0), key=lambda c: c.capacity, default=None)
+        return best
+
+    def take_idle(self, now: float) -> tuple[H1UpstreamConnection | None, list[H1UpstreamConnection]]:
         """Most recently used idle connection that is neither expired nor closed
         by the server, plus the ones found dead on the way (the caller closes them)."""
         dead: list[H1UpstreamConnection] = []
@@ -61,15 +72,15 @@ class PoolState:
             return conn, dead
         return None, dead
 
-    def expire(self, now: float) -> list[H1UpstreamConnection]:
+    def expire(self, now: float) -> tuple[list[H1UpstreamConnection], list[H2UpstreamConnection]]:
         keep: deque[H1UpstreamConnection] = deque()
         dead: list[H1UpstreamConnection] = []
         for conn in self.idle:
-            (dead if now - conn.idle_since > self.idle_timeout or conn.is_stale() else keep).append(
-                conn
-            )
+            (dead if now - conn.idle_since > self.idle_timeout or conn.is_stale() else keep).append(conn)
         self.idle = keep
-        return dead
+        idle_h2 = [c for c in self.h2 if c.leased == 0 and now - c.idle_since > self.idle_timeout]
+        self.h2 = [c for c in self.h2 if not c.dead and c not in idle_h2]
+        return dead, idle_h2
 
     def reserve_new(self) -> bool:
         if self.total >= self.max_connections:
@@ -77,14 +88,17 @@ class PoolState:
         self.opening += 1
         return True
 
-    def opened(self) -> None:
+    def opened(self, conn: H1UpstreamConnection | H2UpstreamConnection) -> None:
         self.opening -= 1
-        self.active += 1
+        if isinstance(conn, H2UpstreamConnection):
+            self.h2.append(conn)
+        else:
+            self.active += 1
 
     def open_failed(self) -> None:
         self.opening -= 1
 
-    def release(self, conn: H1UpstreamConnection, reusable: bool, now: float) -> bool:
+    def release_h1(self, conn: H1UpstreamConnection, reusable: bool, now: float) -> bool:
         self.active -= 1
         if reusable:
             conn.idle_since = now
@@ -93,61 +107,95 @@ class PoolState:
 
 
 class UpstreamPool:
-    def __init__(self, config: Config, origin: Origin) -> None:
+    def __init__(self, config: Config, origin: Origin, nursery: trio.Nursery) -> None:
         up = config.upstream
         self.origin = origin
+        self._nursery = nursery  # HTTP/2 connections' reader/writer tasks live here
         self._max_head_bytes = max(config.limits.max_head_bytes, 64 * 1024)
         self._ssl: ssl.SSLContext | None = (
             make_client_ssl_context(up) if origin.scheme == "https" else None
         )
+        self._prior_knowledge = up.h2_prior_knowledge and origin.scheme == "http"
+        # What the origin speaks: known up front except for https with ALPN.
+        self.protocol: str | None
+        if self._prior_knowledge:
+            self.protocol = "h2"
+        elif origin.scheme == "http" or not up.http2:
+            self.protocol = "h1"
+        else:
+            self.protocol = None
         self.state = PoolState(up.max_connections, up.idle_timeout)
         self._changed = trio.Event()
 
     def __repr__(self) -> str:
-        return f"<UpstreamPool {self.origin} {self.state!r}>"
+        return f"<UpstreamPool {self.origin} protocol={self.protocol} {self.state!r}>"
 
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
 
     async def acquire(self, *, fresh: bool = False) -> Lease:
-        """A lease on a connection, reusing an idle one unless ``fresh``. Waits
-        when ``max_connections`` are busy. The caller bounds the wait and the
-        connect with a cancel scope."""
+        """A lease: a stream on an HTTP/2 connection with room, an idle HTTP/1.1
+        connection, or a new connection. ``fresh`` skips reuse (the one retry
+        after a stale connection). Waits when ``max_connections`` are busy. The
+        caller bounds the wait and the connect with a cancel scope."""
         while True:
             if not fresh:
+                h2conn = self.state.take_h2()
+                if h2conn is not None:
+                    return h2conn.lease()
                 conn, dead = self.state.take_idle(trio.current_time())
-                await self._close_all(dead)
+                await self._close_h1(dead)
                 if conn is not None:
                     conn.begin_lease(reused=True)
                     return conn
+                if self.protocol != "h1" and self.state.opening:
+                    # A connection that may multiplex is on its way: wait for it
+                    # rather than opening one per waiting request.
+                    await self._changed.wait()
+                    continue
             elif self.state.idle and self.state.total >= self.state.max_connections:
-                # make room for the fresh connection by dropping the oldest idle one
-                await self._close_all([self.state.idle.popleft()])
+                await self._close_h1([self.state.idle.popleft()])
             if self.state.reserve_new():
                 try:
-                    stream, _alpn = await open_transport(self.origin, self._ssl)
+                    new = await self._open()
                 except BaseException:
                     self.state.open_failed()
                     self._notify()
                     raise
-                self.state.opened()
-                conn = H1UpstreamConnection(
-                    stream, max_head_bytes=self._max_head_bytes, label=str(self.origin)
-                )
-                conn.begin_lease(reused=False)
-                return conn
+                self.state.opened(new)
+                self._notify()
+                if isinstance(new, H2UpstreamConnection):
+                    return new.lease()
+                new.begin_lease(reused=False)
+                return new
             await self._changed.wait()
+
+    async def _open(self) -> H1UpstreamConnection | H2UpstreamConnection:
+        stream, alpn = await open_transport(self.origin, self._ssl)
+        if self._prior_knowledge or alpn == "h2":
+            self.protocol = "h2"
+            conn = H2UpstreamConnection(stream, label=str(self.origin))
+            try:
+                await self._nursery.start(conn.serve)  # until the server's SETTINGS arrived
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            return conn
+        self.protocol = "h1"
+        return H1UpstreamConnection(stream, max_head_bytes=self._max_head_bytes, label=str(self.origin))
 
     async def release(self, lease: Lease) -> None:
         """Return a lease when its response body has ended (or it failed)."""
-        assert isinstance(lease, H1UpstreamConnection)
-        keep = self.state.release(lease, lease.end_lease(), trio.current_time())
-        if not keep:
-            await self._close_all([lease])
+        if isinstance(lease, H2UpstreamStream):
+            lease.conn.release(lease, trio.current_time())
+        else:
+            assert isinstance(lease, H1UpstreamConnection)
+            if not self.state.release_h1(lease, lease.end_lease(), trio.current_time()):
+                await self._close_h1([lease])
         self._notify()
 
-    async def _close_all(self, conns: list[H1UpstreamConnection]) -> None:
+    async def _close_h1(self, conns: list[H1UpstreamConnection]) -> None:
         if not conns:
             return
         with trio.move_on_after(CLOSE_GRACE, shield=True):
@@ -155,31 +203,35 @@ class UpstreamPool:
                 await conn.aclose()
         self._notify()
 
-    async def serve_reaper(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def serve_reaper(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Close idle connections past their expiry, so they do not hold sockets
         (or sit in CLOSE_WAIT) while traffic is quiet. Runs until cancelled."""
         task_status.started()
         period = max(self.state.idle_timeout / 2, 0.5)
         while True:
             await trio.sleep(period)
-            await self._close_all(self.state.expire(trio.current_time()))
+            h1_dead, h2_idle = self.state.expire(trio.current_time())
+            for conn in h2_idle:
+                await conn.aclose()
+            await self._close_h1(h1_dead)
 
     async def aclose(self) -> None:
         dead = list(self.state.idle)
         self.state.idle.clear()
-        await self._close_all(dead)
+        await self._close_h1(dead)
+        for conn in self.state.h2:
+            await conn.aclose()
 
 
 @asynccontextmanager
 async def open_pool(config: Config) -> AsyncIterator[UpstreamPool]:
-    """The pool for the configured upstream, with its background reaper."""
-    pool = UpstreamPool(config, config.upstream.origin)
+    """The pool for the configured upstream, with its background tasks."""
     async with trio.open_nursery() as nursery:
+        pool = UpstreamPool(config, config.upstream.origin, nursery)
         await nursery.start(pool.serve_reaper)
         try:
             yield pool
         finally:
+            with trio.move_on_after(CLOSE_GRACE, shield=True):
+                await pool.aclose()
             nursery.cancel_scope.cancel()
-            await pool.aclose()
