@@ -15,6 +15,7 @@ import trio
 
 from trioproxy.config import Config, load_config
 from trioproxy.fake.app import FakeUpstream
+from trioproxy.proto.h2 import ConnectionEnded, GoAwaySplitter
 from trioproxy.server import Server
 
 
@@ -139,6 +140,14 @@ class H1Client:
             elif isinstance(ev, h11.ConnectionClosed):
                 return H1Response(status, headers, b"".join(parts), chunks, complete=False)
 
+    async def receive_some(self) -> bytes:
+        """Raw bytes off the socket, also fed to the parser, so that a later
+        read_response still sees the whole response."""
+        data = await self.stream.receive_some(65536)
+        if data:
+            self.conn.receive_data(data)
+        return data
+
     async def read_pipelined(self, methods: list[str]) -> list[H1Response]:
         """Responses to requests written raw (h11 clients cannot pipeline): one
         fresh parser per response, leftover bytes carried to the next."""
@@ -207,9 +216,10 @@ class H2Client:
             h2.config.H2Configuration(client_side=True, header_encoding=None)
         )
         self.results: dict[int, H2Result] = {}
-        self.goaway: h2.events.ConnectionTerminated | None = None
+        self.goaway: ConnectionEnded | None = None
+        self._splitter = GoAwaySplitter()  # h2 cannot keep streams going after a GOAWAY (h2#1181)
         self.window = trio.Event()
-        self.read_paused = False
+        self._send_lock = trio.Lock()
 
     @classmethod
     async def connect(
@@ -228,9 +238,10 @@ class H2Client:
         return client
 
     async def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            await self.stream.send_all(data)
+        async with self._send_lock:
+            data = self.conn.data_to_send()
+            if data:
+                await self.stream.send_all(data)
 
     async def _reader(self) -> None:
         while True:
@@ -242,7 +253,13 @@ class H2Client:
                 for r in self.results.values():
                     r.done.set()
                 return
-            for ev in self.conn.receive_data(data):
+            events: list[object] = []
+            for piece in self._splitter.feed(data):
+                if isinstance(piece, ConnectionEnded):
+                    self.goaway = piece
+                else:
+                    events.extend(self.conn.receive_data(piece))
+            for ev in events:
                 sid = getattr(ev, "stream_id", None)
                 r = self.results.get(sid) if sid else None
                 if isinstance(ev, h2.events.ResponseReceived) and r:
@@ -263,8 +280,6 @@ class H2Client:
                 elif isinstance(ev, h2.events.WindowUpdated):
                     self.window.set()
                     self.window = trio.Event()
-                elif isinstance(ev, h2.events.ConnectionTerminated):
-                    self.goaway = ev
             await self.flush()
 
     async def start(

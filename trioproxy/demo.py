@@ -17,7 +17,7 @@ from trioproxy.proto.sse import SSEParser
 from trioproxy.server import Server
 
 SAMPLE = {
-    "model": "claude-sonnet-4-5",
+    "model": "claude-sonnet-4-6",
     "max_tokens": 256,
     "stream": True,
     "messages": [{"role": "user", "content": "Say hi through the proxy."}],
@@ -83,10 +83,12 @@ async def stream_sample(port: int, out: TextIO) -> int:
 
 
 async def run_demo(listen: Endpoint, env: dict[str, str], out: TextIO = sys.stdout) -> None:
-    fake_cfg, proxy_cfg = demo_configs(listen, env)
+    """Run until SIGINT/SIGTERM: the proxy drains first, then the fake upstream
+    it may still be using."""
+    fake_cfg, _ = demo_configs(listen, env)
     fake_server = Server(fake_cfg)
-    async with trio.open_nursery() as nursery:
-        fake_port = await nursery.start(fake_server.serve_app, FakeUpstream())
+    async with trio.open_nursery() as outer:
+        fake_port = await outer.start(fake_server.serve_app, FakeUpstream())
         proxy_cfg = load_config(
             env=env,
             overrides={
@@ -96,21 +98,29 @@ async def run_demo(listen: Endpoint, env: dict[str, str], out: TextIO = sys.stdo
             },
         )
         proxy = Server(proxy_cfg)
-        await nursery.start(proxy.serve_signals)
-        port = await nursery.start(proxy.serve)
-        print(
-            f"trioproxy demo: fake upstream on 127.0.0.1:{fake_port}, proxy on {listen.host}:{port}",
-            file=out,
-        )
-        await stream_sample(port, out)
-        base = f"http://{listen.host}:{port}"
-        print(
-            "\nThe proxy and the fake upstream keep running (Ctrl-C to stop). Point a client at it:\n"
-            f"  export ANTHROPIC_BASE_URL={base}\n"
-            f"  curl -N {base}/v1/messages -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' "
-            '-d \'{"model":"claude-sonnet-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}\'',
-            file=out,
-            flush=True,
-        )
-        await proxy.state.drain_started.wait()
+        proxy_done = trio.Event()
+
+        async def serve_proxy(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+            await proxy.serve(task_status=task_status)
+            proxy_done.set()
+
+        async with trio.open_nursery() as signals:
+            await signals.start(proxy.serve_signals)
+            port = await outer.start(serve_proxy)
+            print(
+                f"trioproxy demo: fake upstream on 127.0.0.1:{fake_port}, proxy on {listen.host}:{port}",
+                file=out,
+            )
+            await stream_sample(port, out)
+            base = f"http://{listen.host}:{port}"
+            print(
+                "\nThe proxy and the fake upstream keep running (Ctrl-C to stop). Point a client at it:\n"
+                f"  export ANTHROPIC_BASE_URL={base}\n"
+                f"  curl -N {base}/v1/messages -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' "
+                '-d \'{"model":"claude-sonnet-4-6","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}\'',
+                file=out,
+                flush=True,
+            )
+            await proxy_done.wait()
+            signals.cancel_scope.cancel()
         fake_server.begin_drain()

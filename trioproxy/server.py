@@ -21,7 +21,7 @@ from trioproxy.connection import handle_connection, make_server_ssl_context
 from trioproxy.handler import Proxy
 from trioproxy.inbound.exchange import App
 from trioproxy.state import ServerState
-from trioproxy.upstream.pool import open_pool
+from trioproxy.upstream.pool import UpstreamPool, open_pool
 
 log = logging.getLogger("trioproxy.server")
 
@@ -38,6 +38,7 @@ class Server:
             self.ssl_context = make_server_ssl_context(config.tls_cert, config.tls_key)
         self._handlers_scope: trio.CancelScope | None = None
         self.forced = False
+        self.pool: UpstreamPool | None = None  # set while serving (for /livez, metrics, tests)
 
     def begin_drain(self) -> None:
         self.state.begin_drain()
@@ -89,6 +90,7 @@ class Server:
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """The proxy: the upstream pool, then the listeners in front of it."""
         async with open_pool(self.config) as pool:
+            self.pool = pool
             await self.serve_app(Proxy(self.state, pool), task_status=task_status)
 
     async def serve_signals(

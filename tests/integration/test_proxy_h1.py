@@ -13,7 +13,7 @@ from trioproxy.proto.sse import SSEParser
 
 STREAM_BODY = orjson.dumps(
     {
-        "model": "claude-sonnet-4-5",
+        "model": "claude-sonnet-4-6",
         "max_tokens": 64,
         "stream": True,
         "messages": [{"role": "user", "content": "hi"}],
@@ -21,14 +21,16 @@ STREAM_BODY = orjson.dumps(
 )
 JSON_BODY = orjson.dumps(
     {
-        "model": "claude-sonnet-4-5",
+        "model": "claude-sonnet-4-6",
         "max_tokens": 64,
         "messages": [{"role": "user", "content": "hi"}],
     }
 )
 
 
-async def test_sse_events_arrive_one_by_one(nursery: trio.Nursery, upstream_opts: dict[str, object]) -> None:
+async def test_sse_events_arrive_one_by_one(
+    nursery: trio.Nursery, upstream_opts: dict[str, object]
+) -> None:
     fake = await start_fake(nursery)
     proxy = await start_proxy(nursery, fake.url, **upstream_opts)
     async with await H1Client.connect(proxy.port) as client:
@@ -51,7 +53,9 @@ async def test_sse_events_arrive_one_by_one(nursery: trio.Nursery, upstream_opts
     assert fake.fake is not None and fake.fake.seen[-1].target == b"/v1/messages?beta=true"
 
 
-async def test_bodies_and_headers_byte_identical_both_ways(nursery: trio.Nursery, upstream_opts: dict[str, object]) -> None:
+async def test_bodies_and_headers_byte_identical_both_ways(
+    nursery: trio.Nursery, upstream_opts: dict[str, object]
+) -> None:
     fake = await start_fake(nursery)
     proxy = await start_proxy(nursery, fake.url, **upstream_opts)
     body = os.urandom(1_500_000)
@@ -88,7 +92,9 @@ async def test_bodies_and_headers_byte_identical_both_ways(nursery: trio.Nursery
     assert resp.header(b"request-id") is not None
 
 
-async def test_upstream_error_responses_pass_through_unchanged(nursery: trio.Nursery, upstream_opts: dict[str, object]) -> None:
+async def test_upstream_error_responses_pass_through_unchanged(
+    nursery: trio.Nursery, upstream_opts: dict[str, object]
+) -> None:
     fake = await start_fake(nursery)
     proxy = await start_proxy(nursery, fake.url, **upstream_opts)
     direct = await h1_request(
@@ -108,7 +114,9 @@ async def test_upstream_error_responses_pass_through_unchanged(nursery: trio.Nur
         assert r.header(b"x-trioproxy-error") is None
 
 
-async def test_keepalive_chunked_100_continue_and_pipelining(nursery: trio.Nursery, upstream_opts: dict[str, object]) -> None:
+async def test_keepalive_chunked_100_continue_and_pipelining(
+    nursery: trio.Nursery, upstream_opts: dict[str, object]
+) -> None:
     fake = await start_fake(nursery)
     proxy = await start_proxy(nursery, fake.url, **upstream_opts)
     client = await H1Client.connect(proxy.port)
@@ -150,7 +158,9 @@ async def test_own_endpoints(nursery: trio.Nursery, upstream_opts: dict[str, obj
     assert hello.status == 200 and fake.fake.requests == 1
 
 
-async def test_body_limit_by_length_and_by_stream(nursery: trio.Nursery, upstream_opts: dict[str, object]) -> None:
+async def test_body_limit_by_length_and_by_stream(
+    nursery: trio.Nursery, upstream_opts: dict[str, object]
+) -> None:
     fake = await start_fake(nursery)
     proxy = await start_proxy(nursery, fake.url, limits__max_body_bytes=100_000, **upstream_opts)
     async with await H1Client.connect(proxy.port) as raw:

@@ -45,6 +45,7 @@ class FakeUpstream:
         self.last_body = b""
         self.requests = 0
         self.cancelled = 0  # exchanges the peer abandoned (reset stream, closed connection)
+        self.bytes_sent = 0  # body bytes /bytes/N handed to the transport so far
         self._changed = trio.Event()
         self._ids = 0
 
@@ -107,6 +108,8 @@ class FakeUpstream:
             await _json(ex, 200, orjson.dumps({"message": "hello"}), rid)
         elif path.startswith(b"/echo"):
             await self._echo(ex, body, rid)
+        elif path.startswith(b"/bytes/") and method == b"GET":
+            await self._bytes(ex, path, rid)
         else:
             await _json(
                 ex,
@@ -136,6 +139,32 @@ class FakeUpstream:
             ),
             body,
         )
+
+    async def _bytes(self, ex: ClientExchange, path: bytes, rid: str) -> None:
+        """GET /bytes/N: N bytes of zeros in 64 KiB chunks, fast (backpressure tests)."""
+        try:
+            total = int(path.rsplit(b"/", 1)[1])
+        except ValueError:
+            await _json(ex, 400, error_json("invalid_request_error", "bad size", rid), rid)
+            return
+        await ex.send_head(
+            ResponseHead(
+                200,
+                [
+                    (b"content-type", b"application/octet-stream"),
+                    (b"content-length", str(total).encode()),
+                ],
+            )
+        )
+        chunk = bytes(64 * 1024)
+        left = total
+        while left > 0:
+            piece = chunk if left >= len(chunk) else chunk[:left]
+            await ex.send_body(piece)
+            left -= len(piece)
+            self.bytes_sent += len(piece)
+            self._notify()
+        await ex.end()
 
     async def _messages(self, ex: ClientExchange, body: bytes, rid: str) -> None:
         try:
@@ -168,7 +197,21 @@ class FakeUpstream:
             return
         plan = plan_for(request, body, text_bytes=faults.text_bytes)
         if not request.get("stream"):
-            await _json(ex, 200, message_json(plan), rid)
+            doc = message_json(plan)
+            if faults.drop_after is not None:  # half the JSON body, then abort
+                await ex.send_head(
+                    ResponseHead(
+                        200,
+                        [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(doc)).encode()),
+                        ],
+                    )
+                )
+                await ex.send_body(doc[: len(doc) // 2])
+                await ex.abort()
+                return
+            await _json(ex, 200, doc, rid)
             return
         await self._stream(ex, stream_events(plan), faults, rid)
 

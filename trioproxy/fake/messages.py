@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 DEFAULT_TEXT = "Hello from trioproxy's fake upstream! Your proxy streams SSE event by event."
-MODELS = ("claude-opus-4-5", "claude-sonnet-4-5", "claude-haiku-4-5")
+MODELS = ("claude-opus-4-7", "claude-sonnet-4-6", "claude-haiku-4-5")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ CANCEL, which is how a client's cancellation reaches the upstream.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 
@@ -36,7 +37,9 @@ MAX_RECV = 64 * 1024  # bytes; one read from the upstream
 STREAM_WINDOW = 1024 * 1024  # bytes the upstream may send on one stream before we ack
 LOCAL_STREAM_CAP = 256  # streams we put on one connection even if the peer allows more
 
-StreamItem = ResponseHead | InformationalResponse | BodyChunk | EndOfMessage | StreamReset | UpstreamError
+StreamItem = (
+    ResponseHead | InformationalResponse | BodyChunk | EndOfMessage | StreamReset | UpstreamError
+)
 
 
 class H2UpstreamConnection:
@@ -129,7 +132,9 @@ class H2UpstreamConnection:
             elif isinstance(ev.event, BodyChunk):
                 self.proto.ack(ev.stream_id, ev.event.flow_controlled_length)
         elif isinstance(ev, WindowOpened):
-            targets = self.streams.values() if ev.stream_id == 0 else [self.streams.get(ev.stream_id)]
+            targets = (
+                self.streams.values() if ev.stream_id == 0 else [self.streams.get(ev.stream_id)]
+            )
             for st in targets:
                 if st is not None:
                     st.window_opened()
@@ -137,7 +142,11 @@ class H2UpstreamConnection:
             self.goaway_last_id = ev.last_stream_id
             for sid, st in list(self.streams.items()):
                 if sid > ev.last_stream_id:
-                    st.push(UpstreamClosed(f"upstream {self.label} refused the stream (GOAWAY)", retryable=True))
+                    st.push(
+                        UpstreamClosed(
+                            f"upstream {self.label} refused the stream (GOAWAY)", retryable=True
+                        )
+                    )
 
     def _die(self, message: str) -> None:
         if self.dead:
@@ -151,10 +160,8 @@ class H2UpstreamConnection:
         if not self.dead:
             self.proto.close()
             with trio.move_on_after(0.5):
-                try:
+                with contextlib.suppress(trio.BrokenResourceError):
                     await self.writer.flush()
-                except trio.BrokenResourceError:
-                    pass
         self._scope.cancel()
 
     # -- leases ------------------------------------------------------------------
@@ -274,7 +281,9 @@ class H2UpstreamStream:
                 return item
             if isinstance(item, InformationalResponse):
                 continue
-            raise UpstreamError(f"upstream {self.conn.label}: {type(item).__name__} before the response head")
+            raise UpstreamError(
+                f"upstream {self.conn.label}: {type(item).__name__} before the response head"
+            )
 
     def _ack_forwarded(self) -> None:
         """Hand back the credit of everything returned so far: the caller asks
@@ -296,4 +305,6 @@ class H2UpstreamStream:
                 continue
             if isinstance(item, EndOfMessage):
                 return None
-            raise UpstreamError(f"upstream {self.conn.label}: unexpected {type(item).__name__} in body")
+            raise UpstreamError(
+                f"upstream {self.conn.label}: unexpected {type(item).__name__} in body"
+            )

@@ -59,7 +59,9 @@ class PoolState:
         best = max((c for c in self.h2 if c.capacity > 0), key=lambda c: c.capacity, default=None)
         return best
 
-    def take_idle(self, now: float) -> tuple[H1UpstreamConnection | None, list[H1UpstreamConnection]]:
+    def take_idle(
+        self, now: float
+    ) -> tuple[H1UpstreamConnection | None, list[H1UpstreamConnection]]:
         """Most recently used idle connection that is neither expired nor closed
         by the server, plus the ones found dead on the way (the caller closes them)."""
         dead: list[H1UpstreamConnection] = []
@@ -76,7 +78,9 @@ class PoolState:
         keep: deque[H1UpstreamConnection] = deque()
         dead: list[H1UpstreamConnection] = []
         for conn in self.idle:
-            (dead if now - conn.idle_since > self.idle_timeout or conn.is_stale() else keep).append(conn)
+            (dead if now - conn.idle_since > self.idle_timeout or conn.is_stale() else keep).append(
+                conn
+            )
         self.idle = keep
         idle_h2 = [c for c in self.h2 if c.leased == 0 and now - c.idle_since > self.idle_timeout]
         self.h2 = [c for c in self.h2 if not c.dead and c not in idle_h2]
@@ -183,7 +187,9 @@ class UpstreamPool:
                 raise
             return conn
         self.protocol = "h1"
-        return H1UpstreamConnection(stream, max_head_bytes=self._max_head_bytes, label=str(self.origin))
+        return H1UpstreamConnection(
+            stream, max_head_bytes=self._max_head_bytes, label=str(self.origin)
+        )
 
     async def release(self, lease: Lease) -> None:
         """Return a lease when its response body has ended (or it failed)."""
@@ -203,7 +209,9 @@ class UpstreamPool:
                 await conn.aclose()
         self._notify()
 
-    async def serve_reaper(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve_reaper(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Close idle connections past their expiry, so they do not hold sockets
         (or sit in CLOSE_WAIT) while traffic is quiet. Runs until cancelled."""
         task_status.started()

@@ -1,0 +1,90 @@
+"""Graceful drain: in-flight requests finish, idle connections close, GOAWAY."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+import trio
+
+from tests.helpers import H1Client, H2Client, make_config, start_fake
+from trioproxy.admin.endpoints import route
+from trioproxy.proto.events import RequestHead
+from trioproxy.server import Server
+from trioproxy.state import ServerState
+
+STREAM = orjson.dumps(
+    {"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+)
+
+
+def test_health_says_draining() -> None:
+    state = ServerState(make_config())
+    head = RequestHead(b"GET", b"/health", [])
+    assert route(head, state)[0].status == 200
+    state.begin_drain()
+    status, body = route(head, state)[0].status, route(head, state)[1]
+    assert (status, orjson.loads(body)) == (503, {"status": "draining"})
+
+
+async def test_drain_finishes_streams_and_closes_the_rest(nursery: trio.Nursery) -> None:
+    fake = await start_fake(nursery)
+    server = Server(make_config(upstream__url=fake.url))
+    stopped = trio.Event()
+
+    async def run(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        await server.serve(task_status=task_status)
+        stopped.set()
+
+    port = await nursery.start(run)
+    idle = await H1Client.connect(port)
+    assert (await idle.request("GET", "/health")).status == 200
+    streaming = await H1Client.connect(port)
+    await streaming.send_request(
+        "POST", "/v1/messages", [("x-fake-fault", "event-delay=0.1")], STREAM
+    )
+    h2 = await H2Client.connect(nursery, port)
+    sid = await h2.start("POST", "/v1/messages", [("x-fake-fault", "event-delay=0.1")], STREAM)
+    assert fake.fake is not None
+    with trio.fail_after(5):
+        await fake.fake.wait_for(lambda f: f.requests >= 2)
+
+    server.begin_drain()
+    with trio.fail_after(2):
+        assert await idle.stream.receive_some(100) == b""  # idle keep-alive closed at once
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream("127.0.0.1", port)  # no longer accepting
+    with trio.fail_after(10):
+        resp = await streaming.read_response()
+        await h2.results[sid].done.wait()
+    assert resp.complete and resp.body.endswith(b'data: {"type":"message_stop"}\n\n')
+    assert h2.results[sid].ended and bytes(h2.results[sid].body).endswith(
+        b'{"type":"message_stop"}\n\n'
+    )
+    assert h2.goaway is not None and h2.goaway.last_stream_id >= sid and h2.goaway.error_code == 0
+    with trio.fail_after(5):
+        await stopped.wait()
+    assert not server.forced
+    for c in (idle, streaming, h2):
+        await c.aclose()
+
+
+async def test_drain_deadline_cancels_what_is_left(nursery: trio.Nursery) -> None:
+    fake = await start_fake(nursery)
+    server = Server(make_config(upstream__url=fake.url, timeouts__drain=0.5))
+    stopped = trio.Event()
+
+    async def run(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        await server.serve(task_status=task_status)
+        stopped.set()
+
+    port = await nursery.start(run)
+    async with await H1Client.connect(port) as c:
+        await c.send_request("POST", "/v1/messages", [("x-fake-fault", "stall=2")], STREAM)
+        assert await c.receive_some()
+        t0 = trio.current_time()
+        server.begin_drain()
+        with trio.fail_after(5):
+            await stopped.wait()
+        assert 0.4 < trio.current_time() - t0 < 3
+        resp = await c.read_response()
+        assert not resp.complete  # cut off at the deadline, visibly

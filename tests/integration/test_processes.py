@@ -1,0 +1,110 @@
+"""The real command line, as separate processes, with real signals."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import orjson
+import trio
+
+from tests.helpers import H1Client, start_fake
+
+STREAM = orjson.dumps(
+    {"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+)
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+async def read_until(
+    stream: trio.abc.ReceiveStream, pattern: bytes, seen: bytearray
+) -> re.Match[bytes]:
+    while not (m := re.search(pattern, bytes(seen))):
+        data = await stream.receive_some(65536)
+        assert data, (
+            f"process ended before {pattern!r}; output so far:\n{seen.decode(errors='replace')}"
+        )
+        seen += data
+    return m
+
+
+async def test_serve_drains_on_sigterm_and_exits_0(nursery: trio.Nursery) -> None:
+    fake = await start_fake(nursery)
+    proc = await trio.lowlevel.open_process(
+        [
+            sys.executable,
+            "-m",
+            "trioproxy",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            fake.url,
+        ],
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in ENV.items() if not k.startswith("TRIOPROXY_")},
+    )
+    assert proc.stderr is not None
+    try:
+        log = bytearray()
+        with trio.fail_after(20):
+            port = int(
+                (
+                    await read_until(proc.stderr, rb"listening on http://127\.0\.0\.1:(\d+)", log)
+                ).group(1)
+            )
+        async with await H1Client.connect(port) as c:
+            await c.send_request(
+                "POST", "/v1/messages", [("x-fake-fault", "event-delay=0.1")], STREAM
+            )
+            assert await c.receive_some()
+            proc.send_signal(signal.SIGTERM)
+            with trio.fail_after(10):
+                resp = await c.read_response()
+        assert resp.complete and resp.body.endswith(b'data: {"type":"message_stop"}\n\n')
+        with trio.fail_after(10):
+            assert await proc.wait() == 0
+        with trio.fail_after(5):
+            while data := await proc.stderr.receive_some(65536):
+                log += data
+        assert b"draining" in log
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_demo_prints_events_and_the_two_lines() -> None:
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "trioproxy", "demo", "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={k: v for k, v in ENV.items() if not k.startswith("TRIOPROXY_")},
+    )
+    assert proc.stdout is not None
+    try:
+        out = bytearray()
+        with trio.fail_after(20):
+            m = await read_until(
+                proc.stdout, rb"export ANTHROPIC_BASE_URL=http://127\.0\.0\.1:(\d+)\n", out
+            )
+            await read_until(
+                proc.stdout, rb"curl -N http://127\.0\.0\.1:\d+/v1/messages[^\n]*\n", out
+            )
+        text = out.decode()
+        for name in ("message_start", "content_block_delta", "message_delta", "message_stop"):
+            assert name in text
+        port = int(m.group(1))
+        async with await H1Client.connect(port) as c:  # the demo keeps running and serving
+            r = await c.request("POST", "/v1/messages", [], STREAM)
+        assert r.status == 200 and b"message_stop" in r.body
+        proc.send_signal(signal.SIGINT)
+        with trio.fail_after(10):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

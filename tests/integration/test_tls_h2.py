@@ -1,0 +1,161 @@
+"""TLS (trustme) inbound with ALPN and upstream with verification; HTTP/2 inbound."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import orjson
+import pytest
+import trio
+import trustme
+
+from tests.helpers import H1Client, H2Client, h1_request, start_fake, start_proxy
+
+STREAM = orjson.dumps(
+    {"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+)
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def server_context(ca: trustme.CA, alpn: list[str]) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
+    ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+def client_context(ca: trustme.CA, alpn: list[str]) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+@pytest.mark.parametrize("http2", [True, False], ids=["alpn-h2", "alpn-h1"])
+async def test_tls_upstream_verified_with_ca_bundle(
+    nursery: trio.Nursery, ca: trustme.CA, tmp_path: Path, http2: bool
+) -> None:
+    fake = await start_fake(nursery, ssl_context=server_context(ca, ["h2", "http/1.1"]))
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    proxy = await start_proxy(
+        nursery,
+        f"https://127.0.0.1:{fake.port}",
+        upstream__ca_bundle=str(bundle),
+        upstream__http2=http2,
+    )
+    r = await h1_request(proxy.port, "POST", "/echo/tls", [], b"secret body")
+    assert r.status == 200 and r.body == b"secret body"
+    assert r.header(b"x-echo-protocol") == (b"h2" if http2 else b"h1")
+
+
+async def test_tls_upstream_verification_failure_is_502(
+    nursery: trio.Nursery, ca: trustme.CA
+) -> None:
+    fake = await start_fake(nursery, ssl_context=server_context(ca, ["h2", "http/1.1"]))
+    proxy = await start_proxy(
+        nursery, f"https://127.0.0.1:{fake.port}"
+    )  # system store: does not know our CA
+    r = await h1_request(proxy.port, "GET", "/v1/models")
+    assert r.status == 502
+    doc = orjson.loads(r.body)
+    assert doc["error"]["type"] == "api_error"
+    assert "certificate verification failed" in doc["error"]["message"]
+    assert fake.fake is not None and fake.fake.requests == 0  # never downgraded
+
+
+async def test_tls_inbound_with_alpn(nursery: trio.Nursery, ca: trustme.CA, tmp_path: Path) -> None:
+    fake = await start_fake(nursery)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    leaf.private_key_pem.write_to_path(str(key))
+    with cert.open("wb") as fh:
+        for pem in leaf.cert_chain_pems:
+            fh.write(pem.bytes())
+    proxy = await start_proxy(nursery, fake.url, tls__cert=str(cert), tls__key=str(key))
+    async with await H1Client.connect(proxy.port, client_context(ca, ["http/1.1"])) as c:
+        assert (
+            isinstance(c.stream, trio.SSLStream) and c.stream.selected_alpn_protocol() == "http/1.1"
+        )
+        r = await c.request("POST", "/echo/over-tls", [], b"abc")
+        assert (r.status, r.body) == (200, b"abc")
+    h2c = await H2Client.connect(nursery, proxy.port, client_context(ca, ["h2", "http/1.1"]))
+    res = await h2c.request("POST", "/echo/over-h2-tls", [("x-a", "1")], b"xyz")
+    assert (res.status, bytes(res.body)) == (200, b"xyz")
+    await h2c.aclose()
+
+
+async def test_h2_many_concurrent_streams(
+    nursery: trio.Nursery, upstream_opts: dict[str, object]
+) -> None:
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(nursery, fake.url, **upstream_opts)
+    client = await H2Client.connect(nursery, proxy.port)
+    n = 60
+    sids = [
+        await client.start(
+            "POST", "/v1/messages?beta=true", [("x-fake-fault", "event-delay=0.02")], STREAM
+        )
+        for _ in range(n)
+    ]
+    with trio.fail_after(20):
+        for sid in sids:
+            await client.results[sid].done.wait()
+    bodies = [bytes(client.results[s].body) for s in sids]
+    assert all(client.results[s].status == 200 and client.results[s].ended for s in sids)
+    assert all(
+        b.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n') for b in bodies
+    )
+    assert len(set(bodies)) == 1  # same request, same deterministic answer on every stream
+    assert fake.fake is not None and fake.fake.requests == n
+    await client.aclose()
+
+
+async def test_h2_large_upload_and_stream_reset_cancels_upstream(
+    nursery: trio.Nursery, upstream_opts: dict[str, object]
+) -> None:
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(nursery, fake.url, **upstream_opts)
+    client = await H2Client.connect(nursery, proxy.port)
+    big = bytes(range(256)) * 8000  # 2 MB: many window updates, acknowledged as forwarded
+    res = await client.request("POST", "/echo/upload", [], big)
+    assert res.status == 200 and bytes(res.body) == big
+    sid = await client.start("POST", "/v1/messages", [("x-fake-fault", "event-delay=0.5")], STREAM)
+    assert fake.fake is not None
+    with trio.fail_after(5):
+        await fake.fake.wait_for(lambda f: f.requests >= 2)
+    await client.reset(sid)
+    with trio.fail_after(1):
+        await fake.fake.wait_for(lambda f: f.cancelled >= 1)
+    await client.aclose()
+
+
+async def test_slow_client_pushes_back_on_upstream(
+    nursery: trio.Nursery, upstream_opts: dict[str, object]
+) -> None:
+    """A client that stops reading: the upstream is held back (by TCP and HTTP/2
+    windows) instead of the proxy buffering the response."""
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(nursery, fake.url, **upstream_opts)
+    assert fake.fake is not None
+    total = 160 * 1024 * 1024
+    async with await H1Client.connect(proxy.port) as c:
+        await c.send_request("GET", f"/bytes/{total}")
+        await c.stream.receive_some(65536)
+        await trio.sleep(1.0)  # observe for a while that the upstream cannot run ahead
+        held = fake.fake.bytes_sent
+        assert held < 40 * 1024 * 1024, held
+        received = 0
+        while True:
+            data = await c.stream.receive_some(1024 * 1024)
+            if not data:
+                break
+            received += len(data)
+            if fake.fake.bytes_sent >= total and received > total - 1024 * 1024:
+                break
+    assert fake.fake.bytes_sent == total
