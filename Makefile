@@ -28,5 +28,6 @@ test: install  ## lint, then the whole test suite
 	$(BIN)/ruff check trioproxy tests bench
 	$(BIN)/pytest
 
-bench: install  ## load tests against the fake upstream / nginx (see bench/README.md)
-	$(BIN)/python -m bench.run
+bench: install  ## load tests: direct vs nginx vs trioproxy (see bench/README.md; ARGS="--duration 5")
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python -m bench.run $(ARGS)

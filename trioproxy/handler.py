@@ -39,6 +39,11 @@ from trioproxy.upstream.pool import UpstreamPool
 log = logging.getLogger("trioproxy.handler")
 
 REPLAY_LIMIT = 4 * 1024 * 1024  # bytes of request body kept to resend once on a stale connection
+# Seconds an upload may still run after the upstream already answered in full.
+# Upstreams (nginx `return`, early 4xx) often answer before reading the body;
+# finishing a short upload keeps the upstream connection reusable, while a long
+# one is cut off (the connection is then closed instead).
+UPLOAD_GRACE = 1.0
 
 
 class RequestBody:
@@ -156,9 +161,10 @@ class Proxy:
                 f"upstream {self.pool.origin} closed the connection", retryable=lease.reused
             ) from exc
         head_scope = trio.CancelScope(deadline=math.inf)
+        uploaded = trio.Event()
         with one_error():
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump_request, lease, body, head_scope)
+                nursery.start_soon(self._pump_request, lease, body, head_scope, uploaded)
                 with head_scope:
                     resp = await lease.receive_head()
                 if head_scope.cancelled_caught:
@@ -166,10 +172,12 @@ class Proxy:
                         f"upstream sent no response headers within {cfg.timeouts.response_headers:g} s"
                     )
                 await self._pump_response(ex, lease, resp, up_head)
-                nursery.cancel_scope.cancel()  # an early response ends the upload too
+                with trio.move_on_after(UPLOAD_GRACE):
+                    await uploaded.wait()
+                nursery.cancel_scope.cancel()  # an upload still running after the grace ends here
 
     async def _pump_request(
-        self, lease: Lease, body: RequestBody, head_scope: trio.CancelScope
+        self, lease: Lease, body: RequestBody, head_scope: trio.CancelScope, uploaded: trio.Event
     ) -> None:
         """Client body -> upstream. Credit goes back to the client only after a
         chunk was handed to the upstream (HTTP/2 backpressure)."""
@@ -183,6 +191,7 @@ class Proxy:
         except UpstreamWriteFailed:
             pass  # the response side sees the broken connection and decides
         finally:
+            uploaded.set()
             # The response-header timeout counts from the end of the upload.
             head_scope.deadline = min(
                 head_scope.deadline,

@@ -188,3 +188,29 @@ async def test_stale_keepalive_connection_is_retried_once(nursery: trio.Nursery)
     second = await h1_request(proxy.port, "GET", "/x")
     assert (first.status, first.body, second.status, second.body) == (200, b"ok", 200, b"ok")
     assert served == ["answered", "dropped", "answered"]
+
+
+async def test_connect_timeout_is_502(nursery: trio.Nursery) -> None:
+    """A listener whose accept queue is full drops SYNs, so connecting hangs:
+    the proxy gives up after timeouts.connect with a 502 that says so."""
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    port = full.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # fill the (tiny) accept queue; later SYNs are dropped
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fillers.append(s)
+        proxy = await start_proxy(nursery, f"http://127.0.0.1:{port}", timeouts__connect=0.5)
+        t0 = trio.current_time()
+        r = await h1_request(proxy.port, "GET", "/v1/models")
+        assert r.status == 502 and error_type(r.body) == "api_error"
+        assert "within 0.5 s" in orjson.loads(r.body)["error"]["message"]
+        assert 0.4 < trio.current_time() - t0 < 5
+    finally:
+        for s in fillers:
+            s.close()
+        full.close()

@@ -1,4 +1,4 @@
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trioproxy.fake.messages import plan_for, stream_events
@@ -38,9 +38,11 @@ def test_line_endings_comments_and_multiline_data() -> None:
 
 def test_cr_lf_split_across_chunks_is_one_terminator() -> None:
     assert parse_all([b"data: 1\r", b"\n\r", b"\n"]) == [SSEEvent(b"message", b"1")]
+    # an empty read between CR and LF changes nothing
+    assert parse_all([b"data: 1\r", b"", b"\ndata: 2\r", b"", b"\n\r\n"]) == [SSEEvent(b"message", b"1\n2")]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=30))
 def test_any_chunking_gives_the_same_events(cuts: list[int]) -> None:
     points = sorted(set(cuts))

@@ -42,6 +42,8 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         out: list[SSEEvent] = []
+        if not chunk:
+            return out  # an empty read must not forget a pending CR
         if self._skip_lf:
             self._skip_lf = False
             if chunk[:1] == b"\n":

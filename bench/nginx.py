@@ -1,0 +1,138 @@
+"""nginx configurations the bench generates: an origin and a reverse proxy."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SMALL_JSON = (
+    '{"id":"msg_bench","type":"message","role":"assistant","model":"claude-opus-4-7",'
+    '"content":[{"type":"text","text":"Hello from the bench origin."}],"stop_reason":"end_turn",'
+    '"stop_sequence":null,"usage":{"input_tokens":250,"cache_creation_input_tokens":0,'
+    '"cache_read_input_tokens":0,"output_tokens":9}}'
+)
+
+COMMON = """
+worker_processes 1;
+worker_rlimit_nofile 65536;
+daemon off;
+master_process on;
+pid {dir}/{name}.pid;
+error_log {dir}/{name}.error.log warn;
+events {{ worker_connections 32768; multi_accept on; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/{name}-body;
+  proxy_temp_path {dir}/{name}-proxy;
+  fastcgi_temp_path {dir}/{name}-fcgi;
+  uwsgi_temp_path {dir}/{name}-uwsgi;
+  scgi_temp_path {dir}/{name}-scgi;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  types {{ text/event-stream sse; application/json json; }}
+  {body}
+}}
+"""
+
+ORIGIN = """
+  server {{
+    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{h2port} http2;  # cleartext prior knowledge (nginx 1.22 syntax)
+    client_max_body_size 2m;
+    client_body_buffer_size 1m;
+    location = /v1/messages {{ default_type application/json; return 200 '{small}'; }}
+    location = /upload {{ default_type application/json; return 200 '{{"ok":true}}'; }}
+    location /static/ {{ root {dir}; sendfile on; }}
+  }}
+"""
+
+PROXY = """
+  upstream origin {{ server 127.0.0.1:{origin}; keepalive 256; }}
+  server {{
+    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{h2port} http2;
+    client_max_body_size 40m;
+    proxy_buffering off;
+    proxy_request_buffering off;
+    proxy_http_version 1.1;
+    location / {{
+      proxy_pass http://origin;
+      proxy_set_header Connection "";
+      proxy_set_header Host 127.0.0.1:{origin};
+    }}
+  }}
+"""
+
+
+@dataclass
+class Nginx:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    h2port: int
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
+        ).stdout
+        return [int(p) for p in out.split()]
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGQUIT)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start_nginx(
+    name: str, body: str, workdir: Path, port: int, h2port: int, cpu: int | None
+) -> Nginx:
+    conf = workdir / f"{name}.conf"
+    conf.write_text(COMMON.format(dir=workdir, name=name, body=body))
+    cmd = ["nginx", "-c", str(conf), "-p", str(workdir)]
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu), *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"nginx {name} failed: {proc.stderr.read().decode() if proc.stderr else ''}"
+            )
+        if _listening(port):
+            return Nginx(name, proc, port, h2port)
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"nginx {name} did not start")
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def origin_config(port: int, h2port: int, workdir: Path) -> str:
+    return ORIGIN.format(port=port, h2port=h2port, small=SMALL_JSON, dir=workdir)
+
+
+def proxy_config(port: int, h2port: int, origin: int) -> str:
+    return PROXY.format(port=port, h2port=h2port, origin=origin)
+
+
+def write_sse_file(workdir: Path, size: int) -> None:
+    """A static SSE body of about ``size`` bytes, shaped like a Messages stream."""
+    static = workdir / "static"
+    static.mkdir(exist_ok=True)
+    event = (
+        'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        '"delta":{"type":"text_delta","text":"bench text bench text bench text"}}\n\n'
+    )
+    (static / "stream.sse").write_text(event * (size // len(event)))  # whole events only
+    os.sync()
