@@ -30,7 +30,12 @@ from trioproxy.errors import (
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.pipeline.forward import check_declared_length, upstream_head
 from trioproxy.proto.events import BodyChunk, RequestHead, ResponseHead
-from trioproxy.proto.headers import has_header, is_event_stream, response_headers_for_client
+from trioproxy.proto.headers import (
+    content_length,
+    has_header,
+    is_event_stream,
+    response_headers_for_client,
+)
 from trioproxy.proto.sse import EventBoundary
 from trioproxy.state import ServerState
 from trioproxy.upstream.lease import Lease, UpstreamClosed, UpstreamWriteFailed
@@ -44,6 +49,11 @@ REPLAY_LIMIT = 4 * 1024 * 1024  # bytes of request body kept to resend once on a
 # finishing a short upload keeps the upstream connection reusable, while a long
 # one is cut off (the connection is then closed instead).
 UPLOAD_GRACE = 1.0
+# Bodies up to this size (declared by Content-Length) are sent before the
+# response is read, in the handler's own task: no pump task, no nursery. Most
+# API requests are this small; larger or chunked uploads stream concurrently
+# with the response, so an upstream may still answer before they end.
+INLINE_BODY_MAX = 64 * 1024  # bytes
 
 
 class RequestBody:
@@ -61,6 +71,10 @@ class RequestBody:
         self.done = not ex.has_body
         self._replay: list[bytes] | None = []
         self._replay_bytes = 0
+
+    @property
+    def exchange(self) -> ClientExchange:
+        return self._ex
 
     @property
     def replayable(self) -> bool:
@@ -160,6 +174,15 @@ class Proxy:
             raise UpstreamClosed(
                 f"upstream {self.pool.origin} closed the connection", retryable=lease.reused
             ) from exc
+        declared = content_length(ex.head.headers)
+        if not ex.has_body or (declared is not None and declared <= INLINE_BODY_MAX):
+            await self._upload(lease, body)
+            with trio.move_on_after(cfg.timeouts.response_headers) as head_scope:
+                resp = await lease.receive_head()
+            if head_scope.cancelled_caught:
+                raise self._headers_timeout()
+            await self._pump_response(ex, lease, resp, up_head)
+            return
         head_scope = trio.CancelScope(deadline=math.inf)
         uploaded = trio.Event()
         with one_error():
@@ -168,19 +191,21 @@ class Proxy:
                 with head_scope:
                     resp = await lease.receive_head()
                 if head_scope.cancelled_caught:
-                    raise UpstreamTimeout(
-                        f"upstream sent no response headers within {cfg.timeouts.response_headers:g} s"
-                    )
+                    raise self._headers_timeout()
                 await self._pump_response(ex, lease, resp, up_head)
                 with trio.move_on_after(UPLOAD_GRACE):
                     await uploaded.wait()
                 nursery.cancel_scope.cancel()  # an upload still running after the grace ends here
 
-    async def _pump_request(
-        self, lease: Lease, body: RequestBody, head_scope: trio.CancelScope, uploaded: trio.Event
-    ) -> None:
+    def _headers_timeout(self) -> UpstreamTimeout:
+        t = self.state.config.timeouts.response_headers
+        return UpstreamTimeout(f"upstream sent no response headers within {t:g} s")
+
+    async def _upload(self, lease: Lease, body: RequestBody) -> None:
         """Client body -> upstream. Credit goes back to the client only after a
-        chunk was handed to the upstream (HTTP/2 backpressure)."""
+        chunk was handed to the upstream (HTTP/2 backpressure). A failed write
+        is left for the response side to report (an early answer may still be
+        readable, and a stale connection shows there as retryable)."""
         try:
             for data in body.replay():
                 await lease.send_body(data)
@@ -189,7 +214,16 @@ class Proxy:
                 body.ack(chunk)
             await lease.end_body()
         except UpstreamWriteFailed:
-            pass  # the response side sees the broken connection and decides
+            pass
+        # Now we wait on the upstream: a client that leaves must cancel that.
+        body.exchange.watch_disconnect()
+
+    async def _pump_request(
+        self, lease: Lease, body: RequestBody, head_scope: trio.CancelScope, uploaded: trio.Event
+    ) -> None:
+        """The upload as a task beside the response (large or chunked bodies)."""
+        try:
+            await self._upload(lease, body)
         finally:
             uploaded.set()
             # The response-header timeout counts from the end of the upload.
@@ -208,18 +242,20 @@ class Proxy:
             ResponseHead(resp.status, response_headers_for_client(resp.headers), resp.reason)
         )
         try:
-            while True:
-                with trio.move_on_after(idle_timeout) as idle:
+            # One scope for the whole body; its deadline is moved, not re-created,
+            # per chunk. It only runs while we wait for the upstream.
+            with trio.CancelScope() as idle:
+                while True:
+                    idle.deadline = trio.current_time() + idle_timeout
                     chunk = await lease.receive_body()
-                if idle.cancelled_caught:
-                    raise UpstreamTimeout(
-                        f"upstream sent nothing for {idle_timeout:g} s mid-response"
-                    )
-                if chunk is None:
-                    break
-                if sse is not None:
-                    sse.feed(chunk)
-                await ex.send_body(chunk)
+                    if chunk is None:
+                        break
+                    idle.deadline = math.inf
+                    if sse is not None:
+                        sse.feed(chunk)
+                    await ex.send_body(chunk)
+            if idle.cancelled_caught:
+                raise UpstreamTimeout(f"upstream sent nothing for {idle_timeout:g} s mid-response")
         except (UpstreamError, UpstreamTimeout) as exc:
             log.info("%s: upstream failed mid-response: %s", ex.request_id, exc.message)
             if sse is not None and not framed:

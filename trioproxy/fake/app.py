@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import trio
 
+from trioproxy.errors import ClientGone
 from trioproxy.fake.faults import Faults, FaultSyntaxError, parse_faults
 from trioproxy.fake.messages import (
     error_json,
@@ -81,7 +82,7 @@ class FakeUpstream:
             self.last_body = body[:KEEP_BODY]
             self._notify()
             await self._route(ex, body, rid)
-        except trio.Cancelled:
+        except (trio.Cancelled, ClientGone):  # reset, closed, or closed mid-body
             self.cancelled += 1
             self._notify()
             raise
@@ -94,6 +95,7 @@ class FakeUpstream:
             if total <= MAX_BODY:
                 parts.append(chunk.data)
             ex.ack(chunk.flow_controlled_length)
+        ex.watch_disconnect()  # like the real API: notice a caller that hangs up
         return b"".join(parts)
 
     async def _route(self, ex: ClientExchange, body: bytes, rid: str) -> None:

@@ -19,6 +19,10 @@ class ClientExchange(Protocol):
     calls ``ack(chunk.flow_controlled_length)``: HTTP/2 hands that credit back
     to the client only then, so a slow upstream pushes back on the client.
 
+    ``watch_disconnect()`` is called before waiting on something slow (the
+    upstream), once the body was read: from then on a client that goes away
+    cancels the exchange (HTTP/2 always notices; HTTP/1.1 starts a reader).
+
     ``abort()`` ends a started response so that the client sees a truncation
     (HTTP/1.1: close without the final chunk; HTTP/2: RST_STREAM), never a body
     that looks complete.
@@ -37,6 +41,8 @@ class ClientExchange(Protocol):
     async def receive_body(self) -> BodyChunk | None: ...
 
     def ack(self, nbytes: int) -> None: ...
+
+    def watch_disconnect(self) -> None: ...
 
     async def send_head(self, head: ResponseHead) -> None: ...
 

@@ -1,10 +1,11 @@
 """HTTP/1.1 client connections: keep-alive, pipelining, 100-continue, timeouts.
 
-Per exchange, two tasks share the connection: the application (the only writer)
-and a reader that feeds h11 and hands body chunks over a zero-capacity channel,
-so a slow upstream stops us reading from the client (backpressure) and a client
-EOF cancels the exchange at once. Pipelined requests are read ahead into h11's
-buffer up to ``PIPELINE_BUFFER`` bytes and answered in order, one at a time.
+The application task is the only writer, and reads the request body itself
+straight from the socket (so a slow upstream stops us reading from the client:
+backpressure, with no buffer in between). Once the request is complete a
+watcher task reads ahead, so that a client EOF cancels the exchange at once and
+pipelined requests wait in h11's buffer (at most ``PIPELINE_BUFFER`` bytes) to
+be answered in order, one at a time.
 """
 
 from __future__ import annotations
@@ -32,29 +33,42 @@ log = logging.getLogger("trioproxy.h1")
 MAX_RECV = 64 * 1024  # bytes; one read from the client
 PIPELINE_BUFFER = 64 * 1024  # bytes of pipelined requests read ahead during a response
 CLOSE_GRACE = 1.0  # seconds; bound on shielded cleanup when closing a connection
-
-BodyItem = BodyChunk | ProxyError | None
+# Lingering close (as nginx does): closing with unread request bytes makes the
+# kernel send RST, which can destroy the response we just wrote (a 413, say).
+# So we half-close and read and discard for a while first.
+LINGER_TIME = 2.0  # seconds
+LINGER_BYTES = 64 * 1024 * 1024  # bytes discarded at most
 
 
 class H1Exchange:
     protocol = "h1"
 
     def __init__(
-        self, stream: trio.abc.Stream, proto: H1Server, head: RequestHead, state: ServerState
+        self,
+        stream: trio.abc.Stream,
+        proto: H1Server,
+        head: RequestHead,
+        state: ServerState,
+        nursery: trio.Nursery,
     ) -> None:
         self.head = head
         self.request_id = state.request_ids.next()
         self._stream = stream
         self._proto = proto
         self._state = state
-        self._body_send, self._body_recv = trio.open_memory_channel[BodyItem](0)
+        self._nursery = nursery
         self._body_done = False
+        self._pending = b""  # a response head held back to go out with the body
         self.app_scope = trio.CancelScope()
         self.client_gone = False
         self.aborted = False
         te = head.header(b"transfer-encoding")
         cl = head.header(b"content-length")
         self._has_body = te is not None or (cl is not None and int(cl) > 0)
+        # Without a body there is nothing to read (h11's EndOfMessage is
+        # consumed by the watcher, or by finish_request at the end).
+        self._body_done = not self._has_body
+        self._watching = False
 
     @property
     def has_body(self) -> bool:
@@ -66,49 +80,81 @@ class H1Exchange:
 
     # -- request body -------------------------------------------------------
     async def receive_body(self) -> BodyChunk | None:
+        """Read the body straight from the socket (the app is the only reader
+        until the body ends; then the watcher takes over)."""
         if self._body_done:
             return None
-        if self._proto.waiting_for_100_continue:
-            await self._write(self._proto.send_informational(100))
-        item = await self._body_recv.receive()
-        if item is None:
-            self._body_done = True
-            return None
-        if isinstance(item, ProxyError):
-            self._body_done = True
-            raise item
-        return item
-
-    def ack(self, nbytes: int) -> None:
-        """HTTP/1.1 backpressure is the zero-capacity channel; nothing to credit."""
-
-    async def read_loop(self) -> None:
-        """Feed h11 from the socket until the exchange ends; runs beside the app."""
         proto = self._proto
+        if proto.waiting_for_100_continue:
+            await self._write(proto.send_informational(100))
         while True:
             try:
                 ev = proto.next_event()
             except ProtocolError as exc:
-                if not self._body_done:
-                    await self._body_send.send(from_protocol_error(exc))
-                self._client_went_away()
-                return
+                self._body_done = True
+                raise from_protocol_error(exc) from None
             if isinstance(ev, BodyChunk):
-                await self._body_send.send(ev)
-                continue
+                return ev
             if isinstance(ev, EndOfMessage):
-                await self._body_send.send(None)
-                continue
+                self._body_done = True
+                return None
+            if isinstance(ev, PeerClosed):
+                self._client_went_away()
+                raise ClientGone("client closed the connection mid-body")
+            data = await self._receive()
+            if not data:
+                self._client_went_away()
+                raise ClientGone("client closed the connection mid-body")
+            proto.receive_data(data)
+
+    def ack(self, nbytes: int) -> None:
+        """HTTP/1.1 backpressure is simply not reading; nothing to credit."""
+
+    async def _receive(self) -> bytes:
+        try:
+            return await self._stream.receive_some(MAX_RECV)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""
+
+    def watch_disconnect(self) -> None:
+        """Called by the application before it waits on something slow (the
+        upstream): from now on a client EOF cancels the exchange. Only after
+        the request body was read (the watcher then owns the socket's reads)."""
+        if not self._watching and self._body_done:
+            self._watching = True
+            self._nursery.start_soon(self._watch)
+
+    def finish_request(self) -> bool:
+        """After the response: consume what is left of the request if it is
+        already buffered (a body-less request's end, a small unread body), so
+        the connection can be reused. False if the request is not complete."""
+        proto = self._proto
+        while proto.request_has_body:
+            try:
+                ev = proto.next_event()
+            except ProtocolError:
+                return False
+            if not isinstance(ev, BodyChunk | EndOfMessage):
+                return False
+        return True
+
+    async def _watch(self) -> None:
+        """After the request: read ahead (pipelined requests, bounded) and
+        notice a client that goes away, which cancels the exchange."""
+        proto = self._proto
+        while True:
+            try:
+                ev = proto.next_event()
+            except ProtocolError:
+                return  # garbage after the request: answered when its turn comes
+            if isinstance(ev, EndOfMessage):
+                continue  # a body-less request's end
             if isinstance(ev, PeerClosed):
                 self._client_went_away()
                 return
-            # NEED_DATA, or PAUSED with a pipelined request waiting in h11's buffer.
             if proto.buffered_bytes >= PIPELINE_BUFFER:
                 await trio.sleep_forever()  # bounded read-ahead; cancelled at exchange end
-            try:
-                data = await self._stream.receive_some(MAX_RECV)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
+            data = await self._receive()
             if not data:
                 self._client_went_away()
                 return
@@ -120,6 +166,9 @@ class H1Exchange:
 
     # -- response -----------------------------------------------------------
     async def _write(self, data: bytes) -> None:
+        if self._pending:
+            data = self._pending + data
+            self._pending = b""
         if not data:
             return
         try:
@@ -137,7 +186,11 @@ class H1Exchange:
             head = ResponseHead(
                 head.status, [*head.headers, (b"connection", b"close")], head.reason
             )
-        await self._write(self._proto.send_response_head(head))
+        data = self._proto.send_response_head(head)
+        if head.header(b"content-length") is not None:
+            self._pending = data  # a sized body follows: one write for both
+            return
+        await self._write(data)  # streaming: the head goes out now
 
     async def send_body(self, data: bytes) -> None:
         if data:
@@ -149,6 +202,7 @@ class H1Exchange:
     async def abort(self) -> None:
         """Truncate: the connection closes without the terminating chunk."""
         self.aborted = True
+        self._pending = b""
         self._proto.send_failed()
 
 
@@ -174,6 +228,8 @@ async def serve_h1(
                 if head is None:
                     return
                 if not await _run_exchange(stream, proto, state, app, head):
+                    if proto.request_has_body and not proto.response_failed:
+                        await _linger(stream)
                     return
                 if state.draining:
                     return
@@ -232,16 +288,30 @@ async def _run_exchange(
     stream: trio.abc.Stream, proto: H1Server, state: ServerState, app: App, head: RequestHead
 ) -> bool:
     """Run the application for one request; True if the connection may be reused."""
-    ex = H1Exchange(stream, proto, head, state)
     with state.exchange():
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(ex.read_loop)
+            ex = H1Exchange(stream, proto, head, state, nursery)
             with ex.app_scope, contextlib.suppress(ClientGone):
                 await app(ex)
             nursery.cancel_scope.cancel()
-    if ex.client_gone or ex.aborted:
+    if ex.client_gone or ex.aborted or not ex.finish_request():
         return False
     return proto.start_next_cycle()
+
+
+async def _linger(stream: trio.abc.Stream) -> None:
+    with trio.move_on_after(LINGER_TIME):
+        try:
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+            discarded = 0
+            while discarded < LINGER_BYTES:
+                data = await stream.receive_some(MAX_RECV)
+                if not data:
+                    return
+                discarded += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
 
 async def _send_error_and_close(

@@ -92,6 +92,9 @@ class H2Stream:
             self._arrived = trio.Event()
         return self._chunks.popleft()
 
+    def watch_disconnect(self) -> None:
+        """The connection's reader always notices RST_STREAM and EOF."""
+
     def ack(self, nbytes: int) -> None:
         if nbytes and not self.reset:
             self.acked_flow += nbytes

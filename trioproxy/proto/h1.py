@@ -122,6 +122,11 @@ class H1Server:
         return len(self._conn.trailing_data[0])
 
     @property
+    def response_failed(self) -> bool:
+        """Our side errored (a write failed or we truncated on purpose)."""
+        return self._conn.our_state is h11.ERROR
+
+    @property
     def can_respond(self) -> bool:
         return self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE)
 

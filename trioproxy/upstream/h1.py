@@ -36,6 +36,7 @@ class H1UpstreamConnection:
         self.broken = False
         self._received_any = False
         self._response_done = False
+        self._pending = b""  # the request head, held to go out with the first body bytes
 
     def __repr__(self) -> str:
         return f"<H1Upstream {self.label} requests={self.requests} broken={self.broken} {self.proto!r}>"
@@ -62,6 +63,11 @@ class H1UpstreamConnection:
 
     # -- sending --------------------------------------------------------------
     async def _write(self, data: bytes) -> None:
+        if self._pending:
+            data = self._pending + data
+            self._pending = b""
+        if not data:
+            return
         try:
             await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -75,7 +81,9 @@ class H1UpstreamConnection:
 
     async def send_head(self, head: RequestHead, *, has_body: bool) -> None:
         chunked = has_body and head.header(b"content-length") is None
-        await self._write(self.proto.send_request_head(head, chunked=chunked))
+        # Held until the first body bytes (or the end): one write for a small
+        # request, and no upstream answering a head whose body is still in flight.
+        self._pending = self.proto.send_request_head(head, chunked=chunked)
 
     async def send_body(self, data: bytes) -> None:
         await self._write(self.proto.send_body(data))
