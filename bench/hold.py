@@ -18,23 +18,36 @@ REQUEST = (
 BODY = b'{"model":"claude-opus-4-7","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"hold"}]}'
 
 
-async def hold_one(port: int, held: list[trio.SocketStream], limiter: trio.CapacityLimiter) -> None:
+async def hold_one(
+    port: int, held: list[trio.SocketStream], failed: list[str], limiter: trio.CapacityLimiter
+) -> None:
     async with limiter:
-        s = await trio.open_tcp_stream("127.0.0.1", port)
-        await s.send_all(REQUEST % (len(BODY), BODY))
-        data = await s.receive_some(65536)
+        try:
+            s = await trio.open_tcp_stream("127.0.0.1", port)
+            await s.send_all(REQUEST % (len(BODY), BODY))
+            data = await s.receive_some(65536)
+        except OSError as exc:  # trio's BrokenResourceError is not an OSError
+            failed.append(repr(exc))
+            return
+        except trio.BrokenResourceError as exc:
+            failed.append(repr(exc))
+            return
         if not data.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(f"unexpected answer: {data[:80]!r}")
+            failed.append(repr(data[:60]))
+            await s.aclose()
+            return
     held.append(s)
 
 
 async def main(port: int, n: int) -> None:
     held: list[trio.SocketStream] = []
+    failed: list[str] = []
     limiter = trio.CapacityLimiter(200)  # connections being opened at once
     async with trio.open_nursery() as nursery:
         for _ in range(n):
-            nursery.start_soon(hold_one, port, held, limiter)
-    print(f"HELD {len(held)}", flush=True)
+            nursery.start_soon(hold_one, port, held, failed, limiter)
+    first = failed[0] if failed else ""
+    print(f"HELD {len(held)} FAILED {len(failed)} {first}", flush=True)
     await trio.to_thread.run_sync(sys.stdin.read)
     for s in held:
         await s.aclose()

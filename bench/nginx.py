@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -45,7 +44,16 @@ ORIGIN = """
     client_max_body_size 2m;
     client_body_buffer_size 1m;
     location = /v1/messages {{ default_type application/json; return 200 '{small}'; }}
-    location = /upload {{ default_type application/json; return 200 '{{"ok":true}}'; }}
+    # /upload reads the whole body before answering (request buffering on an
+    # internal hop): answering early would make the proxies under test cut
+    # their uploads, which is not what scenario C measures.
+    location = /upload {{
+      client_body_buffer_size 1m;
+      proxy_pass http://127.0.0.1:{port}/uploaded;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+    }}
+    location = /uploaded {{ default_type application/json; return 200 '{{"ok":true}}'; }}
     location /static/ {{ root {dir}; sendfile on; }}
   }}
 """
@@ -135,4 +143,6 @@ def write_sse_file(workdir: Path, size: int) -> None:
         '"delta":{"type":"text_delta","text":"bench text bench text bench text"}}\n\n'
     )
     (static / "stream.sse").write_text(event * (size // len(event)))  # whole events only
-    os.sync()
+    # nginx workers run unprivileged: the temporary tree must be readable.
+    for path in (workdir, static, static / "stream.sse"):
+        path.chmod(0o755)

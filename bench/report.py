@@ -65,11 +65,19 @@ def render(results: dict[str, Any], png: Path | None = None) -> str:
         lines.append(f"| E: {sc['E']['title']} | " + " | ".join(cells) + " |")
     if "F" in sc:
         rows = sc["F"]["rows"]
-        for key, r in rows.items():
-            who, count = key.rsplit(" ", 1)
-            cell = f"{r['held']} held, {_f(r['kib_per_stream'], '.1f')} KiB/stream (RSS {r['rss_after_kib'] / 1024:.0f} MiB)"
-            cells = ["n/a", cell if who == "nginx" else "", cell if who == "trioproxy" else ""]
-            lines.append(f"| F: idle streams, {count} | " + " | ".join(cells) + " |")
+        counts = sorted({int(k.rsplit(" ", 1)[1]) for k in rows})
+        for count in counts:
+            cells = ["n/a"]
+            for who in ("nginx", "trioproxy"):
+                r = rows.get(f"{who} {count}")
+                if r is None:
+                    cells.append("n/a")
+                    continue
+                cell = f"{r['held']} held, {_f(r['kib_per_stream'], '.1f')} KiB/stream (RSS {r['rss_after_kib'] / 1024:.0f} MiB)"
+                if r.get("failed"):
+                    cell += f", {r['failed']} failed to open"
+                cells.append(cell)
+            lines.append(f"| F: {count:,} idle held streams | " + " | ".join(cells) + " |")
     if png is not None:
         note = _plot(results, png)
         lines += ["", note]

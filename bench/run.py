@@ -346,7 +346,13 @@ class Bench:
                 )
                 assert holder.stdout is not None and holder.stdin is not None
                 line = holder.stdout.readline()
-                held = int(line.split()[1]) if line.startswith("HELD") else 0
+                parts = line.split(maxsplit=4)
+                held = int(parts[1]) if line.startswith("HELD") else 0
+                failed = int(parts[3]) if line.startswith("HELD") else count
+                if failed:
+                    say(
+                        f"   {failed} streams failed to open: {parts[4].strip() if len(parts) > 4 else line!r}"
+                    )
                 after = rss_kib(pids)
                 holder.stdin.close()
                 holder.wait(timeout=120)

@@ -30,7 +30,7 @@ from trioproxy.state import ServerState
 
 log = logging.getLogger("trioproxy.h1")
 
-MAX_RECV = 64 * 1024  # bytes; one read from the client
+MAX_RECV = 256 * 1024  # bytes; one read from the client (fewer, larger reads for big bodies)
 PIPELINE_BUFFER = 64 * 1024  # bytes of pipelined requests read ahead during a response
 CLOSE_GRACE = 1.0  # seconds; bound on shielded cleanup when closing a connection
 # Lingering close (as nginx does): closing with unread request bytes makes the
@@ -321,10 +321,9 @@ async def _send_error_and_close(
         return
     head, body = error_response(exc, state.request_ids.next())
     head = ResponseHead(head.status, [*head.headers, (b"connection", b"close")])
-    try:
-        data = proto.send_response_head(head) + proto.send_body(body) + proto.send_end()
-    except Exception:  # h11 refuses (e.g. the client's framing is already broken)
-        log.debug("could not frame error response", exc_info=True)
+    data = proto.whole_response(head, body)
+    if data is None:
+        log.debug("h11 could not frame an error response in state %r", proto)
         return
     with trio.move_on_after(CLOSE_GRACE):
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):

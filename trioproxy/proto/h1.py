@@ -152,6 +152,14 @@ class H1Server:
     def send_end(self) -> bytes:
         return self._conn.send(h11.EndOfMessage()) or b""
 
+    def whole_response(self, head: ResponseHead, body: bytes) -> bytes | None:
+        """A complete small response as bytes, or None if h11 will not frame
+        one in the connection's state (for errors found while parsing)."""
+        try:
+            return self.send_response_head(head) + self.send_body(body) + self.send_end()
+        except h11.LocalProtocolError:
+            return None
+
     def send_failed(self) -> None:
         """A write failed (or was cancelled): the connection is unusable."""
         self._conn.send_failed()

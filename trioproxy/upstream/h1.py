@@ -19,7 +19,7 @@ from trioproxy.proto.h1 import ClientEvent, H1Client
 from trioproxy.upstream.connect import looks_closed
 from trioproxy.upstream.lease import UpstreamClosed, UpstreamWriteFailed
 
-MAX_RECV = 64 * 1024  # bytes; one read from the upstream
+MAX_RECV = 256 * 1024  # bytes; one read from the upstream (fewer, larger reads for big bodies)
 
 
 class H1UpstreamConnection:
