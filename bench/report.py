@@ -95,17 +95,22 @@ def _plot(results: dict[str, Any], png: Path) -> str:
     sc = results["scenarios"]
     panels = [(k, "req/s") for k in ("A", "C", "D", "E") if k in sc]
     extra = [k for k in ("B", "F") if k in sc]
-    fig, axes = plt.subplots(
-        1, len(panels) + len(extra), figsize=(4 * (len(panels) + len(extra)), 4)
-    )
-    axes = list(axes) if hasattr(axes, "__iter__") else [axes]
+    n = len(panels) + len(extra)
+    cols = min(3, n)
+    rows_n = (n + cols - 1) // cols
+    fig, grid = plt.subplots(rows_n, cols, figsize=(5 * cols, 4 * rows_n), squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[n:]:
+        ax.set_visible(False)
     colors = {"direct": "#888888", "nginx": "#2a9d8f", "trioproxy": "#e76f51"}
     for ax, (key, unit) in zip(axes, panels, strict=False):
         rows = sc[key]["rows"]
         vals = [rows[n]["rps"] if n in rows else 0 for n in NAMES]
         ax.bar(NAMES, vals, color=[colors[n] for n in NAMES])
         ax.set_title(f"{key}: {sc[key]['title']}", fontsize=8, wrap=True)
-        ax.set_ylabel(unit)
+        ax.set_yscale("log")  # nginx and trioproxy differ by 40x: keep both visible
+        ax.set_ylim(bottom=max(1.0, min(v for v in vals if v > 0) / 3))
+        ax.set_ylabel(f"{unit} (log scale)")
         for i, v in enumerate(vals):
             ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=8)
     rest = axes[len(panels) :]

@@ -116,11 +116,15 @@ async def test_client_head_timeout_is_408(nursery: trio.Nursery) -> None:
 
 
 @pytest.mark.parametrize("declared", [100, 1_000_000], ids=["inline-body", "streamed-body"])
-async def test_client_body_idle_is_408(nursery: trio.Nursery, upstream_opts: dict[str, object], declared: int) -> None:
+async def test_client_body_idle_is_408(
+    nursery: trio.Nursery, upstream_opts: dict[str, object], declared: int
+) -> None:
     fake = await start_fake(nursery)
     proxy = await start_proxy(nursery, fake.url, timeouts__client_body_idle=0.3, **upstream_opts)
     async with await H1Client.connect(proxy.port) as c:
-        await c.stream.send_all(b"POST /echo/x HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n0123456789" % declared)
+        await c.stream.send_all(
+            b"POST /echo/x HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n0123456789" % declared
+        )
         with trio.fail_after(5):
             [r] = await c.read_pipelined(["POST"])
     assert r.status == 408 and error_type(r.body) == "timeout_error"

@@ -159,3 +159,27 @@ async def test_slow_client_pushes_back_on_upstream(
             if fake.fake.bytes_sent >= total and received > total - 1024 * 1024:
                 break
     assert fake.fake.bytes_sent == total
+
+
+async def test_h2_upstream_opens_connections_at_the_stream_limit(nursery: trio.Nursery) -> None:
+    """The upstream allows 5 concurrent streams per connection: 20 concurrent
+    requests must spread over at least 4 connections, none of them queued."""
+    fake = await start_fake(nursery, limits__h2_max_concurrent_streams=5)
+    proxy = await start_proxy(nursery, fake.url, upstream__h2_prior_knowledge=True)
+    client = await H2Client.connect(nursery, proxy.port)
+    sids = [
+        await client.start("POST", "/v1/messages", [("x-fake-fault", "event-delay=0.3")], STREAM)
+        for _ in range(20)
+    ]
+    assert fake.fake is not None
+    with trio.fail_after(3):  # all 20 reached the upstream at once, none waited for another
+        await fake.fake.wait_for(lambda f: f.requests >= 20)
+    pool = proxy.server.pool
+    assert pool is not None
+    assert len(pool.state.h2) >= 4, repr(pool)
+    assert all(c.leased <= c.max_streams == 5 for c in pool.state.h2), repr(pool)
+    with trio.fail_after(20):
+        for sid in sids:
+            await client.results[sid].done.wait()
+    assert all(client.results[s].status == 200 and client.results[s].ended for s in sids)
+    await client.aclose()

@@ -39,7 +39,9 @@ def test_line_endings_comments_and_multiline_data() -> None:
 def test_cr_lf_split_across_chunks_is_one_terminator() -> None:
     assert parse_all([b"data: 1\r", b"\n\r", b"\n"]) == [SSEEvent(b"message", b"1")]
     # an empty read between CR and LF changes nothing
-    assert parse_all([b"data: 1\r", b"", b"\ndata: 2\r", b"", b"\n\r\n"]) == [SSEEvent(b"message", b"1\n2")]
+    assert parse_all([b"data: 1\r", b"", b"\ndata: 2\r", b"", b"\n\r\n"]) == [
+        SSEEvent(b"message", b"1\n2")
+    ]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,6 +8,7 @@ Comma-separated tokens, each ``name`` or ``name=value``:
   slow-headers=S        wait S seconds before the response headers
   event-delay=S         wait S seconds between SSE events
   drop-mid-stream[=N]   after N events (default 3) abort the response (h1: close, h2: RST_STREAM)
+  reset-mid-stream[=N]  the same (an alias: the transport decides close vs RST_STREAM)
   error-mid-stream[=N]  after N events send `event: error` (overloaded_error) and end
   stall[=N]             after N events send nothing more, ever
   text-bytes=N          reply text of about N bytes (for big responses)
@@ -54,7 +55,7 @@ def parse_faults(raw: bytes | None) -> Faults:
                 kw["slow_headers"] = float(value)
             elif name == "event-delay":
                 kw["event_delay"] = float(value)
-            elif name == "drop-mid-stream":
+            elif name in ("drop-mid-stream", "reset-mid-stream"):
                 kw["drop_after"] = int(value or 3)
             elif name == "error-mid-stream":
                 kw["error_after"] = int(value or 3)
