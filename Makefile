@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: help install demo run test lint bench
+.PHONY: help install demo run test lint bench js-clients
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -24,9 +24,15 @@ lint: install  ## ruff
 	$(BIN)/ruff check trioproxy tests bench
 	$(BIN)/ruff format --check trioproxy tests bench
 
-test: install  ## lint, then the whole test suite
+test: install js-clients  ## lint, then the whole test suite
 	$(BIN)/ruff check trioproxy tests bench
 	$(BIN)/pytest
+
+js-clients: tests/js/node_modules/.installed  ## the TypeScript SDK used as a real client by the tests
+tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix tests/js --no-fund --no-audit --loglevel=error && touch $@; \
+	else echo "npm not found: the TypeScript SDK test will be skipped"; fi
 
 bench: install  ## load tests: direct vs nginx vs trioproxy (see bench/README.md; ARGS="--duration 5")
 	$(BIN)/pip install --quiet -e ".[bench]"
