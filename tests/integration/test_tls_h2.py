@@ -10,7 +10,7 @@ import pytest
 import trio
 import trustme
 
-from tests.helpers import H1Client, H2Client, h1_request, start_fake, start_proxy
+from tests.helpers import H1Client, H2Client, H2Result, h1_request, start_fake, start_proxy
 
 STREAM = orjson.dumps(
     {"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]}
@@ -182,4 +182,53 @@ async def test_h2_upstream_opens_connections_at_the_stream_limit(nursery: trio.N
         for sid in sids:
             await client.results[sid].done.wait()
     assert all(client.results[s].status == 200 and client.results[s].ended for s in sids)
+    await client.aclose()
+
+
+async def test_h2_upload_to_a_stalled_upstream_is_held_back(nursery: trio.Nursery) -> None:
+    """The upstream accepts and never reads. Credit goes back to the HTTP/2
+    client only for bytes forwarded, so the client stalls after about one
+    stream window plus socket buffers, instead of the proxy buffering 40 MB."""
+    accepted = trio.Event()
+
+    async def never_read(stream: trio.SocketStream) -> None:
+        accepted.set()
+        await trio.sleep_forever()
+
+    listeners = await nursery.start(trio.serve_tcp, never_read, 0)
+    port = listeners[0].socket.getsockname()[1]
+    proxy = await start_proxy(nursery, f"http://127.0.0.1:{port}")
+    client = await H2Client.connect(nursery, proxy.port)
+    total = 30 * 1024 * 1024  # under the 32 MiB body limit
+    sent = 0
+
+    async def upload() -> None:
+        nonlocal sent
+        sid = client.conn.get_next_available_stream_id()
+        client.results[sid] = H2Result()
+        hdrs = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":authority", "x"),
+            (":path", "/upload"),
+            ("content-length", str(total)),
+        ]
+        client.conn.send_headers(sid, [(k.encode(), v.encode()) for k, v in hdrs])
+        await client.flush()
+        chunk = bytes(16384)
+        while sent < total:
+            n = min(client.conn.local_flow_control_window(sid), len(chunk))
+            if n <= 0:
+                await client.window.wait()
+                continue
+            client.conn.send_data(sid, chunk[:n])
+            sent += n
+            await client.flush()
+
+    nursery.start_soon(upload)
+    with trio.fail_after(5):
+        await accepted.wait()
+    await trio.sleep(1.0)  # observe: the client cannot run ahead of the stalled upstream
+    assert sent < 16 * 1024 * 1024, sent
+    assert sent > 0
     await client.aclose()
