@@ -18,7 +18,7 @@ import trio
 
 from trioproxy.errors import ClientGone, ProxyError, error_response
 from trioproxy.inbound.exchange import App
-from trioproxy.inbound.writer import Writer
+from trioproxy.inbound.writer import WindowGate, Writer, send_flow_controlled
 from trioproxy.proto.errors import ProtocolError
 from trioproxy.proto.events import BodyChunk, EndOfMessage, RequestHead, ResponseHead, StreamReset
 from trioproxy.proto.h2 import ConnectionEnded, H2Event, H2Server, StreamEvent, WindowOpened
@@ -42,7 +42,7 @@ class H2Stream:
         self.request_id = request_id
         self._chunks: deque[BodyChunk] = deque()
         self._arrived = trio.Event()
-        self._window = trio.Event()
+        self._window = WindowGate()
         self.ended = False  # client finished its body
         self.reset = False  # client reset the stream
         self.finished = False  # we ended or reset our side
@@ -76,10 +76,10 @@ class H2Stream:
         self.reset = True
         self.app_scope.cancel()
         self._arrived.set()
-        self._window.set()
+        self._window.open()
 
     def on_window(self) -> None:
-        self._window.set()
+        self._window.open()
 
     # -- request body ---------------------------------------------------------
     async def receive_body(self) -> BodyChunk | None:
@@ -115,21 +115,15 @@ class H2Stream:
         self._conn.proto.send_response_head(self.stream_id, head)
         await self._flush()
 
+    def _check_open(self) -> None:
+        if self.reset:
+            raise ClientGone("client reset the stream")
+
     async def send_body(self, data: bytes) -> None:
-        proto = self._conn.proto
-        view = memoryview(data)
-        while view:
-            if self.reset:
-                raise ClientGone("client reset the stream")
-            n = proto.sendable(self.stream_id)
-            if n <= 0:
-                self._window = trio.Event()
-                if proto.sendable(self.stream_id) <= 0:
-                    await self._window.wait()
-                continue
-            proto.send_data(self.stream_id, bytes(view[:n]))
-            view = view[n:]
-            self._conn.writer.request()
+        conn = self._conn
+        await send_flow_controlled(
+            conn.proto, self.stream_id, data, conn.writer, self._window, self._check_open
+        )
         await self._flush()
 
     async def end(self) -> None:

@@ -1,4 +1,5 @@
-"""A connection's single writer task, for HTTP/2 (server and client side).
+"""A connection's single writer task, and flow-controlled sending, for HTTP/2
+(server and client side alike).
 
 Any task may queue frames in the h2 state machine and call ``request()``
 (synchronous, for flow-control credit) or ``await flush()`` (to wait until the
@@ -8,8 +9,56 @@ bytes reached the socket: that wait is what makes a slow peer push back on us).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import trio
+
+
+class _DataSender(Protocol):
+    def sendable(self, stream_id: int) -> int: ...
+
+    def send_data(self, stream_id: int, data: bytes) -> None: ...
+
+
+class WindowGate:
+    """Wakes a sender that waits for the peer to open a stream's window (and,
+    opened by a reset or a closing connection, lets it see that too)."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def open(self) -> None:
+        self._event.set()
+
+    async def wait(self, available: Callable[[], int]) -> None:
+        self._event = trio.Event()
+        if available() <= 0:
+            await self._event.wait()
+
+
+async def send_flow_controlled(
+    proto: _DataSender,
+    stream_id: int,
+    data: bytes,
+    writer: Writer,
+    gate: WindowGate,
+    check_open: Callable[[], None],
+) -> None:
+    """Queue ``data`` as DATA frames no faster than the peer's window allows.
+    ``check_open`` raises (the caller's own error) once the stream is gone.
+    The caller flushes afterwards."""
+    view = memoryview(data)
+    while view:
+        check_open()
+        n = proto.sendable(stream_id)
+        if n <= 0:
+            await gate.wait(lambda: proto.sendable(stream_id))
+            continue
+        proto.send_data(stream_id, bytes(view[:n]))
+        view = view[n:]
+        writer.request()
 
 
 class Writer:

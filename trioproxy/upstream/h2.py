@@ -18,7 +18,7 @@ import h2.errors
 import trio
 
 from trioproxy.errors import UpstreamError
-from trioproxy.inbound.writer import Writer
+from trioproxy.inbound.writer import WindowGate, Writer, send_flow_controlled
 from trioproxy.proto.errors import ProtocolError
 from trioproxy.proto.events import (
     BodyChunk,
@@ -197,7 +197,7 @@ class H2UpstreamStream:
         self.stream_id: int | None = None
         self._items: deque[StreamItem] = deque()
         self._arrived = trio.Event()
-        self._window = trio.Event()
+        self._window = WindowGate()
         self.finished = False  # the upstream ended its response (or reset it)
         self._got_response = False
         self.unacked = 0  # flow-controlled bytes received and not yet acknowledged
@@ -211,10 +211,10 @@ class H2UpstreamStream:
             self.unacked += item.flow_controlled_length
         self._items.append(item)
         self._arrived.set()
-        self._window.set()
+        self._window.open()
 
     def window_opened(self) -> None:
-        self._window.set()
+        self._window.open()
 
     async def _next(self) -> StreamItem:
         while not self._items:
@@ -248,21 +248,15 @@ class H2UpstreamStream:
 
     async def send_body(self, data: bytes) -> None:
         assert self.stream_id is not None
-        proto = self.conn.proto
-        view = memoryview(data)
-        while view:
-            if self.finished or self.conn.dead:
-                raise UpstreamWriteFailed("upstream stream closed")
-            n = proto.sendable(self.stream_id)
-            if n <= 0:
-                self._window = trio.Event()
-                if proto.sendable(self.stream_id) <= 0:
-                    await self._window.wait()
-                continue
-            proto.send_data(self.stream_id, bytes(view[:n]))
-            view = view[n:]
-            self.conn.writer.request()
+        conn = self.conn
+        await send_flow_controlled(
+            conn.proto, self.stream_id, data, conn.writer, self._window, self._check_open
+        )
         await self._flush()
+
+    def _check_open(self) -> None:
+        if self.finished or self.conn.dead:
+            raise UpstreamWriteFailed("upstream stream closed")
 
     async def end_body(self) -> None:
         assert self.stream_id is not None
