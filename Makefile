@@ -24,8 +24,9 @@ lint: install  ## ruff
 	$(BIN)/ruff check trioproxy tests bench
 	$(BIN)/ruff format --check trioproxy tests bench
 
-test: install js-clients  ## lint, then the whole test suite
+test: install js-clients  ## lint and types, then the whole test suite
 	$(BIN)/ruff check trioproxy tests bench
+	$(BIN)/mypy trioproxy
 	$(BIN)/pytest
 
 js-clients: tests/js/node_modules/.installed  ## the TypeScript SDK used as a real client by the tests

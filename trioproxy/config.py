@@ -44,7 +44,7 @@ def _parse_seconds(raw: object) -> float:
 def _parse_positive_int(raw: object) -> int:
     if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
         raise ValueError("expected a positive whole number")
-    value = int(raw)  # type: ignore[call-overload]
+    value: int = int(raw)  # type: ignore[call-overload]
     if value <= 0:
         raise ValueError("expected a positive whole number")
     return value

@@ -110,7 +110,7 @@ class H1Exchange:
     def ack(self, nbytes: int) -> None:
         """HTTP/1.1 backpressure is simply not reading; nothing to credit."""
 
-    async def _receive(self) -> bytes:
+    async def _receive(self) -> bytes | bytearray:
         try:
             return await self._stream.receive_some(MAX_RECV)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -211,13 +211,13 @@ class H2ServerConnection:
             if reason := self._feed(nursery, data):
                 return reason
 
-    async def _receive(self) -> bytes:
+    async def _receive(self) -> bytes | bytearray:
         try:
             return await self.stream.receive_some(MAX_RECV)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return b""
 
-    def _feed(self, nursery: trio.Nursery, data: bytes) -> str:
+    def _feed(self, nursery: trio.Nursery, data: bytes | bytearray) -> str:
         """Process bytes; a reason ("error", "goaway") when reading must stop."""
         try:
             events = self.proto.receive_data(data)

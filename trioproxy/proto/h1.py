@@ -54,9 +54,9 @@ class H1Server:
         c = self._conn
         return f"<H1Server client={c.their_state} us={c.our_state} buffered={self.buffered_bytes}>"
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Feed bytes from the socket; ``b""`` means the client closed (EOF)."""
-        self._conn.receive_data(data)
+        self._conn.receive_data(bytes(data) if isinstance(data, bytearray) else data)
 
     def next_event(self) -> ServerEvent:
         if self._conn.their_state is h11.IDLE:
@@ -206,8 +206,8 @@ class H1Client:
     def send_failed(self) -> None:
         self._conn.send_failed()
 
-    def receive_data(self, data: bytes) -> None:
-        self._conn.receive_data(data)
+    def receive_data(self, data: bytes | bytearray) -> None:
+        self._conn.receive_data(bytes(data) if isinstance(data, bytearray) else data)
 
     def next_event(self) -> ClientEvent:
         try:

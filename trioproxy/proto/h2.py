@@ -86,10 +86,9 @@ class GoAwaySplitter:
         self._passing = 0  # bytes of the current non-GOAWAY frame still to pass through
         self._held = b""
 
-    def feed(self, data: bytes) -> list[bytes | ConnectionEnded]:
-        if self._held:
-            data = self._held + data
-            self._held = b""
+    def feed(self, data: bytes | bytearray) -> list[bytes | ConnectionEnded]:
+        data = self._held + data if self._held else bytes(data)
+        self._held = b""
         out: list[bytes | ConnectionEnded] = []
         start = pos = 0
         n = len(data)
@@ -161,7 +160,7 @@ class _H2Base:
     def data_to_send(self) -> bytes:
         return self.conn.data_to_send()
 
-    def receive_data(self, data: bytes) -> list[H2Event]:
+    def receive_data(self, data: bytes | bytearray) -> list[H2Event]:
         """Feed bytes; raise ProtocolError on a connection error (h2 has then
         queued a GOAWAY: send ``data_to_send()`` and close)."""
         out: list[H2Event] = []
@@ -270,7 +269,7 @@ class H2Server(_H2Base):
         )
         self.goaway_last_id: int | None = None
 
-    def receive_data(self, data: bytes) -> list[H2Event]:
+    def receive_data(self, data: bytes | bytearray) -> list[H2Event]:
         events = super().receive_data(data)
         last = self.goaway_last_id
         if last is None:
@@ -292,7 +291,7 @@ class H2Server(_H2Base):
             if self.goaway_last_id is not None and sid > self.goaway_last_id:
                 self.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
                 return
-            pseudo, regular = _split_pseudo(list(ev.headers or []))  # type: ignore[arg-type]
+            pseudo, regular = _split_pseudo(list(ev.headers or []))
             method = pseudo.get(b":method", b"")
             if method == b"CONNECT":
                 self.reset_stream(sid, h2.errors.ErrorCodes.PROTOCOL_ERROR)
@@ -355,10 +354,10 @@ class H2Client(_H2Base):
     def _translate_headers(self, ev: h2.events.Event, out: list[H2Event]) -> None:
         if isinstance(ev, h2.events.ResponseReceived):
             sid = ev.stream_id or 0
-            pseudo, regular = _split_pseudo(list(ev.headers or []))  # type: ignore[arg-type]
+            pseudo, regular = _split_pseudo(list(ev.headers or []))
             out.append(StreamEvent(sid, ResponseHead(int(pseudo.get(b":status", b"0")), regular)))
         elif isinstance(ev, h2.events.InformationalResponseReceived):
-            pseudo, regular = _split_pseudo(list(ev.headers or []))  # type: ignore[arg-type]
+            pseudo, regular = _split_pseudo(list(ev.headers or []))
             out.append(
                 StreamEvent(
                     ev.stream_id or 0,

@@ -127,6 +127,8 @@ class H2UpstreamConnection:
     def _dispatch(self, ev: object) -> None:
         if isinstance(ev, StreamEvent):
             st = self.streams.get(ev.stream_id)
+            if isinstance(ev.event, RequestHead):
+                return  # a pushed request: push is disabled in our SETTINGS
             if st is not None:
                 st.push(ev.event)
             elif isinstance(ev.event, BodyChunk):
