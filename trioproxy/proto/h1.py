@@ -78,10 +78,17 @@ class H1Server:
                     f"too many header fields ({len(headers)} > {self._max_headers})", 431
                 )
             host = b""
+            framing = 0
             for k, v in headers:
                 if k == b"host":
                     host = v
-                    break
+                elif k == b"content-length" or k == b"transfer-encoding":
+                    framing |= 1 if k == b"content-length" else 2
+            if framing == 3:
+                # h11 would frame by Transfer-Encoding and keep the stale
+                # Content-Length in the headers we forward: a request-smuggling
+                # desync (RFC 9112 6.3 lets a server reject it; we do).
+                raise ProtocolError("both Content-Length and Transfer-Encoding in one request", 400)
             return RequestHead(
                 method=ev.method,
                 target=ev.target,
