@@ -86,9 +86,9 @@ class RequestBody:
     async def read(self) -> BodyChunk | None:
         if self.done:
             return None
-        with trio.move_on_after(self._idle) as idle:
+        with trio.move_on_after(self._idle) as scope:
             chunk = await self._ex.receive_body()
-        if idle.cancelled_caught:
+        if scope.cancelled_caught:
             raise ClientTimeout(f"no request body data received for {self._idle:g} s")
         if chunk is None:
             self.done = True

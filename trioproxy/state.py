@@ -50,18 +50,11 @@ class ServerState:
         for d in list(self._drainables):
             d.begin_drain()
 
-    @contextmanager
-    def idle(self) -> Iterator[trio.CancelScope]:
-        """A scope for a connection waiting between requests: drain cancels it."""
-        scope = trio.CancelScope()
-        if self.draining:
-            scope.cancel()
-        self._idle_scopes.add(scope)
-        try:
-            with scope:
-                yield scope
-        finally:
-            self._idle_scopes.discard(scope)
+    def idle(self, deadline: float) -> _IdleScope:
+        """A scope for a connection waiting between requests, until ``deadline``
+        (trio time). Drain cancels it. A class, not @contextmanager: it is on
+        every request's path."""
+        return _IdleScope(self, deadline)
 
     @contextmanager
     def drainable(self, conn: Drainable) -> Iterator[None]:
@@ -81,10 +74,36 @@ class ServerState:
         finally:
             self.connections[protocol] -= 1
 
-    @contextmanager
-    def exchange(self) -> Iterator[None]:
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
+    def exchange(self) -> _InFlight:
+        return _InFlight(self)
+
+
+class _IdleScope:
+    __slots__ = ("_state", "scope")
+
+    def __init__(self, state: ServerState, deadline: float) -> None:
+        self._state = state
+        self.scope = trio.CancelScope(deadline=deadline)
+        if state.draining:
+            self.scope.cancel()
+
+    def __enter__(self) -> trio.CancelScope:
+        self._state._idle_scopes.add(self.scope)
+        return self.scope.__enter__()
+
+    def __exit__(self, *exc: object) -> bool:
+        self._state._idle_scopes.discard(self.scope)
+        return bool(self.scope.__exit__(*exc))  # type: ignore[arg-type]
+
+
+class _InFlight:
+    __slots__ = ("_state",)
+
+    def __init__(self, state: ServerState) -> None:
+        self._state = state
+
+    def __enter__(self) -> None:
+        self._state.in_flight += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._state.in_flight -= 1

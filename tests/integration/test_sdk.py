@@ -17,30 +17,34 @@ async def test_sdk_streaming_and_json(
     proxy = await start_proxy(nursery, fake.url, **upstream_opts)
 
     def use_sdk() -> tuple[str, str, list[str], anthropic.types.Usage]:
-        client = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0)
-        msg = client.messages.create(
-            model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
-        )
-        events: list[str] = []
-        with client.messages.stream(
-            model="claude-sonnet-4-6",
-            max_tokens=64,
-            messages=[{"role": "user", "content": "hi"}],
-            tools=[
-                {
-                    "name": "get_weather",
-                    "description": "w",
-                    "input_schema": {"type": "object", "properties": {}},
-                }
-            ],
-        ) as stream:
-            for ev in stream:
-                events.append(ev.type)
-            final = stream.get_final_message()
-        text = "".join(b.text for b in final.content if b.type == "text")
-        first = msg.content[0]
-        assert first.type == "text"
-        return first.text, text, events, final.usage
+        with anthropic.Anthropic(
+            base_url=proxy.url, api_key="sk-ant-test", max_retries=0
+        ) as client:
+            msg = client.messages.create(
+                model="claude-sonnet-4-6",
+                max_tokens=64,
+                messages=[{"role": "user", "content": "hi"}],
+            )
+            events: list[str] = []
+            with client.messages.stream(
+                model="claude-sonnet-4-6",
+                max_tokens=64,
+                messages=[{"role": "user", "content": "hi"}],
+                tools=[
+                    {
+                        "name": "get_weather",
+                        "description": "w",
+                        "input_schema": {"type": "object", "properties": {}},
+                    }
+                ],
+            ) as stream:
+                for ev in stream:
+                    events.append(ev.type)
+                final = stream.get_final_message()
+            text = "".join(b.text for b in final.content if b.type == "text")
+            first = msg.content[0]
+            assert first.type == "text"
+            return first.text, text, events, final.usage
 
     json_text, stream_text, events, usage = await trio.to_thread.run_sync(use_sdk)
     assert json_text == DEFAULT_TEXT and stream_text == DEFAULT_TEXT
@@ -54,10 +58,12 @@ async def test_sdk_sees_upstream_errors_as_the_api_sends_them(nursery: trio.Nurs
     proxy = await start_proxy(nursery, fake.url)
 
     def call(fault: str) -> None:
-        client = anthropic.Anthropic(
+        with anthropic.Anthropic(
             base_url=proxy.url, api_key="k", max_retries=0, default_headers={"x-fake-fault": fault}
-        )
-        client.messages.create(model="m", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+        ) as client:  # closes its connection pool
+            client.messages.create(
+                model="m", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+            )
 
     with pytest.raises(anthropic.RateLimitError) as rate:
         await trio.to_thread.run_sync(call, "429=3")

@@ -192,8 +192,9 @@ async def test_h2_upload_to_a_stalled_upstream_is_held_back(nursery: trio.Nurser
     accepted = trio.Event()
 
     async def never_read(stream: trio.SocketStream) -> None:
-        accepted.set()
-        await trio.sleep_forever()
+        async with stream:
+            accepted.set()
+            await trio.sleep_forever()
 
     listeners = await nursery.start(trio.serve_tcp, never_read, 0)
     port = listeners[0].socket.getsockname()[1]

@@ -260,8 +260,7 @@ async def _read_head(
             if deadline is None:
                 # Waiting for the first byte of a request: drain may close us.
                 wait = timeouts.client_head if first else timeouts.keepalive_idle
-                with state.idle() as idle:
-                    idle.deadline = trio.current_time() + wait
+                with state.idle(trio.current_time() + wait) as idle:
                     data = await stream.receive_some(MAX_RECV)
                 if idle.cancelled_caught:
                     if first and not state.draining:

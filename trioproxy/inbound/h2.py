@@ -200,8 +200,7 @@ class H2ServerConnection:
             if self.streams:
                 data = await self._receive()
             else:
-                with self.state.idle() as idle:
-                    idle.deadline = trio.current_time() + keepalive
+                with self.state.idle(trio.current_time() + keepalive) as idle:
                     data = await self._receive()
                 if idle.cancelled_caught:
                     self.begin_drain()  # idle expiry or drain: GOAWAY, then close

@@ -31,6 +31,7 @@ from trioproxy.upstream.lease import Lease
 log = logging.getLogger("trioproxy.pool")
 
 CLOSE_GRACE = 1.0  # seconds; bound on shielded closes
+STALE_CHECK_AFTER = 1.0  # seconds idle before reuse checks the socket for a close
 
 
 @dataclass
@@ -67,7 +68,14 @@ class PoolState:
         dead: list[H1UpstreamConnection] = []
         while self.idle:
             conn = self.idle.pop()  # LIFO: the warmest connection
-            if now - conn.idle_since > self.idle_timeout or conn.is_stale():
+            idle_for = now - conn.idle_since
+            # The poll costs a syscall; a connection idle for under a second is
+            # trusted (a server that closed it that fast is caught by the retry).
+            if (
+                idle_for > self.idle_timeout
+                or conn.broken
+                or (idle_for > STALE_CHECK_AFTER and conn.is_stale())
+            ):
                 dead.append(conn)
                 continue
             self.active += 1
