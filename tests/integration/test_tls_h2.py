@@ -233,3 +233,21 @@ async def test_h2_upload_to_a_stalled_upstream_is_held_back(nursery: trio.Nurser
     assert sent < 16 * 1024 * 1024, sent
     assert sent > 0
     await client.aclose()
+
+
+async def test_h2_client_sees_rst_stream_for_a_broken_json_body(
+    nursery: trio.Nursery, upstream_opts: dict[str, object]
+) -> None:
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(nursery, fake.url, **upstream_opts)
+    client = await H2Client.connect(nursery, proxy.port)
+    json_body = orjson.dumps(
+        {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    )
+    with trio.fail_after(10):
+        res = await client.request(
+            "POST", "/v1/messages", [("x-fake-fault", "drop-mid-stream")], json_body
+        )
+    assert res.status == 200
+    assert res.reset is not None and not res.ended  # RST_STREAM, never a clean END_STREAM
+    await client.aclose()
