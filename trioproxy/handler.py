@@ -29,9 +29,8 @@ from trioproxy.errors import (
 )
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.pipeline.forward import check_declared_length, upstream_head
-from trioproxy.proto.events import BodyChunk, RequestHead, ResponseHead
+from trioproxy.proto.events import BodyChunk, ResponseHead
 from trioproxy.proto.headers import (
-    content_length,
     has_header,
     is_event_stream,
     response_headers_for_client,
@@ -134,7 +133,7 @@ class Proxy:
 
     async def _forward(self, ex: ClientExchange) -> None:
         cfg = self.state.config
-        check_declared_length(ex.head, cfg.limits.max_body_bytes)
+        declared = check_declared_length(ex.head, cfg.limits.max_body_bytes)
         body = RequestBody(
             ex, max_bytes=cfg.limits.max_body_bytes, idle_timeout=cfg.timeouts.client_body_idle
         )
@@ -142,7 +141,7 @@ class Proxy:
         while True:
             lease = await self._acquire(fresh=fresh)
             try:
-                await self._exchange(ex, lease, body)
+                await self._exchange(ex, lease, body, declared)
                 return
             except UpstreamClosed as exc:
                 if not (
@@ -165,7 +164,9 @@ class Proxy:
             f"could not connect to upstream {self.pool.origin} within {timeout:g} s"
         )
 
-    async def _exchange(self, ex: ClientExchange, lease: Lease, body: RequestBody) -> None:
+    async def _exchange(
+        self, ex: ClientExchange, lease: Lease, body: RequestBody, declared: int | None
+    ) -> None:
         cfg = self.state.config
         up_head = upstream_head(ex.head, self.pool.origin, upstream_is_h2=lease.protocol == "h2")
         try:
@@ -174,14 +175,13 @@ class Proxy:
             raise UpstreamClosed(
                 f"upstream {self.pool.origin} closed the connection", retryable=lease.reused
             ) from exc
-        declared = content_length(ex.head.headers)
         if not ex.has_body or (declared is not None and declared <= INLINE_BODY_MAX):
             await self._upload(lease, body)
             with trio.move_on_after(cfg.timeouts.response_headers) as head_scope:
                 resp = await lease.receive_head()
             if head_scope.cancelled_caught:
                 raise self._headers_timeout()
-            await self._pump_response(ex, lease, resp, up_head)
+            await self._pump_response(ex, lease, resp)
             return
         head_scope = trio.CancelScope(deadline=math.inf)
         uploaded = trio.Event()
@@ -192,7 +192,7 @@ class Proxy:
                     resp = await lease.receive_head()
                 if head_scope.cancelled_caught:
                     raise self._headers_timeout()
-                await self._pump_response(ex, lease, resp, up_head)
+                await self._pump_response(ex, lease, resp)
                 with trio.move_on_after(UPLOAD_GRACE):
                     await uploaded.wait()
                 nursery.cancel_scope.cancel()  # an upload still running after the grace ends here
@@ -232,9 +232,7 @@ class Proxy:
                 trio.current_time() + self.state.config.timeouts.response_headers,
             )
 
-    async def _pump_response(
-        self, ex: ClientExchange, lease: Lease, resp: ResponseHead, up_head: RequestHead
-    ) -> None:
+    async def _pump_response(self, ex: ClientExchange, lease: Lease, resp: ResponseHead) -> None:
         idle_timeout = self.state.config.timeouts.upstream_body_idle
         sse = EventBoundary() if is_event_stream(resp.headers) else None
         framed = has_header(resp.headers, b"content-length")

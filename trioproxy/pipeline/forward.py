@@ -25,10 +25,12 @@ def upstream_head(head: RequestHead, origin: Origin, *, upstream_is_h2: bool) ->
     )
 
 
-def check_declared_length(head: RequestHead, max_body_bytes: int) -> None:
-    """413 before anything goes upstream when Content-Length already says so."""
+def check_declared_length(head: RequestHead, max_body_bytes: int) -> int | None:
+    """The declared Content-Length (None if the body is chunked or absent);
+    413 before anything goes upstream when it is already over the limit."""
     declared = content_length(head.headers)
     if declared is not None and declared > max_body_bytes:
         raise RequestTooLarge(
             f"request body of {declared} bytes exceeds the proxy's limit of {max_body_bytes} bytes"
         )
+    return declared
