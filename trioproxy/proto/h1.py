@@ -41,6 +41,17 @@ def _headers(h: h11._headers.Headers) -> Headers:  # h11 lower-cases names alrea
     return list(h)
 
 
+def _body_event(ev: object, role: str) -> BodyChunk | EndOfMessage | PeerClosed:
+    """The events both roles share: body data, end of message, peer closed."""
+    if isinstance(ev, h11.Data):
+        return BodyChunk(bytes(ev.data), len(ev.data))
+    if isinstance(ev, h11.EndOfMessage):
+        return EndOfMessage(_headers(ev.headers))
+    if isinstance(ev, h11.ConnectionClosed):
+        return PEER_CLOSED
+    raise AssertionError(f"unexpected h11 {role} event {ev!r}")  # pragma: no cover
+
+
 class H1Server:
     """One server-side HTTP/1.1 connection: bytes in, request events out."""
 
@@ -96,13 +107,7 @@ class H1Server:
                 http_version=ev.http_version,
                 authority=host,
             )
-        if isinstance(ev, h11.Data):
-            return BodyChunk(bytes(ev.data), len(ev.data))
-        if isinstance(ev, h11.EndOfMessage):
-            return EndOfMessage(_headers(ev.headers))
-        if isinstance(ev, h11.ConnectionClosed):
-            return PEER_CLOSED
-        raise AssertionError(f"unexpected h11 server event {ev!r}")  # pragma: no cover
+        return _body_event(ev, "server")
 
     def _reject_obs_fold(self) -> None:
         """h11 unfolds obsolete line folding (RFC 9112 5.2 allows that); a proxy
@@ -227,13 +232,7 @@ class H1Client:
             return ResponseHead(ev.status_code, _headers(ev.headers), bytes(ev.reason))
         if isinstance(ev, h11.InformationalResponse):
             return InformationalResponse(ev.status_code, _headers(ev.headers))
-        if isinstance(ev, h11.Data):
-            return BodyChunk(bytes(ev.data), len(ev.data))
-        if isinstance(ev, h11.EndOfMessage):
-            return EndOfMessage(_headers(ev.headers))
-        if isinstance(ev, h11.ConnectionClosed):
-            return PEER_CLOSED
-        raise AssertionError(f"unexpected h11 client event {ev!r}")  # pragma: no cover
+        return _body_event(ev, "client")
 
     @property
     def request_done(self) -> bool:
