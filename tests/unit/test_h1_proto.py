@@ -110,3 +110,17 @@ def test_client_adds_chunked_framing_for_unknown_length() -> None:
     assert c.next_event() == BodyChunk(b"ok", 2)
     assert isinstance(c.next_event(), EndOfMessage)
     assert c.reusable()
+
+
+def test_h11_buffer_is_read_in_place() -> None:
+    """The fast path into h11's buffer still exists (an h11 upgrade that moves
+    it would silently bring back a full copy per call)."""
+    import h11
+
+    from trioproxy.proto.h1 import _raw_buffer
+
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nleftover")
+    raw = _raw_buffer(conn)
+    assert isinstance(raw, bytearray)
+    assert bytes(raw) == conn.trailing_data[0]

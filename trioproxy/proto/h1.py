@@ -34,6 +34,18 @@ ClientEvent = (
 )
 
 
+def _raw_buffer(conn: h11.Connection) -> bytes | bytearray:
+    """h11's unparsed bytes, without a copy when possible.
+
+    ``Connection.trailing_data`` copies the whole buffer on every call, which
+    can hold a head plus 256 KiB of the next body; read in place through h11's
+    ReceiveBuffer when it has the expected shape (unit-tested), else copy."""
+    buf = getattr(getattr(conn, "_receive_buffer", None), "_data", None)
+    if isinstance(buf, bytearray):
+        return buf
+    return conn.trailing_data[0]
+
+
 _REASONS: dict[int, bytes] = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
@@ -113,10 +125,11 @@ class H1Server:
         """h11 unfolds obsolete line folding (RFC 9112 5.2 allows that); a proxy
         should not: a folded line is how header-smuggling payloads hide, so the
         request is rejected with 400 instead."""
-        buf, _closed = self._conn.trailing_data
+        buf = _raw_buffer(self._conn)
         end = buf.find(b"\r\n\r\n")
-        head = buf if end < 0 else buf[:end]
-        if b"\n " in head or b"\n\t" in head:
+        if end < 0:
+            end = len(buf)
+        if buf.find(b"\n ", 0, end) >= 0 or buf.find(b"\n\t", 0, end) >= 0:
             raise ProtocolError("obsolete line folding in request header", 400)
 
     @property
@@ -131,7 +144,7 @@ class H1Server:
     @property
     def buffered_bytes(self) -> int:
         """Bytes received but not yet parsed (pipelined requests wait here)."""
-        return len(self._conn.trailing_data[0])
+        return len(_raw_buffer(self._conn))
 
     @property
     def response_failed(self) -> bool:
