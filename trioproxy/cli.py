@@ -10,7 +10,14 @@ import sys
 import trio
 
 from trioproxy import __version__
-from trioproxy.config import Config, ConfigError, effective_settings, load_config, parse_hostport
+from trioproxy.config import (
+    Config,
+    ConfigError,
+    binding_problem,
+    effective_settings,
+    load_config,
+    parse_hostport,
+)
 
 log = logging.getLogger("trioproxy")
 
@@ -102,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("serve", "check-config"):
             overrides = {"listen": args.listen, "upstream.url": args.upstream}
             config = load_config(args.config, overrides=overrides)
+            problem = binding_problem(config)
+            if problem:
+                raise ConfigError(problem)
         else:
             parse_hostport(args.listen, "--listen")
             config = load_config(

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from trioproxy.pipeline.auth import Secret, parse_secrets
+from trioproxy.pipeline.binding import is_loopback
+
 
 class ConfigError(Exception):
     """A bad setting; the message is one line and names the key."""
@@ -54,6 +57,13 @@ def _parse_str(raw: object) -> str:
     if not isinstance(raw, str):
         raise ValueError("expected a string")
     return raw
+
+
+def _parse_secret_list(raw: object) -> str:
+    """TOML may give a list of "name:secret" strings; env gives one string."""
+    if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+        return ",".join(raw)
+    return _parse_str(raw)
 
 
 def _parse_log_level(raw: object) -> str:
@@ -104,6 +114,36 @@ SETTINGS: tuple[Setting, ...] = (
         "persistent state (quotas, ledger, routing mode); default $STATE_DIRECTORY or ~/.local/state/trioproxy",
     ),
     Setting(
+        "auth.secrets",
+        "TRIOPROXY_AUTH_SECRETS",
+        _parse_secret_list,
+        "",
+        "caller secrets, `name:secret` pairs separated by commas (several at once: rotation); empty: auth off (loopback only)",
+        secret=True,
+    ),
+    Setting(
+        "auth.secrets_file",
+        "TRIOPROXY_AUTH_SECRETS_FILE",
+        _parse_str,
+        "",
+        "file with one `name:secret` (or bare secret) per line, `#` comments; added to auth.secrets",
+    ),
+    Setting(
+        "admin.token",
+        "TRIOPROXY_ADMIN_TOKEN",
+        _parse_str,
+        "",
+        "token for /admin/* (distinct from caller secrets); required for admin when the listener is not loopback",
+        secret=True,
+    ),
+    Setting(
+        "trust_front_proxy",
+        "TRIOPROXY_TRUST_FRONT_PROXY",
+        _parse_bool,
+        False,
+        "allow a non-loopback listener without caller auth (a front proxy authenticates for us)",
+    ),
+    Setting(
         "tls.cert",
         "TRIOPROXY_TLS_CERT",
         _parse_str,
@@ -117,6 +157,35 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_str,
         "https://api.anthropic.com",
         "base URL of the upstream API (https:// or http://)",
+    ),
+    Setting(
+        "upstream.api_key",
+        "TRIOPROXY_UPSTREAM_API_KEY",
+        _parse_str,
+        "",
+        "provider key injected upstream (inject mode); empty: the caller's own credential passes through (loopback only)",
+        secret=True,
+    ),
+    Setting(
+        "upstream.api_key_file",
+        "TRIOPROXY_UPSTREAM_API_KEY_FILE",
+        _parse_str,
+        "",
+        "file holding the provider key (keeps it out of the environment)",
+    ),
+    Setting(
+        "upstream.auth_header",
+        "TRIOPROXY_UPSTREAM_AUTH_HEADER",
+        _parse_str,
+        "x-api-key",
+        "header that carries the provider key (x-api-key for Anthropic; e.g. authorization)",
+    ),
+    Setting(
+        "upstream.auth_scheme",
+        "TRIOPROXY_UPSTREAM_AUTH_SCHEME",
+        _parse_str,
+        "",
+        "scheme before the key, e.g. Bearer (for Authorization: Bearer KEY); empty: the bare key",
     ),
     Setting(
         "upstream.ca_bundle",
@@ -319,8 +388,31 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Credential:
+    """A header carrying the provider key; never printed."""
+
+    header: bytes
+    value: bytes
+
+    def __repr__(self) -> str:
+        return f"Credential(header={self.header!r}, value=<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    secrets: tuple[Secret, ...]
+    admin_token: bytes = field(repr=False)
+    trust_front_proxy: bool
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secrets)
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     origin: Origin
+    credential: Credential | None
     ca_bundle: str
     http2: bool
     h2_prior_knowledge: bool
@@ -332,6 +424,7 @@ class UpstreamConfig:
 class Config:
     listen: Endpoint
     upstream: UpstreamConfig
+    auth: AuthConfig
     timeouts: Timeouts
     limits: Limits
     tls_cert: str
@@ -414,14 +507,23 @@ def _build(p: dict[str, Any]) -> Config:
         if p[key] and not Path(p[key]).is_file():
             raise ConfigError(f"{key}: file not found: {p[key]}")
     origin = parse_origin(p["upstream.url"], "upstream.url")
+    auth = _build_auth(p)
+    credential = _build_credential(p)
+    if auth.enabled and credential is None:
+        raise ConfigError(
+            "auth.secrets: caller secrets need a provider key to send upstream instead "
+            "(TRIOPROXY_UPSTREAM_API_KEY or TRIOPROXY_UPSTREAM_API_KEY_FILE)"
+        )
     if p["upstream.h2_prior_knowledge"] and origin.scheme != "http":
         raise ConfigError(
             "upstream.h2_prior_knowledge: only for http:// upstreams (https negotiates by ALPN)"
         )
     return Config(
         listen=parse_hostport(p["listen"], "listen"),
+        auth=auth,
         upstream=UpstreamConfig(
             origin=origin,
+            credential=credential,
             ca_bundle=p["upstream.ca_bundle"],
             http2=p["upstream.http2"],
             h2_prior_knowledge=p["upstream.h2_prior_knowledge"],
@@ -452,6 +554,54 @@ def _build(p: dict[str, Any]) -> Config:
     )
 
 
+def _read_secret_file(path: str, key: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _build_auth(p: dict[str, Any]) -> AuthConfig:
+    text = p["auth.secrets"]
+    if p["auth.secrets_file"]:
+        text += "\n" + _read_secret_file(p["auth.secrets_file"], "auth.secrets_file")
+    try:
+        secrets = parse_secrets(text, "auth.secrets")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return AuthConfig(secrets, p["admin.token"].encode(), p["trust_front_proxy"])
+
+
+def _build_credential(p: dict[str, Any]) -> Credential | None:
+    key = p["upstream.api_key"]
+    if p["upstream.api_key_file"]:
+        if key:
+            raise ConfigError("upstream.api_key_file: set the key or the file, not both")
+        key = _read_secret_file(p["upstream.api_key_file"], "upstream.api_key_file").strip()
+    if not key:
+        return None
+    header = p["upstream.auth_header"].strip().lower()
+    if not header or any(c in header for c in " :\r\n"):
+        raise ConfigError("upstream.auth_header: expected a header name such as x-api-key")
+    scheme = p["upstream.auth_scheme"].strip()
+    value = f"{scheme} {key}" if scheme else key
+    if any(c in value for c in "\r\n\0"):
+        raise ConfigError("upstream.api_key: the key contains a line break or NUL")
+    return Credential(header.encode(), value.encode())
+
+
+def binding_problem(config: Config) -> str | None:
+    """Why the proxy must not start listening where configured, or None."""
+    host = config.listen.host
+    if is_loopback(host) or config.auth.enabled or config.auth.trust_front_proxy:
+        return None
+    return (
+        f"listen {config.listen}: refusing to listen beyond loopback without caller auth; "
+        "set TRIOPROXY_AUTH_SECRETS (or TRIOPROXY_AUTH_SECRETS_FILE) and "
+        "TRIOPROXY_UPSTREAM_API_KEY, or TRIOPROXY_TRUST_FRONT_PROXY=1 behind a proxy that authenticates"
+    )
+
+
 def effective_settings(config: Config) -> list[tuple[str, str, str]]:
     """(key, env, shown value) for check-config; secrets redacted."""
     rows = []
@@ -459,6 +609,23 @@ def effective_settings(config: Config) -> list[tuple[str, str, str]]:
         value = config.raw.get(s.key, s.default)
         if s.key == "state_dir":
             value = config.state_dir
-        shown = "<redacted>" if (s.secret and value) else str(value)
+        if s.key == "auth.secrets":
+            shown = (
+                ", ".join(f"{sec.name}:<redacted>" for sec in config.auth.secrets)
+                or "(none: auth off)"
+            )
+        else:
+            shown = "<redacted>" if (s.secret and value) else str(value)
         rows.append((s.key, s.env, shown))
     return rows
+
+
+def settings_markdown() -> str:
+    """The README's settings table (a test checks the README carries it)."""
+    lines = ["| TOML key | Environment variable | Default | Meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        default = (
+            "see meaning" if s.default is None else ("(unset)" if s.default == "" else s.default)
+        )
+        lines.append(f"| `{s.key}` | `{s.env}` | `{default}` | {s.doc} |")
+    return "\n".join(lines) + "\n"

@@ -31,6 +31,14 @@ class InvalidRequest(ProxyError):
     status, error_type = 400, "invalid_request_error"
 
 
+class AuthenticationFailed(ProxyError):
+    status, error_type = 401, "authentication_error"
+
+
+class PermissionDenied(ProxyError):
+    status, error_type = 403, "permission_error"
+
+
 class NotFound(ProxyError):
     status, error_type = 404, "not_found_error"
 

@@ -28,6 +28,7 @@ from trioproxy.errors import (
     sse_error_event,
 )
 from trioproxy.inbound.exchange import ClientExchange, respond
+from trioproxy.pipeline.access import check_caller
 from trioproxy.pipeline.forward import check_declared_length, upstream_head
 from trioproxy.proto.events import BodyChunk, ResponseHead
 from trioproxy.proto.headers import (
@@ -119,6 +120,9 @@ class Proxy:
             await serve_own(ex, self.state)
             return
         try:
+            caller = check_caller(ex.head, self.state.config.auth)
+            if caller is not None:
+                log.debug("%s: caller %s", ex.request_id, caller)
             await self._forward(ex)
         except ProxyError as exc:
             await self._fail(ex, exc)
@@ -168,7 +172,12 @@ class Proxy:
         self, ex: ClientExchange, lease: Lease, body: RequestBody, declared: int | None
     ) -> None:
         cfg = self.state.config
-        up_head = upstream_head(ex.head, self.pool.origin, upstream_is_h2=lease.protocol == "h2")
+        up_head = upstream_head(
+            ex.head,
+            self.pool.origin,
+            upstream_is_h2=lease.protocol == "h2",
+            credential=self.state.config.upstream.credential,
+        )
         try:
             await lease.send_head(up_head, has_body=ex.has_body)
         except UpstreamWriteFailed as exc:

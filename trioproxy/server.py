@@ -16,10 +16,11 @@ from functools import partial
 
 import trio
 
-from trioproxy.config import Config
+from trioproxy.config import Config, ConfigError, binding_problem
 from trioproxy.connection import handle_connection, make_server_ssl_context
 from trioproxy.handler import Proxy
 from trioproxy.inbound.exchange import App
+from trioproxy.pipeline.binding import is_loopback
 from trioproxy.state import ServerState
 from trioproxy.upstream.pool import UpstreamPool, open_pool
 
@@ -88,7 +89,26 @@ class Server:
         log.info("stopped")
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        """The proxy: the upstream pool, then the listeners in front of it."""
+        """The proxy: the upstream pool, then the listeners in front of it.
+        Raises ConfigError before listening if the binding policy forbids it."""
+        problem = binding_problem(self.config)
+        if problem:
+            raise ConfigError(problem)
+        auth = self.config.auth
+        if not auth.enabled:
+            log.warning(
+                "caller auth is off (no TRIOPROXY_AUTH_SECRETS): %s",
+                "trusting the front proxy to authenticate callers"
+                if auth.trust_front_proxy and not is_loopback(self.config.listen.host)
+                else "only this machine can reach the proxy",
+            )
+        mode = "inject" if self.config.upstream.credential else "passthrough"
+        log.info(
+            "upstream credentials: %s mode; %d caller secret(s): %s",
+            mode,
+            len(auth.secrets),
+            ", ".join(s.name for s in auth.secrets) or "-",
+        )
         async with open_pool(self.config) as pool:
             self.pool = pool
             await self.serve_app(Proxy(self.state, pool), task_status=task_status)

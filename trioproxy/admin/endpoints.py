@@ -6,6 +6,8 @@ import orjson
 
 from trioproxy.errors import MethodNotAllowed, NotFound, ProxyError, error_response
 from trioproxy.inbound.exchange import ClientExchange, respond
+from trioproxy.pipeline.access import check_admin
+from trioproxy.pipeline.binding import is_loopback
 from trioproxy.proto.events import RequestHead, ResponseHead
 from trioproxy.state import ServerState
 
@@ -34,8 +36,11 @@ def _json(status: int, doc: object) -> tuple[ResponseHead, bytes]:
 
 
 def route(head: RequestHead, state: ServerState) -> tuple[ResponseHead, bytes]:
-    """Answer an own endpoint: a pure function of the head and the state."""
+    """Answer an own endpoint: a pure function of the head and the state.
+    /health and /livez are open to all; /admin/* needs the admin token."""
     path = head.path
+    if path.startswith(RESERVED_PREFIXES):
+        check_admin(head, state.config.auth, loopback_only=is_loopback(state.config.listen.host))
     if path not in RESERVED_EXACT:
         raise NotFound(f"{path.decode('latin-1')} is reserved by trioproxy and does not exist")
     if head.method not in (b"GET", b"HEAD"):

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from trioproxy.config import Origin
+from trioproxy.config import Credential, Origin
 from trioproxy.errors import RequestTooLarge
+from trioproxy.pipeline.auth import inject_credential
 from trioproxy.proto.events import RequestHead
 from trioproxy.proto.headers import content_length, request_headers_for_upstream
 
 
-def upstream_head(head: RequestHead, origin: Origin, *, upstream_is_h2: bool) -> RequestHead:
+def upstream_head(
+    head: RequestHead, origin: Origin, *, upstream_is_h2: bool, credential: Credential | None = None
+) -> RequestHead:
     """Method, path and query byte-exact (prefixed by the origin's base path);
-    end-to-end headers verbatim and in order; `host` set to the upstream's."""
+    end-to-end headers verbatim and in order; `host` set to the upstream's.
+    With a ``credential`` (inject mode) the caller's own credentials are
+    replaced by it; without, they pass through untouched."""
     headers = request_headers_for_upstream(head.headers, upstream_is_h2=upstream_is_h2)
+    if credential is not None:
+        headers = inject_credential(headers, credential.header, credential.value)
     if not upstream_is_h2:
         headers.insert(0, (b"host", origin.authority))
     target = origin.base_path.encode() + head.target if origin.base_path else head.target
