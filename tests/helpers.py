@@ -80,7 +80,11 @@ class H1Client:
         stream: trio.abc.Stream = await trio.open_tcp_stream("127.0.0.1", port)
         if ssl_context is not None:
             tls = trio.SSLStream(stream, ssl_context, server_hostname="localhost")
-            await tls.do_handshake()
+            try:
+                await tls.do_handshake()
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
             stream = tls
         return cls(stream)
 
@@ -228,7 +232,11 @@ class H2Client:
         stream: trio.abc.Stream = await trio.open_tcp_stream("127.0.0.1", port)
         if ssl_context is not None:
             tls = trio.SSLStream(stream, ssl_context, server_hostname="localhost")
-            await tls.do_handshake()
+            try:
+                await tls.do_handshake()
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
             assert tls.selected_alpn_protocol() == "h2"
             stream = tls
         client = cls(stream)

@@ -44,6 +44,17 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="fake upstream + proxy + a sample streaming request; keeps running"
     )
     demo.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:8787")
+    dev = sub.add_parser(
+        "dev-cert", help="write a local test CA and server certificate (not for production)"
+    )
+    dev.add_argument(
+        "--dir", default="trioproxy-dev-cert", help="where to write ca.pem, cert.pem, key.pem"
+    )
+    dev.add_argument(
+        "--hosts",
+        default="localhost,127.0.0.1,::1",
+        help="names and addresses the certificate covers",
+    )
     return p
 
 
@@ -103,8 +114,23 @@ async def _run_fake(config: Config) -> int:
     return 0
 
 
+def _dev_cert(directory: str, hosts: str) -> int:
+    from pathlib import Path
+
+    from trioproxy.devcert import write_dev_cert
+
+    paths = write_dev_cert(Path(directory), [h.strip() for h in hosts.split(",") if h.strip()])
+    ca, cert, key = (paths[k].resolve() for k in ("ca", "cert", "key"))
+    print(f"wrote {ca}, {cert}, {key} (for tests only, not production)")
+    print(f"export TRIOPROXY_TLS_CERT={cert} TRIOPROXY_TLS_KEY={key}")
+    print(f"clients trust it with SSL_CERT_FILE={ca} (Python) or NODE_EXTRA_CA_CERTS={ca} (Node)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "dev-cert":
+        return _dev_cert(args.dir, args.hosts)
     try:
         if args.command in ("serve", "check-config"):
             overrides = {"listen": args.listen, "upstream.url": args.upstream}

@@ -41,6 +41,18 @@ class Server:
         self.forced = False
         self.pool: UpstreamPool | None = None  # set while serving (for /livez, metrics, tests)
 
+    def reload_tls(self) -> None:
+        """Re-read the certificate and key files (for SIGHUP, or an operator).
+        New connections get the new certificate; open ones are untouched. On
+        any error (missing file, key that does not match) the old context
+        stays in force and the error is raised for the caller to log."""
+        cfg = self.config
+        if not cfg.tls:
+            raise ValueError("TLS is not configured (tls.cert / tls.key)")
+        new = make_server_ssl_context(cfg.tls_cert, cfg.tls_key)
+        self.ssl_context = new
+        log.info("TLS certificate reloaded from %s", cfg.tls_cert)
+
     def begin_drain(self) -> None:
         self.state.begin_drain()
 
@@ -57,12 +69,11 @@ class Server:
         cfg = self.config
         listeners = await trio.open_tcp_listeners(cfg.listen.port, host=cfg.listen.host)
         port = listeners[0].socket.getsockname()[1]
-        handler = partial(
-            handle_connection, state=self.state, app=app, ssl_context=self.ssl_context
-        )
 
         async def _handle(stream: trio.SocketStream) -> None:
-            await handler(stream)
+            # The context is looked up per connection, so reload_tls() takes
+            # effect for the next handshake while open connections keep theirs.
+            await handle_connection(stream, self.state, app, self.ssl_context)
 
         async with trio.open_nursery() as handlers:
             self._handlers_scope = handlers.cancel_scope

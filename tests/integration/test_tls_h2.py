@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import sys
 from pathlib import Path
 
 import orjson
@@ -251,3 +252,53 @@ async def test_h2_client_sees_rst_stream_for_a_broken_json_body(
     assert res.status == 200
     assert res.reset is not None and not res.ended  # RST_STREAM, never a clean END_STREAM
     await client.aclose()
+
+
+async def test_dev_cert_and_tls_reload_without_restart(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """`trioproxy dev-cert` output serves TLS; after the files are replaced,
+    reload_tls() makes new connections use the new certificate while an open
+    connection keeps working; a broken file leaves the old one in force."""
+    first = await trio.run_process(
+        [sys.executable, "-m", "trioproxy", "dev-cert", "--dir", str(tmp_path / "one")],
+        capture_stdout=True,
+    )
+    assert b"TRIOPROXY_TLS_CERT=" in first.stdout
+    assert (tmp_path / "one" / "key.pem").stat().st_mode & 0o077 == 0
+    live = tmp_path / "live"
+    live.mkdir()
+    for name in ("cert.pem", "key.pem"):
+        (live / name).write_bytes((tmp_path / "one" / name).read_bytes())
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(
+        nursery, fake.url, tls__cert=str(live / "cert.pem"), tls__key=str(live / "key.pem")
+    )
+
+    def trusting(ca_dir: str) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(tmp_path / ca_dir / "ca.pem"))
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    old_conn = await H1Client.connect(proxy.port, trusting("one"))
+    assert (await old_conn.request("GET", "/health")).status == 200
+    await trio.run_process(
+        [sys.executable, "-m", "trioproxy", "dev-cert", "--dir", str(tmp_path / "two")],
+        capture_stdout=True,
+    )
+    for name in ("cert.pem", "key.pem"):
+        (live / name).write_bytes((tmp_path / "two" / name).read_bytes())
+    proxy.server.reload_tls()
+    async with await H1Client.connect(proxy.port, trusting("two")) as new_conn:
+        assert (await new_conn.request("GET", "/health")).status == 200
+    with pytest.raises(trio.BrokenResourceError):
+        await H1Client.connect(proxy.port, trusting("one"))  # the old CA no longer matches
+    assert (await old_conn.request("GET", "/health")).status == 200  # open connection unaffected
+    await old_conn.aclose()
+    (live / "key.pem").write_text("not a key")
+    with pytest.raises(ssl.SSLError):
+        proxy.server.reload_tls()
+    async with await H1Client.connect(proxy.port, trusting("two")) as still:
+        assert (
+            await still.request("GET", "/health")
+        ).status == 200  # the old context stays in force
