@@ -87,9 +87,12 @@ def test_malformed_requests_map_to_a_status(raw: bytes, status: int) -> None:
     assert info.value.status == status
 
 
-def test_oversized_head_is_431() -> None:
+@pytest.mark.parametrize("complete", [False, True], ids=["incomplete", "arrived-whole"])
+def test_oversized_head_is_431(complete: bool) -> None:
     s = H1Server(max_head_bytes=1024, max_headers=100)
-    s.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4096)
+    s.receive_data(
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4096 + (b"\r\n\r\n" if complete else b"")
+    )
     with pytest.raises(ProtocolError) as info:
         drain(s)
     assert info.value.status == 431

@@ -67,10 +67,11 @@ def _body_event(ev: object, role: str) -> BodyChunk | EndOfMessage | PeerClosed:
 class H1Server:
     """One server-side HTTP/1.1 connection: bytes in, request events out."""
 
-    __slots__ = ("_conn", "_max_headers")
+    __slots__ = ("_conn", "_max_head_bytes", "_max_headers")
 
     def __init__(self, *, max_head_bytes: int, max_headers: int) -> None:
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_bytes)
+        self._max_head_bytes = max_head_bytes
         self._max_headers = max_headers
 
     def __repr__(self) -> str:
@@ -96,6 +97,13 @@ class H1Server:
             return PAUSED
         if isinstance(ev, h11.Request):
             headers = _headers(ev.headers)
+            # h11 bounds only a head still incomplete; one that arrived whole
+            # in a single read is measured here against the same limit.
+            size = len(ev.method) + len(ev.target) + sum(len(k) + len(v) + 4 for k, v in headers)
+            if size > self._max_head_bytes:
+                raise ProtocolError(
+                    f"request head of {size} bytes exceeds {self._max_head_bytes} bytes", 431
+                )
             if len(headers) > self._max_headers:
                 raise ProtocolError(
                     f"too many header fields ({len(headers)} > {self._max_headers})", 431
