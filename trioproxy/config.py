@@ -300,6 +300,13 @@ SETTINGS: tuple[Setting, ...] = (
         "HTTP/2 streams a client may open at once",
     ),
     Setting(
+        "limits.h2_max_resets_per_second",
+        "TRIOPROXY_H2_MAX_RESETS_PER_SECOND",
+        _parse_positive_int,
+        100,
+        "HTTP/2 stream resets a client may send per second (burst 2x) before GOAWAY ENHANCE_YOUR_CALM (rapid reset)",
+    ),
+    Setting(
         "limits.h2_stream_window",
         "TRIOPROXY_H2_STREAM_WINDOW",
         _parse_positive_int,
@@ -385,6 +392,7 @@ class Limits:
     max_headers: int
     h2_max_concurrent_streams: int
     h2_stream_window: int
+    h2_max_resets_per_second: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,6 +553,7 @@ def _build(p: dict[str, Any]) -> Config:
             max_headers=p["limits.max_headers"],
             h2_max_concurrent_streams=p["limits.h2_max_concurrent_streams"],
             h2_stream_window=p["limits.h2_stream_window"],
+            h2_max_resets_per_second=p["limits.h2_max_resets_per_second"],
         ),
         tls_cert=tls_cert,
         tls_key=tls_key,

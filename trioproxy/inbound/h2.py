@@ -21,7 +21,15 @@ from trioproxy.inbound.exchange import App
 from trioproxy.inbound.writer import WindowGate, Writer, send_flow_controlled
 from trioproxy.proto.errors import ProtocolError
 from trioproxy.proto.events import BodyChunk, EndOfMessage, RequestHead, ResponseHead, StreamReset
-from trioproxy.proto.h2 import ConnectionEnded, H2Event, H2Server, StreamEvent, WindowOpened
+from trioproxy.proto.h2 import (
+    ENHANCE_YOUR_CALM,
+    ConnectionEnded,
+    H2Event,
+    H2Server,
+    ResetBudget,
+    StreamEvent,
+    WindowOpened,
+)
 from trioproxy.state import ServerState
 
 log = logging.getLogger("trioproxy.h2")
@@ -121,9 +129,20 @@ class H2Stream:
 
     async def send_body(self, data: bytes) -> None:
         conn = self._conn
-        await send_flow_controlled(
-            conn.proto, self.stream_id, data, conn.writer, self._window, self._check_open
-        )
+        try:
+            await send_flow_controlled(
+                conn.proto,
+                self.stream_id,
+                data,
+                conn.writer,
+                self._window,
+                self._check_open,
+                conn.stall_timeout,
+            )
+        except trio.TooSlowError:
+            # The client never opened this stream's window: give up on it.
+            await self.abort()
+            raise ClientGone("client did not open the stream's flow-control window") from None
         await self._flush()
 
     async def end(self) -> None:
@@ -150,7 +169,12 @@ class H2ServerConnection:
             stream_window=limits.h2_stream_window,
             max_concurrent_streams=limits.h2_max_concurrent_streams,
         )
-        self.writer = Writer(stream, self.proto.data_to_send)
+        idle = state.config.timeouts.client_body_idle
+        self.stall_timeout = idle
+        self.writer = Writer(stream, self.proto.data_to_send, stall_timeout=idle)
+        self._resets = ResetBudget(
+            rate=limits.h2_max_resets_per_second, burst=2 * limits.h2_max_resets_per_second
+        )
         self.streams: dict[int, H2Stream] = {}
         self._reader_scope = trio.CancelScope()
         self._streams_done = trio.Event()
@@ -209,6 +233,14 @@ class H2ServerConnection:
                 return "eof"
             if reason := self._feed(nursery, data):
                 return reason
+            if self.writer.busy:
+                # The client is not reading what we owe it (ACKs for a SETTINGS or
+                # PING flood, responses): stop reading until it does, so nothing
+                # queues up without bound. A writer stuck for good ends the connection.
+                try:
+                    await self.writer.flush()
+                except trio.BrokenResourceError:
+                    return "eof"
 
     async def _receive(self) -> bytes | bytearray:
         try:
@@ -255,6 +287,11 @@ class H2ServerConnection:
                 st_or_none.on_end()
             elif isinstance(inner, StreamReset):
                 st_or_none.on_reset()
+            if isinstance(inner, StreamReset) and not self._resets.spend(trio.current_time()):
+                log.warning("HTTP/2 client reset too many streams (rapid reset): closing")
+                self.proto.close(ENHANCE_YOUR_CALM)
+                self._goaway_sent = True
+                return False
         elif isinstance(ev, WindowOpened):
             if ev.stream_id == 0:
                 for st in self.streams.values():

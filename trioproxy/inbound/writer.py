@@ -45,16 +45,19 @@ async def send_flow_controlled(
     writer: Writer,
     gate: WindowGate,
     check_open: Callable[[], None],
+    stall_timeout: float = 60.0,
 ) -> None:
     """Queue ``data`` as DATA frames no faster than the peer's window allows.
     ``check_open`` raises (the caller's own error) once the stream is gone.
-    The caller flushes afterwards."""
+    Waiting for credit is bounded by ``stall_timeout`` (a peer that never opens
+    the window): then trio.TooSlowError. The caller flushes afterwards."""
     view = memoryview(data)
     while view:
         check_open()
         n = proto.sendable(stream_id)
         if n <= 0:
-            await gate.wait(lambda: proto.sendable(stream_id))
+            with trio.fail_after(stall_timeout):
+                await gate.wait(lambda: proto.sendable(stream_id))
             continue
         proto.send_data(stream_id, bytes(view[:n]))
         view = view[n:]
@@ -62,8 +65,12 @@ async def send_flow_controlled(
 
 
 class Writer:
-    def __init__(self, stream: trio.abc.Stream, take: Callable[[], bytes]) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, take: Callable[[], bytes], *, stall_timeout: float = 60.0
+    ) -> None:
         self._stream = stream
+        self._stall_timeout = stall_timeout  # seconds one write may block (peer not reading)
+        self.busy = False  # a write is blocked on the socket right now
         self._take = take  # returns the bytes queued so far (h2's data_to_send)
         self._wanted = trio.Event()
         self._done = trio.Event()
@@ -105,7 +112,12 @@ class Writer:
                 data = b"".join(self._extra) + self._take() if self._extra else self._take()
                 self._extra.clear()
                 if data:
-                    await self._stream.send_all(data)
+                    self.busy = True
+                    with trio.move_on_after(self._stall_timeout) as stalled:
+                        await self._stream.send_all(data)
+                    self.busy = False
+                    if stalled.cancelled_caught:
+                        raise trio.BrokenResourceError("peer stopped reading")
                 self._written = gen
                 self._done.set()
                 self._done = trio.Event()

@@ -122,6 +122,33 @@ class GoAwaySplitter:
         return out
 
 
+class ResetBudget:
+    """Rapid reset (CVE-2023-44487): a client may reset at most ``burst``
+    streams at once, refilled at ``rate`` per second. A token bucket; the
+    caller passes the clock in."""
+
+    __slots__ = ("_burst", "_last", "_rate", "_tokens")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._tokens = burst
+        self._last: float | None = None
+
+    def spend(self, now: float) -> bool:
+        """Count one reset; False once the budget is exhausted."""
+        if self._last is not None:
+            self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+ENHANCE_YOUR_CALM = 0xB  # RFC 9113 7
+
+
 class _H2Base:
     def __init__(
         self, *, client_side: bool, stream_window: int, max_concurrent_streams: int

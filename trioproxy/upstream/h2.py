@@ -251,9 +251,14 @@ class H2UpstreamStream:
     async def send_body(self, data: bytes) -> None:
         assert self.stream_id is not None
         conn = self.conn
-        await send_flow_controlled(
-            conn.proto, self.stream_id, data, conn.writer, self._window, self._check_open
-        )
+        try:
+            await send_flow_controlled(
+                conn.proto, self.stream_id, data, conn.writer, self._window, self._check_open
+            )
+        except trio.TooSlowError:
+            raise UpstreamWriteFailed(
+                "upstream did not open the stream's flow-control window"
+            ) from None
         await self._flush()
 
     def _check_open(self) -> None:

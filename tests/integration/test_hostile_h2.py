@@ -1,0 +1,191 @@
+"""Hostile HTTP/2 input over real sockets: frames built with h2, hyperframe and
+hpack. For each: what the proxy does to the attacker, that nothing (or only a
+bounded amount) reached the upstream, and that another client is served."""
+
+from __future__ import annotations
+
+import contextlib
+
+import h2.config
+import h2.connection
+import h2.settings
+import hpack
+import trio
+from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, SettingsFrame
+
+from tests.helpers import H2Client, h1_request, start_fake, start_proxy
+from trioproxy.proto.h2 import ENHANCE_YOUR_CALM, ConnectionEnded, GoAwaySplitter
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+PROTOCOL_ERROR = 0x1
+
+
+async def goaway_or_close(stream: trio.abc.Stream, seconds: float = 10) -> ConnectionEnded | None:
+    """Read until the proxy says GOAWAY or closes; the GOAWAY if there was one."""
+    splitter = GoAwaySplitter()
+    with trio.fail_after(seconds):
+        while True:
+            try:
+                data = await stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                return None
+            if not data:
+                return None
+            for piece in splitter.feed(data):
+                if isinstance(piece, ConnectionEnded):
+                    return piece
+
+
+def client_conn() -> h2.connection.H2Connection:
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None)
+    )
+    conn.initiate_connection()
+    return conn
+
+
+def req_headers(path: bytes = b"/v1/models") -> list[tuple[bytes, bytes]]:
+    return [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", path)]
+
+
+async def still_serving(port: int) -> None:
+    good = await h1_request(port, "GET", "/v1/models")
+    assert good.status == 200
+
+
+async def test_rapid_reset_gets_enhance_your_calm(nursery: trio.Nursery) -> None:
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(nursery, fake.url, limits__h2_max_resets_per_second=50)
+    conn = client_conn()
+    for _ in range(400):  # open and reset in a loop (CVE-2023-44487)
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, req_headers(b"/v1/messages"), end_stream=True)
+        conn.reset_stream(sid, 8)
+    async with await trio.open_tcp_stream("127.0.0.1", proxy.port) as s:
+        await s.send_all(conn.data_to_send())
+        goaway = await goaway_or_close(s)
+    assert goaway is not None and goaway.error_code == ENHANCE_YOUR_CALM
+    await still_serving(proxy.port)
+    assert fake.fake is not None and fake.fake.requests < 150  # bounded by the reset budget
+
+
+async def test_continuation_flood_is_cut_off(nursery: trio.Nursery) -> None:
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(nursery, fake.url)
+    frames = [SettingsFrame(0).serialize()]
+    head = HeadersFrame(1)
+    head.data = hpack.Encoder().encode(req_headers())[:5]
+    frames.append(head.serialize())  # no END_HEADERS: a header block that never ends
+    for _ in range(500):
+        cont = ContinuationFrame(1)
+        cont.data = b"\x00" * 1000
+        frames.append(cont.serialize())
+    async with await trio.open_tcp_stream("127.0.0.1", proxy.port) as s:
+        with contextlib.suppress(trio.BrokenResourceError):  # cut off while sending: fine
+            await s.send_all(PREFACE + b"".join(frames))
+        goaway = await goaway_or_close(s)
+    assert goaway is None or goaway.error_code != 0
+    await still_serving(proxy.port)
+    assert fake.fake is not None and fake.fake.requests == 1  # only the good one
+
+
+async def test_hpack_bomb_is_refused(nursery: trio.Nursery) -> None:
+    """A ~4 KB header inserted into the dynamic table, then referenced 100
+    times by one-byte indexes: 400 KB decoded from ~4 KB on the wire."""
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(nursery, fake.url)
+    enc = hpack.Encoder()
+    block = enc.encode([*req_headers(), *[(b"x-bomb", b"a" * 4000)] * 100])
+    assert len(block) < 5000
+    frames = [SettingsFrame(0).serialize()]
+    for i in range(0, len(block), 16000):
+        f = HeadersFrame(1) if i == 0 else ContinuationFrame(1)
+        f.data = block[i : i + 16000]
+        if i + 16000 >= len(block):
+            f.flags.add("END_HEADERS")
+        if i == 0:
+            f.flags.add("END_STREAM")
+        frames.append(f.serialize())
+    async with await trio.open_tcp_stream("127.0.0.1", proxy.port) as s:
+        await s.send_all(PREFACE + b"".join(frames))
+        goaway = await goaway_or_close(s)
+    assert goaway is None or goaway.error_code != 0
+    await still_serving(proxy.port)
+    assert fake.fake is not None and fake.fake.requests == 1
+
+
+async def test_invalid_headers_are_refused(nursery: trio.Nursery) -> None:
+    """Uppercase names, connection-specific headers, bad pseudo-headers: h2
+    treats each as a protocol error; the proxy closes that connection with a
+    GOAWAY, forwards nothing, and serves others."""
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(nursery, fake.url)
+    for bad in ([(b"X-Upper", b"1")], [(b"connection", b"keep-alive")], [(b":bogus", b"1")]):
+        enc = hpack.Encoder()
+        f = HeadersFrame(1)
+        f.data = enc.encode(req_headers() + bad)
+        f.flags.add("END_HEADERS")
+        f.flags.add("END_STREAM")
+        async with await trio.open_tcp_stream("127.0.0.1", proxy.port) as s:
+            await s.send_all(PREFACE + SettingsFrame(0).serialize() + f.serialize())
+            goaway = await goaway_or_close(s)
+        assert goaway is not None and goaway.error_code == PROTOCOL_ERROR, bad
+    await still_serving(proxy.port)
+    assert fake.fake is not None and fake.fake.requests == 1
+
+
+async def test_ping_flood_from_a_client_that_does_not_read(nursery: trio.Nursery) -> None:
+    """PINGs each owe an ACK. A client that floods them and never reads must not
+    make the proxy queue ACKs without bound: the proxy stops reading while its
+    writes are blocked, and closes the connection once its writer is stuck for
+    the idle timeout. Meanwhile others are served."""
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(nursery, fake.url, timeouts__client_body_idle=1.0)
+    ping = PingFrame(0)
+    ping.opaque_data = b"12345678"
+    burst = ping.serialize() * 4096  # 68 KB of PINGs per write
+    owed_max = 0
+
+    async def watch_owed_acks() -> None:
+        """Largest h2 output queue of the proxy's HTTP/2 connections (h2's
+        private buffer: read here only, to measure what the proxy holds)."""
+        nonlocal owed_max
+        while True:
+            for conn in list(proxy.server.state._drainables):
+                owed_max = max(owed_max, len(conn.proto.conn._data_to_send))  # type: ignore[attr-defined]
+            await trio.sleep(0.01)
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(watch_owed_acks)
+        async with await trio.open_tcp_stream("127.0.0.1", proxy.port) as s:
+            s.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)  # and we never read
+            await s.send_all(PREFACE + SettingsFrame(0).serialize())
+            with trio.move_on_after(3), contextlib.suppress(trio.BrokenResourceError):
+                while True:  # until the proxy stops reading (send blocks) or closes
+                    await s.send_all(burst)
+            await still_serving(proxy.port)
+            # The stuck connection is closed (this raises if it is not within 10 s).
+            await goaway_or_close(s, seconds=10)
+        inner.cancel_scope.cancel()
+    # Held back, the proxy owes at most about one read's worth of ACKs (a 256 KiB
+    # read of PINGs is ~15,000 ACKs, 255 KB); unbounded it would grow by MBs/s.
+    assert 0 < owed_max < 1024 * 1024, owed_max
+    assert fake.fake is not None and fake.fake.requests == 1
+
+
+async def test_zero_window_client_has_its_stream_reset(nursery: trio.Nursery) -> None:
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(nursery, fake.url, timeouts__client_body_idle=0.5)
+    client = await H2Client.connect(nursery, proxy.port)
+    client.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    await client.flush()
+    sid = await client.start("GET", "/bytes/1000000")
+    with trio.fail_after(5):
+        await client.results[sid].done.wait()
+    result = client.results[sid]
+    assert result.reset is not None and not result.ended  # given up after the idle timeout
+    assert fake.fake is not None
+    with trio.fail_after(2):
+        await fake.fake.wait_for(lambda f: f.cancelled >= 1)  # and the upstream request cancelled
+    await still_serving(proxy.port)
+    await client.aclose()
