@@ -4,6 +4,8 @@ another connection is served meanwhile."""
 
 from __future__ import annotations
 
+import contextlib
+
 import orjson
 import pytest
 import trio
@@ -116,3 +118,33 @@ async def test_ten_thousand_pipelined_requests(nursery: trio.Nursery) -> None:
                     count = buf.count(b"HTTP/1.1 200 ")
         assert count == n
         assert buf.count(b'{"status":"ok"}') == n
+
+
+async def test_mutated_requests_get_an_answer_or_a_close(nursery: trio.Nursery) -> None:
+    """A seeded mutation fuzzer at the socket: every reply is well-formed HTTP
+    (or the connection closes), the proxy never answers with its own 5xx, and
+    it keeps serving."""
+    import random
+
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(
+        nursery, fake.url, timeouts__client_head=1.0, timeouts__client_body_idle=1.0
+    )
+    rng = random.Random(20261122)
+    valid = (
+        b"POST /v1/models?beta=true HTTP/1.1\r\nhost: x\r\nx-a: 1\r\ncontent-length: 5\r\n\r\nhello"
+    )
+    for _ in range(60):
+        data = bytearray(valid)
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        async with await H1Client.connect(proxy.port) as c:
+            await c.stream.send_all(bytes(data))
+            with contextlib.suppress(trio.BrokenResourceError):
+                await c.stream.send_eof()
+            status, _body = await read_answer(c)
+        if status is not None:
+            assert 100 <= status < 600
+            assert not (status >= 500 and status != 502), (bytes(data), status)
+    await h1_request(proxy.port, "GET", "/v1/models")
+    assert (await h1_request(proxy.port, "GET", "/health")).status == 200

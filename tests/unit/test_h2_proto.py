@@ -1,5 +1,8 @@
 """The server and client adapters talking to each other through bytes only."""
 
+import hpack
+from hyperframe.frame import Frame, HeadersFrame, RstStreamFrame
+
 from trioproxy.proto.events import BodyChunk, EndOfMessage, RequestHead, ResponseHead, StreamReset
 from trioproxy.proto.h2 import H2Client, H2Server, StreamEvent
 
@@ -104,3 +107,35 @@ def test_client_keeps_receiving_after_graceful_goaway() -> None:
     events = c.receive_data(goaway + s.data_to_send())
     assert c.peer_goaway is not None and c.peer_goaway.last_stream_id == sid
     assert (sid, BodyChunk(b"after goaway", 12)) in stream_events(events)
+
+
+def test_streams_over_the_limit_are_refused_one_by_one() -> None:
+    c = H2Client(stream_window=65535)
+    s = H2Server(stream_window=65535, max_concurrent_streams=3)
+    s.receive_data(c.data_to_send())
+    c.receive_data(s.data_to_send())
+    s.receive_data(c.data_to_send())
+    assert c.peer_max_streams == 3  # the advertised limit is the configured one
+    s.data_to_send()
+    # A client that ignores the limit: five HEADERS frames built by hand.
+    enc = hpack.Encoder()
+    sids = [1, 3, 5, 7, 9]
+    raw = b""
+    for sid in sids:
+        f = HeadersFrame(sid)
+        f.data = enc.encode(
+            [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
+        )
+        f.flags.add("END_HEADERS")
+        raw += f.serialize()
+    got = stream_events(s.receive_data(raw))
+    assert [sid for sid, ev in got if isinstance(ev, RequestHead)] == sids[:3]
+    out, refused = memoryview(s.data_to_send()), []
+    while out:
+        frame, length = Frame.parse_frame_header(out[:9])
+        frame.parse_body(out[9 : 9 + length])
+        out = out[9 + length :]
+        if isinstance(frame, RstStreamFrame) and frame.error_code == 7:  # REFUSED_STREAM
+            refused.append(frame.stream_id)
+    assert refused == sids[3:]  # refused one by one: the connection stays open
+    assert s.conn.state_machine.state.name == "SERVER_OPEN"

@@ -149,6 +149,21 @@ class ResetBudget:
 ENHANCE_YOUR_CALM = 0xB  # RFC 9113 7
 
 
+STREAM_LIMIT_MARGIN = 32  # streams over the advertised limit that we refuse one by one
+
+
+class _RefuseBeyondLimit(h2.settings.Settings):
+    """Advertises the configured MAX_CONCURRENT_STREAMS (h2 writes SETTINGS
+    from the raw values) but lets h2 enforce it only with a margin: a client
+    just over the limit gets its extra streams refused one by one
+    (REFUSED_STREAM, safe to retry; RFC 9113 5.1.2) by H2Server, instead of
+    h2 closing the whole connection. Far over the margin, h2 still does."""
+
+    @property  # type: ignore[misc]
+    def max_concurrent_streams(self) -> int:
+        return int(super().max_concurrent_streams) + STREAM_LIMIT_MARGIN
+
+
 class _H2Base:
     def __init__(
         self, *, client_side: bool, stream_window: int, max_concurrent_streams: int
@@ -161,7 +176,8 @@ class _H2Base:
             normalize_outbound_headers=False,
         )
         self.conn = h2.connection.H2Connection(config=cfg)
-        self.conn.local_settings = h2.settings.Settings(
+        settings_cls = h2.settings.Settings if client_side else _RefuseBeyondLimit
+        self.conn.local_settings = settings_cls(
             client=client_side,
             initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
@@ -294,6 +310,8 @@ class H2Server(_H2Base):
             stream_window=stream_window,
             max_concurrent_streams=max_concurrent_streams,
         )
+        self.max_streams = max_concurrent_streams
+        self._accepted: set[int] = set()  # streams dispatched and not yet closed
         self.goaway_last_id: int | None = None
 
     def receive_data(self, data: bytes | bytearray) -> list[H2Event]:
@@ -318,6 +336,13 @@ class H2Server(_H2Base):
             if self.goaway_last_id is not None and sid > self.goaway_last_id:
                 self.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
                 return
+            # h2 has opened every stream of the batch before reporting any, so
+            # count the ones accepted so far: the first N are served, in order.
+            self._accepted = {a for a in self._accepted if self.stream_open(a)}
+            if len(self._accepted) >= self.max_streams:
+                self.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
+                return
+            self._accepted.add(sid)
             pseudo, regular = _split_pseudo(list(ev.headers or []))
             method = pseudo.get(b":method", b"")
             if method == b"CONNECT":
