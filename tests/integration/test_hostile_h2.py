@@ -11,7 +11,14 @@ import h2.connection
 import h2.settings
 import hpack
 import trio
-from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame, SettingsFrame
+from hyperframe.frame import (
+    ContinuationFrame,
+    Frame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+)
 
 from tests.helpers import H2Client, h1_request, start_fake, start_proxy
 from trioproxy.proto.h2 import ENHANCE_YOUR_CALM, ConnectionEnded, GoAwaySplitter
@@ -114,24 +121,48 @@ async def test_hpack_bomb_is_refused(nursery: trio.Nursery) -> None:
     assert fake.fake is not None and fake.fake.requests == 1
 
 
-async def test_invalid_headers_are_refused(nursery: trio.Nursery) -> None:
-    """Uppercase names, connection-specific headers, bad pseudo-headers: h2
-    treats each as a protocol error; the proxy closes that connection with a
-    GOAWAY, forwards nothing, and serves others."""
+async def test_invalid_headers_reset_only_that_stream(nursery: trio.Nursery) -> None:
+    """Uppercase names, connection-specific headers, unknown pseudo-headers:
+    each is a stream error (RST_STREAM PROTOCOL_ERROR), nothing is forwarded,
+    and the connection goes on to serve a valid stream."""
     fake = await start_fake(nursery)
     proxy = await start_proxy(nursery, fake.url)
-    for bad in ([(b"X-Upper", b"1")], [(b"connection", b"keep-alive")], [(b":bogus", b"1")]):
+    for bad in (
+        [(b"X-Upper", b"1")],
+        [(b"connection", b"keep-alive")],
+        [(b":bogus", b"1")],
+        [(b"te", b"gzip")],
+    ):
         enc = hpack.Encoder()
-        f = HeadersFrame(1)
-        f.data = enc.encode(req_headers() + bad)
-        f.flags.add("END_HEADERS")
-        f.flags.add("END_STREAM")
+        frames = b""
+        for sid, extra in ((1, bad), (3, [])):
+            f = HeadersFrame(sid)
+            f.data = enc.encode(req_headers() + extra)
+            f.flags.add("END_HEADERS")
+            f.flags.add("END_STREAM")
+            frames += f.serialize()
+        reset, answered = None, False
         async with await trio.open_tcp_stream("127.0.0.1", proxy.port) as s:
-            await s.send_all(PREFACE + SettingsFrame(0).serialize() + f.serialize())
-            goaway = await goaway_or_close(s)
-        assert goaway is not None and goaway.error_code == PROTOCOL_ERROR, bad
+            await s.send_all(PREFACE + SettingsFrame(0).serialize() + frames)
+            buf = b""
+            with trio.fail_after(10):
+                while reset is None or not answered:
+                    data = await s.receive_some(65536)
+                    assert data, "connection closed: an invalid header must not end it"
+                    buf += data
+                    while len(buf) >= 9:
+                        frame, length = Frame.parse_frame_header(memoryview(buf[:9]))
+                        if len(buf) < 9 + length:
+                            break
+                        frame.parse_body(memoryview(buf[9 : 9 + length]))
+                        buf = buf[9 + length :]
+                        if isinstance(frame, RstStreamFrame) and frame.stream_id == 1:
+                            reset = frame.error_code
+                        if isinstance(frame, HeadersFrame) and frame.stream_id == 3:
+                            answered = True
+        assert reset == PROTOCOL_ERROR, bad
+    assert fake.fake is not None and fake.fake.requests == 4  # only the valid stream 3, each time
     await still_serving(proxy.port)
-    assert fake.fake is not None and fake.fake.requests == 1
 
 
 async def test_ping_flood_from_a_client_that_does_not_read(nursery: trio.Nursery) -> None:

@@ -26,6 +26,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.utilities
 from hyperframe.frame import GoAwayFrame
 
 from trioproxy.proto.errors import ProtocolError
@@ -149,6 +150,9 @@ class ResetBudget:
 ENHANCE_YOUR_CALM = 0xB  # RFC 9113 7
 
 
+_REQUEST_FLAGS = h2.utilities.HeaderValidationFlags(
+    is_client=False, is_trailer=False, is_response_header=False, is_push_promise=False
+)
 STREAM_LIMIT_MARGIN = 32  # streams over the advertised limit that we refuse one by one
 
 
@@ -171,7 +175,10 @@ class _H2Base:
         cfg = h2.config.H2Configuration(
             client_side=client_side,
             header_encoding=None,
-            validate_inbound_headers=True,
+            # The server validates request headers itself, per stream (below),
+            # so that a bad header list is a stream error, not the end of the
+            # connection and of every other stream on it.
+            validate_inbound_headers=client_side,
             validate_outbound_headers=False,  # we filtered them; skip the cost
             normalize_outbound_headers=False,
         )
@@ -336,6 +343,14 @@ class H2Server(_H2Base):
             if self.goaway_last_id is not None and sid > self.goaway_last_id:
                 self.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
                 return
+            raw_headers = list(ev.headers or [])
+            try:
+                # h2's own checks (uppercase or empty names, connection-specific
+                # headers, te other than trailers, pseudo-header rules), per stream.
+                list(h2.utilities.validate_headers(raw_headers, _REQUEST_FLAGS))
+            except h2.exceptions.ProtocolError:
+                self.reset_stream(sid, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                return
             # h2 has opened every stream of the batch before reporting any, so
             # count the ones accepted so far: the first N are served, in order.
             self._accepted = {a for a in self._accepted if self.stream_open(a)}
@@ -343,7 +358,7 @@ class H2Server(_H2Base):
                 self.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
                 return
             self._accepted.add(sid)
-            pseudo, regular = _split_pseudo(list(ev.headers or []))
+            pseudo, regular = _split_pseudo(raw_headers)
             method = pseudo.get(b":method", b"")
             if method == b"CONNECT":
                 self.reset_stream(sid, h2.errors.ErrorCodes.PROTOCOL_ERROR)
