@@ -10,6 +10,7 @@ import h2.config
 import h2.connection
 import h2.settings
 import hpack
+import pytest
 import trio
 from hyperframe.frame import (
     ContinuationFrame,
@@ -165,16 +166,20 @@ async def test_invalid_headers_reset_only_that_stream(nursery: trio.Nursery) -> 
     await still_serving(proxy.port)
 
 
-async def test_ping_flood_from_a_client_that_does_not_read(nursery: trio.Nursery) -> None:
-    """PINGs each owe an ACK. A client that floods them and never reads must not
+@pytest.mark.parametrize("kind", ["ping", "settings"])
+async def test_flood_from_a_client_that_does_not_read(nursery: trio.Nursery, kind: str) -> None:
+    """PINGs and SETTINGS each owe an ACK. A client that floods them and never reads must not
     make the proxy queue ACKs without bound: the proxy stops reading while its
     writes are blocked, and closes the connection once its writer is stuck for
     the idle timeout. Meanwhile others are served."""
     fake = await start_fake(nursery)
     proxy = await start_proxy(nursery, fake.url, timeouts__client_body_idle=1.0)
-    ping = PingFrame(0)
-    ping.opaque_data = b"12345678"
-    burst = ping.serialize() * 4096  # 68 KB of PINGs per write
+    if kind == "ping":
+        frame: PingFrame | SettingsFrame = PingFrame(0)
+        frame.opaque_data = b"12345678"
+    else:
+        frame = SettingsFrame(0)  # every SETTINGS frame owes an ACK too
+    burst = frame.serialize() * 4096  # one write of the flood
     owed_max = 0
 
     async def watch_owed_acks() -> None:
