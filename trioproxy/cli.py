@@ -18,6 +18,7 @@ from trioproxy.config import (
     load_config,
     parse_hostport,
 )
+from trioproxy.sdnotify import notify
 
 log = logging.getLogger("trioproxy")
 
@@ -72,7 +73,7 @@ def _setup_logging(level: str) -> None:
 async def _run_server(config: Config) -> int:
     from trioproxy.server import Server
 
-    server = Server(config)
+    server = Server(config, notify=notify)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve_signals)
 
@@ -90,6 +91,8 @@ async def _run_server(config: Config) -> int:
             port,
             config.upstream.origin,
         )
+        # Only now, with the listeners bound, is the service ready (Type=notify).
+        notify(f"READY=1\nSTATUS=listening on {config.listen.host}:{port}")
     return 1 if server.forced else 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import ssl
+from collections.abc import Callable
 from functools import partial
 
 import trio
@@ -31,8 +32,17 @@ class Server:
     """One listening HTTP server running ``app``. ``serve`` reports the bound
     port through ``task_status`` (port 0 picks a free one)."""
 
-    def __init__(self, config: Config, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        notify: Callable[[str], object] = lambda _message: None,
+    ) -> None:
+        """``notify`` receives sd_notify messages (the CLI passes the real one;
+        servers inside tests and the demo's fake stay silent)."""
         self.config = config
+        self._notify = notify
         self.state = ServerState(config)
         self.ssl_context = ssl_context
         if ssl_context is None and config.tls:
@@ -54,6 +64,8 @@ class Server:
         log.info("TLS certificate reloaded from %s", cfg.tls_cert)
 
     def begin_drain(self) -> None:
+        if not self.state.draining:
+            self._notify("STOPPING=1\nSTATUS=draining")  # systemd: stop in progress
         self.state.begin_drain()
 
     def force_stop(self) -> None:
