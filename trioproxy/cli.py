@@ -6,6 +6,8 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
+from functools import partial
 
 import trio
 
@@ -70,10 +72,10 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def _run_server(config: Config) -> int:
+async def _run_server(config: Config, loader: Callable[[], Config]) -> int:
     from trioproxy.server import Server
 
-    server = Server(config, notify=notify)
+    server = Server(config, notify=notify, loader=loader)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve_signals)
 
@@ -158,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(config.log_level)
     try:
         if args.command == "serve":
-            return trio.run(_run_server, config)
+            return trio.run(
+                _run_server, config, partial(load_config, args.config, overrides=overrides)
+            )
         if args.command == "fake-upstream":
             return trio.run(_run_fake, config)
         from trioproxy.config import parse_hostport as _hp

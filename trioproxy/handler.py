@@ -17,6 +17,7 @@ import trio
 
 from trioproxy._util import one_error
 from trioproxy.admin.endpoints import is_own, serve_own
+from trioproxy.config import Config
 from trioproxy.errors import (
     ClientGone,
     ClientTimeout,
@@ -119,11 +120,12 @@ class Proxy:
         if is_own(ex.head):
             await serve_own(ex, self.state)
             return
+        cfg = self.state.config  # this request's snapshot
         try:
-            caller = check_caller(ex.head, self.state.config.auth)
+            caller = check_caller(ex.head, cfg.auth)
             if caller is not None:
                 log.debug("%s: caller %s", ex.request_id, caller)
-            await self._forward(ex)
+            await Forwarding(cfg, self.pool).run(ex)
         except ProxyError as exc:
             await self._fail(ex, exc)
 
@@ -135,8 +137,17 @@ class Proxy:
         head, body = error_response(exc, ex.request_id)
         await respond(ex, head, body)
 
-    async def _forward(self, ex: ClientExchange) -> None:
-        cfg = self.state.config
+
+class Forwarding:
+    """One request's trip upstream, with the configuration it started with: a
+    reload (SIGHUP) changes what new requests see, never one in flight."""
+
+    def __init__(self, cfg: Config, pool: UpstreamPool) -> None:
+        self.cfg = cfg
+        self.pool = pool
+
+    async def run(self, ex: ClientExchange) -> None:
+        cfg = self.cfg
         declared = check_declared_length(ex.head, cfg.limits.max_body_bytes)
         body = RequestBody(
             ex, max_bytes=cfg.limits.max_body_bytes, idle_timeout=cfg.timeouts.client_body_idle
@@ -160,7 +171,7 @@ class Proxy:
                 await self.pool.release(lease)
 
     async def _acquire(self, *, fresh: bool) -> Lease:
-        timeout = self.state.config.timeouts.connect
+        timeout = self.cfg.timeouts.connect
         with trio.move_on_after(timeout) as scope:
             return await self.pool.acquire(fresh=fresh)
         assert scope.cancelled_caught
@@ -171,12 +182,12 @@ class Proxy:
     async def _exchange(
         self, ex: ClientExchange, lease: Lease, body: RequestBody, declared: int | None
     ) -> None:
-        cfg = self.state.config
+        cfg = self.cfg
         up_head = upstream_head(
             ex.head,
             self.pool.origin,
             upstream_is_h2=lease.protocol == "h2",
-            credential=self.state.config.upstream.credential,
+            credential=self.cfg.upstream.credential,
         )
         try:
             await lease.send_head(up_head, has_body=ex.has_body)
@@ -207,7 +218,7 @@ class Proxy:
                 nursery.cancel_scope.cancel()  # an upload still running after the grace ends here
 
     def _headers_timeout(self) -> UpstreamTimeout:
-        t = self.state.config.timeouts.response_headers
+        t = self.cfg.timeouts.response_headers
         return UpstreamTimeout(f"upstream sent no response headers within {t:g} s")
 
     async def _upload(self, lease: Lease, body: RequestBody) -> None:
@@ -238,11 +249,11 @@ class Proxy:
             # The response-header timeout counts from the end of the upload.
             head_scope.deadline = min(
                 head_scope.deadline,
-                trio.current_time() + self.state.config.timeouts.response_headers,
+                trio.current_time() + self.cfg.timeouts.response_headers,
             )
 
     async def _pump_response(self, ex: ClientExchange, lease: Lease, resp: ResponseHead) -> None:
-        idle_timeout = self.state.config.timeouts.upstream_body_idle
+        idle_timeout = self.cfg.timeouts.upstream_body_idle
         sse = EventBoundary() if is_event_stream(resp.headers) else None
         framed = has_header(resp.headers, b"content-length")
         await ex.send_head(

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import signal
 import ssl
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 import trio
@@ -38,11 +40,13 @@ class Server:
         *,
         ssl_context: ssl.SSLContext | None = None,
         notify: Callable[[str], object] = lambda _message: None,
+        loader: Callable[[], Config] | None = None,
     ) -> None:
         """``notify`` receives sd_notify messages (the CLI passes the real one;
         servers inside tests and the demo's fake stay silent)."""
         self.config = config
         self._notify = notify
+        self._loader = loader  # re-reads the configuration, for reload()
         self.state = ServerState(config)
         self.ssl_context = ssl_context
         if ssl_context is None and config.tls:
@@ -62,6 +66,58 @@ class Server:
         new = make_server_ssl_context(cfg.tls_cert, cfg.tls_key)
         self.ssl_context = new
         log.info("TLS certificate reloaded from %s", cfg.tls_cert)
+
+    def reload(self) -> bool:
+        """Re-read the configuration (SIGHUP). New requests use the new one;
+        requests in flight finish on the one they started with; open
+        connections stay. What the running listener and pool were built from
+        (listen address, upstream origin and pool settings, TLS on/off) needs a
+        restart: a change there is logged and ignored. An invalid new
+        configuration changes nothing. True if applied."""
+        if self._loader is None:
+            log.warning("reload requested, but this server has no configuration source")
+            return False
+        self._notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            new = self._loader()
+            problem = binding_problem(new)
+            if problem:
+                raise ConfigError(problem)
+            if new.tls != self.config.tls:
+                raise ConfigError("tls: turning TLS on or off needs a restart")
+            new = self._keep_restart_only_settings(new)
+            ssl_context = make_server_ssl_context(new.tls_cert, new.tls_key) if new.tls else None
+        except (ConfigError, OSError, ssl.SSLError) as exc:
+            log.error("reload rejected; the running configuration stays in force: %s", exc)
+            self._notify("READY=1\nSTATUS=reload rejected, previous configuration in force")
+            return False
+        self.config = new
+        self.state.config = new
+        if ssl_context is not None:
+            self.ssl_context = ssl_context
+        logging.getLogger().setLevel(new.log_level.upper())
+        log.info(
+            "configuration reloaded: %d caller secret(s) (%s), upstream credentials %s",
+            len(new.auth.secrets),
+            ", ".join(s.name for s in new.auth.secrets) or "-",
+            "inject" if new.upstream.credential else "passthrough",
+        )
+        self._notify("READY=1\nSTATUS=configuration reloaded")
+        return True
+
+    def _keep_restart_only_settings(self, new: Config) -> Config:
+        old = self.config
+        pool_settings = replace(old.upstream, credential=new.upstream.credential)
+        if new.listen != old.listen:
+            log.warning(
+                "reload: listen %s -> %s needs a restart; still on %s",
+                old.listen,
+                new.listen,
+                old.listen,
+            )
+        if replace(new.upstream, credential=None) != replace(old.upstream, credential=None):
+            log.warning("reload: upstream URL or pool settings changed; they need a restart")
+        return replace(new, listen=old.listen, upstream=pool_settings)
 
     def begin_drain(self) -> None:
         if not self.state.draining:
@@ -139,16 +195,18 @@ class Server:
     async def serve_signals(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """First SIGTERM/SIGINT drains, a second one stops at once."""
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        """First SIGTERM/SIGINT drains, a second one stops at once; SIGHUP reloads."""
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             task_status.started()
             async for signum in signals:
-                if not self.state.draining:
-                    log.info(
-                        "%s: draining (send again to stop at once)", signal.Signals(signum).name
-                    )
+                name = signal.Signals(signum).name
+                if signum == signal.SIGHUP:
+                    log.info("SIGHUP: reloading the configuration")
+                    self.reload()
+                elif not self.state.draining:
+                    log.info("%s: draining (send again to stop at once)", name)
                     self.begin_drain()
                 else:
-                    log.info("%s again: stopping now", signal.Signals(signum).name)
+                    log.info("%s again: stopping now", name)
                     self.force_stop()
                     return
