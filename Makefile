@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: help install demo run test lint bench js-clients
+.PHONY: help install demo run test lint bench js-clients deploy logs status reload health metrics
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -38,3 +38,26 @@ tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.js
 bench: install  ## load tests: direct vs nginx vs trioproxy (see bench/README.md; ARGS="--duration 5")
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python -m bench.run $(ARGS)
+
+# --- operating a deployed proxy (ansible/inventory.ini lists the servers) ---
+INVENTORY ?= ansible/inventory.ini
+PORT ?= 8787
+ADHOC := $(BIN)/ansible trioproxy -i $(INVENTORY)
+
+deploy: install  ## install or update the proxy on the servers (ARGS="--ask-vault-pass")
+	$(BIN)/ansible-playbook -i $(INVENTORY) ansible/playbook.yml $(ARGS)
+
+logs: install  ## last 200 log lines from each server
+	$(ADHOC) -b -m ansible.builtin.command -a "journalctl -u trioproxy -n 200 --no-pager"
+
+status: install  ## systemctl status on each server
+	$(ADHOC) -b -m ansible.builtin.command -a "systemctl status trioproxy --no-pager"
+
+reload: install  ## SIGHUP: re-read config and secret files, no dropped connection
+	$(ADHOC) -b -m ansible.builtin.systemd_service -a "name=trioproxy state=reloaded"
+
+health: install  ## GET /health on each server
+	$(ADHOC) -m ansible.builtin.uri -a "url=http://127.0.0.1:$(PORT)/health return_content=true"
+
+metrics: install  ## GET /livez on each server (Prometheus /metrics comes with the observability work)
+	$(ADHOC) -m ansible.builtin.uri -a "url=http://127.0.0.1:$(PORT)/livez return_content=true"

@@ -15,6 +15,11 @@ ALICE = "alice-secret-0123456789"
 BOB = "bob-secret-abcdefghijk"
 
 
+def test_comment_lines_may_contain_commas() -> None:
+    secrets = parse_secrets(f"# name:secret, one per line\nalice:{ALICE}\n", "t")
+    assert [s.name for s in secrets] == ["alice"]
+
+
 def test_parse_secrets_pairs_bare_and_comments() -> None:
     secrets = parse_secrets(f"alice:{ALICE}, # not a comment here\n# a comment\n{BOB}\n", "t")
     names = [s.name for s in secrets]

@@ -42,7 +42,9 @@ def parse_secrets(text: str, where: str) -> tuple[Secret, ...]:
     naming the position, never quoting a secret."""
     out: list[Secret] = []
     seen: set[str] = set()
-    for n, raw in enumerate(text.replace(",", "\n").splitlines(), 1):
+    # Comment lines go first: a comment may contain commas.
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
+    for n, raw in enumerate(",".join(lines).split(","), 1):
         item = raw.strip()
         if not item or item.startswith("#"):
             continue

@@ -1,0 +1,153 @@
+"""The Ansible role: syntax, ansible-lint (production profile), a check-mode
+run against localhost, and its templates rendered for real and loaded back."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from trioproxy.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE = ROOT / "ansible"
+BIN = Path(sys.executable).parent
+SECRETS = {
+    "trioproxy_caller_secrets": [
+        {"name": "alice", "secret": "alice-secret-0123456789"},
+        {"name": "bob", "secret": "bob-secret-0123456789xx"},
+    ],
+    "trioproxy_upstream_api_key": "sk-ant-provider-0123456789",
+    "trioproxy_admin_token": "admin-token-0123456789",
+    "trioproxy_extra_env": {"TRIOPROXY_LOG_LEVEL": "warning"},
+}
+pytestmark = pytest.mark.skipif(
+    not (BIN / "ansible-playbook").exists(),
+    reason="ansible is not installed (make test installs it)",
+)
+
+
+def run(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+    }
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=600, env=env, cwd=ANSIBLE, **kw
+    )  # type: ignore[call-overload]
+
+
+def local_play(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    inv = tmp_path / "inventory.ini"
+    inv.write_text(
+        f"[trioproxy]\nlocalhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    )
+    import json
+
+    extra_vars = {
+        **SECRETS,
+        "ansible_become": False,
+        "trioproxy_manage_service": False,  # no systemd as PID 1 in CI
+        "trioproxy_group": "root",
+        "trioproxy_config_dir": str(tmp_path / "etc"),
+        "trioproxy_home": str(tmp_path / "opt"),
+        "trioproxy_venv": str(tmp_path / "opt" / "venv"),
+        "trioproxy_wheel_dir": str(tmp_path / "dist"),
+    }
+    return run(
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(inv),
+            "playbook.yml",
+            "-e",
+            json.dumps(extra_vars),
+            *extra,
+        ]
+    )
+
+
+def test_role_version_matches_the_package() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    defaults = (ANSIBLE / "roles/trioproxy/defaults/main.yml").read_text()
+    assert f'trioproxy_version: "{pyproject["project"]["version"]}"' in defaults
+
+
+def test_syntax_check() -> None:
+    r = run(
+        [str(BIN / "ansible-playbook"), "--syntax-check", "-i", "inventory.ini", "playbook.yml"]
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ansible_lint_production_profile() -> None:
+    r = run([str(BIN / "ansible-lint"), "--profile", "production", "--nocolor", "."])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 failure(s), 0 warning(s)" in r.stdout + r.stderr
+
+
+def test_check_mode_against_localhost(tmp_path: Path) -> None:
+    r = local_play(tmp_path, "--check", "--diff", "--skip-tags", "firewall")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=0", r.stdout)
+    for secret in (
+        "alice-secret-0123456789",
+        "sk-ant-provider-0123456789",
+        "admin-token-0123456789",
+    ):
+        assert secret not in r.stdout  # no_log on every task that handles one
+
+
+def test_templates_render_load_and_are_idempotent(tmp_path: Path) -> None:
+    first = local_play(tmp_path, "--tags", "config")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr
+    etc = tmp_path / "etc"
+    env_lines = [
+        line
+        for line in (etc / "trioproxy.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    env = dict(line.split("=", 1) for line in env_lines)  # systemd EnvironmentFile syntax
+    assert env == {
+        "TRIOPROXY_ADMIN_TOKEN": "admin-token-0123456789",
+        "TRIOPROXY_LOG_LEVEL": "warning",
+    }
+    assert (etc / "trioproxy.env").stat().st_mode & 0o777 == 0o600
+    assert (etc / "caller-secrets").stat().st_mode & 0o077 == 0o040
+    cfg = load_config(str(etc / "trioproxy.toml"), env=env)  # trioproxy's own loader accepts it
+    assert [s.name for s in cfg.auth.secrets] == ["alice", "bob"]
+    assert (
+        cfg.upstream.credential is not None
+        and cfg.upstream.credential.value == b"sk-ant-provider-0123456789"
+    )
+    assert cfg.auth.admin_token == b"admin-token-0123456789" and cfg.log_level == "warning"
+    assert str(cfg.listen) == "0.0.0.0:8787" and cfg.timeouts.drain == 600
+    second = local_play(tmp_path, "--tags", "config")
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s", second.stdout), second.stdout[-2000:]
+
+
+def test_makefile_has_the_operator_targets() -> None:
+    r = subprocess.run(["make", "-s", "help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    listed = {line.split("\t", 1)[0] for line in r.stdout.splitlines()}
+    wanted = {
+        "install",
+        "run",
+        "demo",
+        "test",
+        "bench",
+        "deploy",
+        "logs",
+        "status",
+        "reload",
+        "health",
+        "metrics",
+        "help",
+    }
+    assert wanted <= listed, wanted - listed
