@@ -137,6 +137,13 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "admin.listen",
+        "TRIOPROXY_ADMIN_LISTEN",
+        _parse_str,
+        "",
+        "a separate HOST:PORT for /admin/* (and /health, /livez), e.g. to firewall it to admin networks; empty: on the main port",
+    ),
+    Setting(
         "trust_front_proxy",
         "TRIOPROXY_TRUST_FRONT_PROXY",
         _parse_bool,
@@ -431,6 +438,7 @@ class UpstreamConfig:
 @dataclass(frozen=True, slots=True)
 class Config:
     listen: Endpoint
+    admin_listen: Endpoint | None
     upstream: UpstreamConfig
     auth: AuthConfig
     timeouts: Timeouts
@@ -528,6 +536,9 @@ def _build(p: dict[str, Any]) -> Config:
         )
     return Config(
         listen=parse_hostport(p["listen"], "listen"),
+        admin_listen=parse_hostport(p["admin.listen"], "admin.listen")
+        if p["admin.listen"]
+        else None,
         auth=auth,
         upstream=UpstreamConfig(
             origin=origin,

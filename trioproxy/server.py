@@ -19,6 +19,7 @@ from functools import partial
 
 import trio
 
+from trioproxy.admin.endpoints import AdminApp
 from trioproxy.config import Config, ConfigError, binding_problem
 from trioproxy.connection import handle_connection, make_server_ssl_context
 from trioproxy.handler import Proxy
@@ -53,7 +54,10 @@ class Server:
             self.ssl_context = make_server_ssl_context(config.tls_cert, config.tls_key)
         self._handlers_scope: trio.CancelScope | None = None
         self.forced = False
-        self.pool: UpstreamPool | None = None  # set while serving (for /livez, metrics, tests)
+        self.pool: UpstreamPool | None = None
+        self.admin_port: int | None = (
+            None  # the admin listener's port, when there is one  # set while serving (for /livez, metrics, tests)
+        )
 
     def reload_tls(self) -> None:
         """Re-read the certificate and key files (for SIGHUP, or an operator).
@@ -117,7 +121,11 @@ class Server:
             )
         if replace(new.upstream, credential=None) != replace(old.upstream, credential=None):
             log.warning("reload: upstream URL or pool settings changed; they need a restart")
-        return replace(new, listen=old.listen, upstream=pool_settings)
+        if new.admin_listen != old.admin_listen:
+            log.warning("reload: admin.listen changed; it needs a restart")
+        return replace(
+            new, listen=old.listen, admin_listen=old.admin_listen, upstream=pool_settings
+        )
 
     def begin_drain(self) -> None:
         if not self.state.draining:
@@ -131,17 +139,33 @@ class Server:
             self._handlers_scope.cancel()
 
     async def serve_app(
-        self, app: App, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+        self,
+        app: App,
+        *,
+        admin_app: App | None = None,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve until drained. Cancellation closes everything at once."""
+        """Serve until drained. Cancellation closes everything at once. With
+        ``admin_app`` and ``admin.listen`` set, a second listener serves it
+        (its port in ``self.admin_port``); both drain together."""
         cfg = self.config
         listeners = await trio.open_tcp_listeners(cfg.listen.port, host=cfg.listen.host)
         port = listeners[0].socket.getsockname()[1]
+        admin_listeners: list[trio.SocketListener] = []
+        if admin_app is not None and cfg.admin_listen is not None:
+            admin_listeners = await trio.open_tcp_listeners(
+                cfg.admin_listen.port, host=cfg.admin_listen.host
+            )
+            self.admin_port = admin_listeners[0].socket.getsockname()[1]
 
         async def _handle(stream: trio.SocketStream) -> None:
             # The context is looked up per connection, so reload_tls() takes
             # effect for the next handshake while open connections keep theirs.
             await handle_connection(stream, self.state, app, self.ssl_context)
+
+        async def _handle_admin(stream: trio.SocketStream) -> None:
+            assert admin_app is not None
+            await handle_connection(stream, self.state, admin_app, self.ssl_context)
 
         async with trio.open_nursery() as handlers:
             self._handlers_scope = handlers.cancel_scope
@@ -149,10 +173,19 @@ class Server:
                 acceptors.start_soon(
                     partial(trio.serve_listeners, _handle, listeners, handler_nursery=handlers)
                 )
+                if admin_listeners:
+                    acceptors.start_soon(
+                        partial(
+                            trio.serve_listeners,
+                            _handle_admin,
+                            admin_listeners,
+                            handler_nursery=handlers,
+                        )
+                    )
                 task_status.started(port)
                 await self.state.drain_started.wait()
                 acceptors.cancel_scope.cancel()
-            for listener in listeners:
+            for listener in [*listeners, *admin_listeners]:
                 await listener.aclose()
             log.info(
                 "draining: %d request(s) in flight, %d connection(s); deadline %g s",
@@ -190,7 +223,9 @@ class Server:
         )
         async with open_pool(self.config) as pool:
             self.pool = pool
-            await self.serve_app(Proxy(self.state, pool), task_status=task_status)
+            await self.serve_app(
+                Proxy(self.state, pool), admin_app=AdminApp(self.state), task_status=task_status
+            )
 
     async def serve_signals(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

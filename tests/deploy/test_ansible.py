@@ -25,6 +25,8 @@ SECRETS = {
     "trioproxy_upstream_api_key": "sk-ant-provider-0123456789",
     "trioproxy_admin_token": "admin-token-0123456789",
     "trioproxy_extra_env": {"TRIOPROXY_LOG_LEVEL": "warning"},
+    "trioproxy_admin_port": 8788,
+    "trioproxy_admin_cidrs": ["192.0.2.0/24"],
 }
 pytestmark = pytest.mark.skipif(
     not (BIN / "ansible-playbook").exists(),
@@ -129,6 +131,7 @@ def test_templates_render_load_and_are_idempotent(tmp_path: Path) -> None:
     )
     assert cfg.auth.admin_token == b"admin-token-0123456789" and cfg.log_level == "warning"
     assert str(cfg.listen) == "0.0.0.0:8787" and cfg.timeouts.drain == 600
+    assert str(cfg.admin_listen) == "0.0.0.0:8788"
     second = local_play(tmp_path, "--tags", "config")
     assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s", second.stdout), second.stdout[-2000:]
 

@@ -191,3 +191,24 @@ def test_refuses_public_listener_without_auth() -> None:
         and "TRIOPROXY_AUTH_SECRETS" in r.stderr
         and "TRIOPROXY_TRUST_FRONT_PROXY" in r.stderr
     )
+
+
+async def test_separate_admin_listener(nursery: trio.Nursery) -> None:
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(
+        nursery, fake.url, admin__listen="127.0.0.1:0", admin__token="admin-token-0123456789"
+    )
+    admin_port = proxy.server.admin_port
+    assert admin_port is not None and admin_port != proxy.port
+    token = [("authorization", "Bearer admin-token-0123456789")]
+    on_main = await h1_request(proxy.port, "GET", "/admin/route", token)
+    assert on_main.status == 404 and b"admin listener" in on_main.body  # not on the proxy port
+    on_admin = await h1_request(admin_port, "GET", "/admin/route", token)
+    assert (
+        on_admin.status == 404 and b"reserved by trioproxy" in on_admin.body
+    )  # authorised, endpoint to come
+    assert (await h1_request(admin_port, "GET", "/admin/route")).status == 401
+    assert (await h1_request(admin_port, "GET", "/livez")).status == 200
+    forwarded = await h1_request(admin_port, "POST", "/v1/messages", [], JSON)
+    assert forwarded.status == 404  # the admin listener never forwards
+    assert fake.fake is not None and fake.fake.requests == 0

@@ -35,12 +35,21 @@ def _json(status: int, doc: object) -> tuple[ResponseHead, bytes]:
     )
 
 
-def route(head: RequestHead, state: ServerState) -> tuple[ResponseHead, bytes]:
+def route(
+    head: RequestHead, state: ServerState, *, admin_listener: bool = False
+) -> tuple[ResponseHead, bytes]:
     """Answer an own endpoint: a pure function of the head and the state.
-    /health and /livez are open to all; /admin/* needs the admin token."""
+    /health and /livez are open to all; /admin/* needs the admin token, and
+    lives only on the admin listener when one is configured."""
     path = head.path
+    cfg = state.config
     if path.startswith(RESERVED_PREFIXES):
-        check_admin(head, state.config.auth, loopback_only=is_loopback(state.config.listen.host))
+        if cfg.admin_listen is not None and not admin_listener:
+            raise NotFound(
+                "admin endpoints are served on the admin listener (admin.listen), not here"
+            )
+        host = cfg.admin_listen.host if (admin_listener and cfg.admin_listen) else cfg.listen.host
+        check_admin(head, cfg.auth, loopback_only=is_loopback(host))
     if path not in RESERVED_EXACT:
         raise NotFound(f"{path.decode('latin-1')} is reserved by trioproxy and does not exist")
     if head.method not in (b"GET", b"HEAD"):
@@ -61,9 +70,27 @@ def route(head: RequestHead, state: ServerState) -> tuple[ResponseHead, bytes]:
     )
 
 
-async def serve_own(ex: ClientExchange, state: ServerState) -> None:
+async def serve_own(
+    ex: ClientExchange, state: ServerState, *, admin_listener: bool = False
+) -> None:
     try:
-        head, body = route(ex.head, state)
+        head, body = route(ex.head, state, admin_listener=admin_listener)
     except ProxyError as exc:
         head, body = error_response(exc, ex.request_id)
     await respond(ex, head, body)
+
+
+class AdminApp:
+    """The application of the separate admin listener: own endpoints only,
+    nothing is ever forwarded from it."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    async def __call__(self, ex: ClientExchange) -> None:
+        if is_own(ex.head):
+            await serve_own(ex, self.state, admin_listener=True)
+            return
+        exc = NotFound("the admin listener serves only /health, /livez and /admin/*")
+        head, body = error_response(exc, ex.request_id)
+        await respond(ex, head, body)
