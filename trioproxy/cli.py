@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import logging.handlers
 import os
+import queue
 import sys
 from collections.abc import Callable
 from functools import partial
@@ -61,15 +64,31 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Formatter(logging.Formatter):
+    """Access lines are printed bare (one JSON or logfmt document per line, for
+    machines); everything else with time, level and logger name."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == "trioproxy.access":
+            return record.getMessage()
+        return super().format(record)
+
+
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Log records go through a queue to a writer thread: a slow stderr (a full
+    pipe, a busy journald) never blocks the event loop."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(q, handler)
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(q)]
+    root.setLevel(getattr(logging, level.upper()))
     # h2/hpack log every frame at DEBUG: unreadable, and it slows the hot path.
     for noisy in ("hpack", "h2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    listener.start()
+    atexit.register(listener.stop)  # flush what is queued at exit
 
 
 async def _run_server(config: Config, loader: Callable[[], Config]) -> int:

@@ -66,6 +66,13 @@ def _parse_secret_list(raw: object) -> str:
     return _parse_str(raw)
 
 
+def _parse_log_format(raw: object) -> str:
+    value = _parse_str(raw).lower()
+    if value not in ("json", "logfmt"):
+        raise ValueError("expected json or logfmt")
+    return value
+
+
 def _parse_log_level(raw: object) -> str:
     value = _parse_str(raw).lower()
     if value not in ("debug", "info", "warning", "error"):
@@ -105,6 +112,20 @@ SETTINGS: tuple[Setting, ...] = (
         _parse_log_level,
         "info",
         "debug, info, warning or error",
+    ),
+    Setting(
+        "log_format",
+        "TRIOPROXY_LOG_FORMAT",
+        _parse_log_format,
+        "json",
+        "the per-request access line: json or logfmt",
+    ),
+    Setting(
+        "log_slow_seconds",
+        "TRIOPROXY_LOG_SLOW_SECONDS",
+        _parse_seconds,
+        60.0,
+        "requests whose response headers take longer than this are logged at warning",
     ),
     Setting(
         "state_dir",
@@ -447,6 +468,8 @@ class Config:
     tls_key: str
     state_dir: str
     log_level: str
+    log_format: str
+    log_slow_seconds: float
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -570,6 +593,8 @@ def _build(p: dict[str, Any]) -> Config:
         tls_key=tls_key,
         state_dir=p["state_dir"] or _default_state_dir(),
         log_level=p["log_level"],
+        log_format=p["log_format"],
+        log_slow_seconds=p["log_slow_seconds"],
         raw=dict(p),
     )
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 import trio
 
 from trioproxy._util import one_error
+from trioproxy.accounting.record import RequestRecord
+from trioproxy.accounting.usage import UsageObserver, requested_model
 from trioproxy.admin.endpoints import is_own, serve_own
 from trioproxy.config import Config
 from trioproxy.errors import (
@@ -43,6 +46,7 @@ from trioproxy.upstream.lease import Lease, UpstreamClosed, UpstreamWriteFailed
 from trioproxy.upstream.pool import UpstreamPool
 
 log = logging.getLogger("trioproxy.handler")
+access = logging.getLogger("trioproxy.access")
 
 REPLAY_LIMIT = 4 * 1024 * 1024  # bytes of request body kept to resend once on a stale connection
 # Seconds an upload may still run after the upstream already answered in full.
@@ -72,6 +76,7 @@ class RequestBody:
         self.done = not ex.has_body
         self._replay: list[bytes] | None = []
         self._replay_bytes = 0
+        self.first: bytes | None = None  # the first chunk (for the requested model)
 
     @property
     def exchange(self) -> ClientExchange:
@@ -94,6 +99,8 @@ class RequestBody:
         if chunk is None:
             self.done = True
             return None
+        if self.first is None:
+            self.first = chunk.data
         self.total += len(chunk.data)
         if self.total > self._max:
             raise RequestTooLarge(f"request body exceeds the proxy's limit of {self._max} bytes")
@@ -121,16 +128,25 @@ class Proxy:
             await serve_own(ex, self.state)
             return
         cfg = self.state.config  # this request's snapshot
+        head = ex.head
+        record = RequestRecord(
+            ex.request_id, head.method.decode("latin-1"), head.path.decode("latin-1"), ex.protocol
+        )
+        t0 = time.monotonic()
         try:
-            caller = check_caller(ex.head, cfg.auth)
-            if caller is not None:
-                log.debug("%s: caller %s", ex.request_id, caller)
-            await Forwarding(cfg, self.pool).run(ex)
+            record.caller = check_caller(head, cfg.auth) or ""
+            await Forwarding(cfg, self.pool, record).run(ex)
         except ProxyError as exc:
+            record.status, record.error = exc.status, exc.message
             await self._fail(ex, exc)
+        except BaseException:
+            record.client_disconnected = True  # cancelled: the client went away (or shutdown)
+            raise
+        finally:
+            record.duration_s = time.monotonic() - t0
+            _emit(record, cfg)
 
     async def _fail(self, ex: ClientExchange, exc: ProxyError) -> None:
-        log.info("%s %s -> %d %s", ex.request_id, ex.head.method.decode(), exc.status, exc.message)
         if ex.response_started:
             await ex.abort()
             return
@@ -142,9 +158,10 @@ class Forwarding:
     """One request's trip upstream, with the configuration it started with: a
     reload (SIGHUP) changes what new requests see, never one in flight."""
 
-    def __init__(self, cfg: Config, pool: UpstreamPool) -> None:
+    def __init__(self, cfg: Config, pool: UpstreamPool, record: RequestRecord) -> None:
         self.cfg = cfg
         self.pool = pool
+        self.record = record
 
     async def run(self, ex: ClientExchange) -> None:
         cfg = self.cfg
@@ -167,7 +184,11 @@ class Forwarding:
                     "%s: stale upstream connection, retrying once on a fresh one", ex.request_id
                 )
                 fresh = True
+                self.record.retries += 1
             finally:
+                self.record.bytes_in = body.total
+                if body.first:
+                    self.record.model_requested = requested_model(body.first[:4096])
                 await self.pool.release(lease)
 
     async def _acquire(self, *, fresh: bool) -> Lease:
@@ -254,8 +275,15 @@ class Forwarding:
 
     async def _pump_response(self, ex: ClientExchange, lease: Lease, resp: ResponseHead) -> None:
         idle_timeout = self.cfg.timeouts.upstream_body_idle
-        sse = EventBoundary() if is_event_stream(resp.headers) else None
+        stream = is_event_stream(resp.headers)
+        sse = EventBoundary() if stream else None
         framed = has_header(resp.headers, b"content-length")
+        record = self.record
+        record.status, record.stream = resp.status, stream
+        record.time_to_headers_s = time.time() - record.started
+        record.upstream_request_id = (resp.header(b"request-id") or b"").decode("latin-1")[:100]
+        observer = UsageObserver(event_stream=stream)
+        record.usage = observer.usage
         await ex.send_head(
             ResponseHead(resp.status, response_headers_for_client(resp.headers), resp.reason)
         )
@@ -269,13 +297,16 @@ class Forwarding:
                     if chunk is None:
                         break
                     idle.deadline = math.inf
+                    observer.feed(chunk)
                     if sse is not None:
                         sse.feed(chunk)
                     await ex.send_body(chunk)
+                    record.bytes_out += len(chunk)
             if idle.cancelled_caught:
                 raise UpstreamTimeout(f"upstream sent nothing for {idle_timeout:g} s mid-response")
         except (UpstreamError, UpstreamTimeout) as exc:
-            log.info("%s: upstream failed mid-response: %s", ex.request_id, exc.message)
+            observer.finish(complete=False)
+            record.error = f"upstream failed mid-response: {exc.message}"
             if sse is not None and not framed:
                 sep = b"" if sse.at_boundary else b"\n\n"
                 await ex.send_body(
@@ -285,7 +316,21 @@ class Forwarding:
             else:
                 await ex.abort()
             return
+        except BaseException:
+            observer.finish(complete=False)  # client gone: keep what was seen, flagged
+            raise
+        observer.finish(complete=True)
         await ex.end()
+
+
+def _emit(record: RequestRecord, cfg: Config) -> None:
+    """The access line; slow requests (headers later than log.slow_seconds) at
+    warning. Logging goes through a queue to a thread (see cli), so this
+    never blocks the event loop."""
+    slow = (record.time_to_headers_s or 0.0) > cfg.log_slow_seconds
+    level = logging.WARNING if slow else logging.INFO
+    if access.isEnabledFor(level):  # rendering costs: only when the line is wanted
+        access.log(level, record.render(cfg.log_format))
 
 
 __all__ = ["ClientGone", "Proxy"]

@@ -9,7 +9,9 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 import trio
+import trio.testing
 
 from tests.helpers import H1Client, H2Client, h1_request, start_fake, start_proxy
 
@@ -212,3 +214,50 @@ async def test_separate_admin_listener(nursery: trio.Nursery) -> None:
     forwarded = await h1_request(admin_port, "POST", "/v1/messages", [], JSON)
     assert forwarded.status == 404  # the admin listener never forwards
     assert fake.fake is not None and fake.fake.requests == 0
+
+
+async def test_one_access_line_per_request_with_tokens(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, upstream_opts: dict[str, object]
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="trioproxy.access")
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(
+        nursery,
+        fake.url,
+        auth__secrets=f"alice:{ALICE}",
+        upstream__api_key=PROVIDER,
+        **upstream_opts,
+    )
+    body = orjson.dumps(
+        {
+            "model": "claude-opus-4-7",
+            "max_tokens": 5,
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        }
+    )
+    r = await h1_request(proxy.port, "POST", "/v1/messages?beta=true", [("x-api-key", ALICE)], body)
+    assert r.status == 200
+    denied = await h1_request(
+        proxy.port, "POST", "/v1/messages", [("x-api-key", "wrong-wrong-wrong-wrong")], body
+    )
+    assert denied.status == 401
+    await trio.testing.wait_all_tasks_blocked()
+    lines = [
+        orjson.loads(rec.getMessage()) for rec in caplog.records if rec.name == "trioproxy.access"
+    ]
+    assert len(lines) == 2
+    ok, bad = lines
+    assert ok["caller"] == "alice" and ok["status"] == 200 and ok["stream"] is True
+    assert (
+        ok["path"] == "/v1/messages" and ok["model"] == ok["model_requested"] == "claude-opus-4-7"
+    )
+    assert ok["input_tokens"] > 0 and ok["output_tokens"] > 0 and ok["usage_complete"] is True
+    assert ok["upstream_request_id"].startswith("req_fake_") and ok["bytes_out"] == len(r.body)
+    assert ok["bytes_in"] == len(body) and ok["time_to_headers_s"] >= 0
+    assert (bad["status"], bad["caller"]) == (401, "")
+    everything = " ".join(rec.getMessage() for rec in caplog.records)
+    for secret in (ALICE, PROVIDER, "wrong-wrong-wrong-wrong"):
+        assert secret not in everything

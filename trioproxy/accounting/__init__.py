@@ -1,0 +1,2 @@
+"""Watching what flows through, never changing it: token usage per response,
+and the one structured log line per request."""

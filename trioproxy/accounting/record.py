@@ -1,0 +1,61 @@
+"""The one structured line per request: what happened, never a body or a
+credential (callers appear by their secret's configured name)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import orjson
+
+from trioproxy.accounting.usage import Usage
+
+
+@dataclass
+class RequestRecord:
+    request_id: str  # the proxy's own id
+    method: str
+    path: str  # without the query string
+    protocol: str
+    started: float = field(default_factory=time.time)  # wall clock, for the log line
+    caller: str = ""
+    status: int = 0
+    upstream_request_id: str = ""
+    model_requested: str = ""
+    stream: bool = False
+    time_to_headers_s: float | None = None
+    duration_s: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    retries: int = 0
+    client_disconnected: bool = False
+    error: str = ""
+    usage: Usage = field(default_factory=Usage)
+
+    def fields(self) -> dict[str, object]:
+        u = self.usage
+        doc = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            **{k: v for k, v in asdict(self).items() if k not in ("usage", "started")},
+            "model": u.model,
+            **u.as_dict(),
+            "usage_complete": u.complete,
+            "stream_errors": u.stream_errors,
+        }
+        if self.time_to_headers_s is not None:
+            doc["time_to_headers_s"] = round(self.time_to_headers_s, 4)
+        doc["duration_s"] = round(self.duration_s, 4)
+        return doc
+
+    def render(self, fmt: str) -> str:
+        doc = self.fields()
+        if fmt == "logfmt":
+            return " ".join(f"{k}={_logfmt(v)}" for k, v in doc.items() if v not in ("", None))
+        return orjson.dumps(doc).decode()
+
+
+def _logfmt(value: object) -> str:
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    if not text or any(c in text for c in ' "=\\'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text

@@ -1,0 +1,154 @@
+"""Token usage observed beside a response, sans-IO.
+
+Anthropic reports usage in the JSON body (`usage`), or in a stream in
+`message_start.message.usage` (the first event) and the cumulative
+`message_delta.usage` (near the end); an `event: error` ends a stream too. A
+stream carries hundreds of content deltas in between, so the observer keeps
+only the first HEAD and the last TAIL bytes (streams smaller than both: all of
+it) and, at the end, decodes the data lines there that carry usage, with
+bytes.find instead of a line-by-line parse. An error event buried mid-stream,
+far from both ends, would go uncounted. The bytes the client receives are
+never touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+HEAD = 8 * 1024  # bytes at the start of a stream kept (message_start)
+TAIL = 16 * 1024  # bytes at the end of a stream kept (message_delta, error)
+MAX_JSON = 4 * 1024 * 1024  # bytes of a JSON body kept to read its usage
+TOKEN_CLASSES = (
+    "input_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "output_tokens",
+)
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    output_tokens: int = 0
+    model: str = ""  # as served (the response's `model`)
+    stream_errors: int = 0  # `event: error` inside a stream
+    complete: bool = False  # the whole response was seen
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def merge(self, usage: object) -> None:
+        """Apply a `usage` object. Stream values are cumulative, so a later
+        report replaces an earlier one rather than adding to it."""
+        if not isinstance(usage, dict):
+            return
+        for name in TOKEN_CLASSES:
+            value = usage.get(name)
+            if isinstance(value, int) and value >= 0:
+                setattr(self, name, value)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in TOKEN_CLASSES}
+
+
+class UsageObserver:
+    """Feed it the response body as it passes; read ``usage`` at the end."""
+
+    __slots__ = ("_head", "_json", "_stream", "_tail", "_total", "usage")
+
+    def __init__(self, *, event_stream: bool) -> None:
+        self._stream = event_stream
+        self._json = bytearray()
+        self._head = bytearray()
+        self._tail = b""
+        self._total = 0
+        self.usage = Usage()
+
+    def feed(self, chunk: bytes) -> None:
+        if not self._stream:
+            if len(self._json) + len(chunk) <= MAX_JSON:
+                self._json += chunk
+            return
+        self._total += len(chunk)
+        if len(self._head) < HEAD + TAIL:  # small streams are kept whole
+            self._head += chunk[: HEAD + TAIL - len(self._head)]
+        if len(chunk) >= TAIL:
+            self._tail = chunk[-TAIL:]
+        else:
+            self._tail = (self._tail + chunk)[-TAIL:]
+
+    def _scan_stream(self) -> None:
+        if self._total <= HEAD + TAIL:
+            whole = bytes(self._head)
+            self._scan(whole, 0, len(whole))
+            return
+        head = bytes(self._head[:HEAD])
+        self._scan(head, 0, head.rfind(b"\n") + 1)  # whole lines only
+        tail = self._tail
+        self._scan(tail, tail.find(b"\n") + 1, len(tail))
+
+    def _scan(self, data: bytes, lo: int, hi: int) -> None:
+        """Lines in data[lo:hi]: count error events, decode usage lines."""
+        at = data.find(b"event: error", lo, hi)
+        while at >= 0:
+            self.usage.stream_errors += 1
+            at = data.find(b"event: error", at + 12, hi)
+        at = data.find(b'"usage"', lo, hi)
+        while at >= 0:
+            line_start = data.rfind(b"\n", lo, at) + 1 or lo
+            line_end = data.find(b"\n", at, hi)
+            if line_end < 0:
+                line_end = hi
+            if data.startswith(b"data:", line_start):
+                self._event(data[line_start + 5 : line_end].strip())
+            at = data.find(b'"usage"', line_end, hi)
+
+    def _event(self, payload: bytes) -> None:
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(doc, dict):
+            return
+        if doc.get("type") == "message_start" and isinstance(doc.get("message"), dict):
+            message = doc["message"]
+            self.usage.merge(message.get("usage"))
+            if isinstance(message.get("model"), str):
+                self.usage.model = message["model"]
+        elif doc.get("type") == "message_delta":
+            self.usage.merge(doc.get("usage"))
+
+    def finish(self, *, complete: bool) -> Usage:
+        """``complete`` is False for a stream the client abandoned or the
+        upstream broke: what was seen is kept, flagged incomplete."""
+        if self._stream:
+            self._scan_stream()
+        elif self._json:
+            try:
+                doc = orjson.loads(bytes(self._json))
+            except orjson.JSONDecodeError:
+                doc = None
+            if isinstance(doc, dict):
+                self.usage.merge(doc.get("usage"))
+                if isinstance(doc.get("model"), str):
+                    self.usage.model = doc["model"]
+        self.usage.complete = complete
+        return self.usage
+
+
+def requested_model(first_chunk: bytes) -> str:
+    """The requested `model`, read from the start of the request body without
+    parsing it all (a 1 MB body would cost a millisecond): clients put it at
+    the top. Best effort, for accounting labels only."""
+    at = first_chunk.find(b'"model"')
+    if at < 0:
+        return ""
+    colon = first_chunk.find(b":", at + 7)
+    quote = first_chunk.find(b'"', colon + 1)
+    end = first_chunk.find(b'"', quote + 1)
+    if colon < 0 or quote < 0 or end < 0 or end - quote > 200:
+        return ""
+    return first_chunk[quote + 1 : end].decode("utf-8", "replace")
