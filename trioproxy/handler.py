@@ -144,6 +144,7 @@ class Proxy:
             raise
         finally:
             record.duration_s = time.monotonic() - t0
+            self.state.metrics.observe(record)
             _emit(record, cfg)
 
     async def _fail(self, ex: ClientExchange, exc: ProxyError) -> None:

@@ -10,6 +10,7 @@ from typing import Protocol
 
 import trio
 
+from trioproxy.accounting.metrics import Metrics
 from trioproxy.config import Config
 from trioproxy.inbound.exchange import RequestIds
 
@@ -26,6 +27,7 @@ class ServerState:
     in_flight: int = 0
     connections: dict[str, int] = field(default_factory=lambda: {"h1": 0, "h2": 0})
     request_ids: RequestIds = field(default_factory=RequestIds)
+    metrics: Metrics = field(default_factory=Metrics)
     _idle_scopes: set[trio.CancelScope] = field(default_factory=set)
     _drainables: set[Drainable] = field(default_factory=set)
     drain_started: trio.Event = field(default_factory=trio.Event)

@@ -11,7 +11,10 @@ from trioproxy.pipeline.binding import is_loopback
 from trioproxy.proto.events import RequestHead, ResponseHead
 from trioproxy.state import ServerState
 
-RESERVED_EXACT: frozenset[bytes] = frozenset({b"/health", b"/livez"})
+RESERVED_EXACT: frozenset[bytes] = frozenset({b"/health", b"/livez", b"/metrics", b"/metrics.json"})
+ADMIN_EXACT: frozenset[bytes] = frozenset(
+    {b"/metrics", b"/metrics.json"}
+)  # admin rules, like /admin/*
 RESERVED_PREFIXES: tuple[bytes, ...] = (b"/admin/",)
 
 
@@ -43,7 +46,7 @@ def route(
     lives only on the admin listener when one is configured."""
     path = head.path
     cfg = state.config
-    if path.startswith(RESERVED_PREFIXES):
+    if path in ADMIN_EXACT or path.startswith(RESERVED_PREFIXES):
         if cfg.admin_listen is not None and not admin_listener:
             raise NotFound(
                 "admin endpoints are served on the admin listener (admin.listen), not here"
@@ -54,6 +57,27 @@ def route(
         raise NotFound(f"{path.decode('latin-1')} is reserved by trioproxy and does not exist")
     if head.method not in (b"GET", b"HEAD"):
         raise MethodNotAllowed(f"{path.decode('latin-1')} accepts GET and HEAD")
+    if path == b"/metrics":
+        body = state.metrics.prometheus(_gauges(state))
+        return ResponseHead(
+            200,
+            [
+                (b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        ), body
+    if path == b"/metrics.json":
+        return _json(
+            200,
+            {
+                **state.metrics.snapshot(),
+                "in_flight": state.in_flight,
+                "connections": dict(state.connections),
+                "draining": state.draining,
+                "uptime_s": round(state.uptime_s, 3),
+            },
+        )
     if path == b"/health":
         if state.draining:
             return _json(503, {"status": "draining"})
@@ -94,3 +118,15 @@ class AdminApp:
         exc = NotFound("the admin listener serves only /health, /livez and /admin/*")
         head, body = error_response(exc, ex.request_id)
         await respond(ex, head, body)
+
+
+def _gauges(state: ServerState) -> dict[str, tuple[str, list[tuple[dict[str, str], float]]]]:
+    return {
+        "trioproxy_requests_in_flight": ("Requests being handled now", [({}, state.in_flight)]),
+        "trioproxy_client_connections": (
+            "Open client connections by protocol",
+            [({"protocol": p}, n) for p, n in sorted(state.connections.items())],
+        ),
+        "trioproxy_draining": ("1 while draining", [({}, 1 if state.draining else 0)]),
+        "trioproxy_uptime_seconds": ("Seconds since start", [({}, round(state.uptime_s, 3))]),
+    }

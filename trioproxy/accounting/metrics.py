@@ -1,0 +1,233 @@
+"""Counters and histograms for /metrics (Prometheus text format 0.0.4) and
+/metrics.json. One registry per server, no global state.
+
+Label sets are bounded: callers are the configured secret names; models are
+whatever clients send, so at most MAX_MODELS distinct values are kept and the
+rest count as "other".
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from trioproxy.accounting.record import RequestRecord
+from trioproxy.accounting.usage import TOKEN_CLASSES
+
+MAX_MODELS = 32  # distinct model label values kept
+DURATION_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+    300,
+    600,
+)  # seconds
+
+
+class Histogram:
+    __slots__ = ("buckets", "count", "counts", "sum")
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.counts = [0] * len(buckets)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.sum += value
+        for i, bound in enumerate(self.buckets):
+            if value <= bound:
+                self.counts[i] += 1
+                break
+
+    def quantile(self, q: float) -> float | None:
+        """Upper bound of the bucket holding the q-quantile (for the JSON view)."""
+        if not self.count:
+            return None
+        target, seen = q * self.count, 0
+        for bound, n in zip(self.buckets, self.counts, strict=True):
+            seen += n
+            if seen >= target:
+                return bound
+        return math.inf
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.requests: defaultdict[tuple[str, str, str, str], int] = defaultdict(int)
+        self.tokens: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        self.bytes = {"in": 0, "out": 0}
+        self.stream_errors = 0
+        self.client_disconnects = 0
+        self.retries = 0
+        self.duration = Histogram(DURATION_BUCKETS)
+        self.time_to_headers = Histogram(DURATION_BUCKETS)
+        self._models: set[str] = set()
+
+    def _model(self, model: str) -> str:
+        if model in self._models:
+            return model
+        if len(self._models) < MAX_MODELS and model:
+            self._models.add(model)
+            return model
+        return "other" if model else "unknown"
+
+    def observe(self, r: RequestRecord) -> None:
+        model = self._model(r.usage.model or r.model_requested)
+        caller = r.caller or "-"
+        self.requests[(str(r.status), caller, model, "true" if r.stream else "false")] += 1
+        for cls in TOKEN_CLASSES:
+            value = getattr(r.usage, cls)
+            if value:
+                self.tokens[(cls.removesuffix("_tokens"), caller, model)] += value
+        self.bytes["in"] += r.bytes_in
+        self.bytes["out"] += r.bytes_out
+        self.stream_errors += r.usage.stream_errors
+        self.client_disconnects += int(r.client_disconnected)
+        self.retries += r.retries
+        self.duration.observe(r.duration_s)
+        if r.time_to_headers_s is not None:
+            self.time_to_headers.observe(r.time_to_headers_s)
+
+    # -- exposition ------------------------------------------------------------
+    def prometheus(
+        self, gauges: Mapping[str, tuple[str, Iterable[tuple[dict[str, str], float]]]]
+    ) -> bytes:
+        out: list[str] = []
+
+        def family(
+            name: str, kind: str, help_: str, samples: Iterable[tuple[str, dict[str, str], float]]
+        ) -> None:
+            out.append(f"# HELP {name} {help_}")
+            out.append(f"# TYPE {name} {kind}")
+            for suffix, labels, value in samples:
+                lbl = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+                out.append(
+                    f"{name}{suffix}{{{lbl}}} {_num(value)}"
+                    if lbl
+                    else f"{name}{suffix} {_num(value)}"
+                )
+
+        family(
+            "trioproxy_requests_total",
+            "counter",
+            "Proxied requests by status code, caller, model and streaming",
+            (
+                ("", {"code": c, "caller": a, "model": m, "stream": s}, n)
+                for (c, a, m, s), n in sorted(self.requests.items())
+            ),
+        )
+        family(
+            "trioproxy_tokens_total",
+            "counter",
+            "Tokens by class (input, cache_creation_input, cache_read_input, output)",
+            (
+                ("", {"class": c, "caller": a, "model": m}, n)
+                for (c, a, m), n in sorted(self.tokens.items())
+            ),
+        )
+        family(
+            "trioproxy_body_bytes_total",
+            "counter",
+            "Request (in) and response (out) body bytes",
+            (("", {"direction": d}, n) for d, n in self.bytes.items()),
+        )
+        family(
+            "trioproxy_stream_errors_total",
+            "counter",
+            "event: error inside 200 streams",
+            [("", {}, self.stream_errors)],
+        )
+        family(
+            "trioproxy_client_disconnects_total",
+            "counter",
+            "Clients gone before the response ended",
+            [("", {}, self.client_disconnects)],
+        )
+        family(
+            "trioproxy_upstream_retries_total",
+            "counter",
+            "Requests sent again on a fresh upstream connection",
+            [("", {}, self.retries)],
+        )
+        for name, hist, help_ in (
+            (
+                "trioproxy_request_duration_seconds",
+                self.duration,
+                "Whole request, to the end of the response",
+            ),
+            (
+                "trioproxy_time_to_headers_seconds",
+                self.time_to_headers,
+                "Until the upstream's response headers",
+            ),
+        ):
+            samples: list[tuple[str, dict[str, str], float]] = []
+            running = 0
+            for bound, n in zip(hist.buckets, hist.counts, strict=True):
+                running += n
+                samples.append(("_bucket", {"le": _num(bound)}, running))
+            samples += [
+                ("_bucket", {"le": "+Inf"}, hist.count),
+                ("_sum", {}, hist.sum),
+                ("_count", {}, hist.count),
+            ]
+            family(name, "histogram", help_, samples)
+        for name, (help_, values) in gauges.items():
+            family(name, "gauge", help_, (("", labels, v) for labels, v in values))
+        return ("\n".join(out) + "\n").encode()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "requests": [
+                {"code": c, "caller": a, "model": m, "stream": s == "true", "count": n}
+                for (c, a, m, s), n in sorted(self.requests.items())
+            ],
+            "tokens": [
+                {"class": c, "caller": a, "model": m, "count": n}
+                for (c, a, m), n in sorted(self.tokens.items())
+            ],
+            "bytes": dict(self.bytes),
+            "stream_errors": self.stream_errors,
+            "client_disconnects": self.client_disconnects,
+            "retries": self.retries,
+            "duration_s": {
+                "count": self.duration.count,
+                "sum": round(self.duration.sum, 6),
+                "p50_le": self.duration.quantile(0.5),
+                "p99_le": self.duration.quantile(0.99),
+            },
+            "time_to_headers_s": {
+                "count": self.time_to_headers.count,
+                "p50_le": self.time_to_headers.quantile(0.5),
+                "p99_le": self.time_to_headers.quantile(0.99),
+            },
+        }
+
+
+def _num(value: float) -> str:
+    if value == math.inf:
+        return "+Inf"
+    return (
+        repr(float(value))
+        if isinstance(value, float) and not float(value).is_integer()
+        else str(int(value))
+    )
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
