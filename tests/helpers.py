@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
 import ssl
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -343,3 +347,40 @@ class H2Client:
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without TRIOPROXY_* settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIOPROXY_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+async def spawn_trioproxy(
+    *args: str, env: dict[str, str], stdout: int | None = None, stderr: int | None = subprocess.PIPE
+) -> trio.Process:
+    """`python -m trioproxy ARGS` as a real process; pair with ``stop``."""
+    return await trio.lowlevel.open_process(
+        [sys.executable, "-m", "trioproxy", *args], env=env, stdout=stdout, stderr=stderr
+    )
+
+
+async def stop(proc: trio.Process) -> None:
+    """Kill a test's process if it is still running (for finally blocks)."""
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+
+
+async def read_until(
+    stream: trio.abc.ReceiveStream, pattern: bytes, seen: bytearray
+) -> re.Match[bytes]:
+    """Read a process's output until ``pattern`` matches; fail if it ends first."""
+    while not (m := re.search(pattern, bytes(seen))):
+        data = await stream.receive_some(65536)
+        assert data, (
+            f"process ended before {pattern!r}; output so far:\n{seen.decode(errors='replace')}"
+        )
+        seen += data
+    return m

@@ -13,7 +13,15 @@ import pytest
 import trio
 import trio.testing
 
-from tests.helpers import H1Client, H2Client, h1_request, start_fake, start_proxy
+from tests.helpers import (
+    H1Client,
+    H2Client,
+    h1_request,
+    spawn_trioproxy,
+    start_fake,
+    start_proxy,
+    stop,
+)
 
 ALICE = "alice-secret-0123456789"
 BOB = "bob-secret-abcdefghijk"
@@ -130,17 +138,12 @@ async def test_secrets_never_reach_the_logs() -> None:
             capture_stderr=True,
         )
         assert check.returncode == 0
-        proc = await trio.lowlevel.open_process(
-            [
-                sys.executable,
-                "-m",
-                "trioproxy",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-                fake.url,
-            ],
+        proc = await spawn_trioproxy(
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            fake.url,
             stderr=subprocess.PIPE,
             env=env,
         )
@@ -168,9 +171,7 @@ async def test_secrets_never_reach_the_logs() -> None:
                     log += data
                 assert await proc.wait() == 0
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await stop(proc)
         nursery.cancel_scope.cancel()
     everything = log.decode(errors="replace") + check.stdout.decode() + check.stderr.decode()
     assert "alice" in check.stdout.decode()  # names are shown...

@@ -2,50 +2,29 @@
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import subprocess
-import sys
 
 import orjson
 import trio
 
-from tests.helpers import H1Client, start_fake
+from tests.helpers import H1Client, clean_env, read_until, spawn_trioproxy, start_fake, stop
 
 STREAM = orjson.dumps(
     {"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]}
 )
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-
-async def read_until(
-    stream: trio.abc.ReceiveStream, pattern: bytes, seen: bytearray
-) -> re.Match[bytes]:
-    while not (m := re.search(pattern, bytes(seen))):
-        data = await stream.receive_some(65536)
-        assert data, (
-            f"process ended before {pattern!r}; output so far:\n{seen.decode(errors='replace')}"
-        )
-        seen += data
-    return m
 
 
 async def test_serve_drains_on_sigterm_and_exits_0(nursery: trio.Nursery) -> None:
     fake = await start_fake(nursery)
-    proc = await trio.lowlevel.open_process(
-        [
-            sys.executable,
-            "-m",
-            "trioproxy",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            fake.url,
-        ],
+    proc = await spawn_trioproxy(
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        fake.url,
         stderr=subprocess.PIPE,
-        env={k: v for k, v in ENV.items() if not k.startswith("TRIOPROXY_")},
+        env=clean_env(),
     )
     assert proc.stderr is not None
     try:
@@ -72,17 +51,17 @@ async def test_serve_drains_on_sigterm_and_exits_0(nursery: trio.Nursery) -> Non
                 log += data
         assert b"draining" in log
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop(proc)
 
 
 async def test_demo_prints_events_and_the_two_lines() -> None:
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "trioproxy", "demo", "--listen", "127.0.0.1:0"],
+    proc = await spawn_trioproxy(
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env={k: v for k, v in ENV.items() if not k.startswith("TRIOPROXY_")},
+        env=clean_env(),
     )
     assert proc.stdout is not None
     try:
@@ -105,6 +84,4 @@ async def test_demo_prints_events_and_the_two_lines() -> None:
         with trio.fail_after(10):
             assert await proc.wait() == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop(proc)

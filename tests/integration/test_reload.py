@@ -7,13 +7,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import trio
 
-from tests.helpers import H1Client, h1_request, start_fake
+from tests.helpers import H1Client, h1_request, spawn_trioproxy, start_fake, stop
 from trioproxy.config import Config, load_config
 from trioproxy.server import Server
 
@@ -81,10 +80,8 @@ async def test_sighup_reloads_a_running_serve(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
         fake = await start_fake(nursery)
         toml = write_config(tmp_path, fake.url, OLD)
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "trioproxy", "serve", "--config", str(toml)],
-            env=env,
-            stderr=subprocess.DEVNULL,
+        proc = await spawn_trioproxy(
+            "serve", "--config", str(toml), env=env, stderr=subprocess.DEVNULL
         )
         try:
             with trio.fail_after(20):
@@ -112,8 +109,6 @@ async def test_sighup_reloads_a_running_serve(tmp_path: Path) -> None:
             with trio.fail_after(10):
                 assert await proc.wait() == 0
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await stop(proc)
             rx.close()
         nursery.cancel_scope.cancel()

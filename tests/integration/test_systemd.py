@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.helpers import h1_request, start_fake
+from tests.helpers import h1_request, spawn_trioproxy, start_fake, stop
 from trioproxy.sdnotify import notify
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "trioproxy.service"
@@ -91,17 +91,12 @@ async def test_serve_notifies_ready_after_bind_and_stopping_on_sigterm(tmp_path:
     env["NOTIFY_SOCKET"] = str(sock_path)
     async with trio.open_nursery() as nursery:
         fake = await start_fake(nursery)
-        proc = await trio.lowlevel.open_process(
-            [
-                sys.executable,
-                "-m",
-                "trioproxy",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-                fake.url,
-            ],
+        proc = await spawn_trioproxy(
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            fake.url,
             env=env,
             stderr=subprocess.DEVNULL,
         )
@@ -116,8 +111,6 @@ async def test_serve_notifies_ready_after_bind_and_stopping_on_sigterm(tmp_path:
                 assert (await rx.recv(1000)).decode().startswith("STOPPING=1")
                 assert await proc.wait() == 0
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await stop(proc)
             rx.close()
         nursery.cancel_scope.cancel()
