@@ -15,6 +15,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h11
+import pytest
 import trio
 
 from trioproxy.config import Config, load_config
@@ -347,6 +348,12 @@ class H2Client:
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+def unless_in_ci(missing: bool, reason: str) -> pytest.MarkDecorator:
+    """Skip when a tool is missing on a developer's machine; in CI (`.ci/run`
+    installs it) a missing tool is a failure, never a silent skip."""
+    return pytest.mark.skipif(missing and not os.environ.get("CI"), reason=reason)
 
 
 def clean_env(**extra: str) -> dict[str, str]:

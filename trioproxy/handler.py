@@ -281,7 +281,7 @@ class Forwarding:
         framed = has_header(resp.headers, b"content-length")
         record = self.record
         record.status, record.stream = resp.status, stream
-        record.time_to_headers_s = time.time() - record.started
+        record.time_to_headers_s = time.monotonic() - record.started_monotonic
         record.upstream_request_id = (resp.header(b"request-id") or b"").decode("latin-1")[:100]
         observer = UsageObserver(event_stream=stream)
         record.usage = observer.usage

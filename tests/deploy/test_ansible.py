@@ -10,8 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
-
+from tests.helpers import unless_in_ci
 from trioproxy.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,9 +27,8 @@ SECRETS = {
     "trioproxy_admin_port": 8788,
     "trioproxy_admin_cidrs": ["192.0.2.0/24"],
 }
-pytestmark = pytest.mark.skipif(
-    not (BIN / "ansible-playbook").exists(),
-    reason="ansible is not installed (make test installs it)",
+pytestmark = unless_in_ci(
+    not (BIN / "ansible-playbook").exists(), "ansible is not installed (make test installs it)"
 )
 
 

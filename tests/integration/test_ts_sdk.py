@@ -7,16 +7,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import trio
 
-from tests.helpers import start_fake, start_proxy
+from tests.helpers import start_fake, start_proxy, unless_in_ci
 from trioproxy.fake.messages import DEFAULT_TEXT
 
 JS = Path(__file__).resolve().parents[1] / "js"
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed on this machine")
+@unless_in_ci(shutil.which("node") is None, "node is not installed on this machine")
 async def test_typescript_sdk_through_the_proxy(
     nursery: trio.Nursery, upstream_opts: dict[str, object]
 ) -> None:

@@ -18,6 +18,7 @@ class RequestRecord:
     path: str  # without the query string
     protocol: str
     started: float = field(default_factory=time.time)  # wall clock, for the log line
+    started_monotonic: float = field(default_factory=time.monotonic)  # for durations
     caller: str = ""
     status: int = 0
     upstream_request_id: str = ""
@@ -36,7 +37,11 @@ class RequestRecord:
         u = self.usage
         doc = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-            **{k: v for k, v in asdict(self).items() if k not in ("usage", "started")},
+            **{
+                k: v
+                for k, v in asdict(self).items()
+                if k not in ("usage", "started", "started_monotonic")
+            },
             "model": u.model,
             **u.as_dict(),
             "usage_complete": u.complete,

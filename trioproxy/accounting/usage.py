@@ -57,11 +57,12 @@ class Usage:
 class UsageObserver:
     """Feed it the response body as it passes; read ``usage`` at the end."""
 
-    __slots__ = ("_head", "_json", "_stream", "_tail", "_total", "usage")
+    __slots__ = ("_head", "_json", "_json_bytes", "_stream", "_tail", "_total", "usage")
 
     def __init__(self, *, event_stream: bool) -> None:
         self._stream = event_stream
-        self._json = bytearray()
+        self._json: list[bytes] = []  # references to the chunks: joined once at the end
+        self._json_bytes = 0
         self._head = bytearray()
         self._tail = b""
         self._total = 0
@@ -69,8 +70,9 @@ class UsageObserver:
 
     def feed(self, chunk: bytes) -> None:
         if not self._stream:
-            if len(self._json) + len(chunk) <= MAX_JSON:
-                self._json += chunk
+            if self._json_bytes + len(chunk) <= MAX_JSON:
+                self._json.append(chunk)
+                self._json_bytes += len(chunk)
             return
         self._total += len(chunk)
         if len(self._head) < HEAD + TAIL:  # small streams are kept whole
@@ -128,7 +130,7 @@ class UsageObserver:
             self._scan_stream()
         elif self._json:
             try:
-                doc = orjson.loads(bytes(self._json))
+                doc = orjson.loads(self._json[0] if len(self._json) == 1 else b"".join(self._json))
             except orjson.JSONDecodeError:
                 doc = None
             if isinstance(doc, dict):
