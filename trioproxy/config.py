@@ -15,10 +15,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from trioproxy.pipeline.auth import Secret, parse_secrets
 from trioproxy.pipeline.binding import is_loopback
+from trioproxy.routing.config import (
+    ProviderConfig,
+    RoutingConfig,
+    build_routing,
+    provider_key_envs,
+)
+from trioproxy.upstream.settings import Credential, Origin, UpstreamConfig, parse_origin
 
 
 class ConfigError(Exception):
@@ -50,6 +56,22 @@ def _parse_positive_int(raw: object) -> int:
     value: int = int(raw)  # type: ignore[call-overload]
     if value <= 0:
         raise ValueError("expected a positive whole number")
+    return value
+
+
+def _parse_count(raw: object) -> int:
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        raise ValueError("expected a whole number")
+    value: int = int(raw)  # type: ignore[call-overload]
+    if value < 0:
+        raise ValueError("expected a whole number >= 0")
+    return value
+
+
+def _parse_mode(raw: object) -> str:
+    value = _parse_str(raw).lower()
+    if value not in ("failover", "single"):
+        raise ValueError("expected failover or single")
     return value
 
 
@@ -251,6 +273,62 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds an idle pooled upstream connection is kept",
     ),
     Setting(
+        "routing.mode",
+        "TRIOPROXY_ROUTING_MODE",
+        _parse_mode,
+        "failover",
+        "failover (providers by priority, skipping unavailable ones) or single (routing.provider only); `trioproxy switch` changes it at runtime",
+    ),
+    Setting(
+        "routing.provider",
+        "TRIOPROXY_ROUTING_PROVIDER",
+        _parse_str,
+        "",
+        "the provider of single mode",
+    ),
+    Setting(
+        "routing.allow_pin",
+        "TRIOPROXY_ROUTING_ALLOW_PIN",
+        _parse_bool,
+        False,
+        "let callers pin a request to a provider with `x-trioproxy-provider: NAME`",
+    ),
+    Setting(
+        "routing.retries",
+        "TRIOPROXY_ROUTING_RETRIES",
+        _parse_count,
+        2,
+        "retries on the same provider for 503, 529 and connection errors before failing over",
+    ),
+    Setting(
+        "routing.retry_after_cap",
+        "TRIOPROXY_ROUTING_RETRY_AFTER_CAP",
+        _parse_seconds,
+        10.0,
+        "longest `retry-after` the proxy waits out; a longer one fails over instead",
+    ),
+    Setting(
+        "routing.backoff",
+        "TRIOPROXY_ROUTING_BACKOFF",
+        _parse_seconds,
+        0.5,
+        "first retry delay, doubled per retry, with jitter",
+    ),
+    Setting(
+        "routing.cooldown_s",
+        "TRIOPROXY_ROUTING_COOLDOWN",
+        _parse_seconds,
+        60.0,
+        "seconds a provider sits out after a 429 without `retry-after`",
+    ),
+    Setting(
+        "routing.open_s",
+        "TRIOPROXY_ROUTING_BREAKER_OPEN",
+        _parse_seconds,
+        30.0,
+        "seconds the circuit breaker stays open after 5 consecutive failures",
+    ),
+    Setting(
         "timeouts.connect",
         "TRIOPROXY_CONNECT_TIMEOUT",
         _parse_seconds,
@@ -369,40 +447,6 @@ def parse_hostport(raw: str, key: str) -> Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
-class Origin:
-    """Where upstream requests go: one connection pool per origin."""
-
-    scheme: str  # "http" or "https"
-    host: str
-    port: int
-    base_path: str  # prefix prepended to every forwarded path ("" or "/anthropic")
-
-    @property
-    def authority(self) -> bytes:
-        default = 443 if self.scheme == "https" else 80
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return (host if self.port == default else f"{host}:{self.port}").encode()
-
-    def __str__(self) -> str:
-        return f"{self.scheme}://{self.authority.decode()}{self.base_path}"
-
-
-def parse_origin(raw: str, key: str) -> Origin:
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https"):
-        raise ConfigError(f"{key}: expected an http:// or https:// URL, got {raw!r}")
-    if not parts.hostname:
-        raise ConfigError(f"{key}: no host in {raw!r}")
-    if parts.query or parts.fragment or parts.username:
-        raise ConfigError(f"{key}: a base URL has no query, fragment or credentials")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise ConfigError(f"{key}: bad port in {raw!r}") from None
-    return Origin(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
-
-
-@dataclass(frozen=True, slots=True)
 class Timeouts:
     connect: float
     response_headers: float
@@ -424,17 +468,6 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
-class Credential:
-    """A header carrying the provider key; never printed."""
-
-    header: bytes
-    value: bytes
-
-    def __repr__(self) -> str:
-        return f"Credential(header={self.header!r}, value=<redacted>)"
-
-
-@dataclass(frozen=True, slots=True)
 class AuthConfig:
     secrets: tuple[Secret, ...]
     admin_token: bytes = field(repr=False)
@@ -446,21 +479,10 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class UpstreamConfig:
-    origin: Origin
-    credential: Credential | None
-    ca_bundle: str
-    http2: bool
-    h2_prior_knowledge: bool
-    max_connections: int
-    idle_timeout: float
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     listen: Endpoint
     admin_listen: Endpoint | None
-    upstream: UpstreamConfig
+    routing: RoutingConfig
     auth: AuthConfig
     timeouts: Timeouts
     limits: Limits
@@ -475,6 +497,11 @@ class Config:
     @property
     def tls(self) -> bool:
         return bool(self.tls_cert)
+
+    @property
+    def upstream(self) -> UpstreamConfig:
+        """The first provider's upstream (the only one without [[providers]])."""
+        return self.routing.providers[0].upstream
 
 
 def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -496,6 +523,7 @@ def load_config(
     """Build the effective Config. ``overrides`` are command-line flags by TOML key."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
+    structured: dict[str, Any] = {}  # [[providers]] and [aliases]: not flat settings
     if path:
         try:
             with open(path, "rb") as fh:
@@ -504,11 +532,17 @@ def load_config(
             raise ConfigError(f"--config: file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
+        for name in ("providers", "aliases"):
+            if name in doc:
+                structured[name] = doc.pop(name)
         for key, value in _flatten(doc).items():
             if key not in _BY_KEY:
                 raise ConfigError(f"{key}: unknown setting in {path}")
             values[key] = (value, f"{key} (in {path})")
-    known_env = {s.env for s in SETTINGS}
+    for name in ("providers", "aliases"):
+        if overrides and overrides.get(name) is not None:
+            structured[name] = overrides[name]
+    known_env = {s.env for s in SETTINGS} | provider_key_envs(structured.get("providers"))
     for name in env:
         if name.startswith("TRIOPROXY_") and name not in known_env and name not in _FOREIGN_ENV:
             raise ConfigError(f"{name}: unknown setting")
@@ -516,7 +550,7 @@ def load_config(
         if s.env in env:
             values[s.key] = (env[s.env], s.env)
     for key, value in (overrides or {}).items():
-        if value is not None:
+        if value is not None and key not in ("providers", "aliases"):
             values[key] = (value, "--" + key.split(".")[-1])
     parsed: dict[str, Any] = {}
     for s in SETTINGS:
@@ -529,14 +563,16 @@ def load_config(
                 raise ConfigError(f"{where}: bad value {shown}: {exc}") from None
         else:
             parsed[s.key] = s.default
-    return _build(parsed)
+    return _build(parsed, structured, env, explicit=set(values))
 
 
 # Variables other parts of the system read, which the strict check must not reject.
 _FOREIGN_ENV: frozenset[str] = frozenset()
 
 
-def _build(p: dict[str, Any]) -> Config:
+def _build(
+    p: dict[str, Any], structured: Mapping[str, Any], env: Mapping[str, str], explicit: set[str]
+) -> Config:
     tls_cert, tls_key = p["tls.cert"], p["tls.key"]
     if bool(tls_cert) != bool(tls_key):
         raise ConfigError(
@@ -545,33 +581,27 @@ def _build(p: dict[str, Any]) -> Config:
     for key in ("tls.cert", "tls.key", "upstream.ca_bundle"):
         if p[key] and not Path(p[key]).is_file():
             raise ConfigError(f"{key}: file not found: {p[key]}")
-    origin = parse_origin(p["upstream.url"], "upstream.url")
     auth = _build_auth(p)
-    credential = _build_credential(p)
-    if auth.enabled and credential is None:
-        raise ConfigError(
-            "auth.secrets: caller secrets need a provider key to send upstream instead "
-            "(TRIOPROXY_UPSTREAM_API_KEY or TRIOPROXY_UPSTREAM_API_KEY_FILE)"
-        )
-    if p["upstream.h2_prior_knowledge"] and origin.scheme != "http":
-        raise ConfigError(
-            "upstream.h2_prior_knowledge: only for http:// upstreams (https negotiates by ALPN)"
-        )
+    routing = _build_routing(p, structured, env, explicit)
+    if auth.enabled:
+        for prov in routing.providers:
+            if prov.upstream.credential is None and prov.name == "default":
+                raise ConfigError(
+                    "auth.secrets: caller secrets need a provider key to send upstream instead "
+                    "(TRIOPROXY_UPSTREAM_API_KEY or TRIOPROXY_UPSTREAM_API_KEY_FILE)"
+                )
+            if prov.upstream.credential is None:
+                raise ConfigError(
+                    f"providers[{prov.name}]: with caller auth on, every provider needs its key "
+                    "(api_key_env or api_key_file)"
+                )
     return Config(
         listen=parse_hostport(p["listen"], "listen"),
         admin_listen=parse_hostport(p["admin.listen"], "admin.listen")
         if p["admin.listen"]
         else None,
         auth=auth,
-        upstream=UpstreamConfig(
-            origin=origin,
-            credential=credential,
-            ca_bundle=p["upstream.ca_bundle"],
-            http2=p["upstream.http2"],
-            h2_prior_knowledge=p["upstream.h2_prior_knowledge"],
-            max_connections=p["upstream.max_connections"],
-            idle_timeout=p["upstream.idle_timeout"],
-        ),
+        routing=routing,
         timeouts=Timeouts(
             connect=p["timeouts.connect"],
             response_headers=p["timeouts.response_headers"],
@@ -597,6 +627,62 @@ def _build(p: dict[str, Any]) -> Config:
         log_slow_seconds=p["log_slow_seconds"],
         raw=dict(p),
     )
+
+
+def _build_routing(
+    p: dict[str, Any], structured: Mapping[str, Any], env: Mapping[str, str], explicit: set[str]
+) -> RoutingConfig:
+    providers_raw = structured.get("providers")
+    if providers_raw is not None:
+        clash = sorted(explicit & {"upstream.url", "upstream.api_key", "upstream.api_key_file"})
+        if clash:
+            raise ConfigError(
+                f"{clash[0]}: with [[providers]] configured, each provider has its own "
+                "base_url and key; remove the upstream.* setting"
+            )
+        default = None
+    else:
+        origin = _origin(p["upstream.url"], "upstream.url")
+        if p["upstream.h2_prior_knowledge"] and origin.scheme != "http":
+            raise ConfigError(
+                "upstream.h2_prior_knowledge: only for http:// upstreams (https negotiates by ALPN)"
+            )
+        default = ProviderConfig(
+            name="default",
+            upstream=UpstreamConfig(
+                origin=origin,
+                credential=_build_credential(p),
+                ca_bundle=p["upstream.ca_bundle"],
+                http2=p["upstream.http2"],
+                h2_prior_knowledge=p["upstream.h2_prior_knowledge"],
+                max_connections=p["upstream.max_connections"],
+                idle_timeout=p["upstream.idle_timeout"],
+            ),
+            family="anthropic" if origin.host.endswith("anthropic.com") else "default",
+            priority=0,
+            enabled=True,
+            models=(),
+            default_model=None,
+            drop_fields=frozenset(),
+            drop_betas=frozenset(),
+            retries=p["routing.retries"],
+            cooldown_s=p["routing.cooldown_s"],
+            open_s=p["routing.open_s"],
+            connect_timeout=None,
+            response_headers_timeout=None,
+            quota=None,
+        )
+    try:
+        return build_routing(providers_raw, structured.get("aliases"), p, env, default)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _origin(raw: str, key: str) -> Origin:
+    try:
+        return parse_origin(raw, key)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _read_secret_file(path: str, key: str) -> str:

@@ -8,6 +8,7 @@ happened; they never carry a credential or a body.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import orjson
@@ -22,9 +23,10 @@ class ProxyError(Exception):
     status: ClassVar[int] = 500
     error_type: ClassVar[str] = "api_error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after = retry_after  # seconds, sent as `retry-after`
 
 
 class InvalidRequest(ProxyError):
@@ -73,6 +75,19 @@ class UpstreamTimeout(ProxyError):
     status, error_type = 504, "timeout_error"
 
 
+class RateLimited(ProxyError):
+    """Every provider is cooling down after a 429, or over its token quota."""
+
+    status, error_type = 429, "rate_limit_error"
+
+
+class Overloaded(ProxyError):
+    """No provider can take the request now (all cooling down, open or over
+    quota). 529 with `retry-after`: clients back off and come back."""
+
+    status, error_type = 529, "overloaded_error"
+
+
 class ClientGone(Exception):
     """The client closed its connection or reset its stream: stop the exchange."""
 
@@ -107,6 +122,8 @@ def error_response(exc: ProxyError, request_id: str | None = None) -> tuple[Resp
     ]
     if request_id:
         headers.append((b"request-id", request_id.encode()))
+    if exc.retry_after is not None:
+        headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode()))
     return ResponseHead(exc.status, headers), body
 
 

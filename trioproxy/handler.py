@@ -1,127 +1,73 @@
-"""One exchange through the proxy: the request pump and the response pump.
+"""One request through the proxy: own endpoints, else routing and forwarding.
 
-The request body streams client -> upstream in one task while the response
-streams upstream -> client in another (an upstream may answer before the body
-is done). Errors are mapped once, here: before the first response byte, the
-client gets an Anthropic-shaped error; after it, an SSE stream gets a final
-``event: error`` and anything else is truncated (``abort``), so a client never
-mistakes a broken body for a complete one.
+``Forwarding`` executes the router's decisions: it asks for the providers to
+try, runs an ``Attempt`` on each (retrying the same provider on 503, 529 and
+connection errors, with backoff), and records every outcome in the
+provider's health. Failover happens only before the first response byte:
+until then the request body is kept (within the body limit) so it can be
+sent again; after it, the attempt owns the failure (see attempt.py). Errors
+are mapped once, here: the client gets an Anthropic-shaped error, or the last
+upstream error response verbatim when every provider failed.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 import trio
 
-from trioproxy._util import one_error
 from trioproxy.accounting.record import RequestRecord
-from trioproxy.accounting.usage import UsageObserver, requested_model
+from trioproxy.accounting.usage import requested_model
 from trioproxy.admin.endpoints import is_own, serve_own
+from trioproxy.attempt import Attempt, Rejected
 from trioproxy.config import Config
 from trioproxy.errors import (
     ClientGone,
-    ClientTimeout,
+    InvalidRequest,
+    Overloaded,
+    PermissionDenied,
     ProxyError,
-    RequestTooLarge,
+    RateLimited,
     UpstreamError,
     UpstreamTimeout,
     error_response,
-    sse_error_event,
 )
+from trioproxy.inbound.body import RequestBody
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.pipeline.access import check_caller
-from trioproxy.pipeline.forward import check_declared_length, upstream_head
-from trioproxy.proto.events import BodyChunk, ResponseHead
-from trioproxy.proto.headers import (
-    has_header,
-    is_event_stream,
-    response_headers_for_client,
+from trioproxy.pipeline.forward import check_declared_length
+from trioproxy.pipeline.transform import ParsedBody, parse_body, rewrite
+from trioproxy.proto.events import ResponseHead
+from trioproxy.proto.headers import response_headers_for_client
+from trioproxy.routing.config import ProviderConfig
+from trioproxy.routing.decide import (
+    Next,
+    NoProvider,
+    Outcome,
+    UnknownProvider,
+    after_failure,
+    classify,
+    parse_retry_after,
 )
-from trioproxy.proto.sse import EventBoundary
+from trioproxy.routing.router import Router, usage_tokens
 from trioproxy.state import ServerState
-from trioproxy.upstream.lease import Lease, UpstreamClosed, UpstreamWriteFailed
 from trioproxy.upstream.pool import UpstreamPool
 
 log = logging.getLogger("trioproxy.handler")
 access = logging.getLogger("trioproxy.access")
 
-REPLAY_LIMIT = 4 * 1024 * 1024  # bytes of request body kept to resend once on a stale connection
-# Seconds an upload may still run after the upstream already answered in full.
-# Upstreams (nginx `return`, early 4xx) often answer before reading the body;
-# finishing a short upload keeps the upstream connection reusable, while a long
-# one is cut off (the connection is then closed instead).
-UPLOAD_GRACE = 1.0
-# Bodies up to this size (declared by Content-Length) are sent before the
-# response is read, in the handler's own task: no pump task, no nursery. Most
-# API requests are this small; larger or chunked uploads stream concurrently
-# with the response, so an upstream may still answer before they end.
-INLINE_BODY_MAX = 64 * 1024  # bytes
-
-
-class RequestBody:
-    """The client's request body, read once, with limits and a bounded copy.
-
-    The copy lets a request that hit a connection the server had already closed
-    be sent again on a fresh one (at most once); bodies over REPLAY_LIMIT are
-    not kept, and such a request is not retried."""
-
-    def __init__(self, ex: ClientExchange, *, max_bytes: int, idle_timeout: float) -> None:
-        self._ex = ex
-        self._max = max_bytes
-        self._idle = idle_timeout
-        self.total = 0
-        self.done = not ex.has_body
-        self._replay: list[bytes] | None = []
-        self._replay_bytes = 0
-        self.first: bytes | None = None  # the first chunk (for the requested model)
-
-    @property
-    def exchange(self) -> ClientExchange:
-        return self._ex
-
-    @property
-    def replayable(self) -> bool:
-        return self._replay is not None
-
-    def replay(self) -> list[bytes]:
-        return list(self._replay or ())
-
-    async def read(self) -> BodyChunk | None:
-        if self.done:
-            return None
-        with trio.move_on_after(self._idle) as scope:
-            chunk = await self._ex.receive_body()
-        if scope.cancelled_caught:
-            raise ClientTimeout(f"no request body data received for {self._idle:g} s")
-        if chunk is None:
-            self.done = True
-            return None
-        if self.first is None:
-            self.first = chunk.data
-        self.total += len(chunk.data)
-        if self.total > self._max:
-            raise RequestTooLarge(f"request body exceeds the proxy's limit of {self._max} bytes")
-        if self._replay is not None:
-            self._replay_bytes += len(chunk.data)
-            if self._replay_bytes > REPLAY_LIMIT:
-                self._replay = None
-            else:
-                self._replay.append(chunk.data)
-        return chunk
-
-    def ack(self, chunk: BodyChunk) -> None:
-        self._ex.ack(chunk.flow_controlled_length)
+PIN_HEADER = b"x-trioproxy-provider"
+SESSION_HEADER = b"x-claude-code-session-id"
 
 
 class Proxy:
     """The proxy application: own endpoints, else forward upstream."""
 
-    def __init__(self, state: ServerState, pool: UpstreamPool) -> None:
+    def __init__(self, state: ServerState, pools: dict[str, UpstreamPool], router: Router) -> None:
         self.state = state
-        self.pool = pool
+        self.pools = pools
+        self.router = router
 
     async def __call__(self, ex: ClientExchange) -> None:
         if is_own(ex.head):
@@ -135,7 +81,7 @@ class Proxy:
         t0 = time.monotonic()
         try:
             record.caller = check_caller(head, cfg.auth) or ""
-            await Forwarding(cfg, self.pool, record).run(ex)
+            await Forwarding(cfg, self.pools, self.router, record).run(ex)
         except ProxyError as exc:
             record.status, record.error = exc.status, exc.message
             await self._fail(ex, exc)
@@ -144,6 +90,9 @@ class Proxy:
             raise
         finally:
             record.duration_s = time.monotonic() - t0
+            if record.provider:
+                # Abandoned streams count too: the provider served those tokens.
+                self.router.record_usage(record.provider, usage_tokens(record.usage))
             self.state.metrics.observe(record)
             _emit(record, cfg)
 
@@ -159,169 +108,238 @@ class Forwarding:
     """One request's trip upstream, with the configuration it started with: a
     reload (SIGHUP) changes what new requests see, never one in flight."""
 
-    def __init__(self, cfg: Config, pool: UpstreamPool, record: RequestRecord) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        pools: dict[str, UpstreamPool],
+        router: Router,
+        record: RequestRecord,
+    ) -> None:
         self.cfg = cfg
-        self.pool = pool
+        self.pools = pools
+        self.router = router
         self.record = record
 
     async def run(self, ex: ClientExchange) -> None:
-        cfg = self.cfg
+        cfg, router, record = self.cfg, self.router, self.record
+        routing = cfg.routing
         declared = check_declared_length(ex.head, cfg.limits.max_body_bytes)
         body = RequestBody(
             ex, max_bytes=cfg.limits.max_body_bytes, idle_timeout=cfg.timeouts.client_body_idle
         )
-        fresh = False
-        while True:
-            lease = await self._acquire(fresh=fresh)
+        pin = self._pin(ex)
+        session_raw = ex.head.header(SESSION_HEADER)
+        session = session_raw.decode("latin-1") if session_raw else None
+        parsed: ParsedBody | None = None
+        buffered: bytes | None = None
+        try:
+            if routing.needs_body and ex.has_body:
+                buffered = await body.read_all()
+                parsed = parse_body(buffered)
+                if parsed is not None:
+                    session = session or parsed.session_id
+                    record.model_requested = parsed.model or ""
             try:
-                await self._exchange(ex, lease, body, declared)
-                return
-            except UpstreamClosed as exc:
-                if not (
-                    exc.retryable and not fresh and body.replayable and not ex.response_started
-                ):
-                    raise
-                log.debug(
-                    "%s: stale upstream connection, retrying once on a fresh one", ex.request_id
-                )
-                fresh = True
-                self.record.retries += 1
-            finally:
-                self.record.bytes_in = body.total
-                if body.first:
-                    self.record.model_requested = requested_model(body.first[:4096])
-                await self.pool.release(lease)
-
-    async def _acquire(self, *, fresh: bool) -> Lease:
-        timeout = self.cfg.timeouts.connect
-        with trio.move_on_after(timeout) as scope:
-            return await self.pool.acquire(fresh=fresh)
-        assert scope.cancelled_caught
-        raise UpstreamError(
-            f"could not connect to upstream {self.pool.origin} within {timeout:g} s"
-        )
-
-    async def _exchange(
-        self, ex: ClientExchange, lease: Lease, body: RequestBody, declared: int | None
-    ) -> None:
-        cfg = self.cfg
-        up_head = upstream_head(
-            ex.head,
-            self.pool.origin,
-            upstream_is_h2=lease.protocol == "h2",
-            credential=self.cfg.upstream.credential,
-        )
-        try:
-            await lease.send_head(up_head, has_body=ex.has_body)
-        except UpstreamWriteFailed as exc:
-            raise UpstreamClosed(
-                f"upstream {self.pool.origin} closed the connection", retryable=lease.reused
-            ) from exc
-        if not ex.has_body or (declared is not None and declared <= INLINE_BODY_MAX):
-            await self._upload(lease, body)
-            with trio.move_on_after(cfg.timeouts.response_headers) as head_scope:
-                resp = await lease.receive_head()
-            if head_scope.cancelled_caught:
-                raise self._headers_timeout()
-            await self._pump_response(ex, lease, resp)
-            return
-        head_scope = trio.CancelScope(deadline=math.inf)
-        uploaded = trio.Event()
-        with one_error():
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump_request, lease, body, head_scope, uploaded)
-                with head_scope:
-                    resp = await lease.receive_head()
-                if head_scope.cancelled_caught:
-                    raise self._headers_timeout()
-                await self._pump_response(ex, lease, resp)
-                with trio.move_on_after(UPLOAD_GRACE):
-                    await uploaded.wait()
-                nursery.cancel_scope.cancel()  # an upload still running after the grace ends here
-
-    def _headers_timeout(self) -> UpstreamTimeout:
-        t = self.cfg.timeouts.response_headers
-        return UpstreamTimeout(f"upstream sent no response headers within {t:g} s")
-
-    async def _upload(self, lease: Lease, body: RequestBody) -> None:
-        """Client body -> upstream. Credit goes back to the client only after a
-        chunk was handed to the upstream (HTTP/2 backpressure). A failed write
-        is left for the response side to report (an early answer may still be
-        readable, and a stale connection shows there as retryable)."""
-        try:
-            for data in body.replay():
-                await lease.send_body(data)
-            while (chunk := await body.read()) is not None:
-                await lease.send_body(chunk.data)
-                body.ack(chunk)
-            await lease.end_body()
-        except UpstreamWriteFailed:
-            pass
-        # Now we wait on the upstream: a client that leaves must cancel that.
-        body.exchange.watch_disconnect()
-
-    async def _pump_request(
-        self, lease: Lease, body: RequestBody, head_scope: trio.CancelScope, uploaded: trio.Event
-    ) -> None:
-        """The upload as a task beside the response (large or chunked bodies)."""
-        try:
-            await self._upload(lease, body)
+                plan = router.plan(pin=pin, session=session)
+            except UnknownProvider as exc:
+                raise InvalidRequest(
+                    f"x-trioproxy-provider: no provider named {exc.args[0]!r} "
+                    f"(known: {', '.join(routing.names)})"
+                ) from None
+            except NoProvider as exc:
+                cls = RateLimited if exc.rate_limited else Overloaded
+                raise cls(exc.message, retry_after=exc.retry_after) from None
+            # Thinking blocks in the history were signed by the session's last
+            # provider (or, for a session we do not know, the first choice).
+            home = router.family_of(router.session_provider(session)) or plan[0].family
+            await self._try_all(ex, plan, body, declared, parsed, buffered, home, session)
         finally:
-            uploaded.set()
-            # The response-header timeout counts from the end of the upload.
-            head_scope.deadline = min(
-                head_scope.deadline,
-                trio.current_time() + self.cfg.timeouts.response_headers,
+            record.bytes_in = body.total
+            if not record.model_requested and body.first:
+                record.model_requested = requested_model(body.first[:4096])
+
+    def _pin(self, ex: ClientExchange) -> str | None:
+        raw = ex.head.header(PIN_HEADER)
+        if raw is None:
+            return None
+        if not self.cfg.routing.allow_pin:
+            raise PermissionDenied(
+                "x-trioproxy-provider: pinning requests to a provider is not enabled on this "
+                "proxy (routing.allow_pin)"
+            )
+        return raw.decode("latin-1").strip()
+
+    def _payload(
+        self, provider: ProviderConfig, parsed: ParsedBody | None, buffered: bytes | None, home: str
+    ) -> bytes | None:
+        """The body as this provider gets it (None: stream the client's)."""
+        if parsed is None:
+            return buffered
+        model = parsed.model
+        if model is not None:
+            model = provider.map_model(self.cfg.routing.resolve_alias(model))
+        return rewrite(
+            parsed,
+            model=model,
+            drop_fields=provider.drop_fields,
+            strip_thinking=provider.family != home,
+        )
+
+    async def _try_all(
+        self,
+        ex: ClientExchange,
+        plan: list[ProviderConfig],
+        body: RequestBody,
+        declared: int | None,
+        parsed: ParsedBody | None,
+        buffered: bytes | None,
+        home: str,
+        session: str | None,
+    ) -> None:
+        router, record = self.router, self.record
+        kept: Rejected | None = None  # the last upstream error answer held back
+        error: ProxyError | None = None  # the last failure without an answer
+        tried: list[str] = []
+        for index, provider in enumerate(plan):
+            more = index < len(plan) - 1
+            retry = 0
+            while True:
+                if provider.name not in tried:
+                    tried.append(provider.name)
+                record.provider, record.providers_tried = provider.name, ",".join(tried)
+                payload = self._payload(provider, parsed, buffered, home)
+                verdict = _Verdict(self, provider, retry=retry, more=more)
+                health = router.health_of(provider.name)
+                trial = health.begin(trio.current_time())
+                attempt = Attempt(
+                    self.cfg, provider, self.pools[provider.name], record, verdict.judge
+                )
+                try:
+                    await attempt.run(ex, body, declared, payload)
+                except Rejected as exc:
+                    kept, error, nxt = exc, None, verdict.next
+                except (UpstreamError, UpstreamTimeout) as exc:
+                    if ex.response_started:
+                        raise
+                    nxt = verdict.connection_failed(exc)
+                    error = exc
+                except BaseException:
+                    if not verdict.recorded:
+                        health.abandoned(trial)
+                    raise
+                else:
+                    if not verdict.recorded:  # not reached: the judge always rules first
+                        health.abandoned(trial)
+                    router.remember_session(session, provider.name)
+                    return
+                assert nxt is not None
+                if nxt.retry_in is None:
+                    break
+                retry += 1
+                record.retries += 1
+                router.count_retry(provider.name)
+                log.info(
+                    "%s: %s failed (%s); retry %d in %.2f s",
+                    ex.request_id,
+                    provider.name,
+                    verdict.reason,
+                    retry,
+                    nxt.retry_in,
+                )
+                await trio.sleep(nxt.retry_in)
+            if more:
+                record.failovers += 1
+                router.count_failover(provider.name)
+                log.info(
+                    "%s: failing over from %s (%s)", ex.request_id, provider.name, verdict.reason
+                )
+        if kept is not None:
+            # Some provider answered (maybe not the last one tried): clients
+            # match on the API's own words, so that answer goes back verbatim.
+            await self._send_kept(ex, kept)
+            return
+        assert error is not None
+        cls = UpstreamTimeout if isinstance(error, UpstreamTimeout) else UpstreamError
+        raise cls(f"{error.message} (providers tried: {', '.join(tried)})")
+
+    async def _send_kept(self, ex: ClientExchange, kept: Rejected) -> None:
+        """An upstream error answer, verbatim: status, headers, body."""
+        head, data = kept.head, kept.body
+        record = self.record
+        record.status = head.status
+        record.upstream_request_id = (head.header(b"request-id") or b"").decode("latin-1")[:100]
+        if data is None:
+            raise UpstreamError(f"upstream answered {head.status}; the answer could not be kept")
+        await ex.send_head(
+            ResponseHead(head.status, response_headers_for_client(head.headers), head.reason)
+        )
+        if data:
+            await ex.send_body(data)
+            record.bytes_out += len(data)
+        await ex.end()
+
+
+class _Verdict:
+    """Judges one attempt's outcome and records it in the provider's health,
+    exactly once."""
+
+    def __init__(
+        self, fwd: Forwarding, provider: ProviderConfig, *, retry: int, more: bool
+    ) -> None:
+        self.fwd = fwd
+        self.provider = provider
+        self.retry = retry
+        self.more = more
+        self.recorded = False
+        self.next: Next | None = None
+        self.reason = ""
+
+    def _decide(self, outcome: Outcome, retry_after: float | None) -> Next:
+        routing = self.fwd.cfg.routing
+        return after_failure(
+            outcome,
+            retry=self.retry,
+            retries=self.provider.retries,
+            retry_after=retry_after,
+            cap=routing.retry_after_cap,
+            backoff=routing.backoff,
+            cooldown_s=self.provider.cooldown_s,
+            rand=self.fwd.router.rand(),
+        )
+
+    def _record(self, outcome: Outcome, nxt: Next, reason: str) -> None:
+        router = self.fwd.router
+        health = router.health_of(self.provider.name)
+        now = trio.current_time()
+        self.recorded, self.reason, self.next = True, reason, nxt
+        if nxt.cooldown_for is not None:
+            health.rate_limited(now, now + nxt.cooldown_for, reason)
+        else:
+            health.failed(
+                now,
+                reason,
+                open_after=self.fwd.cfg.routing.open_after,
+                open_s=self.provider.open_s,
             )
 
-    async def _pump_response(self, ex: ClientExchange, lease: Lease, resp: ResponseHead) -> None:
-        idle_timeout = self.cfg.timeouts.upstream_body_idle
-        stream = is_event_stream(resp.headers)
-        sse = EventBoundary() if stream else None
-        framed = has_header(resp.headers, b"content-length")
-        record = self.record
-        record.status, record.stream = resp.status, stream
-        record.time_to_headers_s = time.monotonic() - record.started_monotonic
-        record.upstream_request_id = (resp.header(b"request-id") or b"").decode("latin-1")[:100]
-        observer = UsageObserver(event_stream=stream)
-        record.usage = observer.usage
-        await ex.send_head(
-            ResponseHead(resp.status, response_headers_for_client(resp.headers), resp.reason)
-        )
-        try:
-            # One scope for the whole body; its deadline is moved, not re-created,
-            # per chunk. It only runs while we wait for the upstream.
-            with trio.CancelScope() as idle:
-                while True:
-                    idle.deadline = trio.current_time() + idle_timeout
-                    chunk = await lease.receive_body()
-                    if chunk is None:
-                        break
-                    idle.deadline = math.inf
-                    observer.feed(chunk)
-                    if sse is not None:
-                        sse.feed(chunk)
-                    await ex.send_body(chunk)
-                    record.bytes_out += len(chunk)
-            if idle.cancelled_caught:
-                raise UpstreamTimeout(f"upstream sent nothing for {idle_timeout:g} s mid-response")
-        except (UpstreamError, UpstreamTimeout) as exc:
-            observer.finish(complete=False)
-            record.error = f"upstream failed mid-response: {exc.message}"
-            if sse is not None and not framed:
-                sep = b"" if sse.at_boundary else b"\n\n"
-                await ex.send_body(
-                    sep + sse_error_event(f"upstream stream interrupted: {exc.message}")
-                )
-                await ex.end()
-            else:
-                await ex.abort()
-            return
-        except BaseException:
-            observer.finish(complete=False)  # client gone: keep what was seen, flagged
-            raise
-        observer.finish(complete=True)
-        await ex.end()
+    def judge(self, head: ResponseHead, latency: float) -> bool:
+        outcome = classify(head.status)
+        if outcome is Outcome.ANSWER:
+            self.recorded = True
+            self.fwd.router.health_of(self.provider.name).succeeded(latency)
+            return True
+        retry_after = parse_retry_after(head.header(b"retry-after"), time.time())
+        nxt = self._decide(outcome, retry_after)
+        self._record(outcome, nxt, f"HTTP {head.status}")
+        # Nothing else to try: this answer goes to the client as it is.
+        return nxt.retry_in is None and not self.more
+
+    def connection_failed(self, exc: ProxyError) -> Next:
+        outcome = Outcome.FAILOVER if isinstance(exc, UpstreamTimeout) else Outcome.RETRY
+        nxt = self._decide(outcome, None)
+        if not self.recorded:
+            self._record(outcome, nxt, exc.message)
+        return nxt
 
 
 def _emit(record: RequestRecord, cfg: Config) -> None:

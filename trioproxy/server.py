@@ -25,8 +25,10 @@ from trioproxy.connection import handle_connection, make_server_ssl_context
 from trioproxy.handler import Proxy
 from trioproxy.inbound.exchange import App
 from trioproxy.pipeline.binding import is_loopback
+from trioproxy.routing.config import ProviderConfig
+from trioproxy.routing.router import Router
 from trioproxy.state import ServerState
-from trioproxy.upstream.pool import UpstreamPool, open_pool
+from trioproxy.upstream.pool import UpstreamPool, open_pools
 
 log = logging.getLogger("trioproxy.server")
 
@@ -54,10 +56,15 @@ class Server:
             self.ssl_context = make_server_ssl_context(config.tls_cert, config.tls_key)
         self._handlers_scope: trio.CancelScope | None = None
         self.forced = False
-        self.pool: UpstreamPool | None = None
-        self.admin_port: int | None = (
-            None  # the admin listener's port, when there is one  # set while serving (for /livez, metrics, tests)
-        )
+        self.router = Router(config.routing)
+        self.state.router = self.router
+        self.pools: dict[str, UpstreamPool] = {}  # by provider name, while serving
+        self.admin_port: int | None = None  # the admin listener's port, when there is one
+
+    @property
+    def pool(self) -> UpstreamPool | None:
+        """The first provider's pool (the only one without [[providers]])."""
+        return self.pools.get(self.config.routing.providers[0].name)
 
     def reload_tls(self) -> None:
         """Re-read the certificate and key files (for SIGHUP, or an operator).
@@ -97,21 +104,45 @@ class Server:
             return False
         self.config = new
         self.state.config = new
+        self.router.reconfigure(new.routing)
         if ssl_context is not None:
             self.ssl_context = ssl_context
         logging.getLogger().setLevel(new.log_level.upper())
         log.info(
-            "configuration reloaded: %d caller secret(s) (%s), upstream credentials %s",
+            "configuration reloaded: %d caller secret(s) (%s), providers: %s",
             len(new.auth.secrets),
             ", ".join(s.name for s in new.auth.secrets) or "-",
-            "inject" if new.upstream.credential else "passthrough",
+            _describe_providers(new),
         )
         self._notify("READY=1\nSTATUS=configuration reloaded")
         return True
 
     def _keep_restart_only_settings(self, new: Config) -> Config:
+        """Providers' pools exist from the start: a provider keeps its base URL
+        and pool settings until a restart (its key, models, priority, quota
+        and the rest apply now); a new provider waits for a restart, a removed
+        one is disabled."""
         old = self.config
-        pool_settings = replace(old.upstream, credential=new.upstream.credential)
+        kept: list[ProviderConfig] = []
+        for prov in new.routing.providers:
+            before = old.routing.get(prov.name)
+            if before is None:
+                log.warning("reload: new provider %s needs a restart; not used yet", prov.name)
+                continue
+            pool = replace(before.upstream, credential=prov.upstream.credential)
+            if replace(prov.upstream, credential=None) != replace(before.upstream, credential=None):
+                log.warning(
+                    "reload: provider %s: base URL or pool settings changed; they need a restart",
+                    prov.name,
+                )
+            kept.append(replace(prov, upstream=pool))
+        for prov in old.routing.providers:
+            if new.routing.get(prov.name) is None:
+                log.warning("reload: provider %s removed; disabled until a restart", prov.name)
+                kept.append(replace(prov, enabled=False))
+        if not any(p.enabled for p in kept):
+            raise ConfigError("providers: the new configuration leaves no usable provider")
+        routing = replace(new.routing, providers=tuple(sorted(kept, key=lambda p: p.priority)))
         if new.listen != old.listen:
             log.warning(
                 "reload: listen %s -> %s needs a restart; still on %s",
@@ -119,12 +150,16 @@ class Server:
                 new.listen,
                 old.listen,
             )
-        if replace(new.upstream, credential=None) != replace(old.upstream, credential=None):
-            log.warning("reload: upstream URL or pool settings changed; they need a restart")
         if new.admin_listen != old.admin_listen:
             log.warning("reload: admin.listen changed; it needs a restart")
+        if new.state_dir != old.state_dir:
+            log.warning("reload: state_dir changed; it needs a restart")
         return replace(
-            new, listen=old.listen, admin_listen=old.admin_listen, upstream=pool_settings
+            new,
+            listen=old.listen,
+            admin_listen=old.admin_listen,
+            routing=routing,
+            state_dir=old.state_dir,
         )
 
     def begin_drain(self) -> None:
@@ -214,18 +249,25 @@ class Server:
                 if auth.trust_front_proxy and not is_loopback(self.config.listen.host)
                 else "only this machine can reach the proxy",
             )
-        mode = "inject" if self.config.upstream.credential else "passthrough"
         log.info(
-            "upstream credentials: %s mode; %d caller secret(s): %s",
-            mode,
+            "providers: %s; %d caller secret(s): %s",
+            _describe_providers(self.config),
             len(auth.secrets),
             ", ".join(s.name for s in auth.secrets) or "-",
         )
-        async with open_pool(self.config) as pool:
-            self.pool = pool
-            await self.serve_app(
-                Proxy(self.state, pool), admin_app=AdminApp(self.state), task_status=task_status
-            )
+        cfg = self.config
+        await self.router.open_store(cfg.state_dir)
+        upstreams = {p.name: p.upstream for p in cfg.routing.providers}
+        async with open_pools(upstreams, max_head_bytes=cfg.limits.max_head_bytes) as pools:
+            self.pools = pools
+            async with trio.open_nursery() as background:
+                await background.start(self.router.serve)
+                await self.serve_app(
+                    Proxy(self.state, pools, self.router),
+                    admin_app=AdminApp(self.state),
+                    task_status=task_status,
+                )
+                background.cancel_scope.cancel()
 
     async def serve_signals(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -245,3 +287,12 @@ class Server:
                     log.info("%s again: stopping now", name)
                     self.force_stop()
                     return
+
+
+def _describe_providers(cfg: Config) -> str:
+    """For the log: names, where they point, and the credential mode."""
+    return ", ".join(
+        f"{p.name}={p.upstream.origin} ({'inject' if p.upstream.credential else 'passthrough'}"
+        f"{'' if p.enabled else ', disabled'})"
+        for p in cfg.routing.providers
+    )

@@ -13,6 +13,7 @@ import trio
 from trioproxy.accounting.metrics import Metrics
 from trioproxy.config import Config
 from trioproxy.inbound.exchange import RequestIds
+from trioproxy.routing.router import Router
 
 
 class Drainable(Protocol):
@@ -28,6 +29,7 @@ class ServerState:
     connections: dict[str, int] = field(default_factory=lambda: {"h1": 0, "h2": 0})
     request_ids: RequestIds = field(default_factory=RequestIds)
     metrics: Metrics = field(default_factory=Metrics)
+    router: Router | None = None  # set by the proxy server (admin endpoints read it)
     _idle_scopes: set[trio.CancelScope] = field(default_factory=set)
     _drainables: set[Drainable] = field(default_factory=set)
     drain_started: trio.Event = field(default_factory=trio.Event)

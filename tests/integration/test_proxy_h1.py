@@ -95,8 +95,17 @@ async def test_bodies_and_headers_byte_identical_both_ways(
 async def test_upstream_error_responses_pass_through_unchanged(
     nursery: trio.Nursery, upstream_opts: dict[str, object]
 ) -> None:
+    """With one provider and no retries configured, what the upstream says is
+    what the client gets. (The 429 comes last: it puts the provider in
+    cooldown, and the proxy then answers for it until retry-after passed.)"""
     fake = await start_fake(nursery)
-    proxy = await start_proxy(nursery, fake.url, **upstream_opts)
+    proxy = await start_proxy(nursery, fake.url, routing__retries=0, **upstream_opts)
+    for fault, kind in (("529", "overloaded_error"), ("500", "api_error")):
+        r = await h1_request(
+            proxy.port, "POST", "/v1/messages", [("x-fake-fault", fault)], JSON_BODY
+        )
+        assert r.status == int(fault) and orjson.loads(r.body)["error"]["type"] == kind
+        assert r.header(b"x-trioproxy-error") is None
     direct = await h1_request(
         fake.port, "POST", "/v1/messages", [("x-fake-fault", "429=7")], JSON_BODY
     )
@@ -105,13 +114,14 @@ async def test_upstream_error_responses_pass_through_unchanged(
     )
     assert via.status == 429 and via.header(b"retry-after") == b"7"
     assert orjson.loads(via.body)["error"]["type"] == "rate_limit_error"
-    assert via.body.replace(b"000002", b"000001") == direct.body
-    for fault, kind in (("529", "overloaded_error"), ("500", "api_error")):
-        r = await h1_request(
-            proxy.port, "POST", "/v1/messages", [("x-fake-fault", fault)], JSON_BODY
-        )
-        assert r.status == int(fault) and orjson.loads(r.body)["error"]["type"] == kind
-        assert r.header(b"x-trioproxy-error") is None
+    assert via.body.replace(b"000004", b"000003") == direct.body
+    assert via.header(b"x-trioproxy-error") is None
+    # Now the provider cools down: the proxy answers, in the same shape, with
+    # the time left (and says the answer is its own).
+    again = await h1_request(proxy.port, "POST", "/v1/messages", [], JSON_BODY)
+    assert again.status == 429 and again.header(b"x-trioproxy-error") == b"1"
+    assert 1 <= int(again.header(b"retry-after") or b"0") <= 7
+    assert orjson.loads(again.body)["error"]["type"] == "rate_limit_error"
 
 
 async def test_keepalive_chunked_100_continue_and_pipelining(

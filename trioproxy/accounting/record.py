@@ -29,6 +29,9 @@ class RequestRecord:
     bytes_in: int = 0
     bytes_out: int = 0
     retries: int = 0
+    provider: str = ""  # the provider that served (or was tried last)
+    providers_tried: str = ""  # comma-separated, in order
+    failovers: int = 0
     client_disconnected: bool = False
     error: str = ""
     usage: Usage = field(default_factory=Usage)

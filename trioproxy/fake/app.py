@@ -41,7 +41,12 @@ class Seen:
 
 
 class FakeUpstream:
-    def __init__(self) -> None:
+    def __init__(self, *, faults: bytes | None = None) -> None:
+        """``faults``: the x-fake-fault applied to every /v1/messages request
+        that carries none (a provider that is down, say). ``script`` holds
+        faults for the next requests, one each, before that default."""
+        self.default_faults = faults
+        self.script: deque[bytes] = deque()
         self.seen: deque[Seen] = deque(maxlen=RECORDS)
         self.last_body = b""
         self.requests = 0
@@ -170,7 +175,10 @@ class FakeUpstream:
 
     async def _messages(self, ex: ClientExchange, body: bytes, rid: str) -> None:
         try:
-            faults = parse_faults(ex.head.header(b"x-fake-fault"))
+            raw = ex.head.header(b"x-fake-fault")
+            if raw is None and self.script:
+                raw = self.script.popleft()
+            faults = parse_faults(raw if raw is not None else self.default_faults)
         except FaultSyntaxError as exc:
             await _json(ex, 400, error_json("invalid_request_error", str(exc), rid), rid)
             return

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
-from trioproxy.config import Credential, Origin
 from trioproxy.errors import RequestTooLarge
 from trioproxy.pipeline.auth import inject_credential
+from trioproxy.pipeline.transform import drop_betas
 from trioproxy.proto.events import RequestHead
 from trioproxy.proto.headers import content_length, request_headers_for_upstream
+from trioproxy.upstream.settings import Credential, Origin
 
 
 def upstream_head(
-    head: RequestHead, origin: Origin, *, upstream_is_h2: bool, credential: Credential | None = None
+    head: RequestHead,
+    origin: Origin,
+    *,
+    upstream_is_h2: bool,
+    credential: Credential | None = None,
+    body_length: int | None = None,
+    drop_betas: frozenset[bytes] = frozenset(),
 ) -> RequestHead:
     """Method, path and query byte-exact (prefixed by the origin's base path);
     end-to-end headers verbatim and in order; `host` set to the upstream's.
     With a ``credential`` (inject mode) the caller's own credentials are
-    replaced by it; without, they pass through untouched."""
+    replaced by it; without, they pass through untouched. ``body_length``:
+    the body was rewritten for this provider and is sent with this length.
+    ``drop_betas``: `anthropic-beta` values this provider rejects."""
     headers = request_headers_for_upstream(head.headers, upstream_is_h2=upstream_is_h2)
     if credential is not None:
         headers = inject_credential(headers, credential.header, credential.value)
+    if body_length is not None:
+        headers = [(n, v) for n, v in headers if n != b"content-length"]
+        headers.append((b"content-length", str(body_length).encode()))
+    if drop_betas:
+        headers = _without_betas(headers, drop_betas)
     if not upstream_is_h2:
         headers.insert(0, (b"host", origin.authority))
     target = origin.base_path.encode() + head.target if origin.base_path else head.target
@@ -41,3 +55,16 @@ def check_declared_length(head: RequestHead, max_body_bytes: int) -> int | None:
             f"request body of {declared} bytes exceeds the proxy's limit of {max_body_bytes} bytes"
         )
     return declared
+
+
+def _without_betas(
+    headers: list[tuple[bytes, bytes]], drop: frozenset[bytes]
+) -> list[tuple[bytes, bytes]]:
+    out = []
+    for name, value in headers:
+        if name == b"anthropic-beta":
+            value = drop_betas(value, drop)
+            if not value:
+                continue
+        out.append((name, value))
+    return out

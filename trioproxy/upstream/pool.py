@@ -16,17 +16,17 @@ from __future__ import annotations
 import logging
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
 
-from trioproxy.config import Config, Origin
 from trioproxy.upstream.connect import make_client_ssl_context, open_transport
 from trioproxy.upstream.h1 import H1UpstreamConnection
 from trioproxy.upstream.h2 import H2UpstreamConnection, H2UpstreamStream
 from trioproxy.upstream.lease import Lease
+from trioproxy.upstream.settings import UpstreamConfig
 
 log = logging.getLogger("trioproxy.pool")
 
@@ -119,11 +119,11 @@ class PoolState:
 
 
 class UpstreamPool:
-    def __init__(self, config: Config, origin: Origin, nursery: trio.Nursery) -> None:
-        up = config.upstream
+    def __init__(self, up: UpstreamConfig, nursery: trio.Nursery, *, max_head_bytes: int) -> None:
+        origin = up.origin
         self.origin = origin
         self._nursery = nursery  # HTTP/2 connections' reader/writer tasks live here
-        self._max_head_bytes = max(config.limits.max_head_bytes, 64 * 1024)
+        self._max_head_bytes = max(max_head_bytes, 64 * 1024)
         self._ssl: ssl.SSLContext | None = (
             make_client_ssl_context(up) if origin.scheme == "https" else None
         )
@@ -240,14 +240,22 @@ class UpstreamPool:
 
 
 @asynccontextmanager
-async def open_pool(config: Config) -> AsyncIterator[UpstreamPool]:
-    """The pool for the configured upstream, with its background tasks."""
+async def open_pools(
+    upstreams: Mapping[str, UpstreamConfig], *, max_head_bytes: int
+) -> AsyncIterator[dict[str, UpstreamPool]]:
+    """One pool per provider (by name), with their background tasks.
+    Connections open lazily, so a provider never used costs nothing."""
     async with trio.open_nursery() as nursery:
-        pool = UpstreamPool(config, config.upstream.origin, nursery)
-        await nursery.start(pool.serve_reaper)
+        pools = {
+            name: UpstreamPool(up, nursery, max_head_bytes=max_head_bytes)
+            for name, up in upstreams.items()
+        }
+        for pool in pools.values():
+            await nursery.start(pool.serve_reaper)
         try:
-            yield pool
+            yield pools
         finally:
             with trio.move_on_after(CLOSE_GRACE, shield=True):
-                await pool.aclose()
+                for pool in pools.values():
+                    await pool.aclose()
             nursery.cancel_scope.cancel()

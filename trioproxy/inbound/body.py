@@ -1,0 +1,75 @@
+"""The client's request body as the forwarding side sees it: read once, with
+limits, and kept until the response starts so that a retry or a failover
+can send it again.
+
+The copy is bounded by the body limit (``limits.max_body_bytes``): the same
+bound that already applies to any request. Credit goes back to an HTTP/2
+client only after a chunk was handed upstream (backpressure), except when a
+retry replays: then whatever is still owed is acknowledged at once.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from trioproxy.errors import ClientTimeout, RequestTooLarge
+from trioproxy.inbound.exchange import ClientExchange
+from trioproxy.proto.events import BodyChunk
+
+
+class RequestBody:
+    def __init__(self, ex: ClientExchange, *, max_bytes: int, idle_timeout: float) -> None:
+        self._ex = ex
+        self._max = max_bytes
+        self._idle = idle_timeout
+        self.total = 0
+        self.done = not ex.has_body
+        self._kept: list[bytes] = []
+        self._owed = 0  # flow-controlled bytes not yet acknowledged to the client
+        self.first: bytes | None = None  # the first chunk (for the requested model)
+
+    @property
+    def exchange(self) -> ClientExchange:
+        return self._ex
+
+    def replay(self) -> list[bytes]:
+        """What was read so far, to send again (the rest is still to read)."""
+        self.ack_all()
+        return list(self._kept)
+
+    async def read(self) -> BodyChunk | None:
+        if self.done:
+            return None
+        with trio.move_on_after(self._idle) as scope:
+            chunk = await self._ex.receive_body()
+        if scope.cancelled_caught:
+            raise ClientTimeout(f"no request body data received for {self._idle:g} s")
+        if chunk is None:
+            self.done = True
+            return None
+        if self.first is None:
+            self.first = chunk.data
+        self.total += len(chunk.data)
+        if self.total > self._max:
+            raise RequestTooLarge(f"request body exceeds the proxy's limit of {self._max} bytes")
+        self._kept.append(chunk.data)
+        self._owed += chunk.flow_controlled_length
+        return chunk
+
+    async def read_all(self) -> bytes:
+        """The whole body (for routing that must look inside it), acknowledged
+        as it arrives: it is held here, within the body limit, either way."""
+        while await self.read() is not None:
+            self.ack_all()
+        return b"".join(self._kept)
+
+    def ack(self, chunk: BodyChunk) -> None:
+        n = min(chunk.flow_controlled_length, self._owed)
+        if n:
+            self._owed -= n
+            self._ex.ack(n)
+
+    def ack_all(self) -> None:
+        if self._owed:
+            self._ex.ack(self._owed)
+            self._owed = 0

@@ -1,0 +1,369 @@
+"""The providers table: parsed and validated once, at start (and on reload).
+
+A provider is an Anthropic-compatible base URL with its own key, pool,
+model map and health policy. ``[[providers]]`` in the TOML file lists them;
+with none, the ``upstream.*`` settings make the single provider ``default``.
+Every problem is a ``ValueError`` whose message names the offending key
+(``providers[minimax].models``); the configuration loader turns it into a
+ConfigError.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trioproxy.upstream.settings import Credential, UpstreamConfig, parse_origin
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+WINDOWS = ("weekly", "daily", "rolling")
+# Body fields the router itself reads or edits: dropping them is a mistake.
+_UNDROPPABLE = frozenset({"model", "messages"})
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaConfig:
+    tokens: int  # budget per window (all four token classes together)
+    window: str  # weekly (from Monday 00:00 UTC), daily (00:00 UTC) or rolling
+    hours: int  # the rolling window's length
+    threshold: float  # fraction of the budget at which the provider is skipped
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    upstream: UpstreamConfig
+    family: str  # thinking signatures are valid only within one family
+    priority: int
+    enabled: bool
+    models: tuple[tuple[str, str], ...]  # (requested model or glob, provider's model)
+    default_model: str | None
+    drop_fields: frozenset[str]
+    drop_betas: frozenset[bytes]
+    retries: int
+    cooldown_s: float
+    open_s: float
+    connect_timeout: float | None
+    response_headers_timeout: float | None
+    quota: QuotaConfig | None
+
+    def map_model(self, requested: str) -> str:
+        """The model this provider is asked for: an exact entry, else the
+        first glob that matches, else ``default``, else unchanged."""
+        for pattern, target in self.models:
+            if pattern == requested:
+                return target
+        for pattern, target in self.models:
+            if any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(requested, pattern):
+                return target
+        return self.default_model or requested
+
+    @property
+    def edits_body(self) -> bool:
+        return bool(self.models or self.default_model or self.drop_fields)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    providers: tuple[ProviderConfig, ...]  # in priority order
+    aliases: tuple[tuple[str, str], ...]
+    mode: str  # failover | single
+    single: str | None  # the provider of single mode
+    allow_pin: bool  # honour x-trioproxy-provider
+    retry_after_cap: float
+    backoff: float
+    degraded_after: int = 3
+    open_after: int = 5
+
+    def get(self, name: str) -> ProviderConfig | None:
+        for p in self.providers:
+            if p.name == name:
+                return p
+        return None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.providers)
+
+    def resolve_alias(self, model: str) -> str:
+        for short, full in self.aliases:
+            if short == model:
+                return full
+        return model
+
+    @property
+    def needs_body(self) -> bool:
+        """Whether routing must read the request body before choosing: a
+        session id in metadata, a model to map, fields to drop, thinking
+        blocks to strip on a family change."""
+        enabled = [p for p in self.providers if p.enabled]
+        return bool(self.aliases) or len(enabled) > 1 or any(p.edits_body for p in enabled)
+
+
+# Keys a [[providers]] entry may carry, with their meaning (for the README).
+PROVIDER_KEYS: dict[str, str] = {
+    "name": "unique name (letters, digits, `_.-`), used in logs, metrics, pins and `switch`",
+    "base_url": "the provider's Anthropic-compatible base URL, e.g. `https://api.minimax.io/anthropic`",
+    "api_key_env": "environment variable holding the provider's key",
+    "api_key_file": "file holding the provider's key (one of the two; neither: the caller's own credential passes through, loopback only)",
+    "auth": '`"x-api-key"` (default) or `"bearer"` (`Authorization: Bearer KEY`)',
+    "family": "providers of one family accept each other's thinking signatures; default `anthropic` for `*.anthropic.com`, else the name",
+    "priority": "lower is tried first (default 100; ties keep file order)",
+    "enabled": "false takes the provider out of routing (default true)",
+    "models": 'table from requested model (exact or glob such as `"claude-*"`) to the provider\'s model, plus optional `default`',
+    "drop_fields": 'top-level request fields removed for this provider, e.g. `["context_management"]`',
+    "drop_betas": "`anthropic-beta` values removed for this provider",
+    "retries": "same-provider retries on 503/529/connection errors (default `routing.retries`)",
+    "cooldown_s": "seconds out of rotation after a 429 without `retry-after` (default `routing.cooldown_s`)",
+    "open_s": "seconds the circuit breaker stays open (default `routing.open_s`)",
+    "connect_timeout": "overrides `timeouts.connect` for this provider",
+    "response_headers_timeout": "overrides `timeouts.response_headers` for this provider",
+    "max_connections": "overrides `upstream.max_connections`",
+    "idle_timeout": "overrides `upstream.idle_timeout`",
+    "http2": "overrides `upstream.http2`",
+    "h2_prior_knowledge": "overrides `upstream.h2_prior_knowledge` (http:// only)",
+    "ca_bundle": "overrides `upstream.ca_bundle`",
+    "quota": 'token budget: `{ tokens = N, window = "weekly" | "daily" | "rolling", hours = N (rolling), threshold = 0.9 }`',
+}
+
+
+def _typed(value: object, kind: type | tuple[type, ...], key: str, what: str) -> Any:
+    if (
+        isinstance(value, bool)
+        and kind is not bool
+        and bool not in (kind if isinstance(kind, tuple) else (kind,))
+    ):
+        raise ValueError(f"{key}: expected {what}")
+    if not isinstance(value, kind):
+        raise ValueError(f"{key}: expected {what}")
+    return value
+
+
+def _seconds(value: object, key: str) -> float:
+    v = float(_typed(value, (int, float), key, "a number of seconds"))
+    if not v > 0 or v == float("inf"):
+        raise ValueError(f"{key}: expected a positive number of seconds")
+    return v
+
+
+def _count(value: object, key: str, *, minimum: int = 0) -> int:
+    v = _typed(value, int, key, "a whole number")
+    if v < minimum:
+        raise ValueError(f"{key}: expected a whole number >= {minimum}")
+    return int(v)
+
+
+def _str_list(value: object, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ValueError(f"{key}: expected a list of strings")
+    return list(value)
+
+
+def _quota(raw: object, key: str) -> QuotaConfig:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{key}: expected a table {{ tokens = N, window = ... }}")
+    unknown = set(raw) - {"tokens", "window", "hours", "threshold"}
+    if unknown:
+        raise ValueError(f"{key}.{sorted(unknown)[0]}: unknown quota setting")
+    if "tokens" not in raw:
+        raise ValueError(f"{key}.tokens: required")
+    tokens = _count(raw["tokens"], f"{key}.tokens", minimum=1)
+    window = raw.get("window", "weekly")
+    if window not in WINDOWS:
+        raise ValueError(f"{key}.window: expected one of {', '.join(WINDOWS)}")
+    hours = _count(raw.get("hours", 5), f"{key}.hours", minimum=1)
+    threshold = float(_typed(raw.get("threshold", 0.9), (int, float), f"{key}.threshold", "0..1"))
+    if not 0 < threshold <= 1:
+        raise ValueError(f"{key}.threshold: expected a fraction in (0, 1]")
+    return QuotaConfig(tokens, window, hours, threshold)
+
+
+def _credential(raw: dict[str, Any], key: str, env: Mapping[str, str]) -> Credential | None:
+    if "api_key_env" in raw and "api_key_file" in raw:
+        raise ValueError(f"{key}: set api_key_env or api_key_file, not both")
+    if "api_key_env" in raw:
+        var = _typed(raw["api_key_env"], str, f"{key}.api_key_env", "a variable name")
+        secret = env.get(var, "").strip()
+        if not secret:
+            raise ValueError(f"{key}.api_key_env: the environment variable {var} is not set")
+    elif "api_key_file" in raw:
+        path = _typed(raw["api_key_file"], str, f"{key}.api_key_file", "a path")
+        try:
+            secret = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(
+                f"{key}.api_key_file: cannot read {path}: {exc.strerror or exc}"
+            ) from None
+        if not secret:
+            raise ValueError(f"{key}.api_key_file: {path} is empty")
+    else:
+        return None
+    if any(c in secret for c in "\r\n\0"):
+        raise ValueError(f"{key}: the key contains a line break or NUL")
+    style = raw.get("auth", "x-api-key")
+    if style == "x-api-key":
+        return Credential(b"x-api-key", secret.encode())
+    if style == "bearer":
+        return Credential(b"authorization", b"Bearer " + secret.encode())
+    raise ValueError(f'{key}.auth: expected "x-api-key" or "bearer"')
+
+
+def parse_provider(
+    raw: object, index: int, env: Mapping[str, str], defaults: Mapping[str, Any]
+) -> ProviderConfig:
+    """One ``[[providers]]`` entry. ``defaults`` are the parsed global settings
+    (``upstream.*``, ``routing.*``) a provider inherits."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"providers[{index}]: expected a table")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"providers[{index}].name: required, letters, digits and _.- (got {name!r})"
+        )
+    key = f"providers[{name}]"
+    unknown = set(raw) - set(PROVIDER_KEYS)
+    if unknown:
+        raise ValueError(f"{key}.{sorted(unknown)[0]}: unknown provider setting")
+    if "base_url" not in raw:
+        raise ValueError(f"{key}.base_url: required")
+    origin = parse_origin(
+        _typed(raw["base_url"], str, f"{key}.base_url", "a URL"), f"{key}.base_url"
+    )
+    prior = bool(
+        _typed(
+            raw.get("h2_prior_knowledge", defaults["upstream.h2_prior_knowledge"]),
+            bool,
+            f"{key}.h2_prior_knowledge",
+            "true/false",
+        )
+    )
+    if prior and origin.scheme != "http":
+        raise ValueError(f"{key}.h2_prior_knowledge: only for http:// base URLs")
+    ca_bundle = _typed(
+        raw.get("ca_bundle", defaults["upstream.ca_bundle"]), str, f"{key}.ca_bundle", "a path"
+    )
+    if ca_bundle and not Path(ca_bundle).is_file():
+        raise ValueError(f"{key}.ca_bundle: file not found: {ca_bundle}")
+    upstream = UpstreamConfig(
+        origin=origin,
+        credential=_credential(raw, key, env),
+        ca_bundle=ca_bundle,
+        http2=bool(
+            _typed(raw.get("http2", defaults["upstream.http2"]), bool, f"{key}.http2", "true/false")
+        ),
+        h2_prior_knowledge=prior,
+        max_connections=_count(
+            raw.get("max_connections", defaults["upstream.max_connections"]),
+            f"{key}.max_connections",
+            minimum=1,
+        ),
+        idle_timeout=_seconds(
+            raw.get("idle_timeout", defaults["upstream.idle_timeout"]), f"{key}.idle_timeout"
+        ),
+    )
+    models_raw = raw.get("models", {})
+    if not isinstance(models_raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in models_raw.items()
+    ):
+        raise ValueError(
+            f'{key}.models: expected a table of model names, e.g. {{ default = "..." }}'
+        )
+    models = tuple((k, v) for k, v in models_raw.items() if k != "default")
+    drop_fields = frozenset(_str_list(raw.get("drop_fields", []), f"{key}.drop_fields"))
+    if drop_fields & _UNDROPPABLE:
+        raise ValueError(
+            f"{key}.drop_fields: {sorted(drop_fields & _UNDROPPABLE)[0]} cannot be dropped"
+        )
+    family = raw.get("family") or ("anthropic" if origin.host.endswith("anthropic.com") else name)
+    return ProviderConfig(
+        name=name,
+        upstream=upstream,
+        family=_typed(family, str, f"{key}.family", "a string"),
+        priority=_count(raw.get("priority", 100), f"{key}.priority"),
+        enabled=bool(_typed(raw.get("enabled", True), bool, f"{key}.enabled", "true/false")),
+        models=models,
+        default_model=models_raw.get("default"),
+        drop_fields=drop_fields,
+        drop_betas=frozenset(
+            b.strip().encode() for b in _str_list(raw.get("drop_betas", []), f"{key}.drop_betas")
+        ),
+        retries=_count(raw.get("retries", defaults["routing.retries"]), f"{key}.retries"),
+        cooldown_s=_seconds(
+            raw.get("cooldown_s", defaults["routing.cooldown_s"]), f"{key}.cooldown_s"
+        ),
+        open_s=_seconds(raw.get("open_s", defaults["routing.open_s"]), f"{key}.open_s"),
+        connect_timeout=_seconds(raw["connect_timeout"], f"{key}.connect_timeout")
+        if "connect_timeout" in raw
+        else None,
+        response_headers_timeout=_seconds(
+            raw["response_headers_timeout"], f"{key}.response_headers_timeout"
+        )
+        if "response_headers_timeout" in raw
+        else None,
+        quota=_quota(raw["quota"], f"{key}.quota") if "quota" in raw else None,
+    )
+
+
+def build_routing(
+    providers_raw: object,
+    aliases_raw: object,
+    defaults: Mapping[str, Any],
+    env: Mapping[str, str],
+    default_provider: ProviderConfig | None,
+) -> RoutingConfig:
+    """The routing table. ``default_provider`` (built from ``upstream.*``)
+    is used when no ``[[providers]]`` are configured."""
+    if providers_raw is None:
+        assert default_provider is not None
+        providers = [default_provider]
+    else:
+        if not isinstance(providers_raw, list) or not providers_raw:
+            raise ValueError("providers: expected one or more [[providers]] tables")
+        providers = [parse_provider(r, i, env, defaults) for i, r in enumerate(providers_raw)]
+    seen: set[str] = set()
+    for p in providers:
+        if p.name in seen:
+            raise ValueError(f"providers[{p.name}].name: defined twice")
+        seen.add(p.name)
+    if not any(p.enabled for p in providers):
+        raise ValueError("providers: every provider is disabled (enabled = false)")
+    ordered = tuple(sorted(providers, key=lambda p: p.priority))  # stable: file order breaks ties
+    if aliases_raw is None:
+        aliases_raw = {}
+    if not isinstance(aliases_raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in aliases_raw.items()
+    ):
+        raise ValueError('aliases: expected a table of short name = "model"')
+    mode = defaults["routing.mode"]
+    single = defaults["routing.provider"] or None
+    if single is not None and single not in seen:
+        raise ValueError(
+            f"routing.provider: no provider named {single!r} ({', '.join(sorted(seen))})"
+        )
+    if mode == "single" and single is None:
+        raise ValueError("routing.provider: single mode needs the provider's name")
+    return RoutingConfig(
+        providers=ordered,
+        aliases=tuple(aliases_raw.items()),
+        mode=mode,
+        single=single,
+        allow_pin=defaults["routing.allow_pin"],
+        retry_after_cap=defaults["routing.retry_after_cap"],
+        backoff=defaults["routing.backoff"],
+    )
+
+
+def provider_key_envs(providers_raw: object) -> set[str]:
+    """The variables providers read their keys from (the strict check on
+    unknown TRIOPROXY_* variables must let them through)."""
+    if not isinstance(providers_raw, list):
+        return set()
+    return {
+        r["api_key_env"]
+        for r in providers_raw
+        if isinstance(r, dict) and isinstance(r.get("api_key_env"), str)
+    }
