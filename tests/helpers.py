@@ -7,6 +7,7 @@ import re
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,8 +26,14 @@ from trioproxy.server import Server
 
 
 def make_config(**overrides: Any) -> Config:
-    """A Config from defaults plus TOML-keyed overrides (no environment)."""
-    ov = {"listen": "127.0.0.1:0", **{k.replace("__", "."): v for k, v in overrides.items()}}
+    """A Config from defaults plus TOML-keyed overrides (no environment). The
+    state directory is a fresh temporary one unless given: tests never write
+    into the user's own state."""
+    ov = {
+        "listen": "127.0.0.1:0",
+        "state_dir": tempfile.mkdtemp(prefix="trioproxy-test-state-"),
+        **{k.replace("__", "."): v for k, v in overrides.items()},
+    }
     return load_config(env={}, overrides=ov)
 
 
@@ -360,6 +367,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without TRIOPROXY_* settings, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIOPROXY_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env["TRIOPROXY_STATE_DIR"] = tempfile.mkdtemp(prefix="trioproxy-test-state-")
     env.update(extra)
     return env
 

@@ -42,6 +42,23 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", metavar="FILE", help="TOML configuration file")
         sp.add_argument("--listen", metavar="HOST:PORT", help="overrides TRIOPROXY_LISTEN")
         sp.add_argument("--upstream", metavar="URL", help="overrides TRIOPROXY_UPSTREAM")
+    sw = sub.add_parser(
+        "switch",
+        help="route a running proxy to one provider, or back to failover (POST /admin/route)",
+    )
+    target = sw.add_mutually_exclusive_group(required=True)
+    target.add_argument("provider", nargs="?", help="the provider to use alone (single mode)")
+    target.add_argument("--failover", action="store_true", help="back to failover mode")
+    sw.add_argument("--config", metavar="FILE", help="the proxy's TOML file (to find its address)")
+    sw.add_argument(
+        "--env-file", metavar="FILE", help="a systemd EnvironmentFile with TRIOPROXY_* settings"
+    )
+    sw.add_argument("--url", help="the proxy's base URL (default: from the configuration)")
+    sw.add_argument("--token", help="admin token (default: TRIOPROXY_ADMIN_TOKEN / admin.token)")
+    sw.add_argument("--cacert", metavar="FILE", help="CA to verify an https listener with")
+    sw.add_argument(
+        "--insecure", action="store_true", help="do not verify the listener's certificate"
+    )
     fake = sub.add_parser(
         "fake-upstream", help="run the fake Anthropic API alone (HTTP/1.1 and h2c)"
     )
@@ -110,7 +127,7 @@ async def _run_server(config: Config, loader: Callable[[], Config]) -> int:
             scheme,
             config.listen.host,
             port,
-            config.upstream.origin,
+            ", ".join(f"{p.name}={p.upstream.origin}" for p in config.routing.providers),
         )
         # Only now, with the listeners bound, is the service ready (Type=notify).
         notify(f"READY=1\nSTATUS=listening on {config.listen.host}:{port}")
@@ -151,10 +168,42 @@ def _dev_cert(directory: str, hosts: str) -> int:
     return 0
 
 
+def _switch(args: argparse.Namespace) -> int:
+    from trioproxy.admin.client import (
+        SwitchError,
+        admin_target,
+        format_providers,
+        read_env_file,
+        switch,
+    )
+
+    try:
+        env = dict(os.environ)
+        if args.env_file:
+            env = {**read_env_file(args.env_file), **env}
+        url, token = admin_target(args.config, env)
+        mode, providers = switch(
+            args.url or url,
+            args.token if args.token is not None else token,
+            None if args.failover else args.provider,
+            cafile=args.cacert,
+            insecure=args.insecure,
+        )
+    except SwitchError as exc:
+        print(f"trioproxy switch: {exc}", file=sys.stderr)
+        return 1
+    described = f"single ({mode['provider']})" if mode["mode"] == "single" else "failover"
+    print(f"routing: {described}")
+    print(format_providers(providers))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "dev-cert":
         return _dev_cert(args.dir, args.hosts)
+    if args.command == "switch":
+        return _switch(args)
     try:
         if args.command in ("serve", "check-config"):
             overrides = {"listen": args.listen, "upstream.url": args.upstream}
@@ -172,9 +221,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trioproxy: {exc}", file=sys.stderr)
         return 2
     if args.command == "check-config":
-        print(f"# effective trioproxy configuration (upstream {config.upstream.origin})")
+        print("# effective trioproxy configuration")
         for key, env, shown in effective_settings(config):
             print(f"{key} = {shown}    # {env}")
+        for p in config.routing.providers:
+            cred = "key set" if p.upstream.credential else "no key: passthrough"
+            print(
+                f"# provider {p.name}: {p.upstream.origin} priority={p.priority} "
+                f"family={p.family} {'enabled' if p.enabled else 'disabled'} ({cred})"
+            )
         return 0
     _setup_logging(config.log_level)
     try:

@@ -110,12 +110,13 @@ async def test_admin_paths_need_the_admin_token(nursery: trio.Nursery) -> None:
         upstream__api_key=PROVIDER,
         admin__token="admin-token-0123456789",
     )
-    caller = await h1_request(proxy.port, "GET", "/admin/route", [("x-api-key", ALICE)])
+    caller = await h1_request(proxy.port, "GET", "/admin/providers", [("x-api-key", ALICE)])
     assert caller.status == 401  # a caller secret is not the admin token
-    admin = await h1_request(
-        proxy.port, "GET", "/admin/route", [("authorization", "Bearer admin-token-0123456789")]
-    )
-    assert admin.status == 404  # authorised; the endpoint itself comes with a later issue
+    token = [("authorization", "Bearer admin-token-0123456789")]
+    admin = await h1_request(proxy.port, "GET", "/admin/providers", token)
+    assert admin.status == 200 and orjson.loads(admin.body)["providers"][0]["name"] == "default"
+    unknown = await h1_request(proxy.port, "GET", "/admin/nothing-here", token)
+    assert unknown.status == 404 and b"reserved by trioproxy" in unknown.body
 
 
 async def test_secrets_never_reach_the_logs() -> None:
@@ -204,13 +205,11 @@ async def test_separate_admin_listener(nursery: trio.Nursery) -> None:
     admin_port = proxy.server.admin_port
     assert admin_port is not None and admin_port != proxy.port
     token = [("authorization", "Bearer admin-token-0123456789")]
-    on_main = await h1_request(proxy.port, "GET", "/admin/route", token)
+    on_main = await h1_request(proxy.port, "GET", "/admin/providers", token)
     assert on_main.status == 404 and b"admin listener" in on_main.body  # not on the proxy port
-    on_admin = await h1_request(admin_port, "GET", "/admin/route", token)
-    assert (
-        on_admin.status == 404 and b"reserved by trioproxy" in on_admin.body
-    )  # authorised, endpoint to come
-    assert (await h1_request(admin_port, "GET", "/admin/route")).status == 401
+    on_admin = await h1_request(admin_port, "GET", "/admin/providers", token)
+    assert on_admin.status == 200 and b'"providers"' in on_admin.body
+    assert (await h1_request(admin_port, "GET", "/admin/providers")).status == 401
     assert (await h1_request(admin_port, "GET", "/livez")).status == 200
     forwarded = await h1_request(admin_port, "POST", "/v1/messages", [], JSON)
     assert forwarded.status == 404  # the admin listener never forwards

@@ -124,6 +124,7 @@ def test_candidates_order_skip_and_affinity() -> None:
     assert names(candidates(r, failover, health, no_quota, 10.0)) == ["minimax", "moonshot"]
     assert names(candidates(r, failover, health, no_quota, 50.0))[0] == "anthropic"
     health["minimax"].failures = 3  # degraded: after the healthy ones
+    health["minimax"].last_failure_at = 55.0
     assert names(candidates(r, failover, health, no_quota, 60.0)) == [
         "anthropic",
         "moonshot",
@@ -183,8 +184,11 @@ def test_breaker_degrades_opens_and_half_opens_for_one_trial() -> None:
             assert (
                 h.state(2.0, degraded_after=3) == "degraded" and h.tier(2.0, degraded_after=3) == 1
             )
+            # not failing for a while: back in its normal place
+            assert h.tier(70.0, degraded_after=3, forget_after=60.0) == 0
     assert h.state(4.0, degraded_after=3) == "open" and h.tier(10.0, degraded_after=3) is None
     assert h.state(34.0, degraded_after=3) == "half-open"
+    assert h.tier(34.0, degraded_after=3) == 0  # the trial goes in its place by priority
     assert h.begin(34.0) is True  # the one trial
     assert h.tier(34.0, degraded_after=3) is None  # nobody else while it runs
     assert h.begin(34.5) is False
@@ -201,7 +205,7 @@ def test_abandoned_trial_frees_the_slot() -> None:
     h = ProviderHealth(failures=5, opened_until=1.0)
     assert h.begin(2.0) is True
     h.abandoned(True)
-    assert h.tier(2.0, degraded_after=3) == 1 and h.begin(2.0) is True
+    assert h.tier(2.0, degraded_after=3) == 0 and h.begin(2.0) is True
 
 
 def test_quota_windows() -> None:

@@ -68,7 +68,8 @@ class Histogram:
 
 class Metrics:
     def __init__(self) -> None:
-        self.requests: defaultdict[tuple[str, str, str, str], int] = defaultdict(int)
+        # (code, caller, model, stream, provider) -> count
+        self.requests: defaultdict[tuple[str, str, str, str, str], int] = defaultdict(int)
         self.tokens: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self.bytes = {"in": 0, "out": 0}
         self.stream_errors = 0
@@ -89,7 +90,8 @@ class Metrics:
     def observe(self, r: RequestRecord) -> None:
         model = self._model(r.usage.model or r.model_requested)
         caller = r.caller or "-"
-        self.requests[(str(r.status), caller, model, "true" if r.stream else "false")] += 1
+        stream = "true" if r.stream else "false"
+        self.requests[(str(r.status), caller, model, stream, r.provider or "-")] += 1
         for cls in TOKEN_CLASSES:
             value = getattr(r.usage, cls)
             if value:
@@ -105,8 +107,10 @@ class Metrics:
 
     # -- exposition ------------------------------------------------------------
     def prometheus(
-        self, gauges: Mapping[str, tuple[str, Iterable[tuple[dict[str, str], float]]]]
+        self, extra: Mapping[str, tuple[str, str, Iterable[tuple[dict[str, str], float]]]]
     ) -> bytes:
+        """``extra``: families kept elsewhere (gauges of the server state,
+        the router's per-provider counts), name -> (kind, help, samples)."""
         out: list[str] = []
 
         def family(
@@ -125,10 +129,10 @@ class Metrics:
         family(
             "trioproxy_requests_total",
             "counter",
-            "Proxied requests by status code, caller, model and streaming",
+            "Proxied requests by status code, caller, model, streaming and provider",
             (
-                ("", {"code": c, "caller": a, "model": m, "stream": s}, n)
-                for (c, a, m, s), n in sorted(self.requests.items())
+                ("", {"code": c, "caller": a, "model": m, "stream": s, "provider": p}, n)
+                for (c, a, m, s, p), n in sorted(self.requests.items())
             ),
         )
         family(
@@ -187,15 +191,22 @@ class Metrics:
                 ("_count", {}, hist.count),
             ]
             family(name, "histogram", help_, samples)
-        for name, (help_, values) in gauges.items():
-            family(name, "gauge", help_, (("", labels, v) for labels, v in values))
+        for name, (kind, help_, values) in extra.items():
+            family(name, kind, help_, (("", labels, v) for labels, v in values))
         return ("\n".join(out) + "\n").encode()
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "requests": [
-                {"code": c, "caller": a, "model": m, "stream": s == "true", "count": n}
-                for (c, a, m, s), n in sorted(self.requests.items())
+                {
+                    "code": c,
+                    "caller": a,
+                    "model": m,
+                    "stream": s == "true",
+                    "provider": p,
+                    "count": n,
+                }
+                for (c, a, m, s, p), n in sorted(self.requests.items())
             ],
             "tokens": [
                 {"class": c, "caller": a, "model": m, "count": n}

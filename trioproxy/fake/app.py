@@ -40,6 +40,18 @@ class Seen:
     body_sha256: str
 
 
+CLIENT_ERRORS = {
+    400: (
+        "invalid_request_error",
+        "messages.1.content.0: Invalid signature in thinking block (fake)",
+    ),
+    401: ("authentication_error", "invalid x-api-key (fake)"),
+    403: ("permission_error", "Your API key does not have permission (fake)"),
+    404: ("not_found_error", "model: not found (fake)"),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes (fake)"),
+}
+
+
 class FakeUpstream:
     def __init__(self, *, faults: bytes | None = None) -> None:
         """``faults``: the x-fake-fault applied to every /v1/messages request
@@ -228,15 +240,20 @@ class FakeUpstream:
     async def _status_fault(self, ex: ClientExchange, faults: Faults, rid: str) -> None:
         status = faults.status or 500
         extra: Headers = []
+        retry_after = faults.retry_after
         if status == 429:
             kind, msg = "rate_limit_error", "Number of requests has exceeded your rate limit (fake)"
-            extra.append((b"retry-after", f"{faults.retry_after:g}".encode()))
+            retry_after = 1.0 if retry_after is None else retry_after
         elif status == 529:
             kind, msg = "overloaded_error", "Overloaded (fake)"
             extra.append((b"x-should-retry", b"true"))
+        elif status in CLIENT_ERRORS:
+            kind, msg = CLIENT_ERRORS[status]
         else:
             kind, msg = "api_error", f"Internal server error (fake {status})"
             extra.append((b"x-should-retry", b"true"))
+        if retry_after is not None:
+            extra.append((b"retry-after", f"{retry_after:g}".encode()))
         await _json(ex, status, error_json(kind, msg, rid), rid, extra)
 
     async def _stream(

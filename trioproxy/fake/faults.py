@@ -3,8 +3,9 @@
 Comma-separated tokens, each ``name`` or ``name=value``:
 
   429[=retry_after_s]   rate_limit_error with retry-after (default 1)
-  529                   overloaded_error
-  500 / 502 / 503 / 504 api_error with that status
+  529[=retry_after_s]   overloaded_error (retry-after only when given)
+  500 / 502 / 503 / 504 api_error with that status (=S: with retry-after S)
+  400 / 401 / 403 / 404 / 413  the matching client error
   slow-headers=S        wait S seconds before the response headers
   event-delay=S         wait S seconds between SSE events
   drop-mid-stream[=N]   after N events (default 3) abort the response (h1: close, h2: RST_STREAM)
@@ -18,13 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STATUS_FAULTS = {"429", "500", "502", "503", "504", "529"}
+STATUS_FAULTS = {"400", "401", "403", "404", "413", "429", "500", "502", "503", "504", "529"}
 
 
 @dataclass(frozen=True, slots=True)
 class Faults:
     status: int | None = None
-    retry_after: float = 1.0
+    retry_after: float | None = None  # seconds; a 429 says 1 unless told
     slow_headers: float = 0.0
     event_delay: float = 0.0
     drop_after: int | None = None
@@ -49,7 +50,7 @@ def parse_faults(raw: bytes | None) -> Faults:
         try:
             if name in STATUS_FAULTS:
                 kw["status"] = int(name)
-                if name == "429" and value:
+                if value:
                     kw["retry_after"] = float(value)
             elif name == "slow-headers":
                 kw["slow_headers"] = float(value)

@@ -157,13 +157,13 @@ def candidates(
         if not p.enabled:
             continue
         h = health.get(p.name) or ProviderHealth()
-        tier = h.tier(now, degraded_after=routing.degraded_after)
+        tier = h.tier(now, degraded_after=routing.degraded_after, forget_after=p.open_s)
         quota_reset = over_quota(p)
         if tier is None or quota_reset is not None:
             state = (
                 "over quota"
                 if quota_reset is not None
-                else h.state(now, degraded_after=routing.degraded_after)
+                else h.state(now, degraded_after=routing.degraded_after, forget_after=p.open_s)
             )
             if state == "half-open":
                 state = "half-open, trial in flight"

@@ -7,8 +7,13 @@ Two mechanisms, kept apart because they mean different things:
 * **Circuit breaker**: the provider is failing (5xx, 529, connection errors,
   timeouts). Consecutive failures >= ``degraded_after`` make it *degraded*
   (tried after healthy providers); >= ``open_after`` *open* for ``open_s``;
-  then *half-open*: exactly one live request is let through. Its success
+  then *half-open*: exactly one live request is let through, in its normal
+  place by priority (so traffic returns to a recovered primary). Its success
   closes the breaker and clears the count; its failure reopens it.
+  Degradation fades: a degraded provider that has not failed for
+  ``forget_after`` seconds is tried in its normal place again, because
+  otherwise, tried only after healthy ones, it would never get the live
+  request that could clear it.
 
 All methods are synchronous and take ``now`` (trio time): the shell decides,
 this records.
@@ -24,6 +29,7 @@ LATENCY_WEIGHT = 0.2  # of a new sample in the moving average of time to headers
 @dataclass
 class ProviderHealth:
     failures: int = 0  # consecutive
+    last_failure_at: float = -1e18
     opened_until: float | None = None  # set while open (and after: half-open)
     trial_in_flight: bool = False
     cooldown_until: float = 0.0
@@ -39,7 +45,10 @@ class ProviderHealth:
             return "closed"
         return "open" if now < self.opened_until else "half-open"
 
-    def state(self, now: float, *, degraded_after: int) -> str:
+    def degraded(self, now: float, degraded_after: int, forget_after: float) -> bool:
+        return self.failures >= degraded_after and now - self.last_failure_at < forget_after
+
+    def state(self, now: float, *, degraded_after: int, forget_after: float = 60.0) -> str:
         """What /admin/providers shows: healthy, degraded, open, half-open or
         cooldown (quota is judged elsewhere)."""
         breaker = self.breaker(now)
@@ -47,19 +56,19 @@ class ProviderHealth:
             return breaker
         if now < self.cooldown_until:
             return "cooldown"
-        return "degraded" if self.failures >= degraded_after else "healthy"
+        return "degraded" if self.degraded(now, degraded_after, forget_after) else "healthy"
 
-    def tier(self, now: float, *, degraded_after: int) -> int | None:
-        """0 healthy, 1 degraded or half-open with its trial free, None:
-        not to be tried now."""
+    def tier(self, now: float, *, degraded_after: int, forget_after: float = 60.0) -> int | None:
+        """0 healthy or half-open with its trial free, 1 degraded, None: not
+        to be tried now."""
         if now < self.cooldown_until:
             return None
         breaker = self.breaker(now)
         if breaker == "open":
             return None
         if breaker == "half-open":
-            return None if self.trial_in_flight else 1
-        return 1 if self.failures >= degraded_after else 0
+            return None if self.trial_in_flight else 0
+        return 1 if self.degraded(now, degraded_after, forget_after) else 0
 
     def available_at(self, now: float) -> float:
         """Earliest trio time the provider may be tried again."""
@@ -94,6 +103,7 @@ class ProviderHealth:
         self.in_flight -= 1
         self.failures += 1
         self.total_failures += 1
+        self.last_failure_at = now
         self.last_error = error
         reopen = self.trial_in_flight or self.breaker(now) == "half-open"
         self.trial_in_flight = False

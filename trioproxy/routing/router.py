@@ -224,7 +224,7 @@ class Router:
         for p in self.routing.providers:
             h = self.health_of(p.name)
             quota = self.quota_status(p)
-            state = h.state(now, degraded_after=self.routing.degraded_after)
+            state = h.state(now, degraded_after=self.routing.degraded_after, forget_after=p.open_s)
             if quota is not None and quota.over:
                 state = "over_quota"
             cooldown = h.cooldown_until if h.cooldown_until > now else None
