@@ -134,6 +134,46 @@ def test_templates_render_load_and_are_idempotent(tmp_path: Path) -> None:
     assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s", second.stdout), second.stdout[-2000:]
 
 
+def test_providers_render_into_a_valid_routing_table(tmp_path: Path) -> None:
+    import json
+
+    providers = {
+        "trioproxy_providers": [
+            {
+                "name": "anthropic",
+                "base_url": "https://api.anthropic.com",
+                "api_key": "sk-ant-provider-0123456789",
+                "priority": 1,
+                "quota": {"tokens": 1000000, "window": "weekly"},
+            },
+            {
+                "name": "minimax",
+                "base_url": "https://api.minimax.io/anthropic",
+                "api_key": "sk-minimax-0123456789",
+                "auth": "bearer",
+                "priority": 2,
+                "cooldown_s": 1800,
+                "models": {"claude-opus-*": "MiniMax-M2", "default": "MiniMax-M2"},
+                "drop_fields": ["context_management"],
+            },
+        ],
+        "trioproxy_model_aliases": {"opus": "claude-opus-4-5"},
+    }
+    r = local_play(tmp_path, "--tags", "config", "-e", json.dumps(providers))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+    assert "sk-minimax-0123456789" not in r.stdout
+    etc = tmp_path / "etc"
+    assert (etc / "provider-minimax.key").read_text() == "sk-minimax-0123456789\n"
+    cfg = load_config(str(etc / "trioproxy.toml"), env={})
+    anthropic, minimax = cfg.routing.providers
+    assert minimax.upstream.credential is not None
+    assert minimax.upstream.credential.value == b"Bearer sk-minimax-0123456789"
+    assert minimax.cooldown_s == 1800 and minimax.map_model("claude-opus-4-5") == "MiniMax-M2"
+    assert minimax.drop_fields == frozenset({"context_management"})
+    assert anthropic.quota is not None and anthropic.quota.tokens == 1000000
+    assert cfg.routing.resolve_alias("opus") == "claude-opus-4-5"
+
+
 def test_makefile_has_the_operator_targets() -> None:
     r = subprocess.run(["make", "-s", "help"], capture_output=True, text=True, timeout=60, cwd=ROOT)
     listed = {line.split("\t", 1)[0] for line in r.stdout.splitlines()}
