@@ -141,7 +141,7 @@ class Attempt:
                 resp = await lease.receive_head()
             if head_scope.cancelled_caught:
                 raise self._headers_timeout()
-            await self._answer(ex, lease, resp, t0)
+            await self._answer(ex, lease, resp, t0, body)
             return
         head_scope = trio.CancelScope(deadline=math.inf)
         uploaded = trio.Event()
@@ -152,7 +152,7 @@ class Attempt:
                     resp = await lease.receive_head()
                 if head_scope.cancelled_caught:
                     raise self._headers_timeout()
-                await self._answer(ex, lease, resp, t0)  # Rejected cancels the upload
+                await self._answer(ex, lease, resp, t0, body)  # Rejected cancels the upload
                 with trio.move_on_after(UPLOAD_GRACE):
                     await uploaded.wait()
                 nursery.cancel_scope.cancel()  # an upload still running after the grace ends here
@@ -163,10 +163,11 @@ class Attempt:
         )
 
     async def _answer(
-        self, ex: ClientExchange, lease: Lease, resp: ResponseHead, t0: float
+        self, ex: ClientExchange, lease: Lease, resp: ResponseHead, t0: float, body: RequestBody
     ) -> None:
         if not self.judge(resp, trio.current_time() - t0):
             raise Rejected(resp, await self._keep_body(lease))
+        body.forget()  # from here on it is never replayed: do not hold it
         await self._pump_response(ex, lease, resp)
 
     async def _keep_body(self, lease: Lease) -> bytes | None:

@@ -85,16 +85,49 @@ async def test_fails_over_on_each_trigger_and_streams_verbatim(
     assert state["a"]["state"] == ("cooldown" if code == "429" else "healthy")
 
 
-async def test_fails_over_when_the_first_provider_refuses_connections(
-    nursery: trio.Nursery,
+async def test_connection_errors_are_retried_then_failed_over(
+    nursery: trio.Nursery, mock_clock: trio.testing.MockClock
 ) -> None:
+    mock_clock.autojump_threshold = 0.05
     b = await start_fake(nursery)
     proxy = await start_router(
-        nursery, [provider("a", refused_url()), provider("b", b, priority=200)], routing__retries=0
+        nursery, [provider("a", refused_url()), provider("b", b, priority=200)]
     )
+    t0 = trio.current_time()
     r = await post(proxy)
     assert r.status == 200 and served(b) == 1
-    assert "cannot connect" in (await admin(proxy))["a"]["last_error"]
+    assert 1.5 <= trio.current_time() - t0 < 1.6  # two retries: 0.5 s, 1 s
+    state = (await admin(proxy))["a"]
+    assert "cannot connect" in state["last_error"] and state["retries"] == 2
+    assert state["consecutive_failures"] == 3 and state["state"] == "degraded"
+
+
+async def test_connection_lost_before_the_response_fails_over(nursery: trio.Nursery) -> None:
+    a, b = await start_fake(nursery), await start_fake(nursery)
+    assert a.fake is not None
+    a.fake.default_faults = b"hang-up"
+    proxy = await start_router(
+        nursery, [provider("a", a), provider("b", b, priority=200)], routing__retries=0
+    )
+    r = await post(proxy, STREAM_BODY)
+    assert r.status == 200 and served(a) == 1 and served(b) == 1
+
+
+async def test_response_header_timeout_fails_over(
+    nursery: trio.Nursery, mock_clock: trio.testing.MockClock
+) -> None:
+    mock_clock.autojump_threshold = 0.05
+    a, b = await start_fake(nursery), await start_fake(nursery)
+    assert a.fake is not None
+    a.fake.default_faults = b"slow-headers=30"
+    proxy = await start_router(
+        nursery, [provider("a", a, response_headers_timeout=2), provider("b", b, priority=200)]
+    )
+    t0 = trio.current_time()
+    r = await post(proxy)
+    assert r.status == 200 and served(b) == 1 and served(a) == 1  # a timeout is not retried
+    assert 2.0 <= trio.current_time() - t0 < 2.1
+    assert "no response headers within 2 s" in (await admin(proxy))["a"]["last_error"]
 
 
 @pytest.mark.parametrize("code", ["400", "401", "403", "404", "413"])

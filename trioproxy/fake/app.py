@@ -214,6 +214,9 @@ class FakeUpstream:
             return
         if faults.slow_headers:
             await trio.sleep(faults.slow_headers)
+        if faults.hang_up:
+            await ex.abort()
+            return
         if faults.status is not None:
             await self._status_fault(ex, faults, rid)
             return

@@ -7,6 +7,7 @@ Comma-separated tokens, each ``name`` or ``name=value``:
   500 / 502 / 503 / 504 api_error with that status (=S: with retry-after S)
   400 / 401 / 403 / 404 / 413  the matching client error
   slow-headers=S        wait S seconds before the response headers
+  hang-up               close the connection (h2: reset the stream) instead of answering
   event-delay=S         wait S seconds between SSE events
   drop-mid-stream[=N]   after N events (default 3) abort the response (h1: close, h2: RST_STREAM)
   reset-mid-stream[=N]  the same (an alias: the transport decides close vs RST_STREAM)
@@ -32,6 +33,7 @@ class Faults:
     error_after: int | None = None
     stall_after: int | None = None
     text_bytes: int | None = None
+    hang_up: bool = False
 
 
 class FaultSyntaxError(ValueError):
@@ -52,6 +54,8 @@ def parse_faults(raw: bytes | None) -> Faults:
                 kw["status"] = int(name)
                 if value:
                     kw["retry_after"] = float(value)
+            elif name == "hang-up":
+                kw["hang_up"] = True
             elif name == "slow-headers":
                 kw["slow_headers"] = float(value)
             elif name == "event-delay":

@@ -25,6 +25,7 @@ class RequestBody:
         self.total = 0
         self.done = not ex.has_body
         self._kept: list[bytes] = []
+        self._keeping = True
         self._owed = 0  # flow-controlled bytes not yet acknowledged to the client
         self.first: bytes | None = None  # the first chunk (for the requested model)
 
@@ -52,9 +53,15 @@ class RequestBody:
         self.total += len(chunk.data)
         if self.total > self._max:
             raise RequestTooLarge(f"request body exceeds the proxy's limit of {self._max} bytes")
-        self._kept.append(chunk.data)
+        if self._keeping:
+            self._kept.append(chunk.data)
         self._owed += chunk.flow_controlled_length
         return chunk
+
+    def forget(self) -> None:
+        """The response has started: the body will never be sent again."""
+        self._keeping = False
+        self._kept = []
 
     async def read_all(self) -> bytes:
         """The whole body (for routing that must look inside it), acknowledged
