@@ -1,0 +1,229 @@
+"""What the scrubber looks for: credentials (secrets) and identifiers, in
+priority order (an earlier detector wins an overlapping match).
+
+Each detector is a regex over decoded text (JSON escapes already undone, so a
+PEM block's ``\\n`` are real newlines) plus literal *anchors*: strings one of
+which must occur in a body for the detector to possibly match. The anchors
+are what makes a body with nothing to scrub cheap: a few ``bytes in bytes``
+searches over the raw body, no parse (see engine.py).
+
+Boundaries: tokens are matched only where the characters around them could
+not continue the token (``(?<![A-Za-z0-9_-])`` ... ``(?![A-Za-z0-9_-])``),
+so a key inside a longer identifier or a hash is not cut out of it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_B = r"(?<![A-Za-z0-9_\-])"  # token start: nothing token-like before it
+_E = r"(?![A-Za-z0-9_\-])"  # token end
+
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    name: str  # for metrics and the README
+    label: str  # the placeholder's word: <LABEL_1>
+    identifier: bool  # identifiers get HMAC placeholders, stable across requests
+    pattern: re.Pattern[str]
+    anchors: tuple[bytes, ...]  # one of these occurs in the raw body if it can match
+    group: int = 0  # the part of the match that is replaced
+
+
+def _d(
+    name: str,
+    label: str,
+    pattern: str,
+    anchors: tuple[bytes, ...],
+    *,
+    group: int = 0,
+    identifier: bool = False,
+    flags: int = 0,
+) -> Detector:
+    return Detector(name, label, identifier, re.compile(pattern, flags), anchors, group)
+
+
+DETECTORS: tuple[Detector, ...] = (
+    _d(
+        "anthropic_key",
+        "ANTHROPIC_KEY",
+        _B + r"sk-ant-(?:api\d\d|oat\d\d|admin\d\d)-[A-Za-z0-9_\-]{20,}" + _E,
+        (b"sk-ant-",),
+    ),
+    _d(
+        "openai_key",
+        "OPENAI_KEY",
+        _B
+        + r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}T3BlbkFJ[A-Za-z0-9_\-]{20,}"
+        + _E
+        + r"|"
+        + _B
+        + r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{40,}"
+        + _E
+        + r"|"
+        + _B
+        + r"sk-[A-Za-z0-9]{48}"
+        + _E,
+        (b"sk-",),
+    ),
+    _d(
+        "aws_access_key",
+        "AWS_ACCESS_KEY",
+        _B + r"(?:AKIA|ASIA)[A-Z0-9]{16}" + _E,
+        (b"AKIA", b"ASIA"),
+    ),
+    _d(
+        "github_token",
+        "GITHUB_TOKEN",
+        _B + r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{60,255})" + _E,
+        (b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_"),
+    ),
+    _d("google_api_key", "GOOGLE_API_KEY", _B + r"AIza[A-Za-z0-9_\-]{35}" + _E, (b"AIza",)),
+    _d(
+        "stripe_key",
+        "STRIPE_KEY",
+        _B + r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,247}" + _E,
+        (b"sk_live_", b"rk_live_", b"sk_test_", b"rk_test_"),
+    ),
+    _d(
+        "private_key",
+        "PRIVATE_KEY",
+        r"-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY)-----"
+        r"[\s\S]{1,16384}?-----END \1-----",
+        (b"PRIVATE KEY-----",),
+    ),
+    _d(
+        "jwt",
+        "JWT",
+        _B + r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}" + _E,
+        (b"eyJ",),
+    ),
+    _d(
+        "db_connection_string",
+        "DB_CONNECTION",
+        r"(?<![A-Za-z0-9+])(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?)"
+        r"://[^\s:@/\"'<>]+:([^\s@/\"'<>]+)@[^\s\"'<>]+",
+        (b"://",),
+        group=1,  # the password: the rest of the URL stays readable
+    ),
+    _d(
+        "bearer_token",
+        "BEARER_TOKEN",
+        r"(?<![A-Za-z])[Bb]earer[ \t]+([A-Za-z0-9_\-.~+/]{16,}=*)" + _E,
+        (b"earer",),
+        group=1,
+    ),
+    _d(
+        "basic_auth",
+        "BASIC_AUTH",
+        r"(?<![A-Za-z])Basic[ \t]+([A-Za-z0-9+/]{12,}={0,2})(?![A-Za-z0-9+/=])",
+        (b"Basic",),
+        group=1,
+    ),
+    _d(
+        "sonarqube_token",
+        "SONARQUBE_TOKEN",
+        _B + r"sq[pua]_[a-f0-9]{40}" + _E,
+        (b"sqp_", b"squ_", b"sqa_"),
+    ),
+    _d(
+        "jenkins_api_token",
+        "JENKINS_TOKEN",
+        r"(?i)(?:jenkins|api[_\-]?token)[^\n]{0,40}?(?<![a-f0-9])([a-f0-9]{32,34})(?![a-f0-9])",
+        (b"enkins", b"ENKINS", b"token", b"TOKEN", b"Token"),
+        group=1,
+    ),
+    _d(
+        "ansible_vault",
+        "ANSIBLE_VAULT",
+        r"\$ANSIBLE_VAULT;1\.[12];AES256(?:;[^\n]*)?\n(?:[ \t]*[0-9a-f]+\n?)+",
+        (b"$ANSIBLE_VAULT",),
+    ),
+    _d(
+        "hashicorp_vault_token",
+        "VAULT_TOKEN",
+        _B
+        + r"hv[sbr]\.[A-Za-z0-9_\-]{24,}"
+        + _E
+        + r"|(?i:vault)[^\n]{0,40}?"
+        + _B
+        + r"(s\.[A-Za-z0-9]{24})"
+        + _E,
+        (b"hvs.", b"hvb.", b"hvr.", b"s."),
+        group=1,  # the s. form; the hv?. form has no group 1 and is taken whole
+    ),
+    _d("slack_token", "SLACK_TOKEN", _B + r"xox[abprs]-[A-Za-z0-9\-]{10,}" + _E, (b"xox",)),
+    _d("gitlab_token", "GITLAB_TOKEN", _B + r"glpat-[A-Za-z0-9_\-]{20,}" + _E, (b"glpat-",)),
+    _d("npm_token", "NPM_TOKEN", _B + r"npm_[A-Za-z0-9]{36}" + _E, (b"npm_",)),
+    _d("pypi_token", "PYPI_TOKEN", _B + r"pypi-AgE[A-Za-z0-9_\-]{50,}" + _E, (b"pypi-",)),
+    _d(
+        "sendgrid_key",
+        "SENDGRID_KEY",
+        _B + r"SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}" + _E,
+        (b"SG.",),
+    ),
+    _d(
+        "aws_secret_key",
+        "AWS_SECRET_KEY",
+        r"(?i:aws_?secret_?access_?key|aws_?secret)[\"']?\s*[:=]\s*[\"']?"
+        r"(?<![A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+        (b"ecret", b"ECRET"),
+        group=1,
+    ),
+    _d(
+        "azure_storage_key",
+        "AZURE_STORAGE_KEY",
+        r"AccountKey=([A-Za-z0-9+/]{40,}={0,2})",
+        (b"AccountKey=",),
+        group=1,
+    ),
+    _d(
+        "email",
+        "EMAIL_HMAC",
+        r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@"
+        r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9\-])",
+        (b"@",),
+        identifier=True,
+    ),
+)
+
+BY_NAME = {d.name: d for d in DETECTORS}
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    start: int
+    end: int
+    detector: Detector
+
+    @property
+    def rank(self) -> int:
+        return DETECTORS.index(self.detector)
+
+
+def candidates(raw: bytes) -> tuple[Detector, ...]:
+    """Detectors whose anchors occur in ``raw`` (cheap: substring searches)."""
+    return tuple(d for d in DETECTORS if any(a in raw for a in d.anchors))
+
+
+def find(text: str, detectors: tuple[Detector, ...] = DETECTORS) -> list[Hit]:
+    """Non-overlapping hits in ``text``, by position; where two overlap, the
+    detector earlier in DETECTORS wins."""
+    found: list[tuple[int, int, int, Detector]] = []
+    for rank, d in enumerate(DETECTORS):
+        if d not in detectors:
+            continue
+        for m in d.pattern.finditer(text):
+            # An alternative without the group (hv?. tokens) is taken whole.
+            g = d.group if d.group and m.group(d.group) is not None else 0
+            start, end = m.span(g)
+            if end > start:
+                found.append((rank, start, end, d))
+    found.sort()
+    taken: list[tuple[int, int, Detector]] = []
+    for _, start, end, d in found:
+        if all(end <= s or start >= e for s, e, _ in taken):
+            taken.append((start, end, d))
+    taken.sort(key=lambda t: t[0])
+    return [Hit(s, e, d) for s, e, d in taken]
