@@ -31,6 +31,7 @@ from trioproxy.proto.events import ResponseHead
 from trioproxy.proto.headers import has_header, is_event_stream, response_headers_for_client
 from trioproxy.proto.sse import EventBoundary
 from trioproxy.routing.config import ProviderConfig
+from trioproxy.scrub.restore import SSERestorer, restore_json
 from trioproxy.upstream.lease import Lease, UpstreamClosed, UpstreamWriteFailed
 from trioproxy.upstream.pool import UpstreamPool
 
@@ -68,7 +69,12 @@ class Attempt:
         pool: UpstreamPool,
         record: RequestRecord,
         judge: Judge,
+        *,
+        restore: dict[str, str] | None = None,
     ) -> None:
+        """``restore``: placeholders the scrubber put in this request, to be
+        put back in the response (empty: the response passes untouched)."""
+        self.restore = restore or {}
         self.cfg = cfg
         self.provider = provider
         self.pool = pool
@@ -126,6 +132,7 @@ class Attempt:
             credential=self.provider.upstream.credential,
             body_length=None if payload is None else len(payload),
             drop_betas=self.provider.drop_betas,
+            identity=bool(self.restore),
         )
         has_body = ex.has_body if payload is None else bool(payload)
         try:
@@ -236,9 +243,13 @@ class Attempt:
         record.upstream_request_id = (resp.header(b"request-id") or b"").decode("latin-1")[:100]
         observer = UsageObserver(event_stream=stream)
         record.usage = observer.usage
-        await ex.send_head(
-            ResponseHead(resp.status, response_headers_for_client(resp.headers), resp.reason)
-        )
+        headers = response_headers_for_client(resp.headers)
+        restorer = SSERestorer(self.restore) if self.restore and stream else None
+        if self.restore and not stream:
+            await self._send_restored_json(ex, lease, resp, headers, observer)
+            return
+        await ex.send_head(ResponseHead(resp.status, headers, resp.reason))
+        sent_tail = b"\n\n"  # the last bytes written: is the client at an event boundary?
         try:
             # One scope for the whole body; its deadline is moved, not re-created,
             # per chunk. It only runs while we wait for the upstream.
@@ -252,15 +263,27 @@ class Attempt:
                     observer.feed(chunk)
                     if sse is not None:
                         sse.feed(chunk)
+                    if restorer is not None:
+                        chunk = restorer.feed(chunk)
+                        if not chunk:
+                            continue
+                        sent_tail = chunk[-2:]
                     await ex.send_body(chunk)
                     record.bytes_out += len(chunk)
             if idle.cancelled_caught:
                 raise UpstreamTimeout(f"upstream sent nothing for {idle_timeout:g} s mid-response")
+            if restorer is not None and (rest := restorer.finish()):
+                await ex.send_body(rest)
+                record.bytes_out += len(rest)
         except (UpstreamError, UpstreamTimeout, UpstreamClosed) as exc:
             observer.finish(complete=False)
             record.error = f"upstream failed mid-response: {exc}"
+            if restorer is not None and (rest := restorer.finish()):
+                await ex.send_body(rest)
+                sent_tail = rest[-2:]
             if sse is not None and not framed:
-                sep = b"" if sse.at_boundary else b"\n\n"
+                at_boundary = sse.at_boundary if restorer is None else sent_tail == b"\n\n"
+                sep = b"" if at_boundary else b"\n\n"
                 await ex.send_body(sep + sse_error_event(f"upstream stream interrupted: {exc}"))
                 await ex.end()
             else:
@@ -270,4 +293,29 @@ class Attempt:
             observer.finish(complete=False)  # client gone: keep what was seen, flagged
             raise
         observer.finish(complete=True)
+        await ex.end()
+
+    async def _send_restored_json(
+        self,
+        ex: ClientExchange,
+        lease: Lease,
+        resp: ResponseHead,
+        headers: list[tuple[bytes, bytes]],
+        observer: UsageObserver,
+    ) -> None:
+        """A JSON answer to a scrubbed request: read whole (its length
+        changes with the restored values), restored, then sent. An upstream
+        failure here happens before the client saw a byte."""
+        body = await self._keep_body(lease)
+        if body is None:
+            raise UpstreamError("upstream answer broke off or was too large to restore")
+        observer.feed(body)
+        observer.finish(complete=True)
+        data = restore_json(body, self.restore)
+        headers = [(n, v) for n, v in headers if n != b"content-length"]
+        headers.append((b"content-length", str(len(data)).encode()))
+        await ex.send_head(ResponseHead(resp.status, headers, resp.reason))
+        if data:
+            await ex.send_body(data)
+        self.record.bytes_out += len(data)
         await ex.end()

@@ -75,6 +75,13 @@ def _parse_mode(raw: object) -> str:
     return value
 
 
+def _parse_scrub_mode(raw: object) -> str:
+    value = _parse_str(raw).lower()
+    if value not in ("off", "pseudonymize"):
+        raise ValueError("expected off or pseudonymize")
+    return value
+
+
 def _parse_str(raw: object) -> str:
     if not isinstance(raw, str):
         raise ValueError("expected a string")
@@ -329,6 +336,35 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds the circuit breaker stays open after 5 consecutive failures",
     ),
     Setting(
+        "scrub.mode",
+        "TRIOPROXY_SCRUB_MODE",
+        _parse_scrub_mode,
+        "off",
+        "off, or pseudonymize: credentials and identifiers in request text are replaced by placeholders before they leave",
+    ),
+    Setting(
+        "scrub.restore",
+        "TRIOPROXY_SCRUB_RESTORE",
+        _parse_bool,
+        True,
+        "put a request's placeholders back into its response (JSON and SSE)",
+    ),
+    Setting(
+        "scrub.hmac_key",
+        "TRIOPROXY_SCRUB_HMAC_KEY",
+        _parse_str,
+        "",
+        "64 hex characters; keys the identifier placeholders (<EMAIL_HMAC:...>); required with pseudonymize",
+        secret=True,
+    ),
+    Setting(
+        "scrub.max_body_bytes",
+        "TRIOPROXY_SCRUB_MAX_BODY_BYTES",
+        _parse_positive_int,
+        10 * 1024 * 1024,
+        "bodies larger than this pass unscrubbed (counted, logged once)",
+    ),
+    Setting(
         "timeouts.connect",
         "TRIOPROXY_CONNECT_TIMEOUT",
         _parse_seconds,
@@ -479,11 +515,19 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ScrubConfig:
+    restore: bool
+    hmac_key: bytes = field(repr=False)
+    max_body_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     listen: Endpoint
     admin_listen: Endpoint | None
     routing: RoutingConfig
     auth: AuthConfig
+    scrub: ScrubConfig | None  # None: scrubbing off
     timeouts: Timeouts
     limits: Limits
     tls_cert: str
@@ -602,6 +646,7 @@ def _build(
         else None,
         auth=auth,
         routing=routing,
+        scrub=_build_scrub(p),
         timeouts=Timeouts(
             connect=p["timeouts.connect"],
             response_headers=p["timeouts.response_headers"],
@@ -676,6 +721,24 @@ def _build_routing(
         return build_routing(providers_raw, structured.get("aliases"), p, env, default)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _build_scrub(p: dict[str, Any]) -> ScrubConfig | None:
+    if p["scrub.mode"] == "off":
+        return None
+    raw = p["scrub.hmac_key"].strip()
+    if not raw:
+        raise ConfigError(
+            "scrub.hmac_key: required when scrub.mode is pseudonymize "
+            "(TRIOPROXY_SCRUB_HMAC_KEY; make one with: openssl rand -hex 32)"
+        )
+    try:
+        key = bytes.fromhex(raw)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ConfigError("scrub.hmac_key: expected 64 hex characters (TRIOPROXY_SCRUB_HMAC_KEY)")
+    return ScrubConfig(p["scrub.restore"], key, p["scrub.max_body_bytes"])
 
 
 def _origin(raw: str, key: str) -> Origin:

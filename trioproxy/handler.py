@@ -51,6 +51,8 @@ from trioproxy.routing.decide import (
     parse_retry_after,
 )
 from trioproxy.routing.router import Router, usage_tokens
+from trioproxy.scrub.engine import Scrubber
+from trioproxy.scrub.restore import restore_json
 from trioproxy.state import ServerState
 from trioproxy.upstream.pool import UpstreamPool
 
@@ -119,6 +121,7 @@ class Forwarding:
         self.pools = pools
         self.router = router
         self.record = record
+        self.restore: dict[str, str] = {}  # placeholder -> original, for the response
 
     async def run(self, ex: ClientExchange) -> None:
         cfg, router, record = self.cfg, self.router, self.record
@@ -132,10 +135,17 @@ class Forwarding:
         session = session_raw.decode("latin-1") if session_raw else None
         parsed: ParsedBody | None = None
         buffered: bytes | None = None
+        scrubbing = cfg.scrub is not None and ex.head.method == b"POST"
         try:
-            if routing.needs_body and ex.has_body:
+            if (routing.needs_body or scrubbing) and ex.has_body:
                 buffered = await body.read_all()
-                parsed = parse_body(buffered)
+                doc: object = None
+                if scrubbing:
+                    buffered, doc = self._scrub(buffered)
+                if routing.needs_body:
+                    parsed = (
+                        ParsedBody(buffered, doc) if isinstance(doc, dict) else parse_body(buffered)
+                    )
                 if parsed is not None:
                     session = session or parsed.session_id
                     record.model_requested = parsed.model or ""
@@ -157,6 +167,28 @@ class Forwarding:
             record.bytes_in = body.total
             if not record.model_requested and body.first:
                 record.model_requested = requested_model(body.first[:4096])
+
+    def _scrub(self, raw: bytes) -> tuple[bytes, object]:
+        """The body with credentials and identifiers replaced; the mapping
+        to put them back is kept for this request only (never logged)."""
+        scrub = self.cfg.scrub
+        assert scrub is not None
+        result = Scrubber(scrub.hmac_key, max_body_bytes=scrub.max_body_bytes).scrub(raw)
+        record = self.record
+        record.scrub_hits = sum(result.hits.values())
+        record.scrub_detail = dict(result.hits)
+        if result.skipped:
+            record.unscrubbed = result.skipped
+            if result.skipped == "too_large":
+                log.warning(
+                    "%s: request body of %d bytes passed unscrubbed (scrub.max_body_bytes %d)",
+                    record.request_id,
+                    len(raw),
+                    scrub.max_body_bytes,
+                )
+        if scrub.restore:
+            self.restore = result.mapping
+        return result.body, result.doc
 
     def _pin(self, ex: ClientExchange) -> str | None:
         raw = ex.head.header(PIN_HEADER)
@@ -212,7 +244,12 @@ class Forwarding:
                 health = router.health_of(provider.name)
                 trial = health.begin(trio.current_time())
                 attempt = Attempt(
-                    self.cfg, provider, self.pools[provider.name], record, verdict.judge
+                    self.cfg,
+                    provider,
+                    self.pools[provider.name],
+                    record,
+                    verdict.judge,
+                    restore=self.restore,
                 )
                 try:
                     await attempt.run(ex, body, declared, payload)
@@ -270,9 +307,12 @@ class Forwarding:
         record.upstream_request_id = (head.header(b"request-id") or b"").decode("latin-1")[:100]
         if data is None:
             raise UpstreamError(f"upstream answered {head.status}; the answer could not be kept")
-        await ex.send_head(
-            ResponseHead(head.status, response_headers_for_client(head.headers), head.reason)
-        )
+        headers = response_headers_for_client(head.headers)
+        if data and self.restore:
+            data = restore_json(data, self.restore)
+            headers = [(n, v) for n, v in headers if n != b"content-length"]
+            headers.append((b"content-length", str(len(data)).encode()))
+        await ex.send_head(ResponseHead(head.status, headers, head.reason))
         if data:
             await ex.send_body(data)
             record.bytes_out += len(data)

@@ -75,6 +75,8 @@ class Metrics:
         self.stream_errors = 0
         self.client_disconnects = 0
         self.retries = 0
+        self.scrub_hits: defaultdict[str, int] = defaultdict(int)  # by detector
+        self.unscrubbed: defaultdict[str, int] = defaultdict(int)  # by reason
         self.duration = Histogram(DURATION_BUCKETS)
         self.time_to_headers = Histogram(DURATION_BUCKETS)
         self._models: set[str] = set()
@@ -101,6 +103,10 @@ class Metrics:
         self.stream_errors += r.usage.stream_errors
         self.client_disconnects += int(r.client_disconnected)
         self.retries += r.retries
+        for detector, n in r.scrub_detail.items():
+            self.scrub_hits[detector] += n
+        if r.unscrubbed:
+            self.unscrubbed[r.unscrubbed] += 1
         self.duration.observe(r.duration_s)
         if r.time_to_headers_s is not None:
             self.time_to_headers.observe(r.time_to_headers_s)
@@ -168,6 +174,18 @@ class Metrics:
             "Requests sent again on a fresh upstream connection",
             [("", {}, self.retries)],
         )
+        family(
+            "trioproxy_scrub_hits_total",
+            "counter",
+            "Values replaced by placeholders, by detector",
+            (("", {"detector": d}, n) for d, n in sorted(self.scrub_hits.items())),
+        )
+        family(
+            "trioproxy_scrub_skipped_total",
+            "counter",
+            "Request bodies passed unscrubbed while scrubbing is on, by reason",
+            (("", {"reason": r}, n) for r, n in sorted(self.unscrubbed.items())),
+        )
         for name, hist, help_ in (
             (
                 "trioproxy_request_duration_seconds",
@@ -216,6 +234,8 @@ class Metrics:
             "stream_errors": self.stream_errors,
             "client_disconnects": self.client_disconnects,
             "retries": self.retries,
+            "scrub_hits": dict(self.scrub_hits),
+            "scrub_skipped": dict(self.unscrubbed),
             "duration_s": {
                 "count": self.duration.count,
                 "sum": round(self.duration.sum, 6),

@@ -32,6 +32,9 @@ class RequestRecord:
     provider: str = ""  # the provider that served (or was tried last)
     providers_tried: str = ""  # comma-separated, in order
     failovers: int = 0
+    scrub_hits: int = 0  # placeholders put in the request body
+    unscrubbed: str = ""  # why a body was not scrubbed (too_large, not_json)
+    scrub_detail: dict[str, int] = field(default_factory=dict)  # detector -> hits (metrics only)
     client_disconnected: bool = False
     error: str = ""
     usage: Usage = field(default_factory=Usage)
@@ -43,7 +46,7 @@ class RequestRecord:
             **{
                 k: v
                 for k, v in asdict(self).items()
-                if k not in ("usage", "started", "started_monotonic")
+                if k not in ("usage", "started", "started_monotonic", "scrub_detail")
             },
             "model": u.model,
             **u.as_dict(),

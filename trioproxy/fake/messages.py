@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+ECHO_PREFIX = "repeat after me: "
 DEFAULT_TEXT = "Hello from trioproxy's fake upstream! Your proxy streams SSE event by event."
 MODELS = ("claude-opus-4-7", "claude-sonnet-4-6", "claude-haiku-4-5")
 
@@ -45,6 +46,11 @@ def plan_for(request: dict[str, Any], raw_body: bytes, *, text_bytes: int | None
     digest = hashlib.sha256(raw_body).hexdigest()
     model = str(request.get("model") or MODELS[1])
     text = DEFAULT_TEXT
+    messages = request.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    content = last.get("content") if isinstance(last, dict) else None
+    if isinstance(content, str) and content.startswith(ECHO_PREFIX):
+        text = content[len(ECHO_PREFIX) :]  # a model that repeats what it was told
     if text_bytes:
         reps = text_bytes // len(DEFAULT_TEXT) + 1
         text = ((DEFAULT_TEXT + " ") * reps)[:text_bytes]

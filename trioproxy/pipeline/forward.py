@@ -18,13 +18,16 @@ def upstream_head(
     credential: Credential | None = None,
     body_length: int | None = None,
     drop_betas: frozenset[bytes] = frozenset(),
+    identity: bool = False,
 ) -> RequestHead:
     """Method, path and query byte-exact (prefixed by the origin's base path);
     end-to-end headers verbatim and in order; `host` set to the upstream's.
     With a ``credential`` (inject mode) the caller's own credentials are
     replaced by it; without, they pass through untouched. ``body_length``:
     the body was rewritten for this provider and is sent with this length.
-    ``drop_betas``: `anthropic-beta` values this provider rejects."""
+    ``drop_betas``: `anthropic-beta` values this provider rejects.
+    ``identity``: ask for an uncompressed response (the proxy must read it
+    to put scrubbed values back)."""
     headers = request_headers_for_upstream(head.headers, upstream_is_h2=upstream_is_h2)
     if credential is not None:
         headers = inject_credential(headers, credential.header, credential.value)
@@ -33,6 +36,9 @@ def upstream_head(
         headers.append((b"content-length", str(body_length).encode()))
     if drop_betas:
         headers = _without_betas(headers, drop_betas)
+    if identity:
+        headers = [(n, v) for n, v in headers if n != b"accept-encoding"]
+        headers.append((b"accept-encoding", b"identity"))
     if not upstream_is_h2:
         headers.insert(0, (b"host", origin.authority))
     target = origin.base_path.encode() + head.target if origin.base_path else head.target

@@ -48,6 +48,7 @@ class ScrubResult:
     mapping: dict[str, str] = field(default_factory=dict)  # placeholder -> original
     hits: Counter[str] = field(default_factory=Counter)  # detector name -> replacements
     skipped: str = ""  # why the body was not looked at: too_large, not_json
+    doc: dict[str, object] | None = None  # the parsed body, when it was parsed
 
 
 class _Namer:
@@ -97,8 +98,8 @@ class Scrubber:
         walk = _Walk(raw, detectors, _Namer(self._key))
         walk.body(object_members(raw))
         if not walk.edits:
-            return ScrubResult(raw)
-        return ScrubResult(apply(raw, walk.edits), walk.namer.mapping, walk.namer.hits)
+            return ScrubResult(raw, doc=doc)
+        return ScrubResult(apply(raw, walk.edits), walk.namer.mapping, walk.namer.hits, doc=doc)
 
 
 def _last(members: list[Member], key: str) -> Member | None:
