@@ -29,6 +29,11 @@ class Detector:
     pattern: re.Pattern[str]
     anchors: tuple[bytes, ...]  # one of these occurs in the raw body if it can match
     group: int = 0  # the part of the match that is replaced
+    # (back, forward): search only this window around each anchor. For
+    # patterns without a literal start, which sre would try at every
+    # position of a long text (``back`` covers the match start's distance
+    # before the anchor, ``forward`` the longest match after it).
+    window: tuple[int, int] | None = None
 
 
 def _d(
@@ -40,8 +45,9 @@ def _d(
     group: int = 0,
     identifier: bool = False,
     flags: int = 0,
+    window: tuple[int, int] | None = None,
 ) -> Detector:
-    return Detector(name, label, identifier, re.compile(pattern, flags), anchors, group)
+    return Detector(name, label, identifier, re.compile(pattern, flags), anchors, group, window)
 
 
 DETECTORS: tuple[Detector, ...] = (
@@ -106,6 +112,7 @@ DETECTORS: tuple[Detector, ...] = (
         r"://[^\s:@/\"'<>]+:([^\s@/\"'<>]+)@[^\s\"'<>]+",
         (b"://",),
         group=1,  # the password: the rest of the URL stays readable
+        window=(16, 2048),
     ),
     _d(
         "bearer_token",
@@ -113,6 +120,7 @@ DETECTORS: tuple[Detector, ...] = (
         r"(?<![A-Za-z])[Bb]earer[ \t]+([A-Za-z0-9_\-.~+/]{16,}=*)" + _E,
         (b"earer",),
         group=1,
+        window=(2, 2048),
     ),
     _d(
         "basic_auth",
@@ -131,8 +139,20 @@ DETECTORS: tuple[Detector, ...] = (
         "jenkins_api_token",
         "JENKINS_TOKEN",
         r"(?i)(?:jenkins|api[_\-]?token)[^\n]{0,40}?(?<![a-f0-9])([a-f0-9]{32,34})(?![a-f0-9])",
-        (b"enkins", b"ENKINS", b"token", b"TOKEN", b"Token"),
+        (
+            b"enkins",
+            b"ENKINS",
+            b"pi_token",
+            b"pi-token",
+            b"pitoken",
+            b"piToken",
+            b"PI_TOKEN",
+            b"PI-TOKEN",
+            b"PITOKEN",
+            b"pi_Token",
+        ),
         group=1,
+        window=(2, 128),
     ),
     _d(
         "ansible_vault",
@@ -150,8 +170,9 @@ DETECTORS: tuple[Detector, ...] = (
         + _B
         + r"(s\.[A-Za-z0-9]{24})"
         + _E,
-        (b"hvs.", b"hvb.", b"hvr.", b"s."),
+        (b"hvs.", b"hvb.", b"hvr.", b"ault", b"AULT"),
         group=1,  # the s. form; the hv?. form has no group 1 and is taken whole
+        window=(2, 256),
     ),
     _d("slack_token", "SLACK_TOKEN", _B + r"xox[abprs]-[A-Za-z0-9\-]{10,}" + _E, (b"xox",)),
     _d("gitlab_token", "GITLAB_TOKEN", _B + r"glpat-[A-Za-z0-9_\-]{20,}" + _E, (b"glpat-",)),
@@ -170,6 +191,7 @@ DETECTORS: tuple[Detector, ...] = (
         r"(?<![A-Za-z0-9/+])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
         (b"ecret", b"ECRET"),
         group=1,
+        window=(24, 128),
     ),
     _d(
         "azure_storage_key",
@@ -189,6 +211,34 @@ DETECTORS: tuple[Detector, ...] = (
 )
 
 BY_NAME = {d.name: d for d in DETECTORS}
+RANK = {d.name: i for i, d in enumerate(DETECTORS)}
+ANCHORS = {d.name: tuple(a.decode() for a in d.anchors) for d in DETECTORS}
+_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+_DOMAIN = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9\-])"
+)
+
+
+def _emails(text: str) -> list[tuple[int, int]]:
+    """E-mail addresses, found from each '@' outwards: the general regex
+    would try every word character of a long text as a possible start."""
+    out: list[tuple[int, int]] = []
+    at = text.find("@")
+    while at != -1:
+        start = at
+        while start > 0 and at - start < 64 and text[start - 1] in _LOCAL:
+            start -= 1
+        # the local part starts with a letter or digit, and is all of it
+        while start < at and not text[start].isalnum():
+            start += 1
+        ok = start < at and (start == 0 or text[start - 1] not in _LOCAL)
+        m = _DOMAIN.match(text, at + 1) if ok else None
+        if m is not None:
+            out.append((start, m.end()))
+            at = text.find("@", m.end())
+        else:
+            at = text.find("@", at + 1)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,19 +261,50 @@ def find(text: str, detectors: tuple[Detector, ...] = DETECTORS) -> list[Hit]:
     """Non-overlapping hits in ``text``, by position; where two overlap, the
     detector earlier in DETECTORS wins."""
     found: list[tuple[int, int, int, Detector]] = []
-    for rank, d in enumerate(DETECTORS):
-        if d not in detectors:
+    for d in detectors:
+        if not any(a in text for a in ANCHORS[d.name]):
+            continue  # cheap: a substring search instead of a regex scan
+        rank = RANK[d.name]
+        if d.name == "email":
+            found.extend((rank, s, e, d) for s, e in _emails(text))
             continue
-        for m in d.pattern.finditer(text):
+        for m in _matches(d, text):
             # An alternative without the group (hv?. tokens) is taken whole.
             g = d.group if d.group and m.group(d.group) is not None else 0
             start, end = m.span(g)
             if end > start:
                 found.append((rank, start, end, d))
-    found.sort()
+    found.sort(key=lambda t: (t[0], t[1], t[2]))  # never compares detectors
     taken: list[tuple[int, int, Detector]] = []
     for _, start, end, d in found:
         if all(end <= s or start >= e for s, e, _ in taken):
             taken.append((start, end, d))
     taken.sort(key=lambda t: t[0])
     return [Hit(s, e, d) for s, e, d in taken]
+
+
+def anchor_pattern(detectors: tuple[Detector, ...]) -> re.Pattern[str]:
+    """One regex finding any anchor of ``detectors`` in decoded text: the
+    per-string version of ``candidates``."""
+    anchors = sorted({a.decode() for d in detectors for a in d.anchors}, key=len, reverse=True)
+    return re.compile("|".join(re.escape(a) for a in anchors))
+
+
+def _matches(d: Detector, text: str) -> list[re.Match[str]]:
+    if d.window is None:
+        return list(d.pattern.finditer(text))
+    back, forward = d.window
+    seen: dict[tuple[int, int], re.Match[str]] = {}
+    for anchor in ANCHORS[d.name]:
+        at = text.find(anchor)
+        while at != -1:
+            # Anchored tries at the few places a match can start: each fails
+            # at once unless it is the start (no scan of the whole window).
+            hi = min(len(text), at + len(anchor) + forward)
+            for pos in range(max(0, at - back), at + 1):
+                m = d.pattern.match(text, pos, hi)
+                if m is not None:
+                    seen.setdefault(m.span(), m)
+                    break
+            at = text.find(anchor, at + 1)
+    return list(seen.values())

@@ -17,7 +17,12 @@ Rules, and why:
   placeholder already sent keeps its number and the cached prefix stays
   byte-identical from one request to the next.
 * Edited in place: a changed string is re-encoded on its own (orjson); the
-  bytes between changed strings are the client's (see pipeline/jsonedit).
+  bytes between changed strings are the client's. The fast way finds a
+  changed string by its canonical encoding in the raw body and checks that
+  it occurs exactly as often as in scrubbable places; when it does not (the
+  client escaped differently, or the same text sits in a place never to be
+  touched) the structural walk over byte spans (pipeline/jsonedit) edits
+  exactly the right tokens, more slowly.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -37,7 +44,7 @@ from trioproxy.pipeline.jsonedit import (
     object_members,
     value_end,
 )
-from trioproxy.scrub.detectors import Detector, candidates, find
+from trioproxy.scrub.detectors import Detector, Hit, anchor_pattern, candidates, find
 
 HMAC_CHARS = 8  # hex digits of the truncated HMAC-SHA256 in identifier placeholders
 
@@ -95,11 +102,88 @@ class Scrubber:
             return ScrubResult(raw, skipped="not_json")
         if not isinstance(doc, dict):
             return ScrubResult(raw, skipped="not_json")
+        namer = _Namer(self._key)
+        anchors = anchor_pattern(detectors)
+        changed: dict[str, str] = {}  # original string -> scrubbed
+        seen: Counter[str] = Counter()  # occurrences of each changed string
+        for text in _scrubbable(doc):
+            if text in changed:
+                seen[text] += 1
+                for h in find(text, detectors):
+                    namer.hits[h.detector.name] += 1
+                continue
+            if not anchors.search(text):
+                continue
+            new = _replace(text, find(text, detectors), namer)
+            if new != text:
+                changed[text] = new
+                seen[text] += 1
+        if not changed:
+            return ScrubResult(raw, doc=doc)
+        out = raw
+        for old, new in changed.items():
+            enc = orjson.dumps(old)
+            if out.count(enc) != seen[old]:
+                break
+            out = out.replace(enc, orjson.dumps(new))
+        else:
+            return ScrubResult(out, namer.mapping, namer.hits, doc=doc)
+        # The careful way, same numbering (the namer is fresh again).
         walk = _Walk(raw, detectors, _Namer(self._key))
         walk.body(object_members(raw))
-        if not walk.edits:
-            return ScrubResult(raw, doc=doc)
         return ScrubResult(apply(raw, walk.edits), walk.namer.mapping, walk.namer.hits, doc=doc)
+
+
+def _replace(text: str, hits: list[Hit], namer: _Namer) -> str:
+    if not hits:
+        return text
+    out: list[str] = []
+    at = 0
+    for h in hits:
+        out.append(text[at : h.start])
+        out.append(namer.name(h.detector, text[h.start : h.end]))
+        at = h.end
+    out.append(text[at:])
+    return "".join(out)
+
+
+def _scrubbable(doc: dict[str, Any]) -> Iterator[str]:
+    """The strings to scrub, in the order the API reads the prompt (the same
+    rules as _Walk, on the parsed document)."""
+    system = doc.get("system")
+    yield from _content(system)
+    messages = doc.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict):
+                yield from _content(message.get("content"))
+
+
+def _content(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for block in value:
+            if not isinstance(block, dict):
+                continue
+            kind = block.get("type")
+            if kind == "text" and isinstance(block.get("text"), str):
+                yield block["text"]
+            elif kind == "tool_use":
+                yield from _values(block.get("input"))
+            elif kind == "tool_result":
+                yield from _content(block.get("content"))
+
+
+def _values(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _values(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _values(v)
 
 
 def _last(members: list[Member], key: str) -> Member | None:
@@ -127,17 +211,9 @@ class _Walk:
         if self.raw[start : start + 1] != b'"':
             return
         text = orjson.loads(self.raw[start:end])
-        hits = find(text, self.detectors)
-        if not hits:
-            return
-        out: list[str] = []
-        at = 0
-        for h in hits:
-            out.append(text[at : h.start])
-            out.append(self.namer.name(h.detector, text[h.start : h.end]))
-            at = h.end
-        out.append(text[at:])
-        self.edits.append(Edit(start, end, orjson.dumps("".join(out))))
+        new = _replace(text, find(text, self.detectors), self.namer)
+        if new != text:
+            self.edits.append(Edit(start, end, orjson.dumps(new)))
 
     def body(self, top: list[Member]) -> None:
         system = _last(top, "system")
