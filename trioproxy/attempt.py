@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import trio
 
@@ -48,13 +47,14 @@ INLINE_BODY_MAX = 64 * 1024  # bytes
 ERROR_BODY_MAX = 1024 * 1024  # bytes of a rejected answer kept to show the client later
 
 
-@dataclass(frozen=True, slots=True)
 class Rejected(Exception):
     """The provider answered with a status that is retried or failed over.
     ``body`` is None when it could not be kept (too large, or it stalled)."""
 
-    head: ResponseHead
-    body: bytes | None
+    def __init__(self, head: ResponseHead, body: bytes | None) -> None:
+        super().__init__(f"upstream answered {head.status}")
+        self.head = head
+        self.body = body
 
 
 # judge(head, time to headers) -> True: send it to the client; False: reject.

@@ -132,13 +132,9 @@ PROVIDER_KEYS: dict[str, str] = {
 
 
 def _typed(value: object, kind: type | tuple[type, ...], key: str, what: str) -> Any:
-    if (
-        isinstance(value, bool)
-        and kind is not bool
-        and bool not in (kind if isinstance(kind, tuple) else (kind,))
-    ):
-        raise ValueError(f"{key}: expected {what}")
-    if not isinstance(value, kind):
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # bool is an int subclass: `priority = true` must not pass as 1
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         raise ValueError(f"{key}: expected {what}")
     return value
 

@@ -7,7 +7,6 @@ inputs and records the outcomes. One per server, passed explicitly.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import sqlite3
 import time
@@ -17,6 +16,7 @@ from typing import Any
 
 import trio
 
+from trioproxy.accounting.usage import Usage
 from trioproxy.routing.config import ProviderConfig, RoutingConfig
 from trioproxy.routing.decide import RouteMode, candidates
 from trioproxy.routing.health import ProviderHealth
@@ -212,8 +212,9 @@ class Router:
         finally:
             with trio.move_on_after(CLOSE_GRACE, shield=True):
                 await self.flush()
-            if self.store is not None:
-                self.store.close()
+                if self.store is not None:
+                    async with self._store_lock:
+                        await trio.to_thread.run_sync(self.store.close)
 
     # -- reporting -------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -259,16 +260,6 @@ def _describe(mode: RouteMode) -> str:
     return f"single ({mode.provider})" if mode.mode == "single" else "failover"
 
 
-def usage_tokens(usage: Any) -> int:
+def usage_tokens(usage: Usage) -> int:
     """All four classes count against a quota."""
-    total = 0
-    for name in (
-        "input_tokens",
-        "cache_creation_input_tokens",
-        "cache_read_input_tokens",
-        "output_tokens",
-    ):
-        value = getattr(usage, name, 0)
-        if isinstance(value, int) and not math.isnan(value):
-            total += value
-    return total
+    return sum(usage.as_dict().values())

@@ -14,7 +14,9 @@ so a key inside a longer identifier or a hash is not cut out of it.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _B = r"(?<![A-Za-z0-9_\-])"  # token start: nothing token-like before it
@@ -34,6 +36,35 @@ class Detector:
     # position of a long text (``back`` covers the match start's distance
     # before the anchor, ``forward`` the longest match after it).
     window: tuple[int, int] | None = None
+    # Finds the spans itself, instead of the pattern (which then documents it).
+    locate: Callable[[str], list[tuple[int, int]]] | None = None
+
+
+_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+_DOMAIN_RE = r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9\-])"
+_DOMAIN = re.compile(_DOMAIN_RE)
+
+
+def _emails(text: str) -> list[tuple[int, int]]:
+    """E-mail addresses, found from each '@' outwards: the general regex
+    would try every word character of a long text as a possible start."""
+    out: list[tuple[int, int]] = []
+    at = text.find("@")
+    while at != -1:
+        start = at
+        while start > 0 and at - start < 64 and text[start - 1] in _LOCAL:
+            start -= 1
+        # the local part starts with a letter or digit, and is all of it
+        while start < at and not text[start].isalnum():
+            start += 1
+        ok = start < at and (start == 0 or text[start - 1] not in _LOCAL)
+        m = _DOMAIN.match(text, at + 1) if ok else None
+        if m is not None:
+            out.append((start, m.end()))
+            at = text.find("@", m.end())
+        else:
+            at = text.find("@", at + 1)
+    return out
 
 
 def _d(
@@ -46,8 +77,11 @@ def _d(
     identifier: bool = False,
     flags: int = 0,
     window: tuple[int, int] | None = None,
+    locate: Callable[[str], list[tuple[int, int]]] | None = None,
 ) -> Detector:
-    return Detector(name, label, identifier, re.compile(pattern, flags), anchors, group, window)
+    return Detector(
+        name, label, identifier, re.compile(pattern, flags), anchors, group, window, locate
+    )
 
 
 DETECTORS: tuple[Detector, ...] = (
@@ -203,42 +237,15 @@ DETECTORS: tuple[Detector, ...] = (
     _d(
         "email",
         "EMAIL_HMAC",
-        r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@"
-        r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9\-])",
+        r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@" + _DOMAIN_RE,
         (b"@",),
         identifier=True,
+        locate=_emails,
     ),
 )
 
-BY_NAME = {d.name: d for d in DETECTORS}
 RANK = {d.name: i for i, d in enumerate(DETECTORS)}
 ANCHORS = {d.name: tuple(a.decode() for a in d.anchors) for d in DETECTORS}
-_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
-_DOMAIN = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9\-])"
-)
-
-
-def _emails(text: str) -> list[tuple[int, int]]:
-    """E-mail addresses, found from each '@' outwards: the general regex
-    would try every word character of a long text as a possible start."""
-    out: list[tuple[int, int]] = []
-    at = text.find("@")
-    while at != -1:
-        start = at
-        while start > 0 and at - start < 64 and text[start - 1] in _LOCAL:
-            start -= 1
-        # the local part starts with a letter or digit, and is all of it
-        while start < at and not text[start].isalnum():
-            start += 1
-        ok = start < at and (start == 0 or text[start - 1] not in _LOCAL)
-        m = _DOMAIN.match(text, at + 1) if ok else None
-        if m is not None:
-            out.append((start, m.end()))
-            at = text.find("@", m.end())
-        else:
-            at = text.find("@", at + 1)
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,10 +253,6 @@ class Hit:
     start: int
     end: int
     detector: Detector
-
-    @property
-    def rank(self) -> int:
-        return DETECTORS.index(self.detector)
 
 
 def candidates(raw: bytes) -> tuple[Detector, ...]:
@@ -265,8 +268,8 @@ def find(text: str, detectors: tuple[Detector, ...] = DETECTORS) -> list[Hit]:
         if not any(a in text for a in ANCHORS[d.name]):
             continue  # cheap: a substring search instead of a regex scan
         rank = RANK[d.name]
-        if d.name == "email":
-            found.extend((rank, s, e, d) for s, e in _emails(text))
+        if d.locate is not None:
+            found.extend((rank, s, e, d) for s, e in d.locate(text))
             continue
         for m in _matches(d, text):
             # An alternative without the group (hv?. tokens) is taken whole.
@@ -283,6 +286,7 @@ def find(text: str, detectors: tuple[Detector, ...] = DETECTORS) -> list[Hit]:
     return [Hit(s, e, d) for s, e, d in taken]
 
 
+@functools.lru_cache(maxsize=64)
 def anchor_pattern(detectors: tuple[Detector, ...]) -> re.Pattern[str]:
     """One regex finding any anchor of ``detectors`` in decoded text: the
     per-string version of ``candidates``."""

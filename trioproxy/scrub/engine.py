@@ -104,24 +104,25 @@ class Scrubber:
             return ScrubResult(raw, skipped="not_json")
         namer = _Namer(self._key)
         anchors = anchor_pattern(detectors)
-        changed: dict[str, str] = {}  # original string -> scrubbed
+        changed: dict[str, tuple[str, list[Hit]]] = {}  # original -> (scrubbed, its hits)
         seen: Counter[str] = Counter()  # occurrences of each changed string
         for text in _scrubbable(doc):
-            if text in changed:
+            if text in changed:  # the same text again: same result, counted again
                 seen[text] += 1
-                for h in find(text, detectors):
+                for h in changed[text][1]:
                     namer.hits[h.detector.name] += 1
                 continue
             if not anchors.search(text):
                 continue
-            new = _replace(text, find(text, detectors), namer)
+            hits = find(text, detectors)
+            new = _replace(text, hits, namer)
             if new != text:
-                changed[text] = new
+                changed[text] = (new, hits)
                 seen[text] += 1
         if not changed:
             return ScrubResult(raw, doc=doc)
         out = raw
-        for old, new in changed.items():
+        for old, (new, _) in changed.items():
             enc = orjson.dumps(old)
             if out.count(enc) != seen[old]:
                 break
