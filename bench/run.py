@@ -68,13 +68,14 @@ def wait_listening(port: int, proc: subprocess.Popen[Any], what: str) -> None:
 
 
 def start_trioproxy(
-    upstream: str, *, h2c_upstream: bool = False
+    upstream: str, *, h2c_upstream: bool = False, extra_env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIOPROXY_")}
     env.update(
         TRIOPROXY_LOG_LEVEL="warning",
         TRIOPROXY_UPSTREAM_H2_PRIOR_KNOWLEDGE="1" if h2c_upstream else "0",
+        **(extra_env or {}),
     )
     proc = subprocess.Popen(
         [

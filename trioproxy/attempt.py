@@ -27,10 +27,15 @@ from trioproxy.inbound.body import RequestBody
 from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.pipeline.forward import upstream_head
 from trioproxy.proto.events import ResponseHead
-from trioproxy.proto.headers import has_header, is_event_stream, response_headers_for_client
+from trioproxy.proto.headers import (
+    content_length,
+    has_header,
+    is_event_stream,
+    response_headers_for_client,
+)
 from trioproxy.proto.sse import EventBoundary
 from trioproxy.routing.config import ProviderConfig
-from trioproxy.scrub.restore import SSERestorer, restore_json
+from trioproxy.scrub.restore import JSONRestorer, SSERestorer, restore_json
 from trioproxy.upstream.lease import Lease, UpstreamClosed, UpstreamWriteFailed
 from trioproxy.upstream.pool import UpstreamPool
 
@@ -244,10 +249,17 @@ class Attempt:
         observer = UsageObserver(event_stream=stream)
         record.usage = observer.usage
         headers = response_headers_for_client(resp.headers)
-        restorer = SSERestorer(self.restore) if self.restore and stream else None
-        if self.restore and not stream:
-            await self._send_restored_json(ex, lease, resp, headers, observer)
-            return
+        restorer: SSERestorer | JSONRestorer | None = None
+        if self.restore and stream:
+            restorer = SSERestorer(self.restore)
+        elif self.restore:
+            declared = content_length(resp.headers)
+            if declared is not None and declared <= ERROR_BODY_MAX:
+                await self._send_restored_json(ex, lease, resp, headers, observer)
+                return
+            # Too large to hold: restored as it streams; its length changes.
+            restorer = JSONRestorer(self.restore)
+            headers = [(n, v) for n, v in headers if n != b"content-length"]
         await ex.send_head(ResponseHead(resp.status, headers, resp.reason))
         sent_tail = b"\n\n"  # the last bytes written: is the client at an event boundary?
         try:

@@ -76,6 +76,24 @@ async def test_restore_off_leaves_placeholders_and_nothing_to_scrub_is_byte_iden
     assert b'trioproxy_scrub_hits_total{detector="github_token"} 1' in metrics
 
 
+async def test_a_json_answer_too_large_to_hold_is_restored_as_it_streams(
+    nursery: trio.Nursery,
+) -> None:
+    fake = await start_fake(nursery)
+    assert fake.fake is not None
+    proxy = await start_proxy(nursery, fake.url, scrub__mode="pseudonymize", scrub__hmac_key=KEY)
+    # The fake echoes it: an answer of 1.3 MB (over the 1 MiB held whole),
+    # placeholders all through it, so some fall across chunk boundaries.
+    said = " ".join(f"{GH} line {i} {'y' * 40}" for i in range(18_000))
+    r = await h1_request(
+        proxy.port, "POST", "/v1/messages", [], request(f"repeat after me: {said}")
+    )
+    assert r.status == 200 and len(r.body) > 1024 * 1024
+    assert r.header(b"content-length") is None  # its length changed as it went
+    assert orjson.loads(r.body)["content"][0]["text"] == said
+    assert GH not in fake.fake.last_body.decode()
+
+
 async def test_oversize_and_non_json_pass_unchanged(nursery: trio.Nursery) -> None:
     fake = await start_fake(nursery)
     assert fake.fake is not None

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from trioproxy.scrub.detectors import DETECTORS, find
 from trioproxy.scrub.engine import Scrubber
-from trioproxy.scrub.restore import SSERestorer, restore_json
+from trioproxy.scrub.restore import JSONRestorer, SSERestorer, restore_json
 
 KEY = bytes.fromhex("11" * 32)
 ANT = "sk-ant-api03-" + "A1b2C3d4E5" * 9 + "-xyzAA"
@@ -343,3 +343,21 @@ def test_scrub_then_restore_gives_back_the_original(
         assert s not in scrubbed
     echoed = orjson.dumps({"content": [{"type": "text", "text": scrubbed}]})
     assert orjson.loads(restore_json(echoed, r.mapping))["content"][0]["text"] == text
+
+
+def test_json_restored_as_it_streams_at_every_split_position() -> None:
+    mapping = {"<GITHUB_TOKEN_1>": GH, "<PRIVATE_KEY_1>": PEM}
+    body = orjson.dumps(
+        {"content": [{"type": "text", "text": "a <GITHUB_TOKEN_1> b <PRIVATE_KEY_1> <x"}]}
+    )
+    whole = restore_json(body, mapping)
+    assert orjson.loads(whole)["content"][0]["text"] == f"a {GH} b {PEM} <x"
+    for i in range(len(body) + 1):
+        for j in range(i, len(body) + 1):
+            r = JSONRestorer(mapping)
+            out = r.feed(body[:i]) + r.feed(body[i:j]) + r.feed(body[j:]) + r.finish()
+            assert out == whole, (i, j)
+    # only a possible placeholder start is held, never more
+    r = JSONRestorer(mapping)
+    assert r.feed(b'"text": "abc <GITHUB_TO') == b'"text": "abc '
+    assert r.feed(b"x") == b"<GITHUB_TOx"

@@ -4,9 +4,10 @@ placeholders (``<GITHUB_TOKEN_1>``), identifiers become keyed hashes
 
 Rules, and why:
 
-* Cheap when there is nothing to find: the detectors' literal anchors are
-  searched in the raw body first (``bytes in bytes``, C speed); no anchor,
-  no parse, and the original bytes go upstream.
+* Cheap when there is nothing to find: every detector's *core* is looked
+  for in the raw bytes in one pass (prefilter.py). No core hit, no parse,
+  and the original bytes go upstream; otherwise only the JSON strings the
+  hits fall in are decoded and checked with the exact patterns.
 * Only text the model reads as prose or tool input is scrubbed: ``system``
   text, message text, ``tool_use.input`` values and ``tool_result`` text.
   Never ``model``, ``role``, ``type``, ``metadata``, tool definitions,
@@ -16,13 +17,12 @@ Rules, and why:
   order), not in JSON key order: a conversation grows at its end, so every
   placeholder already sent keeps its number and the cached prefix stays
   byte-identical from one request to the next.
-* Edited in place: a changed string is re-encoded on its own (orjson); the
-  bytes between changed strings are the client's. The fast way finds a
-  changed string by its canonical encoding in the raw body and checks that
-  it occurs exactly as often as in scrubbable places; when it does not (the
-  client escaped differently, or the same text sits in a place never to be
-  touched) the structural walk over byte spans (pipeline/jsonedit) edits
-  exactly the right tokens, more slowly.
+* Edited in place: a changed string is re-encoded on its own (orjson) at
+  the byte spans where the prefilter found it; the bytes between are the
+  client's. When the same text also sits where it must not be touched (a
+  thinking block, an object key), the structural walk over byte spans
+  (pipeline/jsonedit) picks exactly the right tokens, more slowly; so does
+  a body with escapes the prefilter cannot see through.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +43,8 @@ from trioproxy.pipeline.jsonedit import (
     object_members,
     value_end,
 )
-from trioproxy.scrub.detectors import Detector, Hit, anchor_pattern, candidates, find
+from trioproxy.scrub.detectors import DETECTORS, Detector, Hit, find
+from trioproxy.scrub.prefilter import CoreHit, Scanner, default_scanner
 
 HMAC_CHARS = 8  # hex digits of the truncated HMAC-SHA256 in identifier placeholders
 
@@ -86,53 +86,137 @@ class _Namer:
 
 
 class Scrubber:
-    def __init__(self, hmac_key: bytes, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, hmac_key: bytes, *, max_body_bytes: int, scanner: Scanner | None = None
+    ) -> None:
         self._key = hmac_key
         self.max_body_bytes = max_body_bytes
+        self._scanner = scanner or default_scanner()
 
     def scrub(self, raw: bytes) -> ScrubResult:
         if len(raw) > self.max_body_bytes:
             return ScrubResult(raw, skipped="too_large")
-        detectors = candidates(raw)
-        if not detectors:
-            return ScrubResult(raw)
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+        scan = self._scanner.scan(raw)
+        if scan.unusual:
+            return self._scrub_every_string(raw)
+        if not scan.hits:
+            return ScrubResult(raw)  # nothing can match: not even parsed
+        doc = _parse(raw)
+        if doc is None:
             return ScrubResult(raw, skipped="not_json")
-        if not isinstance(doc, dict):
-            return ScrubResult(raw, skipped="not_json")
+        found = _hit_strings(raw, scan.hits)
         namer = _Namer(self._key)
-        anchors = anchor_pattern(detectors)
-        changed: dict[str, tuple[str, list[Hit]]] = {}  # original -> (scrubbed, its hits)
-        seen: Counter[str] = Counter()  # occurrences of each changed string
+        lengths = {len(t) for t in found}
+        done: dict[str, tuple[str, list[Hit]]] = {}  # text -> (scrubbed, its hits)
+        seen: Counter[str] = Counter()  # scrubbable occurrences of each found text
         for text in _scrubbable(doc):
-            if text in changed:  # the same text again: same result, counted again
-                seen[text] += 1
-                for h in changed[text][1]:
+            if len(text) not in lengths or text not in found:
+                continue
+            seen[text] += 1
+            if text in done:  # the same text again: same result, counted again
+                for h in done[text][1]:
                     namer.hits[h.detector.name] += 1
                 continue
-            if not anchors.search(text):
+            hits = find(text, found[text].detectors)
+            done[text] = (_replace(text, hits, namer), hits)
+        edits: list[Edit] = []
+        for text, (new, _) in done.items():
+            if new == text:
                 continue
-            hits = find(text, detectors)
-            new = _replace(text, hits, namer)
-            if new != text:
-                changed[text] = (new, hits)
-                seen[text] += 1
-        if not changed:
+            spans = found[text].spans
+            if seen[text] != len(spans):
+                # The same text also sits where it must not be touched (a
+                # thinking block, an object key): find the right tokens by
+                # structure, numbering afresh in the same order.
+                walk = _Walk(raw, DETECTORS, _Namer(self._key), _focus(found))
+                walk.body(object_members(raw))
+                return ScrubResult(
+                    apply(raw, walk.edits), walk.namer.mapping, walk.namer.hits, doc=doc
+                )
+            encoded = orjson.dumps(new)
+            edits.extend(Edit(start, end, encoded) for start, end in spans)
+        if not edits:
             return ScrubResult(raw, doc=doc)
-        out = raw
-        for old, (new, _) in changed.items():
-            enc = orjson.dumps(old)
-            if out.count(enc) != seen[old]:
-                break
-            out = out.replace(enc, orjson.dumps(new))
-        else:
-            return ScrubResult(out, namer.mapping, namer.hits, doc=doc)
-        # The careful way, same numbering (the namer is fresh again).
-        walk = _Walk(raw, detectors, _Namer(self._key))
+        return ScrubResult(apply(raw, edits), namer.mapping, namer.hits, doc=doc)
+
+    def _scrub_every_string(self, raw: bytes) -> ScrubResult:
+        """The slow way, for bodies with escapes the prefilter cannot see
+        through: every scrubbable string is decoded and checked, with every
+        detector (their anchors cannot be trusted in the raw bytes either)."""
+        doc = _parse(raw)
+        if doc is None:
+            return ScrubResult(raw, skipped="not_json")
+        walk = _Walk(raw, DETECTORS, _Namer(self._key))
         walk.body(object_members(raw))
+        if not walk.edits:
+            return ScrubResult(raw, doc=doc)
         return ScrubResult(apply(raw, walk.edits), walk.namer.mapping, walk.namer.hits, doc=doc)
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+@dataclass
+class _Found:
+    """A JSON string some core matched in: where it is in the raw body (each
+    occurrence), and which detectors can possibly match it."""
+
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    detectors: tuple[Detector, ...] = ()
+
+
+def _hit_strings(raw: bytes, hits: list[CoreHit]) -> dict[str, _Found]:
+    """The decoded strings the core hits fall in. A core hit starts inside a
+    string (its first character cannot occur outside one in JSON); a keyword
+    hit may run on into the next strings, which are all taken."""
+    by_span: dict[tuple[int, int], set[Detector]] = {}
+    span = (-1, -1)
+    for hit in hits:  # sorted by start
+        at = hit.start
+        while True:
+            if not span[0] < at < span[1]:
+                span = _string_around(raw, at)
+            by_span.setdefault(span, set()).add(hit.detector)
+            if hit.end <= span[1]:
+                break
+            at = raw.find(b'"', span[1]) + 1  # the next string's first byte
+            if at == 0:
+                break
+    found: dict[str, _Found] = {}
+    for (start, end), detectors in by_span.items():
+        text = orjson.loads(raw[start:end])
+        entry = found.setdefault(text, _Found())
+        entry.spans.append((start, end))
+        entry.detectors = tuple(d for d in DETECTORS if d in detectors or d in entry.detectors)
+    return found
+
+
+def _string_around(raw: bytes, at: int) -> tuple[int, int]:
+    """[opening quote, after the closing quote) of the string holding ``at``:
+    the nearest unescaped quotes on either side (the body is valid JSON)."""
+    start = raw.rfind(b'"', 0, at)
+    while _escaped(raw, start):
+        start = raw.rfind(b'"', 0, start)
+    end = raw.find(b'"', at)
+    while _escaped(raw, end):
+        end = raw.find(b'"', end + 1)
+    return start, end + 1
+
+
+def _escaped(raw: bytes, quote: int) -> bool:
+    i = quote
+    while i > 0 and raw[i - 1] == 0x5C:  # backslash
+        i -= 1
+    return (quote - i) % 2 == 1
+
+
+def _focus(found: dict[str, _Found]) -> dict[int, tuple[Detector, ...]]:
+    return {start: f.detectors for f in found.values() for start, _ in f.spans}
 
 
 def _replace(text: str, hits: list[Hit], namer: _Namer) -> str:
@@ -148,43 +232,47 @@ def _replace(text: str, hits: list[Hit], namer: _Namer) -> str:
     return "".join(out)
 
 
-def _scrubbable(doc: dict[str, Any]) -> Iterator[str]:
+def _scrubbable(doc: dict[str, Any]) -> list[str]:
     """The strings to scrub, in the order the API reads the prompt (the same
-    rules as _Walk, on the parsed document)."""
-    system = doc.get("system")
-    yield from _content(system)
+    rules as _Walk, on the parsed document). A list filled by plain loops:
+    nested generators cost a third of a scrub on a long conversation."""
+    out: list[str] = []
+    _content(doc.get("system"), out)
     messages = doc.get("messages")
     if isinstance(messages, list):
         for message in messages:
             if isinstance(message, dict):
-                yield from _content(message.get("content"))
+                _content(message.get("content"), out)
+    return out
 
 
-def _content(value: object) -> Iterator[str]:
+def _content(value: object, out: list[str]) -> None:
     if isinstance(value, str):
-        yield value
+        out.append(value)
     elif isinstance(value, list):
         for block in value:
             if not isinstance(block, dict):
                 continue
             kind = block.get("type")
-            if kind == "text" and isinstance(block.get("text"), str):
-                yield block["text"]
+            if kind == "text":
+                text = block.get("text")
+                if isinstance(text, str):
+                    out.append(text)
             elif kind == "tool_use":
-                yield from _values(block.get("input"))
+                _values(block.get("input"), out)
             elif kind == "tool_result":
-                yield from _content(block.get("content"))
+                _content(block.get("content"), out)
 
 
-def _values(value: object) -> Iterator[str]:
+def _values(value: object, out: list[str]) -> None:
     if isinstance(value, str):
-        yield value
+        out.append(value)
     elif isinstance(value, dict):
         for v in value.values():
-            yield from _values(v)
+            _values(v, out)
     elif isinstance(value, list):
         for v in value:
-            yield from _values(v)
+            _values(v, out)
 
 
 def _last(members: list[Member], key: str) -> Member | None:
@@ -198,11 +286,19 @@ def _last(members: list[Member], key: str) -> Member | None:
 class _Walk:
     """Finds the strings to scrub, in the API's reading order."""
 
-    def __init__(self, raw: bytes, detectors: tuple[Detector, ...], namer: _Namer) -> None:
+    def __init__(
+        self,
+        raw: bytes,
+        detectors: tuple[Detector, ...],
+        namer: _Namer,
+        focus: dict[int, tuple[Detector, ...]] | None = None,
+    ) -> None:
         self.raw = raw
         self.detectors = detectors
         self.namer = namer
         self.edits: list[Edit] = []
+        # Only these strings (by opening quote), with these detectors.
+        self.focus = focus
 
     def _kind(self, at: int) -> str:
         return {b'"': "string", b"{": "object", b"[": "array"}.get(self.raw[at : at + 1], "scalar")
@@ -211,8 +307,13 @@ class _Walk:
         start, end = (m.value_start, m.end) if isinstance(m, Member) else m
         if self.raw[start : start + 1] != b'"':
             return
+        detectors = self.detectors
+        if self.focus is not None:
+            if start not in self.focus:
+                return
+            detectors = self.focus[start]
         text = orjson.loads(self.raw[start:end])
-        new = _replace(text, find(text, self.detectors), self.namer)
+        new = _replace(text, find(text, detectors), self.namer)
         if new != text:
             self.edits.append(Edit(start, end, orjson.dumps(new)))
 

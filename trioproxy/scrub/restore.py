@@ -3,7 +3,8 @@ model echoes ``<GITHUB_TOKEN_1>`` into a file or a command the client gets
 the real value.
 
 JSON responses: placeholders are plain ASCII, so they appear verbatim inside
-JSON strings; each is replaced by its original, JSON-escaped.
+JSON strings; each is replaced by its original, JSON-escaped. A small answer
+is restored whole; a large one as it streams (JSONRestorer).
 
 SSE streams: only ``content_block_delta`` events with a ``text_delta`` or an
 ``input_json_delta`` are rewritten; every other event passes byte for byte.
@@ -58,6 +59,34 @@ def _held_tail(text: str, prefixes: frozenset[str], longest: int) -> int:
         if text[-k] == "<" and text[-k:] in prefixes:
             return k
     return 0
+
+
+class JSONRestorer:
+    """A JSON answer too large to hold (over attempt.ERROR_BODY_MAX),
+    restored as it streams: bytes pass on at once except a tail that could
+    be the start of a placeholder (at most one placeholder's length), which
+    waits for the next chunk."""
+
+    def __init__(self, mapping: dict[str, str]) -> None:
+        self.mapping = mapping
+        self._prefixes = frozenset(p[:i].encode() for p in mapping for i in range(1, len(p)))
+        self._longest = max((len(p) for p in mapping), default=0)
+        self._held = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._held + chunk
+        keep = 0
+        for k in range(min(self._longest - 1, len(data)), 0, -1):
+            if data[-k] == 0x3C and data[-k:] in self._prefixes:  # '<'
+                keep = k
+                break
+        ready, self._held = (data[:-keep], data[-keep:]) if keep else (data, b"")
+        return restore_json(ready, self.mapping)
+
+    def finish(self) -> bytes:
+        """The end: a held tail never became a placeholder; it goes as it is."""
+        rest, self._held = self._held, b""
+        return rest
 
 
 class SSERestorer:
