@@ -259,7 +259,7 @@ class Server:
         await self.router.open_store(cfg.state_dir)
         upstreams = {p.name: p.upstream for p in cfg.routing.providers}
         async with open_pools(upstreams, max_head_bytes=cfg.limits.max_head_bytes) as pools:
-            self.pools = pools
+            self.pools = self.state.pools = pools
             async with trio.open_nursery() as background:
                 await background.start(self.router.serve)
                 await self.serve_app(

@@ -14,6 +14,7 @@ from trioproxy.accounting.metrics import Metrics
 from trioproxy.config import Config
 from trioproxy.inbound.exchange import RequestIds
 from trioproxy.routing.router import Router
+from trioproxy.upstream.pool import UpstreamPool
 
 
 class Drainable(Protocol):
@@ -25,11 +26,13 @@ class ServerState:
     config: Config
     started_monotonic: float = field(default_factory=time.monotonic)
     draining: bool = False
-    in_flight: int = 0
+    active: dict[str, int] = field(default_factory=lambda: {"h1": 0, "h2": 0})  # requests
+    watchers: int = 0  # of those, /metrics/stream readers (not traffic)
     connections: dict[str, int] = field(default_factory=lambda: {"h1": 0, "h2": 0})
     request_ids: RequestIds = field(default_factory=RequestIds)
     metrics: Metrics = field(default_factory=Metrics)
     router: Router | None = None  # set by the proxy server (admin endpoints read it)
+    pools: dict[str, UpstreamPool] = field(default_factory=dict)  # by provider, while serving
     _idle_scopes: set[trio.CancelScope] = field(default_factory=set)
     _drainables: set[Drainable] = field(default_factory=set)
     drain_started: trio.Event = field(default_factory=trio.Event)
@@ -37,6 +40,10 @@ class ServerState:
     @property
     def uptime_s(self) -> float:
         return time.monotonic() - self.started_monotonic
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self.active.values())
 
     @property
     def total_connections(self) -> int:
@@ -78,8 +85,8 @@ class ServerState:
         finally:
             self.connections[protocol] -= 1
 
-    def exchange(self) -> _InFlight:
-        return _InFlight(self)
+    def exchange(self, protocol: str) -> _InFlight:
+        return _InFlight(self.active, protocol)
 
 
 class _IdleScope:
@@ -101,13 +108,14 @@ class _IdleScope:
 
 
 class _InFlight:
-    __slots__ = ("_state",)
+    __slots__ = ("_active", "_protocol")
 
-    def __init__(self, state: ServerState) -> None:
-        self._state = state
+    def __init__(self, active: dict[str, int], protocol: str) -> None:
+        self._active = active
+        self._protocol = protocol
 
     def __enter__(self) -> None:
-        self._state.in_flight += 1
+        self._active[self._protocol] += 1
 
     def __exit__(self, *exc: object) -> None:
-        self._state.in_flight -= 1
+        self._active[self._protocol] -= 1

@@ -54,6 +54,21 @@ class Histogram:
                 self.counts[i] += 1
                 break
 
+    def snapshot(self) -> dict[str, Any]:
+        """Cumulative bucket counts too: a dashboard takes quantiles of the
+        difference between two snapshots (the last minute, not all time)."""
+        running, buckets = 0, []
+        for bound, n in zip(self.buckets, self.counts, strict=True):
+            running += n
+            buckets.append([bound, running])
+        return {
+            "count": self.count,
+            "sum": round(self.sum, 6),
+            "p50_le": self.quantile(0.5),
+            "p99_le": self.quantile(0.99),
+            "buckets": buckets,
+        }
+
     def quantile(self, q: float) -> float | None:
         """Upper bound of the bucket holding the q-quantile (for the JSON view)."""
         if not self.count:
@@ -70,7 +85,7 @@ class Metrics:
     def __init__(self) -> None:
         # (code, caller, model, stream, provider) -> count
         self.requests: defaultdict[tuple[str, str, str, str, str], int] = defaultdict(int)
-        self.tokens: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        self.tokens: defaultdict[tuple[str, str, str, str], int] = defaultdict(int)
         self.bytes = {"in": 0, "out": 0}
         self.stream_errors = 0
         self.client_disconnects = 0
@@ -93,11 +108,12 @@ class Metrics:
         model = self._model(r.usage.model or r.model_requested)
         caller = r.caller or "-"
         stream = "true" if r.stream else "false"
-        self.requests[(str(r.status), caller, model, stream, r.provider or "-")] += 1
+        provider = r.provider or "-"
+        self.requests[(str(r.status), caller, model, stream, provider)] += 1
         for cls in TOKEN_CLASSES:
             value = getattr(r.usage, cls)
             if value:
-                self.tokens[(cls.removesuffix("_tokens"), caller, model)] += value
+                self.tokens[(cls.removesuffix("_tokens"), caller, model, provider)] += value
         self.bytes["in"] += r.bytes_in
         self.bytes["out"] += r.bytes_out
         self.stream_errors += r.usage.stream_errors
@@ -135,9 +151,20 @@ class Metrics:
         family(
             "trioproxy_requests_total",
             "counter",
-            "Proxied requests by status code, caller, model, streaming and provider",
+            "Proxied requests by status class and code, caller, model, streaming and provider",
             (
-                ("", {"code": c, "caller": a, "model": m, "stream": s, "provider": p}, n)
+                (
+                    "",
+                    {
+                        "class": c[:1] + "xx",
+                        "code": c,
+                        "caller": a,
+                        "model": m,
+                        "stream": s,
+                        "provider": p,
+                    },
+                    n,
+                )
                 for (c, a, m, s, p), n in sorted(self.requests.items())
             ),
         )
@@ -146,8 +173,8 @@ class Metrics:
             "counter",
             "Tokens by class (input, cache_creation_input, cache_read_input, output)",
             (
-                ("", {"class": c, "caller": a, "model": m}, n)
-                for (c, a, m), n in sorted(self.tokens.items())
+                ("", {"class": c, "caller": a, "model": m, "provider": p}, n)
+                for (c, a, m, p), n in sorted(self.tokens.items())
             ),
         )
         family(
@@ -227,8 +254,8 @@ class Metrics:
                 for (c, a, m, s, p), n in sorted(self.requests.items())
             ],
             "tokens": [
-                {"class": c, "caller": a, "model": m, "count": n}
-                for (c, a, m), n in sorted(self.tokens.items())
+                {"class": c, "caller": a, "model": m, "provider": p, "count": n}
+                for (c, a, m, p), n in sorted(self.tokens.items())
             ],
             "bytes": dict(self.bytes),
             "stream_errors": self.stream_errors,
@@ -236,17 +263,8 @@ class Metrics:
             "retries": self.retries,
             "scrub_hits": dict(self.scrub_hits),
             "scrub_skipped": dict(self.unscrubbed),
-            "duration_s": {
-                "count": self.duration.count,
-                "sum": round(self.duration.sum, 6),
-                "p50_le": self.duration.quantile(0.5),
-                "p99_le": self.duration.quantile(0.99),
-            },
-            "time_to_headers_s": {
-                "count": self.time_to_headers.count,
-                "p50_le": self.time_to_headers.quantile(0.5),
-                "p99_le": self.time_to_headers.quantile(0.99),
-            },
+            "duration_s": self.duration.snapshot(),
+            "time_to_headers_s": self.time_to_headers.snapshot(),
         }
 
 

@@ -1,12 +1,17 @@
-"""The proxy's own endpoints: /health, /livez, /metrics, /metrics.json and
-/admin/* (providers, routing switch)."""
+"""The proxy's own endpoints: /health, /livez, /metrics, /metrics.json,
+/metrics/stream, /dashboard, /openapi.json and /admin/* (providers, routing
+switch)."""
 
 from __future__ import annotations
 
 import orjson
 import trio
 
+from trioproxy.admin.pages import dashboard_html, openapi_json
+from trioproxy.admin.snapshot import gauges, snapshot
+from trioproxy.admin.stream import serve_metrics_stream
 from trioproxy.errors import (
+    AuthenticationFailed,
     ClientTimeout,
     InvalidRequest,
     MethodNotAllowed,
@@ -22,12 +27,25 @@ from trioproxy.proto.events import RequestHead, ResponseHead
 from trioproxy.state import ServerState
 
 RESERVED_EXACT: frozenset[bytes] = frozenset(
-    {b"/health", b"/livez", b"/metrics", b"/metrics.json", b"/admin/providers", b"/admin/route"}
+    {
+        b"/health",
+        b"/livez",
+        b"/metrics",
+        b"/metrics.json",
+        b"/metrics/stream",
+        b"/dashboard",
+        b"/openapi.json",
+        b"/admin/providers",
+        b"/admin/route",
+    }
 )
 ROUTE_BODY_MAX = 16 * 1024  # bytes; {"mode": ..., "provider": ...} is tiny
+# Admin rules, like /admin/*. /openapi.json holds no data: open, like /health.
 ADMIN_EXACT: frozenset[bytes] = frozenset(
-    {b"/metrics", b"/metrics.json"}
-)  # admin rules, like /admin/*
+    {b"/metrics", b"/metrics.json", b"/metrics/stream", b"/dashboard"}
+)
+# Opened by browsers: a 401 there asks for the token (as a Basic password).
+BROWSER_PATHS: frozenset[bytes] = frozenset({b"/dashboard", b"/metrics/stream"})
 RESERVED_PREFIXES: tuple[bytes, ...] = (b"/admin/",)
 
 
@@ -51,6 +69,20 @@ def _json(status: int, doc: object) -> tuple[ResponseHead, bytes]:
     )
 
 
+def _static(body: bytes, content_type: bytes) -> tuple[ResponseHead, bytes]:
+    return (
+        ResponseHead(
+            200,
+            [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        ),
+        body,
+    )
+
+
 def route(
     head: RequestHead, state: ServerState, *, admin_listener: bool = False
 ) -> tuple[ResponseHead, bytes]:
@@ -63,6 +95,8 @@ def route(
         raise NotFound(f"{path.decode('latin-1')} is reserved by trioproxy and does not exist")
     if path == b"/admin/route":
         raise MethodNotAllowed("/admin/route accepts POST")
+    if path == b"/metrics/stream":
+        raise MethodNotAllowed("/metrics/stream accepts GET")
     if head.method not in (b"GET", b"HEAD"):
         raise MethodNotAllowed(f"{path.decode('latin-1')} accepts GET and HEAD")
     if path == b"/admin/providers":
@@ -70,7 +104,7 @@ def route(
             raise NotFound("this server does not route to providers")
         return _json(200, state.router.snapshot())
     if path == b"/metrics":
-        body = state.metrics.prometheus(_gauges(state))
+        body = state.metrics.prometheus(gauges(state))
         return ResponseHead(
             200,
             [
@@ -80,17 +114,11 @@ def route(
             ],
         ), body
     if path == b"/metrics.json":
-        return _json(
-            200,
-            {
-                **state.metrics.snapshot(),
-                "in_flight": state.in_flight,
-                "connections": dict(state.connections),
-                "draining": state.draining,
-                "uptime_s": round(state.uptime_s, 3),
-                "routing": None if state.router is None else state.router.snapshot(),
-            },
-        )
+        return _json(200, snapshot(state))
+    if path == b"/dashboard":
+        return _static(dashboard_html(), b"text/html; charset=utf-8")
+    if path == b"/openapi.json":
+        return _static(openapi_json(), b"application/json")
     if path == b"/health":
         if state.draining:
             return _json(503, {"status": "draining"})
@@ -122,13 +150,20 @@ def _check_access(head: RequestHead, state: ServerState, admin_listener: bool) -
 async def serve_own(
     ex: ClientExchange, state: ServerState, *, admin_listener: bool = False
 ) -> None:
+    path, method = ex.head.path, ex.head.method
     try:
-        if ex.head.path == b"/admin/route" and ex.head.method == b"POST":
+        if path == b"/admin/route" and method == b"POST":
             head, body = await _switch_route(ex, state, admin_listener)
+        elif path == b"/metrics/stream" and method == b"GET":
+            _check_access(ex.head, state, admin_listener)
+            await serve_metrics_stream(ex, state)
+            return
         else:
             head, body = route(ex.head, state, admin_listener=admin_listener)
     except ProxyError as exc:
         head, body = error_response(exc, ex.request_id)
+        if isinstance(exc, AuthenticationFailed) and path in BROWSER_PATHS:
+            head.headers.append((b"www-authenticate", b'Basic realm="trioproxy admin"'))
     await respond(ex, head, body)
 
 
@@ -180,88 +215,8 @@ class AdminApp:
         if is_own(ex.head):
             await serve_own(ex, self.state, admin_listener=True)
             return
-        exc = NotFound("the admin listener serves only /health, /livez, /metrics and /admin/*")
+        exc = NotFound(
+            "the admin listener serves only /health, /livez, /metrics*, /dashboard, /openapi.json and /admin/*"
+        )
         head, body = error_response(exc, ex.request_id)
         await respond(ex, head, body)
-
-
-Family = tuple[str, str, list[tuple[dict[str, str], float]]]
-
-
-def _gauges(state: ServerState) -> dict[str, Family]:
-    families: dict[str, Family] = {
-        "trioproxy_requests_in_flight": (
-            "gauge",
-            "Requests being handled now",
-            [({}, state.in_flight)],
-        ),
-        "trioproxy_client_connections": (
-            "gauge",
-            "Open client connections by protocol",
-            [({"protocol": p}, n) for p, n in sorted(state.connections.items())],
-        ),
-        "trioproxy_draining": ("gauge", "1 while draining", [({}, 1 if state.draining else 0)]),
-        "trioproxy_uptime_seconds": (
-            "gauge",
-            "Seconds since start",
-            [({}, round(state.uptime_s, 3))],
-        ),
-    }
-    if state.router is not None:
-        families.update(_provider_families(state.router.snapshot()))
-    return families
-
-
-_BREAKER = {"closed": 0, "half-open": 1, "open": 2}
-
-
-def _provider_families(snap: dict[str, object]) -> dict[str, Family]:
-    rows = snap["providers"]
-    assert isinstance(rows, list)
-
-    def each(fn: object) -> list[tuple[dict[str, str], float]]:
-        assert callable(fn)
-        return [({"provider": r["name"]}, float(fn(r))) for r in rows]
-
-    return {
-        "trioproxy_provider_available": (
-            "gauge",
-            "1 when the provider can be tried now (not open, cooling down or over quota)",
-            each(lambda r: r["state"] in ("healthy", "degraded", "half-open")),
-        ),
-        "trioproxy_provider_breaker_state": (
-            "gauge",
-            "Circuit breaker: 0 closed, 1 half-open, 2 open",
-            each(lambda r: _BREAKER[r["breaker"]]),
-        ),
-        "trioproxy_provider_consecutive_failures": (
-            "gauge",
-            "Consecutive failed attempts",
-            each(lambda r: r["consecutive_failures"]),
-        ),
-        "trioproxy_provider_in_flight": (
-            "gauge",
-            "Requests on the provider now",
-            each(lambda r: r["in_flight"]),
-        ),
-        "trioproxy_provider_quota_used_tokens": (
-            "gauge",
-            "Tokens counted in the current quota window (providers with a quota)",
-            [({"provider": r["name"]}, r["quota"]["used"]) for r in rows if r["quota"]],
-        ),
-        "trioproxy_provider_quota_limit_tokens": (
-            "gauge",
-            "Token budget of the quota window",
-            [({"provider": r["name"]}, r["quota"]["limit"]) for r in rows if r["quota"]],
-        ),
-        "trioproxy_provider_retries_total": (
-            "counter",
-            "Attempts retried on the same provider (503, 529, connection errors)",
-            each(lambda r: r["retries"]),
-        ),
-        "trioproxy_provider_failovers_total": (
-            "counter",
-            "Requests that failed over away from the provider",
-            each(lambda r: r["failovers"]),
-        ),
-    }

@@ -287,7 +287,7 @@ async def _run_exchange(
     stream: trio.abc.Stream, proto: H1Server, state: ServerState, app: App, head: RequestHead
 ) -> bool:
     """Run the application for one request; True if the connection may be reused."""
-    with state.exchange():
+    with state.exchange("h1"):
         async with trio.open_nursery() as nursery:
             ex = H1Exchange(stream, proto, head, state, nursery)
             with ex.app_scope, contextlib.suppress(ClientGone):

@@ -304,7 +304,7 @@ class H2ServerConnection:
 
     async def _run_stream(self, st: H2Stream) -> None:
         try:
-            with self.state.exchange(), st.app_scope:
+            with self.state.exchange("h2"), st.app_scope:
                 try:
                     await self.app(st)
                 except ClientGone:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 
 from trioproxy.config import AuthConfig
@@ -40,8 +42,25 @@ def check_admin(head: RequestHead, auth: AuthConfig, *, loopback_only: bool) -> 
         raise PermissionDenied(
             "admin endpoints are disabled on a non-loopback listener until TRIOPROXY_ADMIN_TOKEN is set"
         )
-    presented = presented_credential(head.headers)
+    presented = presented_credential(head.headers) or _basic_password(head)
     if presented is None or not hmac.compare_digest(presented, token):
         raise AuthenticationFailed(
-            "admin endpoints need the admin token as `Authorization: Bearer <token>` or `x-api-key: <token>`"
+            "admin endpoints need the admin token as `Authorization: Bearer <token>` or "
+            "`x-api-key: <token>` (a browser: any user name, the token as password)"
         )
+
+
+def _basic_password(head: RequestHead) -> bytes | None:
+    """The password of ``Authorization: Basic`` (RFC 7617): how a browser
+    presents the admin token to /dashboard and the stream behind it, after
+    the 401's ``WWW-Authenticate: Basic`` made it ask. The user name is
+    ignored."""
+    raw = head.header(b"authorization")
+    if raw is None or raw[:6].lower() != b"basic ":
+        return None
+    try:
+        decoded = base64.b64decode(raw[6:].strip(), validate=True)
+    except binascii.Error:
+        return None
+    _, sep, password = decoded.partition(b":")
+    return password if sep else None

@@ -54,6 +54,16 @@ class PoolState:
     def total(self) -> int:
         return len(self.idle) + self.active + self.opening + len(self.h2)
 
+    def counts(self) -> dict[str, int]:
+        """Connections by state, and HTTP/2 streams in use (for /metrics)."""
+        return {
+            "h1_idle": len(self.idle),
+            "h1_active": self.active,
+            "h2": sum(1 for c in self.h2 if not c.dead),
+            "opening": self.opening,
+            "h2_streams": sum(c.leased for c in self.h2 if not c.dead),
+        }
+
     def take_h2(self) -> H2UpstreamConnection | None:
         """The live HTTP/2 connection with the most free streams, if any."""
         self.h2 = [c for c in self.h2 if not c.dead]

@@ -1,0 +1,153 @@
+"""/dashboard in a real browser (headless Chromium over the DevTools
+protocol) against a running proxy with traffic flowing: the charts and
+tables must have received data, and the alert banner must come up when the
+error rate passes 10 %. The screenshot is kept in the test's temp dir."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.browser import Browser, find_chromium, in_ci
+from tests.helpers import h1_request, start_fake, start_proxy
+
+ALICE, BOB = "alice-secret-0123456789", "bob-secret-0123456789"
+
+
+def chromium() -> str:
+    path = find_chromium()
+    if path is None:
+        if in_ci():
+            pytest.fail("chromium is missing: .ci/run installs it")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return path
+
+
+async def traffic(port: int, stop: trio.Event, fault: list[str]) -> None:
+    """Two callers, streaming and not, until told to stop; ``fault[0]`` is
+    put on every request (the fake upstream answers with it)."""
+    i = 0
+    while not stop.is_set():
+        key = ALICE if i % 3 else BOB
+        stream = "true" if i % 2 else "false"
+        body = (
+            b'{"model":"claude-sonnet-4-5","max_tokens":30,"stream":' + stream.encode() + b","
+            b'"messages":[{"role":"user","content":"hello there"}]}'
+        )
+        headers = [("x-api-key", key), ("content-type", "application/json")]
+        if fault[0]:
+            headers.append(("x-fake-fault", fault[0]))
+        await h1_request(port, "POST", "/v1/messages", headers, body)
+        i += 1
+        with trio.move_on_after(0.05):
+            await stop.wait()
+
+
+def facts(b: Browser) -> dict[str, object]:
+    return b.evaluate(
+        """(() => {
+          const pts = (id) => +document.getElementById(id).dataset.points;
+          const max = (id) => +document.getElementById(id).dataset.max;
+          const cells = (id) => [...document.querySelectorAll('#' + id + ' tbody tr')]
+              .map((tr) => [...tr.cells].map((td) => td.textContent));
+          return {
+            snapshots: +document.body.dataset.snapshots,
+            status: document.getElementById('status').textContent,
+            points: {requests: pts('chart-requests'), tokens: pts('chart-tokens'),
+                     latency: pts('chart-latency')},
+            max: {requests: max('chart-requests'), tokens: max('chart-tokens')},
+            rps: document.getElementById('t-rps').textContent,
+            latency: document.getElementById('t-lat').textContent,
+            cache: document.getElementById('t-cache').textContent,
+            providers: cells('providers'), codes: cells('codes'), callers: cells('callers'),
+            alert: document.getElementById('alert').className,
+            alertText: document.getElementById('alert').textContent,
+          };
+        })()"""
+    )
+
+
+async def test_the_dashboard_draws_live_data_in_a_real_browser(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    exe = chromium()
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(
+        nursery, fake.url, auth__secrets=f"alice:{ALICE},bob:{BOB}", upstream__api_key="sk-x"
+    )
+    stop, fault = trio.Event(), [""]
+    nursery.start_soon(traffic, proxy.port, stop, fault)
+    url = f"http://127.0.0.1:{proxy.port}/dashboard"
+
+    def healthy_phase() -> dict[str, object]:
+        b = Browser(exe)
+        try:
+            b.open(url)
+            b.wait_for(
+                "+document.body.dataset.snapshots >= 4"
+                " && +document.getElementById('chart-requests').dataset.points >= 3"
+            )
+            seen = facts(b)
+            b.screenshot(tmp_path / "dashboard.png")
+            return seen
+        finally:
+            b.close()
+
+    seen = await trio.to_thread.run_sync(healthy_phase)
+    assert seen["status"] == "live"
+    assert seen["points"]["requests"] >= 3 and seen["max"]["requests"] > 0  # type: ignore[index]
+    assert seen["points"]["tokens"] >= 3 and seen["max"]["tokens"] > 0  # type: ignore[index]
+    assert seen["points"]["latency"] >= 1  # type: ignore[index]
+    assert seen["rps"] != "\u2013" and "ms" in str(seen["latency"])
+    assert [row[0] for row in seen["providers"]] == ["default"]  # type: ignore[attr-defined]
+    assert seen["providers"][0][1] == "healthy"  # type: ignore[index]
+    assert "200" in [row[0] for row in seen["codes"]]  # type: ignore[attr-defined]
+    assert {row[0] for row in seen["callers"]} == {"alice", "bob"}  # type: ignore[attr-defined]
+    assert seen["alert"] == ""  # nothing wrong yet
+    png = (tmp_path / "dashboard.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000
+
+    # Now every request fails upstream: the banner comes up within seconds
+    # (a fresh page, so the last minute it sees is failures only).
+    fault[0] = "500"
+
+    def failing_phase() -> dict[str, object]:
+        b = Browser(exe)
+        try:
+            b.open(url)
+            b.wait_for("document.getElementById('alert').textContent.includes('error rate')")
+            return facts(b)
+        finally:
+            b.close()
+
+    seen = await trio.to_thread.run_sync(failing_phase)
+    stop.set()
+    assert seen["alert"] == "on" and "error rate" in str(seen["alertText"])
+    # the failures also opened the breaker: the proxy answers 529 itself
+    assert "provider default: circuit open" in str(seen["alertText"])
+    assert "500" in [row[0] for row in seen["codes"]]  # type: ignore[attr-defined]
+
+
+async def test_dashboard_and_stream_ask_a_browser_for_the_admin_token(
+    nursery: trio.Nursery,
+) -> None:
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(nursery, fake.url, admin__token="adm-0123456789abcdef")
+    for path in ("/dashboard", "/metrics/stream"):
+        r = await h1_request(proxy.port, "GET", path)
+        assert r.status == 401
+        assert r.header(b"www-authenticate") == b'Basic realm="trioproxy admin"'
+    wrong = base64.b64encode(b"me:nope").decode()
+    r = await h1_request(proxy.port, "GET", "/dashboard", [("authorization", f"Basic {wrong}")])
+    assert r.status == 401
+    right = base64.b64encode(b"anyone:adm-0123456789abcdef").decode()
+    r = await h1_request(proxy.port, "GET", "/dashboard", [("authorization", f"Basic {right}")])
+    assert r.status == 200 and b"<canvas" in r.body
+    assert r.header(b"content-type") == b"text/html; charset=utf-8"
+    assert b"http://" not in r.body and b"https://" not in r.body  # nothing fetched from outside
+    # The JSON endpoints keep their plain 401 (no browser prompt for scripts).
+    r = await h1_request(proxy.port, "GET", "/metrics.json")
+    assert r.status == 401 and r.header(b"www-authenticate") is None

@@ -1,0 +1,125 @@
+"""What the proxy knows about itself right now: the JSON snapshot behind
+/metrics.json, /metrics/stream and the dashboard, and the gauge families
+/metrics adds to the counters."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from trioproxy.state import ServerState
+
+
+def snapshot(state: ServerState) -> dict[str, Any]:
+    """Cumulative counters plus current gauges. Rates (requests/s, tokens/s)
+    are differences between two snapshots, taken by whoever reads them."""
+    return {
+        "time": round(time.time(), 3),
+        **state.metrics.snapshot(),
+        "in_flight": state.in_flight,
+        "active": dict(state.active),
+        "watchers": state.watchers,
+        "connections": dict(state.connections),
+        "pools": {name: pool.state.counts() for name, pool in state.pools.items()},
+        "draining": state.draining,
+        "uptime_s": round(state.uptime_s, 3),
+        "routing": None if state.router is None else state.router.snapshot(),
+    }
+
+
+Family = tuple[str, str, list[tuple[dict[str, str], float]]]
+
+
+def gauges(state: ServerState) -> dict[str, Family]:
+    families: dict[str, Family] = {
+        "trioproxy_requests_in_flight": (
+            "gauge",
+            "Requests being handled now, by client protocol",
+            [({"protocol": p}, n) for p, n in sorted(state.active.items())],
+        ),
+        "trioproxy_client_connections": (
+            "gauge",
+            "Open client connections by protocol",
+            [({"protocol": p}, n) for p, n in sorted(state.connections.items())],
+        ),
+        "trioproxy_draining": ("gauge", "1 while draining", [({}, 1 if state.draining else 0)]),
+        "trioproxy_uptime_seconds": (
+            "gauge",
+            "Seconds since start",
+            [({}, round(state.uptime_s, 3))],
+        ),
+    }
+    pools = {name: pool.state.counts() for name, pool in state.pools.items()}
+    families["trioproxy_upstream_connections"] = (
+        "gauge",
+        "Upstream connections by provider and state (h1_idle, h1_active, h2, opening)",
+        [
+            ({"provider": name, "state": k}, v)
+            for name, c in sorted(pools.items())
+            for k, v in c.items()
+            if k != "h2_streams"
+        ],
+    )
+    families["trioproxy_upstream_h2_streams"] = (
+        "gauge",
+        "HTTP/2 streams in use on upstream connections, by provider",
+        [({"provider": name}, c["h2_streams"]) for name, c in sorted(pools.items())],
+    )
+    if state.router is not None:
+        families.update(_provider_families(state.router.snapshot()))
+    return families
+
+
+_BREAKER = {"closed": 0, "half-open": 1, "open": 2}
+
+
+def _provider_families(snap: dict[str, object]) -> dict[str, Family]:
+    rows = snap["providers"]
+    assert isinstance(rows, list)
+
+    def each(fn: object) -> list[tuple[dict[str, str], float]]:
+        assert callable(fn)
+        return [({"provider": r["name"]}, float(fn(r))) for r in rows]
+
+    return {
+        "trioproxy_provider_available": (
+            "gauge",
+            "1 when the provider can be tried now (not open, cooling down or over quota)",
+            each(lambda r: r["state"] in ("healthy", "degraded", "half-open")),
+        ),
+        "trioproxy_provider_breaker_state": (
+            "gauge",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            each(lambda r: _BREAKER[r["breaker"]]),
+        ),
+        "trioproxy_provider_consecutive_failures": (
+            "gauge",
+            "Consecutive failed attempts",
+            each(lambda r: r["consecutive_failures"]),
+        ),
+        "trioproxy_provider_in_flight": (
+            "gauge",
+            "Requests on the provider now",
+            each(lambda r: r["in_flight"]),
+        ),
+        "trioproxy_provider_quota_used_tokens": (
+            "gauge",
+            "Tokens counted in the current quota window (providers with a quota)",
+            [({"provider": r["name"]}, r["quota"]["used"]) for r in rows if r["quota"]],
+        ),
+        "trioproxy_provider_quota_limit_tokens": (
+            "gauge",
+            "Token budget of the quota window",
+            [({"provider": r["name"]}, r["quota"]["limit"]) for r in rows if r["quota"]],
+        ),
+        "trioproxy_provider_retries_total": (
+            "counter",
+            "Attempts retried on the same provider (503, 529, connection errors)",
+            each(lambda r: r["retries"]),
+        ),
+        "trioproxy_provider_failovers_total": (
+            "counter",
+            "Requests that failed over away from the provider",
+            each(lambda r: r["failovers"]),
+        ),
+    }
