@@ -290,6 +290,7 @@ class Attempt:
         except (UpstreamError, UpstreamTimeout, UpstreamClosed) as exc:
             observer.finish(complete=False)
             record.error = f"upstream failed mid-response: {exc}"
+            record.forward_failed = True
             if restorer is not None and (rest := restorer.finish()):
                 await ex.send_body(rest)
                 sent_tail = rest[-2:]

@@ -59,6 +59,21 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument(
         "--insecure", action="store_true", help="do not verify the listener's certificate"
     )
+    usage = sub.add_parser(
+        "usage", help="requests, tokens and estimated cost from the usage ledger"
+    )
+    usage.add_argument("--since", default="7d", help="7d, 24h, 30m, 2w or 2026-11-01 (UTC)")
+    usage.add_argument(
+        "--by", choices=("caller", "model", "provider", "day"), default="model", help="group by"
+    )
+    usage.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    usage.add_argument(
+        "--config", metavar="FILE", help="the proxy's TOML file (state_dir, [pricing])"
+    )
+    usage.add_argument(
+        "--env-file", metavar="FILE", help="a systemd EnvironmentFile with TRIOPROXY_* settings"
+    )
+    usage.add_argument("--state-dir", help="where the ledger is (default: from the configuration)")
     fake = sub.add_parser(
         "fake-upstream", help="run the fake Anthropic API alone (HTTP/1.1 and h2c)"
     )
@@ -198,8 +213,38 @@ def _switch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _usage(args: argparse.Namespace) -> int:
+    import time
+
+    from trioproxy.accounting.report import (
+        UsageError,
+        parse_since,
+        render,
+        settings,
+        summarize,
+    )
+    from trioproxy.admin.client import SwitchError, read_env_file
+
+    try:
+        env = dict(os.environ)
+        if args.env_file:
+            env = {**read_env_file(args.env_file), **env}
+        state_dir, prices = settings(args.config, env)
+        since = parse_since(args.since, time.time())
+        lines, total = summarize(
+            args.state_dir or state_dir, since=since, by=args.by, prices=prices
+        )
+    except (UsageError, SwitchError) as exc:
+        print(f"trioproxy usage: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render(lines, total, by=args.by, fmt=args.format, since=since))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "usage":
+        return _usage(args)
     if args.command == "dev-cert":
         return _dev_cert(args.dir, args.hosts)
     if args.command == "switch":

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trioproxy.accounting.pricing import DEFAULT_PRICES, Price, parse_pricing
 from trioproxy.pipeline.auth import Secret, parse_secrets
 from trioproxy.pipeline.binding import is_loopback
 from trioproxy.routing.config import (
@@ -365,6 +366,20 @@ SETTINGS: tuple[Setting, ...] = (
         "bodies larger than this pass unscrubbed (counted, logged once)",
     ),
     Setting(
+        "usage.ledger",
+        "TRIOPROXY_USAGE_LEDGER",
+        _parse_bool,
+        True,
+        "append a summary row per request (no bodies) to STATE_DIR/usage.sqlite3 for `trioproxy usage`",
+    ),
+    Setting(
+        "usage.retention_days",
+        "TRIOPROXY_USAGE_RETENTION_DAYS",
+        _parse_positive_int,
+        90,
+        "ledger rows older than this are deleted (at start and hourly)",
+    ),
+    Setting(
         "timeouts.connect",
         "TRIOPROXY_CONNECT_TIMEOUT",
         _parse_seconds,
@@ -536,6 +551,9 @@ class Config:
     log_level: str
     log_format: str
     log_slow_seconds: float
+    usage_ledger: bool = True
+    usage_retention_days: int = 90
+    pricing: tuple[Price, ...] = DEFAULT_PRICES  # [pricing] entries first, then the defaults
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -576,14 +594,14 @@ def load_config(
             raise ConfigError(f"--config: file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
-        for name in ("providers", "aliases"):
+        for name in ("providers", "aliases", "pricing"):
             if name in doc:
                 structured[name] = doc.pop(name)
         for key, value in _flatten(doc).items():
             if key not in _BY_KEY:
                 raise ConfigError(f"{key}: unknown setting in {path}")
             values[key] = (value, f"{key} (in {path})")
-    for name in ("providers", "aliases"):
+    for name in ("providers", "aliases", "pricing"):
         if overrides and overrides.get(name) is not None:
             structured[name] = overrides[name]
     known_env = {s.env for s in SETTINGS} | provider_key_envs(structured.get("providers"))
@@ -594,7 +612,7 @@ def load_config(
         if s.env in env:
             values[s.key] = (env[s.env], s.env)
     for key, value in (overrides or {}).items():
-        if value is not None and key not in ("providers", "aliases"):
+        if value is not None and key not in ("providers", "aliases", "pricing"):
             values[key] = (value, "--" + key.split(".")[-1])
     parsed: dict[str, Any] = {}
     for s in SETTINGS:
@@ -670,6 +688,9 @@ def _build(
         log_level=p["log_level"],
         log_format=p["log_format"],
         log_slow_seconds=p["log_slow_seconds"],
+        usage_ledger=p["usage.ledger"],
+        usage_retention_days=p["usage.retention_days"],
+        pricing=_build_pricing(structured.get("pricing")),
         raw=dict(p),
     )
 
@@ -719,6 +740,13 @@ def _build_routing(
         )
     try:
         return build_routing(providers_raw, structured.get("aliases"), p, env, default)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _build_pricing(raw: object) -> tuple[Price, ...]:
+    try:
+        return parse_pricing(raw) + DEFAULT_PRICES
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 

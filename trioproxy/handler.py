@@ -58,6 +58,7 @@ from trioproxy.upstream.pool import UpstreamPool
 
 log = logging.getLogger("trioproxy.handler")
 access = logging.getLogger("trioproxy.access")
+diag = logging.getLogger("trioproxy.diag")  # one line per failed forward
 
 PIN_HEADER = b"x-trioproxy-provider"
 SESSION_HEADER = b"x-claude-code-session-id"
@@ -80,12 +81,16 @@ class Proxy:
         record = RequestRecord(
             ex.request_id, head.method.decode("latin-1"), head.path.decode("latin-1"), ex.protocol
         )
+        _, _, query = head.target.partition(b"?")
+        record.query = query.decode("latin-1")
+        record.anthropic_beta = (head.header(b"anthropic-beta") or b"").decode("latin-1")[:1000]
         t0 = time.monotonic()
         try:
             record.caller = check_caller(head, cfg.auth) or ""
             await Forwarding(cfg, self.pools, self.router, record).run(ex)
         except ProxyError as exc:
             record.status, record.error = exc.status, exc.message
+            record.forward_failed = exc.status >= 500  # ours or upstream's side, not the client's
             await self._fail(ex, exc)
         except BaseException:
             record.client_disconnected = True  # cancelled: the client went away (or shutdown)
@@ -96,7 +101,11 @@ class Proxy:
                 # Abandoned streams count too: the provider served those tokens.
                 self.router.record_usage(record.provider, usage_tokens(record.usage))
             self.state.metrics.observe(record)
+            if self.state.ledger is not None:
+                self.state.ledger.add(record)
             _emit(record, cfg)
+            if record.forward_failed or record.status >= 500:  # an upstream's 5xx too
+                diag.warning("%s", record.diagnostic())
 
     async def _fail(self, ex: ClientExchange, exc: ProxyError) -> None:
         if ex.response_started:
@@ -165,6 +174,9 @@ class Forwarding:
             await self._try_all(ex, plan, body, declared, parsed, buffered, home, session)
         finally:
             record.bytes_in = body.total
+            record.body_complete = body.done
+            record.stream_requested = body.traits.stream
+            record.has_thinking = body.traits.thinking
             if not record.model_requested and body.first:
                 record.model_requested = requested_model(body.first[:4096])
 

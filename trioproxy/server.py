@@ -19,6 +19,7 @@ from functools import partial
 
 import trio
 
+from trioproxy.accounting.ledger import Ledger
 from trioproxy.admin.endpoints import AdminApp
 from trioproxy.config import Config, ConfigError, binding_problem
 from trioproxy.connection import handle_connection, make_server_ssl_context
@@ -262,6 +263,10 @@ class Server:
             self.pools = self.state.pools = pools
             async with trio.open_nursery() as background:
                 await background.start(self.router.serve)
+                if cfg.usage_ledger:
+                    ledger = Ledger(cfg.state_dir, retention_days=cfg.usage_retention_days)
+                    await background.start(ledger.serve)
+                    self.state.ledger = ledger
                 await self.serve_app(
                     Proxy(self.state, pools, self.router),
                     admin_app=AdminApp(self.state),

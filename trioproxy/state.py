@@ -10,6 +10,7 @@ from typing import Protocol
 
 import trio
 
+from trioproxy.accounting.ledger import Ledger
 from trioproxy.accounting.metrics import Metrics
 from trioproxy.config import Config
 from trioproxy.inbound.exchange import RequestIds
@@ -33,6 +34,7 @@ class ServerState:
     metrics: Metrics = field(default_factory=Metrics)
     router: Router | None = None  # set by the proxy server (admin endpoints read it)
     pools: dict[str, UpstreamPool] = field(default_factory=dict)  # by provider, while serving
+    ledger: Ledger | None = None  # the usage ledger, while serving (usage.ledger)
     _idle_scopes: set[trio.CancelScope] = field(default_factory=set)
     _drainables: set[Drainable] = field(default_factory=set)
     drain_started: trio.Event = field(default_factory=trio.Event)

@@ -3,6 +3,7 @@ credential (callers appear by their secret's configured name)."""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -37,6 +38,13 @@ class RequestRecord:
     scrub_detail: dict[str, int] = field(default_factory=dict)  # detector -> hits (metrics only)
     client_disconnected: bool = False
     error: str = ""
+    # For the diagnostic line of a failed forward (not in the access line).
+    forward_failed: bool = False
+    query: str = ""
+    anthropic_beta: str = ""
+    body_complete: bool = False  # the whole body was read (else the traits are unknown)
+    stream_requested: bool = False
+    has_thinking: bool = False
     usage: Usage = field(default_factory=Usage)
 
     def fields(self) -> dict[str, object]:
@@ -46,7 +54,7 @@ class RequestRecord:
             **{
                 k: v
                 for k, v in asdict(self).items()
-                if k not in ("usage", "started", "started_monotonic", "scrub_detail")
+                if k not in ("usage", "started", "started_monotonic", "scrub_detail", *DIAGNOSTIC)
             },
             "model": u.model,
             **u.as_dict(),
@@ -57,6 +65,27 @@ class RequestRecord:
             doc["time_to_headers_s"] = round(self.time_to_headers_s, 4)
         doc["duration_s"] = round(self.duration_s, 4)
         return doc
+
+    def diagnostic(self) -> str:
+        """The one extra line when a forward failed: what was asked of the
+        upstream, to tell a bad request shape from a provider outage."""
+        return orjson.dumps(
+            {
+                "event": "forward_failed",
+                "request_id": self.request_id,
+                "model": self.usage.model or self.model_requested,
+                "stream": self.stream_requested if self.body_complete else None,
+                "body_bytes": self.bytes_in,
+                "has_thinking": self.has_thinking if self.body_complete else None,
+                "anthropic_beta": self.anthropic_beta,
+                "query": _redacted_query(self.query),
+                "elapsed_s": round(self.duration_s, 4),
+                "status": self.status,
+                "provider": self.provider,
+                "providers_tried": self.providers_tried,
+                "error": self.error,
+            }
+        ).decode()
 
     def render(self, fmt: str) -> str:
         doc = self.fields()
@@ -70,3 +99,25 @@ def _logfmt(value: object) -> str:
     if not text or any(c in text for c in ' "=\\'):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return text
+
+
+DIAGNOSTIC = (
+    "forward_failed",
+    "query",
+    "anthropic_beta",
+    "body_complete",
+    "stream_requested",
+    "has_thinking",
+)
+_SECRET_PARAM = re.compile(r"key|token|secret|auth|sig|password", re.IGNORECASE)
+
+
+def _redacted_query(query: str) -> str:
+    """A query string with the values of credential-like parameters hidden."""
+    if not query:
+        return ""
+    parts = []
+    for item in query.split("&"):
+        name, eq, _ = item.partition("=")
+        parts.append(f"{name}=<redacted>" if eq and _SECRET_PARAM.search(name) else item)
+    return "&".join(parts)[:500]

@@ -14,6 +14,7 @@ import trio
 
 from trioproxy.errors import ClientTimeout, RequestTooLarge
 from trioproxy.inbound.exchange import ClientExchange
+from trioproxy.pipeline.traits import BodyTraits
 from trioproxy.proto.events import BodyChunk
 
 
@@ -28,6 +29,7 @@ class RequestBody:
         self._keeping = True
         self._owed = 0  # flow-controlled bytes not yet acknowledged to the client
         self.first: bytes | None = None  # the first chunk (for the requested model)
+        self.traits = BodyTraits()  # stream / thinking, for a failure's diagnostic line
 
     @property
     def exchange(self) -> ClientExchange:
@@ -50,6 +52,7 @@ class RequestBody:
             return None
         if self.first is None:
             self.first = chunk.data
+        self.traits.feed(chunk.data)
         self.total += len(chunk.data)
         if self.total > self._max:
             raise RequestTooLarge(f"request body exceeds the proxy's limit of {self._max} bytes")

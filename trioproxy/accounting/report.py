@@ -1,0 +1,196 @@
+"""`trioproxy usage`: the ledger summed by caller, model, provider or day,
+with an estimated cost. Synchronous and read-only: it runs beside the
+server (the ledger is in WAL mode), often as another user, and needs no
+provider key, so it reads only state_dir and [pricing] from the TOML file
+and the environment, without validating the whole configuration."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import sqlite3
+import time
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from trioproxy.accounting.ledger import FILENAME
+from trioproxy.accounting.pricing import DEFAULT_PRICES, Price, parse_pricing, price_for
+
+TOKENS = (
+    "input_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "output_tokens",
+)
+GROUPS = {
+    "caller": "caller",
+    "model": "model",
+    "provider": "provider",
+    "day": "date(ts, 'unixepoch')",  # UTC
+}
+_SPAN = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
+_UNIT_S = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_since(raw: str, now: float) -> float:
+    """``7d``, ``24h``, ``30m``, ``2w``, or a date ``2026-11-01`` (UTC)."""
+    m = _SPAN.match(raw.strip())
+    if m:
+        return now - float(m.group(1)) * _UNIT_S[m.group(2)]
+    try:
+        day = datetime.strptime(raw.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise UsageError(
+            f"--since: expected a span like 7d, 24h, 30m, 2w or a date like 2026-11-01, not {raw!r}"
+        ) from None
+    return day.timestamp()
+
+
+def settings(config_path: str | None, env: Mapping[str, str]) -> tuple[str, tuple[Price, ...]]:
+    """(state directory, prices) as the server would see them."""
+    doc: dict[str, Any] = {}
+    if config_path:
+        try:
+            doc = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise UsageError(f"--config: cannot read {config_path}: {exc}") from None
+    state_dir = env.get("TRIOPROXY_STATE_DIR") or str(doc.get("state_dir") or "")
+    if not state_dir:
+        sd = env.get("STATE_DIRECTORY")
+        state_dir = sd.split(":")[0] if sd else str(Path.home() / ".local/state/trioproxy")
+    try:
+        prices = parse_pricing(doc.get("pricing")) + DEFAULT_PRICES
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return state_dir, prices
+
+
+@dataclass
+class Line:
+    key: str
+    requests: int = 0
+    errors: int = 0
+    tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKENS, 0))
+    cost: float = 0.0
+    unpriced: set[str] = field(default_factory=set)  # models without a price
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "requests": self.requests,
+            "errors": self.errors,
+            **self.tokens,
+            "cost_usd": round(self.cost, 6),
+            "unpriced_models": sorted(self.unpriced),
+        }
+
+
+def summarize(
+    state_dir: str, *, since: float, by: str, prices: tuple[Price, ...]
+) -> tuple[list[Line], Line]:
+    """Lines by ``by`` (largest cost, then most tokens, first; days in
+    order) and the total."""
+    if by not in GROUPS:
+        raise UsageError(f"--by: one of {', '.join(GROUPS)}")
+    path = os.path.join(state_dir, FILENAME)
+    if not os.path.exists(path):
+        raise UsageError(f"no usage ledger at {path} (has the proxy run with usage.ledger on?)")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            sums = ", ".join(f"SUM({t})" for t in TOKENS)
+            rows = db.execute(
+                f"SELECT {GROUPS[by]}, model, COUNT(*), SUM(error), {sums} "
+                "FROM requests WHERE ts >= ? GROUP BY 1, 2",
+                (since,),
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    lines: dict[str, Line] = {}
+    total = Line("total")
+    for key, model, count, errors, *tokens in rows:
+        counts = dict(zip(TOKENS, (int(t or 0) for t in tokens), strict=True))
+        price = price_for(model, prices)
+        for line in (lines.setdefault(str(key), Line(str(key))), total):
+            line.requests += count
+            line.errors += int(errors or 0)
+            for t in TOKENS:
+                line.tokens[t] += counts[t]
+            if price is not None:
+                line.cost += price.cost(counts)
+            elif any(counts.values()):
+                line.unpriced.add(model)
+    if by == "day":
+        return sorted(lines.values(), key=lambda x: x.key), total  # a time series
+    ordered = sorted(lines.values(), key=lambda x: (-x.cost, -sum(x.tokens.values()), x.key))
+    return ordered, total
+
+
+def render(lines: list[Line], total: Line, *, by: str, fmt: str, since: float) -> str:
+    if fmt == "json":
+        doc = {
+            "since": datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds"),
+            "by": by,
+            "lines": [x.as_dict() for x in lines],
+            "total": total.as_dict(),
+        }
+        return json.dumps(doc, indent=2) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        w = csv.writer(out)
+        w.writerow([by, "requests", "errors", *TOKENS, "cost_usd", "unpriced_models"])
+        for x in [*lines, total]:
+            d = x.as_dict()
+            w.writerow(
+                [
+                    x.key,
+                    x.requests,
+                    x.errors,
+                    *(x.tokens[t] for t in TOKENS),
+                    d["cost_usd"],
+                    " ".join(d["unpriced_models"]),
+                ]
+            )
+        return out.getvalue()
+    head = [by, "requests", "errors", "input", "cache write", "cache read", "output", "cost USD"]
+    body = [
+        [
+            x.key,
+            f"{x.requests:,}",
+            f"{x.errors:,}",
+            *(f"{x.tokens[t]:,}" for t in TOKENS),
+            f"{x.cost:,.2f}" + ("*" if x.unpriced else ""),
+        ]
+        for x in [*lines, total]
+    ]
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+
+    def fmt_row(r: list[str]) -> str:
+        return "  ".join(
+            c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)
+        )
+
+    rule = "  ".join("-" * w for w in widths)
+    text = [fmt_row(head), rule, *(fmt_row(r) for r in body[:-1]), rule, fmt_row(body[-1])]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(since))
+    text.insert(0, f"usage since {when}, by {by}")
+    if total.unpriced:
+        text.append(
+            "* cost leaves out models without a price: "
+            + ", ".join(sorted(total.unpriced))
+            + ' (add [pricing."<glob>"] to the config)'
+        )
+    return "\n".join(text) + "\n"
