@@ -62,6 +62,41 @@ async def test_metrics_count_requests_tokens_and_stay_bounded(nursery: trio.Nurs
     }
     assert tokens[("input", "claude-opus-4-7")] > 0 and tokens[("output", "claude-opus-4-7")] > 0
     assert families["trioproxy_request_duration_seconds"].type == "histogram"
+    every_family = {  # as the parser names them: counters without _total
+        "trioproxy_requests": "counter",
+        "trioproxy_tokens": "counter",
+        "trioproxy_body_bytes": "counter",
+        "trioproxy_stream_errors": "counter",
+        "trioproxy_client_disconnects": "counter",
+        "trioproxy_upstream_retries": "counter",
+        "trioproxy_scrub_hits": "counter",
+        "trioproxy_scrub_skipped": "counter",
+        "trioproxy_request_duration_seconds": "histogram",
+        "trioproxy_time_to_headers_seconds": "histogram",
+        "trioproxy_requests_in_flight": "gauge",
+        "trioproxy_client_connections": "gauge",
+        "trioproxy_upstream_connections": "gauge",
+        "trioproxy_upstream_h2_streams": "gauge",
+        "trioproxy_draining": "gauge",
+        "trioproxy_uptime_seconds": "gauge",
+        "trioproxy_provider_available": "gauge",
+        "trioproxy_provider_breaker_state": "gauge",
+        "trioproxy_provider_consecutive_failures": "gauge",
+        "trioproxy_provider_in_flight": "gauge",
+        "trioproxy_provider_quota_used_tokens": "gauge",
+        "trioproxy_provider_quota_limit_tokens": "gauge",
+        "trioproxy_provider_retries": "counter",
+        "trioproxy_provider_failovers": "counter",
+    }
+    assert {n: families[n].type for n in every_family if n in families} == every_family
+    assert {s.labels["class"] for s in requests.samples} == {"2xx"}
+    idle = [s for s in families["trioproxy_upstream_connections"].samples]
+    assert {(s.labels["provider"], s.labels["state"]) for s in idle} >= {("default", "h1_idle")}
+    assert sum(s.value for s in idle if s.labels["state"] == "h1_idle") >= 1  # kept alive
+    flight = {
+        s.labels["protocol"]: s.value for s in families["trioproxy_requests_in_flight"].samples
+    }
+    assert flight == {"h1": 1, "h2": 0}  # this very /metrics request
     assert ALICE not in r.body.decode()
     snap = orjson.loads((await h1_request(proxy.port, "GET", "/metrics.json", admin)).body)
     assert sum(x["count"] for x in snap["requests"]) == 43
