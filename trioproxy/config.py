@@ -612,6 +612,8 @@ def load_config(
         if s.env in env:
             values[s.key] = (env[s.env], s.env)
     for key, value in (overrides or {}).items():
+        if key not in _BY_KEY and key not in ("providers", "aliases", "pricing"):
+            raise ConfigError(f"{key}: unknown setting (override)")
         if value is not None and key not in ("providers", "aliases", "pricing"):
             values[key] = (value, "--" + key.split(".")[-1])
     parsed: dict[str, Any] = {}

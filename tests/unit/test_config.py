@@ -77,3 +77,11 @@ def test_readme_documents_every_setting() -> None:
         settings_markdown() in readme
     )  # regenerate: python -c "from trioproxy.config import settings_markdown as m; print(m())"
     assert all(f"`{s.env}`" in readme for s in SETTINGS)
+
+
+def test_an_override_that_is_no_setting_is_refused() -> None:
+    # Tests and flags pass overrides by TOML key: a typo must not be ignored.
+    from trioproxy.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"auth\.admin_token: unknown setting"):
+        load_config(env={}, overrides={"auth.admin_token": "x"})
