@@ -120,9 +120,9 @@ class Setting:
     secret: bool = False
 
 
-def _default_state_dir() -> str:
+def default_state_dir(env: Mapping[str, str] = os.environ) -> str:
     # systemd's StateDirectory= sets $STATE_DIRECTORY (possibly a colon list).
-    sd = os.environ.get("STATE_DIRECTORY")
+    sd = env.get("STATE_DIRECTORY")
     if sd:
         return sd.split(":")[0]
     return str(Path.home() / ".local" / "state" / "trioproxy")
@@ -686,7 +686,7 @@ def _build(
         ),
         tls_cert=tls_cert,
         tls_key=tls_key,
-        state_dir=p["state_dir"] or _default_state_dir(),
+        state_dir=p["state_dir"] or default_state_dir(),
         log_level=p["log_level"],
         log_format=p["log_format"],
         log_slow_seconds=p["log_slow_seconds"],

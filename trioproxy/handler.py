@@ -90,7 +90,6 @@ class Proxy:
             await Forwarding(cfg, self.pools, self.router, record).run(ex)
         except ProxyError as exc:
             record.status, record.error = exc.status, exc.message
-            record.forward_failed = exc.status >= 500  # ours or upstream's side, not the client's
             await self._fail(ex, exc)
         except BaseException:
             record.client_disconnected = True  # cancelled: the client went away (or shutdown)
@@ -104,7 +103,7 @@ class Proxy:
             if self.state.ledger is not None:
                 self.state.ledger.add(record)
             _emit(record, cfg)
-            if record.forward_failed or record.status >= 500:  # an upstream's 5xx too
+            if record.forward_failed or record.status >= 500:  # ours or the upstream's 5xx
                 diag.warning("%s", record.diagnostic())
 
     async def _fail(self, ex: ClientExchange, exc: ProxyError) -> None:
@@ -175,8 +174,7 @@ class Forwarding:
         finally:
             record.bytes_in = body.total
             record.body_complete = body.done
-            record.stream_requested = body.traits.stream
-            record.has_thinking = body.traits.thinking
+            record.traits = body.traits
             if not record.model_requested and body.first:
                 record.model_requested = requested_model(body.first[:4096])
 

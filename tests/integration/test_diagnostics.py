@@ -119,8 +119,14 @@ def test_body_traits_at_every_split() -> None:
             True,
         ),
         (b'{"messages":[{"content":"\\"stream\\":true and \\"thinking\\":{"}]}', False, False),
+        # top-level keys either side of a messages array far longer than the windows
+        (
+            b'{"thinking":{"type":"enabled"},"messages":["' + b"x" * 100_000 + b'"],"stream":true}',
+            True,
+            True,
+        ),
     ):
-        for i in range(len(body) + 1):
+        for i in range(0, len(body) + 1, max(1, len(body) // 300)):
             t = BodyTraits()
             t.feed(body[:i])
             t.feed(body[i:])

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 
 import orjson
 
 from trioproxy.accounting.usage import Usage
+from trioproxy.pipeline.traits import BodyTraits
 
 
 @dataclass
@@ -39,22 +41,21 @@ class RequestRecord:
     client_disconnected: bool = False
     error: str = ""
     # For the diagnostic line of a failed forward (not in the access line).
-    forward_failed: bool = False
+    forward_failed: bool = False  # broken mid-response (a 5xx status is one too)
     query: str = ""
     anthropic_beta: str = ""
     body_complete: bool = False  # the whole body was read (else the traits are unknown)
-    stream_requested: bool = False
-    has_thinking: bool = False
+    traits: BodyTraits | None = None  # looked at only for the diagnostic line
     usage: Usage = field(default_factory=Usage)
 
     def fields(self) -> dict[str, object]:
         u = self.usage
         doc = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-            **{
-                k: v
-                for k, v in asdict(self).items()
-                if k not in ("usage", "started", "started_monotonic", "scrub_detail", *DIAGNOSTIC)
+            **{  # shallow: asdict() would deep-copy the usage and the traits, then drop them
+                f.name: getattr(self, f.name)
+                for f in dataclass_fields(self)
+                if f.name not in _NOT_LOGGED
             },
             "model": u.model,
             **u.as_dict(),
@@ -69,14 +70,15 @@ class RequestRecord:
     def diagnostic(self) -> str:
         """The one extra line when a forward failed: what was asked of the
         upstream, to tell a bad request shape from a provider outage."""
+        traits = self.traits if self.body_complete else None
         return orjson.dumps(
             {
                 "event": "forward_failed",
                 "request_id": self.request_id,
                 "model": self.usage.model or self.model_requested,
-                "stream": self.stream_requested if self.body_complete else None,
+                "stream": traits.stream if traits else None,
                 "body_bytes": self.bytes_in,
-                "has_thinking": self.has_thinking if self.body_complete else None,
+                "has_thinking": traits.thinking if traits else None,
                 "anthropic_beta": self.anthropic_beta,
                 "query": _redacted_query(self.query),
                 "elapsed_s": round(self.duration_s, 4),
@@ -101,13 +103,19 @@ def _logfmt(value: object) -> str:
     return text
 
 
-DIAGNOSTIC = (
-    "forward_failed",
-    "query",
-    "anthropic_beta",
-    "body_complete",
-    "stream_requested",
-    "has_thinking",
+_NOT_LOGGED = frozenset(
+    {
+        "usage",  # its fields are added one by one
+        "started",
+        "started_monotonic",
+        "scrub_detail",  # metrics only
+        # the diagnostic line's
+        "forward_failed",
+        "query",
+        "anthropic_beta",
+        "body_complete",
+        "traits",
+    }
 )
 _SECRET_PARAM = re.compile(r"key|token|secret|auth|sig|password", re.IGNORECASE)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from trioproxy.accounting.ledger import FILENAME
 from trioproxy.accounting.pricing import DEFAULT_PRICES, Price, parse_pricing, price_for
+from trioproxy.config import default_state_dir
 
 TOKENS = (
     "input_tokens",
@@ -65,10 +66,9 @@ def settings(config_path: str | None, env: Mapping[str, str]) -> tuple[str, tupl
             doc = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise UsageError(f"--config: cannot read {config_path}: {exc}") from None
-    state_dir = env.get("TRIOPROXY_STATE_DIR") or str(doc.get("state_dir") or "")
-    if not state_dir:
-        sd = env.get("STATE_DIRECTORY")
-        state_dir = sd.split(":")[0] if sd else str(Path.home() / ".local/state/trioproxy")
+    state_dir = (
+        env.get("TRIOPROXY_STATE_DIR") or str(doc.get("state_dir") or "") or default_state_dir(env)
+    )
     try:
         prices = parse_pricing(doc.get("pricing")) + DEFAULT_PRICES
     except ValueError as exc:

@@ -54,25 +54,10 @@ def is_own(head: RequestHead) -> bool:
     return path in RESERVED_EXACT or path.startswith(RESERVED_PREFIXES)
 
 
-def _json(status: int, doc: object) -> tuple[ResponseHead, bytes]:
-    body = orjson.dumps(doc)
+def _answer(status: int, body: bytes, content_type: bytes) -> tuple[ResponseHead, bytes]:
     return (
         ResponseHead(
             status,
-            [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        ),
-        body,
-    )
-
-
-def _static(body: bytes, content_type: bytes) -> tuple[ResponseHead, bytes]:
-    return (
-        ResponseHead(
-            200,
             [
                 (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
@@ -81,6 +66,10 @@ def _static(body: bytes, content_type: bytes) -> tuple[ResponseHead, bytes]:
         ),
         body,
     )
+
+
+def _json(status: int, doc: object) -> tuple[ResponseHead, bytes]:
+    return _answer(status, orjson.dumps(doc), b"application/json")
 
 
 def route(
@@ -105,20 +94,13 @@ def route(
         return _json(200, state.router.snapshot())
     if path == b"/metrics":
         body = state.metrics.prometheus(gauges(state))
-        return ResponseHead(
-            200,
-            [
-                (b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        ), body
+        return _answer(200, body, b"text/plain; version=0.0.4; charset=utf-8")
     if path == b"/metrics.json":
         return _json(200, snapshot(state))
     if path == b"/dashboard":
-        return _static(dashboard_html(), b"text/html; charset=utf-8")
+        return _answer(200, dashboard_html(), b"text/html; charset=utf-8")
     if path == b"/openapi.json":
-        return _static(openapi_json(), b"application/json")
+        return _answer(200, openapi_json(), b"application/json")
     if path == b"/health":
         if state.draining:
             return _json(503, {"status": "draining"})
