@@ -57,7 +57,7 @@ class Scanner(Protocol):
     def scan(self, raw: bytes) -> Scan: ...
 
 
-def _confirm(raw: bytes, found: list[tuple[int, int, int]], unusual: bool) -> Scan:
+def _confirm(raw: bytes, found: list[tuple[int, int, int]]) -> Scan:
     """Hits as CoreHits, keyword hits kept only with their value nearby."""
     hits: list[CoreHit] = []
     for index, start, end in found:
@@ -69,7 +69,7 @@ def _confirm(raw: bytes, found: list[tuple[int, int, int]], unusual: bool) -> Sc
             end = m.end()
         hits.append(CoreHit(d, start, end))
     hits.sort(key=lambda h: h.start)
-    return Scan(hits, unusual)
+    return Scan(hits, False)
 
 
 @functools.lru_cache(maxsize=len(DETECTORS))
@@ -98,7 +98,7 @@ class ReScanner:
             for i, core, caseless in self._cores
             for m in core.finditer(lowered if caseless else raw)
         ]
-        return _confirm(raw, found, False)
+        return _confirm(raw, found)
 
 
 class HyperscanScanner:
@@ -142,7 +142,7 @@ class HyperscanScanner:
             self._db.scan(raw, match_event_handler=on_match)
         if unusual:
             return Scan([], True)
-        return _confirm(raw, found, False)
+        return _confirm(raw, found)
 
 
 @functools.cache

@@ -20,7 +20,7 @@ The mapping lives in memory for this one response and is never logged.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, AnyStr
 
 import orjson
 
@@ -52,12 +52,16 @@ def restore_json(body: bytes, mapping: dict[str, str]) -> bytes:
     return out
 
 
-def _held_tail(text: str, prefixes: frozenset[str], longest: int) -> int:
+def _held_tail(text: AnyStr, prefixes: frozenset[AnyStr], longest: int) -> int:
     """Length of the longest suffix of ``text`` that could be the start of a
-    placeholder (0 if none); never more than one placeholder's length."""
-    for k in range(min(longest - 1, len(text)), 0, -1):
-        if text[-k] == "<" and text[-k:] in prefixes:
-            return k
+    placeholder (0 if none); never more than one placeholder's length. For
+    decoded deltas (str) and raw JSON answers (bytes) alike."""
+    lt = "<" if isinstance(text, str) else b"<"
+    at = text.find(lt, max(0, len(text) - (longest - 1)))
+    while at != -1:
+        if text[at:] in prefixes:
+            return len(text) - at
+        at = text.find(lt, at + 1)
     return 0
 
 
@@ -75,11 +79,7 @@ class JSONRestorer:
 
     def feed(self, chunk: bytes) -> bytes:
         data = self._held + chunk
-        keep = 0
-        for k in range(min(self._longest - 1, len(data)), 0, -1):
-            if data[-k] == 0x3C and data[-k:] in self._prefixes:  # '<'
-                keep = k
-                break
+        keep = _held_tail(data, self._prefixes, self._longest)
         ready, self._held = (data[:-keep], data[-keep:]) if keep else (data, b"")
         return restore_json(ready, self.mapping)
 
