@@ -22,6 +22,7 @@ from trioproxy.pipeline.binding import is_loopback
 from trioproxy.routing.config import (
     ProviderConfig,
     RoutingConfig,
+    breaker_policy,
     build_routing,
     provider_key_envs,
 )
@@ -66,6 +67,15 @@ def _parse_count(raw: object) -> int:
     value: int = int(raw)  # type: ignore[call-overload]
     if value < 0:
         raise ValueError("expected a whole number >= 0")
+    return value
+
+
+def _parse_fraction(raw: object) -> float:
+    if isinstance(raw, bool):
+        raise ValueError("expected a fraction in (0, 1]")
+    value = float(raw)  # type: ignore[arg-type]
+    if not 0 < value <= 1:
+        raise ValueError("expected a fraction in (0, 1]")
     return value
 
 
@@ -306,7 +316,14 @@ SETTINGS: tuple[Setting, ...] = (
         "TRIOPROXY_ROUTING_RETRIES",
         _parse_count,
         2,
-        "retries on the same provider for 503, 529 and connection errors before failing over",
+        "retries on the same provider for connection errors, and for 503 while another provider could serve",
+    ),
+    Setting(
+        "routing.retry_budget",
+        "TRIOPROXY_ROUTING_RETRY_BUDGET",
+        _parse_fraction,
+        0.2,
+        "same-provider retries in flight at most this fraction of requests in flight (at least 3)",
     ),
     Setting(
         "routing.retry_after_cap",
@@ -326,15 +343,36 @@ SETTINGS: tuple[Setting, ...] = (
         "routing.cooldown_s",
         "TRIOPROXY_ROUTING_COOLDOWN",
         _parse_seconds,
-        60.0,
-        "seconds a provider sits out after a 429 without `retry-after`",
+        10.0,
+        "seconds a provider key (or, passing through, the caller's credential) sits out after a 429 without `retry-after`",
+    ),
+    Setting(
+        "routing.breaker_failure_rate",
+        "TRIOPROXY_ROUTING_BREAKER_FAILURE_RATE",
+        _parse_fraction,
+        0.5,
+        "the circuit breaker opens when this fraction of requests in the window failed (5xx, 529, connection errors, header timeouts)",
+    ),
+    Setting(
+        "routing.breaker_min_requests",
+        "TRIOPROXY_ROUTING_BREAKER_MIN_REQUESTS",
+        _parse_positive_int,
+        10,
+        "distinct requests in the window before the breaker's failure rate counts",
+    ),
+    Setting(
+        "routing.breaker_window_s",
+        "TRIOPROXY_ROUTING_BREAKER_WINDOW",
+        _parse_seconds,
+        30.0,
+        "the breaker's sliding window, seconds",
     ),
     Setting(
         "routing.open_s",
         "TRIOPROXY_ROUTING_BREAKER_OPEN",
         _parse_seconds,
         30.0,
-        "seconds the circuit breaker stays open after 5 consecutive failures",
+        "seconds the circuit breaker stays open before one trial request may close it",
     ),
     Setting(
         "scrub.mode",
@@ -735,7 +773,7 @@ def _build_routing(
             drop_betas=frozenset(),
             retries=p["routing.retries"],
             cooldown_s=p["routing.cooldown_s"],
-            open_s=p["routing.open_s"],
+            breaker=breaker_policy(p, p["routing.open_s"]),
             connect_timeout=None,
             response_headers_timeout=None,
             quota=None,

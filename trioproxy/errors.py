@@ -76,14 +76,15 @@ class UpstreamTimeout(ProxyError):
 
 
 class RateLimited(ProxyError):
-    """Every provider is cooling down after a 429, or over its token quota."""
+    """A limit the operator set: every provider that could serve is over its
+    token quota. Upstream 429s are never this: they pass through verbatim."""
 
     status, error_type = 429, "rate_limit_error"
 
 
 class Overloaded(ProxyError):
-    """No provider can take the request now (all cooling down, open or over
-    quota). 529 with `retry-after`: clients back off and come back."""
+    """The proxy itself cannot take the request now. 529 with `retry-after`:
+    clients back off and come back."""
 
     status, error_type = 529, "overloaded_error"
 

@@ -12,6 +12,7 @@ upstream error response verbatim when every provider failed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
@@ -25,7 +26,6 @@ from trioproxy.config import Config
 from trioproxy.errors import (
     ClientGone,
     InvalidRequest,
-    Overloaded,
     PermissionDenied,
     ProxyError,
     RateLimited,
@@ -36,9 +36,10 @@ from trioproxy.errors import (
 from trioproxy.inbound.body import RequestBody
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.pipeline.access import check_caller
+from trioproxy.pipeline.auth import presented_credential
 from trioproxy.pipeline.forward import check_declared_length
 from trioproxy.pipeline.transform import ParsedBody, parse_body, rewrite
-from trioproxy.proto.events import ResponseHead
+from trioproxy.proto.events import RequestHead, ResponseHead
 from trioproxy.proto.headers import response_headers_for_client
 from trioproxy.routing.config import ProviderConfig
 from trioproxy.routing.decide import (
@@ -48,8 +49,10 @@ from trioproxy.routing.decide import (
     UnknownProvider,
     after_failure,
     classify,
+    cooldown_key,
     parse_retry_after,
 )
+from trioproxy.routing.health import PROVIDER
 from trioproxy.routing.router import Router, usage_tokens
 from trioproxy.scrub.engine import Scrubber
 from trioproxy.scrub.restore import restore_json
@@ -157,20 +160,26 @@ class Forwarding:
                 if parsed is not None:
                     session = session or parsed.session_id
                     record.model_requested = parsed.model or ""
+            caller_key = _caller_key(ex.head) if routing.passthrough else ""
             try:
-                plan = router.plan(pin=pin, session=session)
+                plan = router.plan(pin=pin, session=session, caller_key=caller_key)
             except UnknownProvider as exc:
                 raise InvalidRequest(
                     f"x-trioproxy-provider: no provider named {exc.args[0]!r} "
                     f"(known: {', '.join(routing.names)})"
                 ) from None
-            except NoProvider as exc:
-                cls = RateLimited if exc.rate_limited else Overloaded
-                raise cls(exc.message, retry_after=exc.retry_after) from None
+            except NoProvider as exc:  # a quota the operator set: the proxy's own 429
+                raise RateLimited(exc.message, retry_after=exc.retry_after) from None
             # Thinking blocks in the history were signed by the session's last
             # provider (or, for a session we do not know, the first choice).
             home = router.family_of(router.session_provider(session)) or plan[0].family
-            await self._try_all(ex, plan, body, declared, parsed, buffered, home, session)
+            router.forwarding += 1
+            try:
+                await self._try_all(
+                    ex, plan, body, declared, parsed, buffered, home, session, caller_key
+                )
+            finally:
+                router.forwarding -= 1
         finally:
             record.bytes_in = body.total
             record.body_complete = body.done
@@ -237,64 +246,68 @@ class Forwarding:
         buffered: bytes | None,
         home: str,
         session: str | None,
+        caller_key: str,
     ) -> None:
         router, record = self.router, self.record
         kept: Rejected | None = None  # the last upstream error answer held back
         error: ProxyError | None = None  # the last failure without an answer
         tried: list[str] = []
         for index, provider in enumerate(plan):
-            more = index < len(plan) - 1
-            retry = 0
-            while True:
-                if provider.name not in tried:
-                    tried.append(provider.name)
-                record.provider, record.providers_tried = provider.name, ",".join(tried)
-                payload = self._payload(provider, parsed, buffered, home)
-                verdict = _Verdict(self, provider, retry=retry, more=more)
-                health = router.health_of(provider.name)
-                trial = health.begin(trio.current_time())
-                attempt = Attempt(
-                    self.cfg,
-                    provider,
-                    self.pools[provider.name],
-                    record,
-                    verdict.judge,
-                    restore=self.restore,
-                )
-                try:
-                    await attempt.run(ex, body, declared, payload)
-                except Rejected as exc:
-                    kept, error, nxt = exc, None, verdict.next
-                except (UpstreamError, UpstreamTimeout) as exc:
-                    if ex.response_started:
-                        raise
-                    nxt = verdict.connection_failed(exc)
-                    error = exc
-                except BaseException:
-                    if not verdict.recorded:
-                        health.abandoned(trial)
-                    raise
-                else:
-                    if not verdict.recorded:  # not reached: the judge always rules first
-                        health.abandoned(trial)
-                    router.remember_session(session, provider.name)
-                    return
-                assert nxt is not None
-                if nxt.retry_in is None:
-                    break
-                retry += 1
-                record.retries += 1
-                router.count_retry(provider.name)
-                log.info(
-                    "%s: %s failed (%s); retry %d in %.2f s",
-                    ex.request_id,
-                    provider.name,
-                    verdict.reason,
-                    retry,
-                    nxt.retry_in,
-                )
-                await trio.sleep(nxt.retry_in)
-            if more:
+            tried.append(provider.name)
+            record.provider, record.providers_tried = provider.name, ",".join(tried)
+            verdict = _Verdict(
+                self, provider, more=index < len(plan) - 1, key=cooldown_key(provider, caller_key)
+            )
+            payload = self._payload(provider, parsed, buffered, home)
+            retrying = False  # holding a place in the retry budget
+            try:
+                while True:
+                    attempt = Attempt(
+                        self.cfg,
+                        provider,
+                        self.pools[provider.name],
+                        record,
+                        verdict.judge,
+                        restore=self.restore,
+                    )
+                    try:
+                        await attempt.run(ex, body, declared, payload)
+                    except Rejected as exc:
+                        kept, error = exc, None
+                    except (UpstreamError, UpstreamTimeout) as exc:
+                        if ex.response_started:
+                            raise
+                        verdict.connection_failed(exc)
+                        error = exc
+                    else:
+                        router.remember_session(session, provider.name)
+                        return
+                    finally:
+                        if retrying:
+                            router.retrying -= 1
+                            retrying = False
+                    nxt = verdict.next
+                    if nxt.retry_in is None:
+                        break
+                    verdict.retry += 1
+                    record.retries += 1
+                    router.count_retry(provider.name)
+                    log.info(
+                        "%s: %s failed (%s); retry %d in %.2f s",
+                        ex.request_id,
+                        provider.name,
+                        verdict.reason,
+                        verdict.retry,
+                        nxt.retry_in,
+                    )
+                    router.retrying += 1
+                    retrying = True
+                    await trio.sleep(nxt.retry_in)
+            finally:
+                if retrying:
+                    router.retrying -= 1
+                verdict.settle()
+            if verdict.more:
                 record.failovers += 1
                 router.count_failover(provider.name)
                 log.info(
@@ -330,23 +343,28 @@ class Forwarding:
 
 
 class _Verdict:
-    """Judges one attempt's outcome and records it in the provider's health,
-    exactly once."""
+    """Judges each attempt on one provider, and records the request's stay
+    there in the provider's health exactly once (``settle``): one client
+    request is one outcome for the breaker, however many attempts it made."""
 
-    def __init__(
-        self, fwd: Forwarding, provider: ProviderConfig, *, retry: int, more: bool
-    ) -> None:
+    def __init__(self, fwd: Forwarding, provider: ProviderConfig, *, more: bool, key: str) -> None:
         self.fwd = fwd
         self.provider = provider
-        self.retry = retry
-        self.more = more
-        self.recorded = False
-        self.next: Next | None = None
+        self.more = more  # another provider can still be tried after this one
+        self.key = key  # whose cooldown a 429 starts (see decide.cooldown_key)
+        self.health = fwd.router.health_of(provider.name)
+        self.visit = self.health.begin(trio.current_time())
+        self.retry = 0
+        self.next = Next(None)
+        self.outcome: Outcome | None = None  # the last attempt's
+        self.latency = 0.0
         self.reason = ""
 
-    def _decide(self, outcome: Outcome, retry_after: float | None) -> Next:
-        routing = self.fwd.cfg.routing
-        return after_failure(
+    def _decide(self, outcome: Outcome, retry_after: float | None, status: int | None) -> Next:
+        fwd = self.fwd
+        routing = fwd.cfg.routing
+        self.outcome = outcome
+        nxt = after_failure(
             outcome,
             retry=self.retry,
             retries=self.provider.retries,
@@ -354,42 +372,56 @@ class _Verdict:
             cap=routing.retry_after_cap,
             backoff=routing.backoff,
             cooldown_s=self.provider.cooldown_s,
-            rand=self.fwd.router.rand(),
+            rand=fwd.router.rand(),
+            more=self.more,
+            budget_ok=fwd.router.retry_allowed(),
+            status=status,
         )
-
-    def _record(self, outcome: Outcome, nxt: Next, reason: str) -> None:
-        router = self.fwd.router
-        health = router.health_of(self.provider.name)
-        now = trio.current_time()
-        self.recorded, self.reason, self.next = True, reason, nxt
         if nxt.cooldown_for is not None:
-            health.rate_limited(now, now + nxt.cooldown_for, reason)
-        else:
-            health.failed(
-                now,
-                reason,
-                open_after=self.fwd.cfg.routing.open_after,
-                open_s=self.provider.open_s,
-            )
+            now = trio.current_time()
+            key = PROVIDER if nxt.provider_wide else self.key
+            self.health.cool_down(key, now, now + nxt.cooldown_for, self.reason)
+        self.next = nxt
+        return nxt
 
     def judge(self, head: ResponseHead, latency: float) -> bool:
+        """True: this answer goes to the client; False: it is held back
+        (retry or failover)."""
         outcome = classify(head.status)
         if outcome is Outcome.ANSWER:
-            self.recorded = True
-            self.fwd.router.health_of(self.provider.name).succeeded(latency)
+            self.outcome, self.latency, self.next = outcome, latency, Next(None)
             return True
+        self.reason = f"HTTP {head.status}"
         retry_after = parse_retry_after(head.header(b"retry-after"), time.time())
-        nxt = self._decide(outcome, retry_after)
-        self._record(outcome, nxt, f"HTTP {head.status}")
+        nxt = self._decide(outcome, retry_after, head.status)
         # Nothing else to try: this answer goes to the client as it is.
         return nxt.retry_in is None and not self.more
 
     def connection_failed(self, exc: ProxyError) -> Next:
         outcome = Outcome.FAILOVER if isinstance(exc, UpstreamTimeout) else Outcome.RETRY
-        nxt = self._decide(outcome, None)
-        if not self.recorded:
-            self._record(outcome, nxt, exc.message)
-        return nxt
+        self.reason = exc.message
+        return self._decide(outcome, None, None)
+
+    def settle(self) -> None:
+        health, visit, now = self.health, self.visit, trio.current_time()
+        outcome = self.outcome
+        if outcome is None:
+            health.abandoned(visit)
+        elif outcome is Outcome.ANSWER:
+            health.succeeded(visit, now, self.provider.breaker, self.latency)
+        elif outcome.is_failure:
+            health.failed(visit, now, self.provider.breaker, self.reason)
+        else:
+            health.answered_not_now(visit)
+
+
+def _caller_key(head: RequestHead) -> str:
+    """A short keyed digest of the caller's own credential, for passthrough
+    cooldowns (never the credential itself: it is kept in memory as a key)."""
+    presented = presented_credential(head.headers)
+    if presented is None:
+        return ""
+    return hashlib.blake2b(presented, digest_size=12, key=b"trioproxy-cooldown").hexdigest()
 
 
 def _emit(record: RequestRecord, cfg: Config) -> None:

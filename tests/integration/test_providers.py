@@ -99,7 +99,9 @@ async def test_connection_errors_are_retried_then_failed_over(
     assert 1.5 <= trio.current_time() - t0 < 1.6  # two retries: 0.5 s, 1 s
     state = (await admin(proxy))["a"]
     assert "cannot connect" in state["last_error"] and state["retries"] == 2
-    assert state["consecutive_failures"] == 3 and state["state"] == "degraded"
+    # Three attempts, one request: the breaker counts it once.
+    assert state["consecutive_failures"] == 1 and state["window_failures"] == 1
+    assert state["state"] == "healthy"
 
 
 async def test_connection_lost_before_the_response_fails_over(nursery: trio.Nursery) -> None:
@@ -151,14 +153,28 @@ async def test_retries_with_backoff_then_fails_over(
     mock_clock.autojump_threshold = 0.05  # virtual time jumps over the backoff sleeps
     a, b = await start_fake(nursery), await start_fake(nursery)
     assert a.fake is not None
-    a.fake.default_faults = b"529"
+    a.fake.default_faults = b"503"
     proxy = await start_router(nursery, [provider("a", a), provider("b", b, priority=200)])
     t0 = trio.current_time()
     r = await post(proxy)
     elapsed = trio.current_time() - t0
     assert r.status == 200 and served(a) == 3 and served(b) == 1  # 1 + 2 retries
     assert 1.5 <= elapsed < 1.6, elapsed  # 0.5 s, then 1 s (no jitter here)
-    assert (await admin(proxy))["a"]["retries"] == 2
+    state = (await admin(proxy))["a"]
+    assert state["retries"] == 2 and state["window_failures"] == 1  # one request, once
+
+
+async def test_529_fails_over_at_once_when_another_provider_can_serve(
+    nursery: trio.Nursery,
+) -> None:
+    """An overloaded upstream is not asked again: the load goes elsewhere."""
+    a, b = await start_fake(nursery), await start_fake(nursery)
+    assert a.fake is not None
+    a.fake.default_faults = b"529"
+    proxy = await start_router(nursery, [provider("a", a), provider("b", b, priority=200)])
+    r = await post(proxy)
+    assert r.status == 200 and served(a) == 1 and served(b) == 1
+    assert (await admin(proxy))["a"]["retries"] == 0
 
 
 async def test_retry_after_is_honoured_up_to_the_cap(
@@ -217,22 +233,28 @@ async def test_breaker_opens_then_lets_exactly_one_trial_through(
     assert a.fake is not None
     assert b.fake is not None
     a.fake.default_faults = b"500"
-    b.fake.script.extend([b"500"] * 5)  # b fails as often, so a stays first in line
+    b.fake.script.extend([b"500"] * 4)  # b fails as often, so a stays first in line
     proxy = await start_router(
-        nursery, [provider("a", a, open_s=30), provider("b", b, priority=200, open_s=1)]
+        nursery,
+        [provider("a", a, open_s=30), provider("b", b, priority=200, open_s=1)],
+        routing__breaker_min_requests=4,
     )
     states = []
-    for _ in range(5):
-        await post(proxy)
+    for _ in range(4):
+        r = await post(proxy)
+        assert r.status == 500 and r.header(b"x-trioproxy-error") is None  # b's own answer
         states.append((await admin(proxy))["a"]["state"])
-    assert states == ["healthy", "healthy", "degraded", "degraded", "open"]
+    assert states == ["healthy", "healthy", "degraded", "open"]  # 4 of 4 requests failed
+    assert (await admin(proxy))["b"]["state"] == "open"
+    # Both open: the proxy does not answer for them, it asks the one that
+    # becomes available first (b, open for 1 s) and that one is healthy again.
     both_open = await post(proxy)
-    assert both_open.status == 529 and both_open.header(b"x-trioproxy-error") == b"1"
-    assert b"a (open), b (open)" in both_open.body
-    assert both_open.header(b"retry-after") == b"1"
+    assert both_open.status == 200 and served(a) == 4 and served(b) == 5
+    assert (await admin(proxy))["b"]["state"] == "open"  # not the trial: it stays open
     await trio.sleep(1)
-    assert (await post(proxy)).status == 200  # b's trial, a still open
-    assert served(a) == 5 and served(b) == 6
+    assert (await post(proxy)).status == 200  # b's trial closes b; a is still open
+    assert served(a) == 4 and served(b) == 6
+    assert (await admin(proxy))["b"]["state"] == "healthy"
     await trio.sleep(29)
     assert (await admin(proxy))["a"]["state"] == "half-open"
     # The trial is slow; meanwhile another request must not reach a.
@@ -245,32 +267,43 @@ async def test_breaker_opens_then_lets_exactly_one_trial_through(
             results.append(await post(proxy))
 
         inner.start_soon(one)
-        await a.fake.wait_for(lambda f: f.requests == 6)
+        await a.fake.wait_for(lambda f: f.requests == 5)
         before_b = served(b)
         await post(proxy)
-        assert served(a) == 6 and served(b) == before_b + 1
+        assert served(a) == 5 and served(b) == before_b + 1
     assert results[0].status == 200
     state = (await admin(proxy))["a"]
     assert state["state"] == "healthy" and state["consecutive_failures"] == 0
 
 
-async def test_failed_trial_reopens(
+async def test_a_single_provider_is_asked_even_when_its_breaker_is_open(
     nursery: trio.Nursery, mock_clock: trio.testing.MockClock
 ) -> None:
+    """With nobody else to try, health never stands between the client and
+    the upstream: every request gets the upstream's own answer."""
     mock_clock.autojump_threshold = 0.05
     a = await start_fake(nursery)
     assert a.fake is not None
     a.fake.default_faults = b"502"
-    proxy = await start_router(nursery, [provider("a", a, open_s=10)])
-    for _ in range(5):
-        assert (await post(proxy)).status == 502  # the only provider: its answer
-    assert (await post(proxy)).status == 529 and served(a) == 5
+    proxy = await start_router(
+        nursery, [provider("a", a, open_s=10)], routing__breaker_min_requests=4
+    )
+    for _ in range(4):
+        r = await post(proxy)
+        assert r.status == 502 and r.header(b"x-trioproxy-error") is None  # its answer
+    assert (await admin(proxy))["a"]["state"] == "open"
+    r = await post(proxy)
+    assert r.status == 502 and r.header(b"x-trioproxy-error") is None and served(a) == 5
     await trio.sleep(10)
-    assert (await post(proxy)).status == 502  # the trial: fails
-    assert served(a) == 6
+    assert (await post(proxy)).status == 502  # the half-open trial: fails
     state = (await admin(proxy))["a"]
     assert state["state"] == "open" and state["consecutive_failures"] == 6
-    assert (await post(proxy)).status == 529 and served(a) == 6
+    a.fake.default_faults = None
+    assert (await post(proxy)).status == 200 and served(a) == 7  # still asked, still open
+    assert (await admin(proxy))["a"]["state"] == "open"  # only a trial closes it
+    await trio.sleep(10)
+    assert (await post(proxy)).status == 200
+    assert (await admin(proxy))["a"]["state"] == "healthy"
 
 
 async def test_quota_crossing_skips_the_provider_until_the_window_resets(
@@ -572,3 +605,50 @@ async def test_quota_counts_survive_a_restart(nursery: trio.Nursery, tmp_path: A
         first.cancel_scope.cancel()  # the last counts are written on the way out
     proxy = await start_router(nursery, providers, state_dir=state_dir)
     assert (await admin(proxy))["a"]["quota"]["used"] == used
+
+
+async def test_one_callers_429_does_not_hold_back_another_callers_key(
+    nursery: trio.Nursery,
+) -> None:
+    """Passthrough: a 429 is about the credential that got it, so only that
+    caller's requests go elsewhere while it cools down."""
+    a, b = await start_fake(nursery), await start_fake(nursery)
+    assert a.fake is not None
+    a.fake.script.append(b"429=30")
+    proxy = await start_router(nursery, [provider("a", a), provider("b", b, priority=200)])
+    alice, bob = [("x-api-key", "sk-alice-key")], [("x-api-key", "sk-bob-key")]
+    assert (await post(proxy, headers=alice)).status == 200
+    assert (served(a), served(b)) == (1, 1)  # a said 429 to alice: she went to b
+    assert (await post(proxy, headers=bob)).status == 200
+    assert (served(a), served(b)) == (2, 1)  # bob's own key is fine on a
+    assert (await post(proxy, headers=alice)).status == 200
+    assert (served(a), served(b)) == (2, 2)  # alice's key still cools down on a
+    state = (await admin(proxy))["a"]
+    assert state["state"] == "healthy" and state["credentials_cooling"] == 1
+
+
+@pytest.mark.parametrize("two_providers", [False, True], ids=["one-provider", "failover"])
+async def test_scattered_upstream_faults_never_become_an_outage(
+    nursery: trio.Nursery, two_providers: bool
+) -> None:
+    """One request in six fails upstream. With one provider, clients see
+    exactly those failures (the upstream's own answers) and nothing more;
+    with two, failover hides them. No breaker opens either way."""
+    a, b = await start_fake(nursery), await start_fake(nursery)
+    providers = [provider("a", a)] + ([provider("b", b, priority=200)] if two_providers else [])
+    proxy = await start_router(nursery, providers, routing__retries=0)
+    assert a.fake is not None
+    faults = ["500", "529", "502", "503", "504", "429=0"]
+    statuses = []
+    for i in range(60):
+        fault = faults[(i // 6) % len(faults)] if i % 6 == 5 else ""
+        if fault:
+            a.fake.script.append(fault.encode())  # this request, on a only
+        r = await post(proxy)
+        statuses.append(r.status)
+        if not two_providers and fault:
+            assert r.status == int(fault[:3]) and r.header(b"x-trioproxy-error") is None
+    errors = sum(s != 200 for s in statuses)
+    assert errors == (0 if two_providers else 10)
+    state = await admin(proxy)
+    assert state["a"]["breaker"] == "closed" and served(a) == 60

@@ -19,9 +19,17 @@ from trioproxy.routing.decide import (
     backoff_delay,
     candidates,
     classify,
+    cooldown_key,
     parse_retry_after,
+    retry_budget_allows,
 )
-from trioproxy.routing.health import ProviderHealth
+from trioproxy.routing.health import (
+    MAX_COOLDOWN_KEYS,
+    PROVIDER,
+    BreakerPolicy,
+    ProviderHealth,
+    Visit,
+)
 from trioproxy.routing.quota import QuotaBook, window_bounds
 
 
@@ -52,7 +60,7 @@ def no_quota(_p: ProviderConfig) -> float | None:
     [
         (None, Outcome.RETRY),
         (503, Outcome.RETRY),
-        (529, Outcome.RETRY),
+        (529, Outcome.OVERLOADED),
         (429, Outcome.RATE_LIMITED),
         (500, Outcome.FAILOVER),
         (502, Outcome.FAILOVER),
@@ -68,6 +76,7 @@ def no_quota(_p: ProviderConfig) -> float | None:
 )
 def test_classify(status: int | None, outcome: Outcome) -> None:
     assert classify(status) is outcome
+    assert outcome.is_failure == (status is None or status >= 500)
 
 
 def test_retry_after_seconds_and_http_date() -> None:
@@ -86,9 +95,16 @@ def test_backoff_doubles_with_bounded_jitter() -> None:
     assert backoff_delay(0.5, 0, 0.999) == pytest.approx(0.6, abs=1e-3)
 
 
-def decide(outcome: Outcome, retry: int = 0, retry_after: float | None = None) -> tuple[Any, Any]:
+def decide(
+    status: int | None,
+    retry: int = 0,
+    retry_after: float | None = None,
+    *,
+    more: bool = True,
+    budget_ok: bool = True,
+) -> tuple[Any, Any, bool]:
     n = after_failure(
-        outcome,
+        classify(status),
         retry=retry,
         retries=2,
         retry_after=retry_after,
@@ -96,19 +112,44 @@ def decide(outcome: Outcome, retry: int = 0, retry_after: float | None = None) -
         backoff=0.5,
         cooldown_s=60.0,
         rand=0.5,
+        more=more,
+        budget_ok=budget_ok,
+        status=status,
     )
-    return n.retry_in, n.cooldown_for
+    return n.retry_in, n.cooldown_for, n.provider_wide
 
 
 def test_after_failure_table() -> None:
-    assert decide(Outcome.RETRY, 0) == (0.5, None)
-    assert decide(Outcome.RETRY, 1) == (1.0, None)
-    assert decide(Outcome.RETRY, 2) == (None, None)  # retries used up: fail over
-    assert decide(Outcome.RETRY, 0, retry_after=3) == (3, None)  # honoured
-    assert decide(Outcome.RETRY, 0, retry_after=30) == (None, 30)  # over the cap: fail over
-    assert decide(Outcome.RATE_LIMITED, 0, retry_after=5) == (None, 5)  # never retried
-    assert decide(Outcome.RATE_LIMITED) == (None, 60.0)  # no retry-after: spend cap
-    assert decide(Outcome.FAILOVER) == (None, None)
+    # Another provider could serve: 503 and connection errors retried, then failover.
+    assert decide(503, 0) == (0.5, None, False)
+    assert decide(None, 1) == (1.0, None, False)
+    assert decide(503, 2) == (None, None, False)  # retries used up: fail over
+    assert decide(503, 0, retry_after=3) == (3, None, False)  # honoured
+    assert decide(503, 0, retry_after=30) == (None, 30, True)  # over the cap: provider sits out
+    assert decide(529, 0) == (None, None, False)  # a 529 fails over at once
+    assert decide(529, 0, retry_after=30) == (None, 30, True)
+    assert decide(429, 0, retry_after=5) == (None, 5, False)  # never retried; credential cools
+    assert decide(429) == (None, 60.0, False)  # no retry-after: the provider's cooldown_s
+    assert decide(500) == (None, None, False)
+    # The retry budget is spent: no retry, move on.
+    assert decide(503, 0, budget_ok=False) == (None, None, False)
+    assert decide(None, 0, budget_ok=False) == (None, None, False)
+
+
+def test_last_candidate_gets_the_upstream_answer_not_a_retry() -> None:
+    """With nobody else to try, a status goes to the client as it is (its own
+    retry logic then sees what it would see direct); only connection errors,
+    which the client never saw, are retried by the proxy."""
+    for status in (503, 529, 500, 502, 504, 429):
+        assert decide(status, 0, more=False)[0] is None, status
+    assert decide(None, 0, more=False) == (0.5, None, False)
+    assert decide(None, 2, more=False) == (None, None, False)
+
+
+def test_retry_budget() -> None:
+    assert retry_budget_allows(0, 0, 0.2) and retry_budget_allows(2, 1, 0.2)
+    assert not retry_budget_allows(3, 10, 0.2)  # the floor of 3
+    assert retry_budget_allows(19, 100, 0.2) and not retry_budget_allows(20, 100, 0.2)
 
 
 def test_candidates_order_skip_and_affinity() -> None:
@@ -120,7 +161,7 @@ def test_candidates_order_skip_and_affinity() -> None:
         "minimax",
         "moonshot",
     ]
-    health["anthropic"].cooldown_until = 50.0
+    health["anthropic"].cool_down(PROVIDER, 0.0, 50.0, "HTTP 429")
     assert names(candidates(r, failover, health, no_quota, 10.0)) == ["minimax", "moonshot"]
     assert names(candidates(r, failover, health, no_quota, 50.0))[0] == "anthropic"
     health["minimax"].failures = 3  # degraded: after the healthy ones
@@ -133,14 +174,50 @@ def test_candidates_order_skip_and_affinity() -> None:
     # the session stays where it was while that provider is available
     got = candidates(r, failover, health, no_quota, 60.0, session_provider="minimax")
     assert names(got) == ["minimax", "anthropic", "moonshot"]
-    health["minimax"].cooldown_until = 100.0
+    health["minimax"].cool_down(PROVIDER, 60.0, 100.0, "HTTP 429")
     got = candidates(r, failover, health, no_quota, 60.0, session_provider="minimax")
     assert names(got) == ["anthropic", "moonshot"]
 
 
-def test_single_mode_and_pin_ignore_state() -> None:
+def test_passthrough_cooldown_is_per_credential() -> None:
+    """One caller's 429 (their own key passing through) does not hold back
+    another caller's key; a provider-wide cooldown holds back everyone."""
+    r = routing()  # no provider keys: every provider passes the caller's credential
+    health = {n: ProviderHealth() for n in r.names}
+    failover = RouteMode("failover", None)
+    health["anthropic"].cool_down("alice", 0.0, 50.0, "HTTP 429")
+    assert names(candidates(r, failover, health, no_quota, 1.0, caller_key="alice"))[0] == (
+        "minimax"
+    )
+    assert names(candidates(r, failover, health, no_quota, 1.0, caller_key="bob"))[0] == (
+        "anthropic"
+    )
+    health["anthropic"].cool_down(PROVIDER, 0.0, 50.0, "HTTP 529")
+    assert names(candidates(r, failover, health, no_quota, 1.0, caller_key="bob"))[0] == "minimax"
+
+
+def test_inject_mode_cools_the_provider_key() -> None:
+    env = {"K": "sk-provider-key"}
+    cfg = load_config(
+        env=env,
+        overrides={
+            "providers": [
+                {"name": "a", "base_url": "https://a.example", "api_key_env": "K"},
+                {"name": "b", "base_url": "https://b.example", "priority": 200},
+            ]
+        },
+    )
+    a, b = cfg.routing.providers
+    assert cooldown_key(a, "alice") == PROVIDER  # the provider key got the 429
+    assert cooldown_key(b, "alice") == "alice"  # the caller's own key did
+    assert cooldown_key(b, "") == PROVIDER
+
+
+def test_single_mode_and_pin_ignore_health_but_not_quota() -> None:
     r = routing()
-    health = {n: ProviderHealth(cooldown_until=1e9) for n in r.names}
+    health = {n: ProviderHealth(opened_until=1e9) for n in r.names}
+    for h in health.values():
+        h.cool_down(PROVIDER, 0.0, 1e9, "HTTP 429")
     assert names(candidates(r, RouteMode("single", "moonshot"), health, no_quota, 0.0)) == [
         "moonshot"
     ]
@@ -149,63 +226,108 @@ def test_single_mode_and_pin_ignore_state() -> None:
     ) == ["minimax"]
     with pytest.raises(UnknownProvider):
         candidates(r, RouteMode("failover", None), health, no_quota, 0.0, pin="nope")
+    with pytest.raises(NoProvider) as exc:  # a budget the operator set is the proxy's to enforce
+        candidates(r, RouteMode("single", "moonshot"), health, lambda p: 70.0, 10.0)
+    assert exc.value.retry_after == 60.0 and "moonshot is over its token quota" in exc.value.message
 
 
-def test_nothing_available_says_why_and_when() -> None:
+def test_when_nothing_is_available_the_soonest_is_tried() -> None:
+    """Cooling down or open everywhere: the proxy does not answer for the
+    upstream, it asks the provider that becomes available first."""
     r = routing()
     health = {n: ProviderHealth() for n in r.names}
-    health["anthropic"].cooldown_until = 30.0
-    health["moonshot"].cooldown_until = 20.0
+    failover = RouteMode("failover", None)
+    health["anthropic"].cool_down(PROVIDER, 0.0, 30.0, "HTTP 429")
+    health["minimax"].opened_until = 20.0
+    health["moonshot"].cool_down(PROVIDER, 0.0, 25.0, "HTTP 429")
+    assert names(candidates(r, failover, health, no_quota, 0.0)) == ["minimax"]
+    # Over-quota providers are never tried; the rest still are.
+    over = candidates(r, failover, health, lambda p: 90.0 if p.name == "minimax" else None, 0.0)
+    assert names(over) == ["moonshot"]
     with pytest.raises(NoProvider) as exc:
-        candidates(
-            r,
-            RouteMode("failover", None),
-            health,
-            lambda p: 90.0 if p.name == "minimax" else None,
-            0.0,
-        )
-    assert exc.value.retry_after == 20.0 and exc.value.rate_limited
-    assert (
-        "minimax (over quota)" in exc.value.message and "anthropic (cooldown)" in exc.value.message
-    )
-    health["moonshot"] = ProviderHealth(opened_until=5.0)
-    health["minimax"].cooldown_until = 40.0
-    with pytest.raises(NoProvider) as exc:
-        candidates(r, RouteMode("failover", None), health, no_quota, 0.0)
-    assert not exc.value.rate_limited and exc.value.retry_after == 5.0
+        candidates(r, failover, health, lambda p: 90.0 if p.name != "moonshot" else 80.0, 0.0)
+    assert exc.value.retry_after == 80.0 and "over its token quota" in exc.value.message
 
 
-def test_breaker_degrades_opens_and_half_opens_for_one_trial() -> None:
+POLICY = BreakerPolicy(failure_rate=0.5, min_requests=10, window_s=30.0, open_s=30.0)
+
+
+def run(h: ProviderHealth, now: float, ok: bool, *, latency: float = 0.1) -> Visit:
+    v = h.begin(now)
+    if ok:
+        h.succeeded(v, now, POLICY, latency)
+    else:
+        h.failed(v, now, POLICY, "HTTP 500")
+    return v
+
+
+def test_breaker_opens_on_a_failure_rate_over_distinct_requests() -> None:
     h = ProviderHealth()
-    for i in range(5):
-        assert h.begin(float(i)) is False
-        h.failed(float(i), "HTTP 500", open_after=5, open_s=30.0)
-        if i == 2:
-            assert (
-                h.state(2.0, degraded_after=3) == "degraded" and h.tier(2.0, degraded_after=3) == 1
-            )
-            # not failing for a while: back in its normal place
-            assert h.tier(70.0, degraded_after=3, forget_after=60.0) == 0
-    assert h.state(4.0, degraded_after=3) == "open" and h.tier(10.0, degraded_after=3) is None
-    assert h.state(34.0, degraded_after=3) == "half-open"
-    assert h.tier(34.0, degraded_after=3) == 0  # the trial goes in its place by priority
-    assert h.begin(34.0) is True  # the one trial
-    assert h.tier(34.0, degraded_after=3) is None  # nobody else while it runs
-    assert h.begin(34.5) is False
-    h.abandoned(False)
-    h.failed(35.0, "HTTP 503", open_after=5, open_s=30.0)  # the trial failed: open again
-    assert h.state(36.0, degraded_after=3) == "open" and h.opened_until == 65.0
-    assert h.begin(65.0) is True
-    h.succeeded(0.2)  # trial succeeded: closed, count cleared
-    assert h.state(65.0, degraded_after=3) == "healthy" and h.failures == 0
-    assert h.in_flight == 0
+    for i in range(9):  # 9 failed requests: under the minimum, never open
+        run(h, float(i), ok=False)
+    assert h.breaker(9.0) == "closed"
+    assert h.state(9.0, POLICY) == "degraded" and h.tier(9.0, POLICY) == 1
+    run(h, 9.5, ok=False)  # the 10th distinct request, all failed
+    assert h.breaker(9.5) == "open" and h.tier(10.0, POLICY) is None
+    assert h.opened_until == 39.5 and h.in_flight == 0
 
 
-def test_abandoned_trial_frees_the_slot() -> None:
-    h = ProviderHealth(failures=5, opened_until=1.0)
-    assert h.begin(2.0) is True
-    h.abandoned(True)
-    assert h.tier(2.0, degraded_after=3) == 0 and h.begin(2.0) is True
+def test_breaker_does_not_open_below_the_rate_or_outside_the_window() -> None:
+    h = ProviderHealth()
+    for i in range(20):  # one failed request in three: 33 % < 50 %
+        run(h, float(i), ok=i % 3 != 0)
+    assert h.breaker(20.0) == "closed"
+    h = ProviderHealth()
+    for i in range(8):
+        run(h, float(i), ok=False)
+    for i in range(8):  # the early failures left the 30 s window
+        run(h, 100.0 + i, ok=i % 2 == 0)
+    assert h.window_counts(108.0, POLICY) == (8, 4)
+    assert h.breaker(108.0) == "closed"
+    run(h, 108.5, ok=False)
+    run(h, 108.6, ok=False)  # 10 requests in the window, 6 failed: open
+    assert h.breaker(108.6) == "open"
+
+
+def test_half_open_trial_alone_closes_it() -> None:
+    h = ProviderHealth()
+    early = h.begin(0.0)  # a slow request that started long before the breaker opened
+    for i in range(10):
+        run(h, 1.0 + i, ok=False)
+    assert h.breaker(11.0) == "open"  # opened at 10.0, until 40.0
+    assert h.state(40.0, POLICY) == "half-open"
+    assert h.tier(40.0, POLICY) == 0  # the trial goes in its place by priority
+    trial = h.begin(40.0)
+    assert trial.trial and h.tier(40.0, POLICY) is None  # nobody else while it runs
+    h.succeeded(early, 41.0, POLICY, 0.1)  # a late success does not close it
+    assert h.breaker(41.0) == "half-open" and h.trial_in_flight
+    h.failed(trial, 42.0, POLICY, "HTTP 503")  # the trial failed: open again
+    assert h.state(43.0, POLICY) == "open" and h.opened_until == 72.0
+    trial = h.begin(72.0)
+    assert trial.trial
+    h.succeeded(trial, 72.5, POLICY, 0.2)  # the trial succeeded: closed, window cleared
+    assert h.state(72.5, POLICY) == "healthy" and h.failures == 0
+    assert h.window_counts(72.5, POLICY) == (0, 0) and h.in_flight == 0
+
+
+def test_abandoned_or_rate_limited_trial_frees_the_slot() -> None:
+    h = ProviderHealth(opened_until=1.0)
+    trial = h.begin(2.0)
+    assert trial.trial
+    h.abandoned(trial)
+    h.abandoned(trial)  # settling twice is harmless
+    assert h.tier(2.0, POLICY) == 0 and h.in_flight == 0
+    trial = h.begin(2.0)
+    h.answered_not_now(trial)
+    assert h.tier(2.0, POLICY) == 0 and h.breaker(2.0) == "half-open"
+
+
+def test_cooldown_keys_stay_bounded() -> None:
+    h = ProviderHealth()
+    for i in range(MAX_COOLDOWN_KEYS + 50):
+        h.cool_down(f"k{i}", float(i), float(i) + 1e9, "HTTP 429")
+    assert len(h.cooldowns) <= MAX_COOLDOWN_KEYS
+    assert h.cooldown_until(f"k{MAX_COOLDOWN_KEYS + 49}") > 0
 
 
 def test_quota_windows() -> None:

@@ -65,7 +65,19 @@ PROVIDER = _obj(
         "breaker": {"enum": ["closed", "half-open", "open"]},
         "cooldown_until": {**NULLABLE_NUM, "description": "Unix time"},
         "open_until": {**NULLABLE_NUM, "description": "Unix time"},
-        "consecutive_failures": INT,
+        "consecutive_failures": {
+            **INT,
+            "description": "consecutive failed requests (each counted once, retries included)",
+        },
+        "window_requests": {**INT, "description": "requests in the breaker's sliding window"},
+        "window_failures": {
+            **INT,
+            "description": "of those, failed (5xx, 529, connection, timeout)",
+        },
+        "credentials_cooling": {
+            **INT,
+            "description": "credentials (or the whole provider) in cooldown after a 429",
+        },
         "in_flight": INT,
         "latency_avg_s": NULLABLE_NUM,
         "last_error": STR,

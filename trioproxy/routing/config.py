@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trioproxy.routing.health import BreakerPolicy
 from trioproxy.upstream.settings import Credential, UpstreamConfig, parse_origin
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -46,10 +47,14 @@ class ProviderConfig:
     drop_betas: frozenset[bytes]
     retries: int
     cooldown_s: float
-    open_s: float
+    breaker: BreakerPolicy  # open_s is per provider; rate, window and minimum are global
     connect_timeout: float | None
     response_headers_timeout: float | None
     quota: QuotaConfig | None
+
+    @property
+    def open_s(self) -> float:
+        return self.breaker.open_s
 
     def map_model(self, requested: str) -> str:
         """The model this provider is asked for: an exact entry, else the
@@ -76,8 +81,7 @@ class RoutingConfig:
     allow_pin: bool  # honour x-trioproxy-provider
     retry_after_cap: float
     backoff: float
-    degraded_after: int = 3
-    open_after: int = 5
+    retry_budget: float = 0.2  # same-provider retries in flight / requests in flight
 
     def get(self, name: str) -> ProviderConfig | None:
         for p in self.providers:
@@ -94,6 +98,11 @@ class RoutingConfig:
             if short == model:
                 return full
         return model
+
+    @property
+    def passthrough(self) -> bool:
+        """Some provider gets the caller's own credential (no key of its own)."""
+        return any(p.upstream.credential is None for p in self.providers)
 
     @property
     def needs_body(self) -> bool:
@@ -117,7 +126,7 @@ PROVIDER_KEYS: dict[str, str] = {
     "models": 'table from requested model (exact or glob such as `"claude-*"`) to the provider\'s model, plus optional `default`',
     "drop_fields": 'top-level request fields removed for this provider, e.g. `["context_management"]`',
     "drop_betas": "`anthropic-beta` values removed for this provider",
-    "retries": "same-provider retries on 503/529/connection errors (default `routing.retries`)",
+    "retries": "same-provider retries on connection errors, and on 503 while another provider could serve (default `routing.retries`)",
     "cooldown_s": "seconds out of rotation after a 429 without `retry-after` (default `routing.cooldown_s`)",
     "open_s": "seconds the circuit breaker stays open (default `routing.open_s`)",
     "connect_timeout": "overrides `timeouts.connect` for this provider",
@@ -208,6 +217,16 @@ def _credential(raw: dict[str, Any], key: str, env: Mapping[str, str]) -> Creden
     raise ValueError(f'{key}.auth: expected "x-api-key" or "bearer"')
 
 
+def breaker_policy(defaults: Mapping[str, Any], open_s: float) -> BreakerPolicy:
+    """A provider's breaker: the global rate, minimum and window, its own open_s."""
+    return BreakerPolicy(
+        failure_rate=defaults["routing.breaker_failure_rate"],
+        min_requests=defaults["routing.breaker_min_requests"],
+        window_s=defaults["routing.breaker_window_s"],
+        open_s=open_s,
+    )
+
+
 def parse_provider(
     raw: object, index: int, env: Mapping[str, str], defaults: Mapping[str, Any]
 ) -> ProviderConfig:
@@ -291,7 +310,9 @@ def parse_provider(
         cooldown_s=_seconds(
             raw.get("cooldown_s", defaults["routing.cooldown_s"]), f"{key}.cooldown_s"
         ),
-        open_s=_seconds(raw.get("open_s", defaults["routing.open_s"]), f"{key}.open_s"),
+        breaker=breaker_policy(
+            defaults, _seconds(raw.get("open_s", defaults["routing.open_s"]), f"{key}.open_s")
+        ),
         connect_timeout=_seconds(raw["connect_timeout"], f"{key}.connect_timeout")
         if "connect_timeout" in raw
         else None,
@@ -350,6 +371,7 @@ def build_routing(
         allow_pin=defaults["routing.allow_pin"],
         retry_after_cap=defaults["routing.retry_after_cap"],
         backoff=defaults["routing.backoff"],
+        retry_budget=defaults["routing.retry_budget"],
     )
 
 

@@ -1,17 +1,22 @@
 """Routing decisions as plain functions: which providers to try, in what
 order, and what to do after each attempt. The Trio code executes them.
 
+The proxy answers for the upstream only when it can do better (another
+provider to try) or when the operator told it to (a quota). With one
+candidate left, the upstream's own answer reaches the client verbatim, so
+the client's retry logic sees exactly what it would see going direct.
 Failover happens only before the first response byte reached the client.
 The table (also in the README):
 
-| Upstream outcome | Same provider | Then | Health |
+| Upstream outcome | Another provider can serve | Last candidate | Health |
 |---|---|---|---|
-| connect/TLS/DNS error, connection lost before the response | retry (backoff) | fail over | breaker failure |
-| 503, 529 | retry, honouring `retry-after` up to the cap | fail over | breaker failure |
-| 503, 529 with `retry-after` over the cap | no | fail over | cooldown for `retry-after` |
-| 429 | no | fail over | cooldown for `retry-after`, else `cooldown_s` |
-| 500, 502, 504, response-header timeout | no | fail over | breaker failure |
-| any other status (2xx, 3xx, 400, 401, 403, 404, 413, ...) | - | to the client | success |
+| connect/TLS error, connection lost before the response | retry (backoff, retry budget), then fail over | retry (backoff, retry budget), then 502 | breaker failure |
+| 503 | retry (honouring `retry-after` up to the cap, retry budget), then fail over | to the client | breaker failure |
+| 529 | fail over | to the client | breaker failure |
+| 503, 529 with `retry-after` over the cap | fail over | to the client | provider cooldown for `retry-after` |
+| 429 | fail over | to the client | cooldown of that credential: `retry-after`, else `cooldown_s` |
+| 500, 502, 504, response-header timeout | fail over | to the client (504 for the timeout) | breaker failure |
+| any other status (2xx, 3xx, 400, 401, 403, 404, 413, ...) | to the client | to the client | success |
 """
 
 from __future__ import annotations
@@ -23,26 +28,31 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from trioproxy.routing.config import ProviderConfig, RoutingConfig
-from trioproxy.routing.health import ProviderHealth
-
-FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
-RETRY_STATUSES = frozenset({503, 529})
+from trioproxy.routing.health import PROVIDER, ProviderHealth
 
 
 class Outcome(enum.Enum):
     ANSWER = "answer"  # goes to the client as it is
-    RETRY = "retry"  # same provider again (if retries are left), else next
-    FAILOVER = "failover"  # next provider
-    RATE_LIMITED = "rate_limited"  # next provider, this one cools down
+    RETRY = "retry"  # 503 or a connection error: same provider again, if allowed
+    OVERLOADED = "overloaded"  # 529: fail over at once when another provider can serve
+    FAILOVER = "failover"  # 500, 502, 504, header timeout: next provider
+    RATE_LIMITED = "rate_limited"  # 429: next provider, this credential cools down
+
+    @property
+    def is_failure(self) -> bool:
+        """Whether it counts against the circuit breaker."""
+        return self in (Outcome.RETRY, Outcome.OVERLOADED, Outcome.FAILOVER)
 
 
 def classify(status: int | None) -> Outcome:
     """``None`` is a connection error before any response."""
-    if status is None or status in RETRY_STATUSES:
+    if status is None or status == 503:
         return Outcome.RETRY
+    if status == 529:
+        return Outcome.OVERLOADED
     if status == 429:
         return Outcome.RATE_LIMITED
-    if status in FAILOVER_STATUSES:
+    if status in (500, 502, 504):
         return Outcome.FAILOVER
     return Outcome.ANSWER
 
@@ -75,12 +85,20 @@ def backoff_delay(base: float, retry: int, rand: float) -> float:
     return float(base * 2.0**retry * (0.8 + 0.4 * rand))
 
 
+def retry_budget_allows(retrying: int, in_flight: int, budget: float, floor: int = 3) -> bool:
+    """Envoy's retry budget: same-provider retries in flight stay within
+    ``budget`` of the requests in flight (at least ``floor``), so a proxy
+    never multiplies the load on an upstream that is already failing."""
+    return retrying < max(floor, budget * in_flight)
+
+
 @dataclass(frozen=True, slots=True)
 class Next:
     """What to do after a failed attempt."""
 
-    retry_in: float | None  # seconds before retrying the same provider; None: fail over
-    cooldown_for: float | None  # put the provider in cooldown for this long
+    retry_in: float | None  # seconds before retrying the same provider; None: move on
+    cooldown_for: float | None = None  # the credential (or provider) sits out this long
+    provider_wide: bool = False  # the cooldown covers every credential
 
 
 def after_failure(
@@ -93,28 +111,36 @@ def after_failure(
     backoff: float,
     cooldown_s: float,
     rand: float,
+    more: bool,
+    budget_ok: bool,
+    status: int | None,
 ) -> Next:
-    """``retry`` is how many retries of this provider were already made."""
+    """``status``: the upstream's answer (None: a connection error);
+    ``retry``: retries of this provider already made for this request;
+    ``more``: another provider can still be tried; ``budget_ok``: the retry
+    budget has room. A status is retried only when another provider could
+    serve instead (else its answer goes to the client, whose own retry logic
+    takes it from there); connection errors are retried either way."""
     if outcome is Outcome.RATE_LIMITED:
-        # Without retry-after a 429 is a spend or quota cap: do not knock again soon.
+        # Without retry-after a 429 is a spend or plan cap: do not knock again soon.
         return Next(None, retry_after if retry_after is not None else cooldown_s)
-    if outcome is Outcome.RETRY:
-        if retry_after is not None and retry_after > cap:
-            return Next(None, retry_after)
-        if retry < retries:
-            delay = retry_after if retry_after is not None else backoff_delay(backoff, retry, rand)
-            return Next(delay, None)
-    return Next(None, None)
+    long_wait = retry_after is not None and retry_after > cap
+    if outcome in (Outcome.RETRY, Outcome.OVERLOADED) and long_wait:
+        return Next(None, retry_after, provider_wide=True)
+    if outcome is Outcome.RETRY and (more or status is None) and retry < retries and budget_ok:
+        delay = retry_after if retry_after is not None else backoff_delay(backoff, retry, rand)
+        return Next(delay)
+    return Next(None)
 
 
 class NoProvider(Exception):
-    """Nothing can be tried now; ``retry_after`` seconds until something can."""
+    """Nothing can be tried: every provider is over its quota (a budget the
+    operator set). ``retry_after`` seconds until one resets."""
 
-    def __init__(self, message: str, retry_after: float | None, *, rate_limited: bool) -> None:
+    def __init__(self, message: str, retry_after: float | None) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
-        self.rate_limited = rate_limited  # every provider is cooling down or over quota
 
 
 class UnknownProvider(Exception):
@@ -127,6 +153,12 @@ class RouteMode:
     provider: str | None
 
 
+def cooldown_key(provider: ProviderConfig, caller_key: str) -> str:
+    """Whose 429 this provider's cooldown is about: its own key (inject
+    mode), or the caller's credential passing through."""
+    return PROVIDER if provider.upstream.credential is not None or not caller_key else caller_key
+
+
 def candidates(
     routing: RoutingConfig,
     mode: RouteMode,
@@ -136,49 +168,52 @@ def candidates(
     *,
     pin: str | None = None,
     session_provider: str | None = None,
+    caller_key: str = "",
 ) -> list[ProviderConfig]:
     """The providers to try, in order. ``over_quota(p)`` gives the trio time
     at which p's quota window resets when it is over its threshold, else
-    None. ``pin`` (x-trioproxy-provider) and single mode name one provider
-    that is tried whatever its state: the operator asked for it. In
-    failover mode, providers that cannot be tried now are skipped, healthy
-    before degraded, by priority; the session's last provider goes first
-    while it is available (prompt caches and thinking signatures live there)."""
+    None. ``caller_key`` names the caller's own credential (passthrough
+    cooldowns are per credential).
+
+    ``pin`` (x-trioproxy-provider) and single mode name one provider that is
+    tried whatever its health: the operator asked for it. In failover mode,
+    providers that cannot be tried now (cooling down, open) are skipped while
+    another one can be tried: healthy before degraded, by priority, the
+    session's last provider first while it is available (prompt caches and
+    thinking signatures live there). When every provider is cooling down or
+    open, the one available soonest is tried rather than answering for it.
+    Only over-quota providers are never tried (NoProvider)."""
     chosen = pin or (mode.provider if mode.mode == "single" else None)
     if chosen is not None:
         p = routing.get(chosen)
         if p is None:
             raise UnknownProvider(chosen)
+        reset = over_quota(p)
+        if reset is not None:
+            raise NoProvider(f"provider {p.name} is over its token quota", max(0.0, reset - now))
         return [p]
     ranked: list[tuple[int, int, ProviderConfig]] = []
-    waits: list[tuple[float, str]] = []
-    limited = True
+    waiting: list[tuple[float, int, ProviderConfig]] = []
+    resets: list[float] = []
     for order, p in enumerate(routing.providers):
         if not p.enabled:
             continue
-        h = health.get(p.name) or ProviderHealth()
-        tier = h.tier(now, degraded_after=routing.degraded_after, forget_after=p.open_s)
-        quota_reset = over_quota(p)
-        if tier is None or quota_reset is not None:
-            state = (
-                "over quota"
-                if quota_reset is not None
-                else h.state(now, degraded_after=routing.degraded_after, forget_after=p.open_s)
-            )
-            if state == "half-open":
-                state = "half-open, trial in flight"
-            limited = limited and state in ("cooldown", "over quota")
-            at = max(h.available_at(now), quota_reset or now)
-            waits.append((at, f"{p.name} ({state})"))
+        reset = over_quota(p)
+        if reset is not None:
+            resets.append(reset)
             continue
-        ranked.append((tier, order, p))
+        h = health.get(p.name) or ProviderHealth()
+        key = cooldown_key(p, caller_key)
+        tier = h.tier(now, p.breaker, key)
+        if tier is None:
+            waiting.append((h.available_at(now, key), order, p))
+        else:
+            ranked.append((tier, order, p))
     if not ranked:
-        soonest = min((at for at, _ in waits), default=now)
-        raise NoProvider(
-            "no provider is available: " + ", ".join(text for _, text in waits),
-            max(0.0, soonest - now) if waits else None,
-            rate_limited=limited,
-        )
+        if waiting:
+            return [min(waiting, key=lambda w: (w[0], w[1]))[2]]
+        soonest = min(resets, default=now)
+        raise NoProvider("every provider is over its token quota", max(0.0, soonest - now))
     ranked.sort(key=lambda t: (t[0], t[1]))
     out = [p for _, _, p in ranked]
     if session_provider is not None:

@@ -18,8 +18,8 @@ import trio
 
 from trioproxy.accounting.usage import Usage
 from trioproxy.routing.config import ProviderConfig, RoutingConfig
-from trioproxy.routing.decide import RouteMode, candidates
-from trioproxy.routing.health import ProviderHealth
+from trioproxy.routing.decide import RouteMode, candidates, retry_budget_allows
+from trioproxy.routing.health import PROVIDER, ProviderHealth
 from trioproxy.routing.quota import HOUR, RETAIN_HOURS, QuotaBook, QuotaStatus
 from trioproxy.routing.store import StateStore
 
@@ -54,9 +54,13 @@ class Router:
         self._store_lock = trio.Lock()
         self.retries: dict[str, int] = {}
         self.failovers: dict[str, int] = {}  # by the provider failed over from
+        self.forwarding = 0  # requests being forwarded now (the retry budget's base)
+        self.retrying = 0  # of those, same-provider retries under way
 
     # -- decisions -------------------------------------------------------------
-    def plan(self, *, pin: str | None, session: str | None) -> list[ProviderConfig]:
+    def plan(
+        self, *, pin: str | None, session: str | None, caller_key: str = ""
+    ) -> list[ProviderConfig]:
         """Raises decide.UnknownProvider / decide.NoProvider."""
         now = trio.current_time()
         return candidates(
@@ -67,7 +71,12 @@ class Router:
             now,
             pin=pin,
             session_provider=self.session_provider(session),
+            caller_key=caller_key,
         )
+
+    def retry_allowed(self) -> bool:
+        """Room in the retry budget for one more same-provider retry."""
+        return retry_budget_allows(self.retrying, self.forwarding, self.routing.retry_budget)
 
     def _over_quota_until(self, p: ProviderConfig) -> float | None:
         status = self.quota_status(p)
@@ -225,10 +234,12 @@ class Router:
         for p in self.routing.providers:
             h = self.health_of(p.name)
             quota = self.quota_status(p)
-            state = h.state(now, degraded_after=self.routing.degraded_after, forget_after=p.open_s)
+            state: str = h.state(now, p.breaker)
             if quota is not None and quota.over:
                 state = "over_quota"
-            cooldown = h.cooldown_until if h.cooldown_until > now else None
+            until = h.cooldown_until(PROVIDER)
+            cooldown = until if until > now else None
+            requests, failed = h.window_counts(now, p.breaker)
             rows.append(
                 {
                     "name": p.name,
@@ -237,7 +248,7 @@ class Router:
                     "priority": p.priority,
                     "enabled": p.enabled,
                     "state": state,
-                    "breaker": h.breaker(now),
+                    "breaker": str(h.breaker(now)),
                     "cooldown_until": None
                     if cooldown is None
                     else round(wall + (cooldown - now), 3),
@@ -245,6 +256,9 @@ class Router:
                     if h.opened_until is None or h.opened_until <= now
                     else round(wall + (h.opened_until - now), 3),
                     "consecutive_failures": h.failures,
+                    "window_requests": requests,
+                    "window_failures": failed,
+                    "credentials_cooling": h.cooling(now),
                     "in_flight": h.in_flight,
                     "latency_avg_s": None if h.latency_avg is None else round(h.latency_avg, 4),
                     "last_error": h.last_error,
