@@ -179,8 +179,7 @@ class Attempt:
     ) -> None:
         if not self.judge(resp, trio.current_time() - t0):
             raise Rejected(resp, await self._keep_body(lease))
-        body.forget()  # from here on it is never replayed: do not hold it
-        await self._pump_response(ex, lease, resp)
+        await self._pump_response(ex, lease, resp, body)
 
     async def _keep_body(self, lease: Lease) -> bytes | None:
         """A rejected answer's body (error bodies are small), to give the
@@ -237,7 +236,9 @@ class Attempt:
                 head_scope.deadline, trio.current_time() + self.headers_timeout
             )
 
-    async def _pump_response(self, ex: ClientExchange, lease: Lease, resp: ResponseHead) -> None:
+    async def _pump_response(
+        self, ex: ClientExchange, lease: Lease, resp: ResponseHead, body: RequestBody
+    ) -> None:
         idle_timeout = self.cfg.timeouts.upstream_body_idle
         stream = is_event_stream(resp.headers)
         sse = EventBoundary() if stream else None
@@ -261,6 +262,9 @@ class Attempt:
             restorer = JSONRestorer(self.restore)
             headers = [(n, v) for n, v in headers if n != b"content-length"]
         await ex.send_head(ResponseHead(resp.status, headers, resp.reason))
+        # The body is kept for a retry until response bytes reached the client
+        # (a sized answer's head waits for its first body bytes).
+        kept = True
         sent_tail = b"\n\n"  # the last bytes written: is the client at an event boundary?
         try:
             # One scope for the whole body; its deadline is moved, not re-created,
@@ -282,6 +286,9 @@ class Attempt:
                         sent_tail = chunk[-2:]
                     await ex.send_body(chunk)
                     record.bytes_out += len(chunk)
+                    if kept:
+                        body.forget()  # from here on it is never replayed: do not hold it
+                        kept = False
             if idle.cancelled_caught:
                 raise UpstreamTimeout(f"upstream sent nothing for {idle_timeout:g} s mid-response")
             if restorer is not None and (rest := restorer.finish()):
@@ -289,6 +296,8 @@ class Attempt:
                 record.bytes_out += len(rest)
         except (UpstreamError, UpstreamTimeout, UpstreamClosed) as exc:
             observer.finish(complete=False)
+            if not ex.response_started:
+                raise  # nothing reached the client: retried, failed over or answered
             record.error = f"upstream failed mid-response: {exc}"
             record.forward_failed = True
             if restorer is not None and (rest := restorer.finish()):

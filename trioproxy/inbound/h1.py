@@ -58,7 +58,10 @@ class H1Exchange:
         self._state = state
         self._nursery = nursery
         self._body_done = False
-        self._pending = b""  # a response head held back to go out with the body
+        # A sized response's head, held back to go out with the first body bytes
+        # (one write); until then nothing reached the client, and the
+        # application may still answer differently (a retry, a 502).
+        self._pending_head: ResponseHead | None = None
         self.app_scope = trio.CancelScope()
         self.client_gone = False
         self.aborted = False
@@ -76,6 +79,7 @@ class H1Exchange:
 
     @property
     def response_started(self) -> bool:
+        """Response bytes were handed to the client's connection."""
         return self._proto.response_started
 
     # -- request body -------------------------------------------------------
@@ -165,10 +169,15 @@ class H1Exchange:
         self.app_scope.cancel()
 
     # -- response -----------------------------------------------------------
+    def _head_bytes(self) -> bytes:
+        """The held-back head, now committed to h11 (empty if none)."""
+        head = self._pending_head
+        if head is None:
+            return b""
+        self._pending_head = None
+        return self._proto.send_response_head(head)
+
     async def _write(self, data: bytes) -> None:
-        if self._pending:
-            data = self._pending + data
-            self._pending = b""
         if not data:
             return
         try:
@@ -186,23 +195,25 @@ class H1Exchange:
             head = ResponseHead(
                 head.status, [*head.headers, (b"connection", b"close")], head.reason
             )
-        data = self._proto.send_response_head(head)
         if head.header(b"content-length") is not None:
-            self._pending = data  # a sized body follows: one write for both
+            self._pending_head = head  # a sized body follows: one write for both
             return
-        await self._write(data)  # streaming: the head goes out now
+        await self._write(self._proto.send_response_head(head))  # streaming: now
 
     async def send_body(self, data: bytes) -> None:
         if data:
-            await self._write(self._proto.send_body(data))
+            head = self._head_bytes()
+            await self._write(head + self._proto.send_body(data))
 
     async def end(self) -> None:
-        await self._write(self._proto.send_end())
+        head = self._head_bytes()
+        await self._write(head + self._proto.send_end())
 
     async def abort(self) -> None:
-        """Truncate: the connection closes without the terminating chunk."""
+        """Truncate: the connection closes without the terminating chunk
+        (or, if only a held-back head was pending, with nothing at all)."""
         self.aborted = True
-        self._pending = b""
+        self._pending_head = None
         self._proto.send_failed()
 
 

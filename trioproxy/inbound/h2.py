@@ -59,6 +59,10 @@ class H2Stream:
         self.acked_flow = 0
         self.app_scope = trio.CancelScope()
         self._has_body: bool | None = None
+        # A sized response's head, held back until its body (or end) goes out:
+        # until then nothing reached the client and the application may still
+        # answer differently (a retry, a 502).
+        self._pending_head: ResponseHead | None = None
 
     @property
     def has_body(self) -> bool:
@@ -119,9 +123,19 @@ class H2Stream:
     async def send_head(self, head: ResponseHead) -> None:
         if self.reset:
             raise ClientGone("client reset the stream")
+        if head.header(b"content-length") is not None:
+            self._pending_head = head
+            return
         self._started = True
         self._conn.proto.send_response_head(self.stream_id, head)
         await self._flush()
+
+    def _commit_head(self) -> None:
+        head = self._pending_head
+        if head is not None:
+            self._pending_head = None
+            self._started = True
+            self._conn.proto.send_response_head(self.stream_id, head)
 
     def _check_open(self) -> None:
         if self.reset:
@@ -129,6 +143,8 @@ class H2Stream:
 
     async def send_body(self, data: bytes) -> None:
         conn = self._conn
+        self._check_open()
+        self._commit_head()
         try:
             await send_flow_controlled(
                 conn.proto,
@@ -149,12 +165,14 @@ class H2Stream:
         if self.reset:
             raise ClientGone("client reset the stream")
         self.finished = True
+        self._commit_head()
         self._conn.proto.end_stream(self.stream_id)
         await self._flush()
 
     async def abort(self) -> None:
         """RST_STREAM: the client sees a truncated response, not a complete one."""
         self.finished = True
+        self._pending_head = None
         self._conn.proto.reset_stream(self.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
         self._conn.writer.request()
 

@@ -102,8 +102,10 @@ class Writer:
             raise trio.BrokenResourceError("connection writer failed")
 
     async def run(self) -> None:
-        """Write until cancelled or the socket fails (then ``failed`` is set and
-        waiters are woken)."""
+        """Write until cancelled or the socket fails. However it ends (the
+        socket broke, or the connection's reader cancelled us because the
+        peer went away), ``failed`` is set and every task waiting in
+        ``flush`` is woken to see it: nobody waits on a writer that is gone."""
         try:
             while True:
                 await self._wanted.wait()
@@ -122,5 +124,7 @@ class Writer:
                 self._done.set()
                 self._done = trio.Event()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
             self.failed = True
             self._done.set()

@@ -80,7 +80,11 @@ class H2UpstreamConnection:
     # -- lifecycle (driven by the pool) ----------------------------------------
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run reader and writer until the connection dies or is closed; report
-        started once the server's SETTINGS arrived (its stream limit is known)."""
+        started once the server's SETTINGS arrived (its stream limit is known).
+        A connection that dies before that raises UpstreamClosed (retryable:
+        no request was sent on it) to whoever is starting it. However it ends,
+        every stream still on it fails promptly (``_die``)."""
+        started = False
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
@@ -89,10 +93,16 @@ class H2UpstreamConnection:
                     nursery.start_soon(self._read_loop, nursery.cancel_scope)
                     await self._ready.wait()
                     task_status.started()
+                    started = True
         finally:
-            self._die("upstream connection closed")
+            self._die(f"upstream {self.label} closed the connection")
             with trio.move_on_after(1.0, shield=True):
                 await self.stream.aclose()
+        if not started:
+            raise UpstreamClosed(
+                f"upstream {self.label} closed the connection before its HTTP/2 SETTINGS",
+                retryable=True,
+            )
 
     async def _run_writer(self, scope: trio.CancelScope) -> None:
         await self.writer.run()
