@@ -5,9 +5,10 @@ streams upstream -> client in another (an upstream may answer before the body
 is done). When the response head arrives, ``judge`` decides whether it goes
 to the client or is kept back for a retry or failover (``Rejected``: the
 caller tries again, nothing reached the client). After the first response
-byte, failures are this module's business: an SSE stream gets a final
-``event: error`` and anything else is truncated (``abort``), so a client never
-mistakes a broken body for a complete one.
+byte, failures are this module's business: the client's response is cut the
+way the upstream's was (``abort``), so a client never mistakes a broken body for
+a complete one and retries as it would going direct (``stream_failure =
+"error_event"`` ends an SSE stream with a final ``event: error`` instead).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from trioproxy._util import one_error
 from trioproxy.accounting.record import RequestRecord
 from trioproxy.accounting.usage import UsageObserver
 from trioproxy.config import Config
-from trioproxy.errors import UpstreamError, UpstreamTimeout, sse_error_event
+from trioproxy.errors import UpstreamError, UpstreamTimeout, about_upstream, sse_error_event
 from trioproxy.inbound.body import RequestBody
 from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.pipeline.forward import upstream_head
@@ -117,8 +118,10 @@ class Attempt:
         with trio.move_on_after(self.connect_timeout) as scope:
             return await self.pool.acquire(fresh=fresh)
         assert scope.cancelled_caught
-        raise UpstreamError(
-            f"could not connect to upstream {self.pool.origin} within {self.connect_timeout:g} s"
+        raise about_upstream(
+            UpstreamError,
+            self.pool.origin,
+            f"could not be connected to within {self.connect_timeout:g} s",
         )
 
     async def _exchange(
@@ -143,8 +146,11 @@ class Attempt:
         try:
             await lease.send_head(up_head, has_body=has_body)
         except UpstreamWriteFailed as exc:
-            raise UpstreamClosed(
-                f"upstream {self.pool.origin} closed the connection", retryable=lease.reused
+            raise about_upstream(
+                UpstreamClosed,
+                self.pool.origin,
+                "closed the connection",
+                retryable=lease.reused,
             ) from exc
         inline = payload is not None or (declared is not None and declared <= INLINE_BODY_MAX)
         if not ex.has_body or inline:
@@ -170,8 +176,10 @@ class Attempt:
                 nursery.cancel_scope.cancel()  # an upload still running after the grace ends here
 
     def _headers_timeout(self) -> UpstreamTimeout:
-        return UpstreamTimeout(
-            f"upstream {self.pool.origin} sent no response headers within {self.headers_timeout:g} s"
+        return about_upstream(
+            UpstreamTimeout,
+            self.pool.origin,
+            f"sent no response headers within {self.headers_timeout:g} s",
         )
 
     async def _answer(
@@ -290,7 +298,11 @@ class Attempt:
                         body.forget()  # from here on it is never replayed: do not hold it
                         kept = False
             if idle.cancelled_caught:
-                raise UpstreamTimeout(f"upstream sent nothing for {idle_timeout:g} s mid-response")
+                raise about_upstream(
+                    UpstreamTimeout,
+                    self.pool.origin,
+                    f"sent nothing for {idle_timeout:g} s mid-response",
+                )
             if restorer is not None and (rest := restorer.finish()):
                 await ex.send_body(rest)
                 record.bytes_out += len(rest)
@@ -298,17 +310,20 @@ class Attempt:
             observer.finish(complete=False)
             if not ex.response_started:
                 raise  # nothing reached the client: retried, failed over or answered
-            record.error = f"upstream failed mid-response: {exc}"
+            record.error = f"upstream failed mid-response: {exc.detail}"
             record.forward_failed = True
             if restorer is not None and (rest := restorer.finish()):
-                await ex.send_body(rest)
+                await ex.send_body(rest)  # what the upstream did send, restored
                 sent_tail = rest[-2:]
-            if sse is not None and not framed:
+            if sse is not None and not framed and self.cfg.stream_failure == "error_event":
                 at_boundary = sse.at_boundary if restorer is None else sent_tail == b"\n\n"
                 sep = b"" if at_boundary else b"\n\n"
-                await ex.send_body(sep + sse_error_event(f"upstream stream interrupted: {exc}"))
+                await ex.send_body(sep + sse_error_event("the upstream stream was interrupted"))
                 await ex.end()
             else:
+                # Mirrored: the client's stream ends the way the upstream's did
+                # (HTTP/1.1: closed without the last chunk; HTTP/2: RST_STREAM),
+                # so the client retries exactly as it would going direct.
                 await ex.abort()
             return
         except BaseException:

@@ -79,6 +79,13 @@ def _parse_fraction(raw: object) -> float:
     return value
 
 
+def _parse_stream_failure(raw: object) -> str:
+    value = _parse_str(raw).lower()
+    if value not in ("cut", "error_event"):
+        raise ValueError("expected cut or error_event")
+    return value
+
+
 def _parse_mode(raw: object) -> str:
     value = _parse_str(raw).lower()
     if value not in ("failover", "single"):
@@ -418,6 +425,13 @@ SETTINGS: tuple[Setting, ...] = (
         "ledger rows older than this are deleted (at start and hourly)",
     ),
     Setting(
+        "stream_failure",
+        "TRIOPROXY_STREAM_FAILURE",
+        _parse_stream_failure,
+        "cut",
+        "when the upstream breaks a stream mid-response: cut (the client's stream ends the same way, so it retries as it would direct) or error_event (a final SSE `event: error`)",
+    ),
+    Setting(
         "timeouts.connect",
         "TRIOPROXY_CONNECT_TIMEOUT",
         _parse_seconds,
@@ -436,7 +450,7 @@ SETTINGS: tuple[Setting, ...] = (
         "TRIOPROXY_UPSTREAM_BODY_IDLE_TIMEOUT",
         _parse_seconds,
         600.0,
-        "no upstream body byte for this long ends the response (SSE error event or truncation)",
+        "no upstream body byte for this long ends the response as `stream_failure` says",
     ),
     Setting(
         "timeouts.client_head",
@@ -589,6 +603,7 @@ class Config:
     log_level: str
     log_format: str
     log_slow_seconds: float
+    stream_failure: str = "cut"  # cut | error_event
     usage_ledger: bool = True
     usage_retention_days: int = 90
     pricing: tuple[Price, ...] = DEFAULT_PRICES  # [pricing] entries first, then the defaults
@@ -728,6 +743,7 @@ def _build(
         log_level=p["log_level"],
         log_format=p["log_format"],
         log_slow_seconds=p["log_slow_seconds"],
+        stream_failure=p["stream_failure"],
         usage_ledger=p["usage.ledger"],
         usage_retention_days=p["usage.retention_days"],
         pricing=_build_pricing(structured.get("pricing")),

@@ -9,7 +9,7 @@ happened; they never carry a credential or a body.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 
@@ -23,10 +23,15 @@ class ProxyError(Exception):
     status: ClassVar[int] = 500
     error_type: ClassVar[str] = "api_error"
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, detail: str | None = None
+    ) -> None:
         super().__init__(message)
-        self.message = message
+        self.message = message  # what the client sees
         self.retry_after = retry_after  # seconds, sent as `retry-after`
+        # What the logs see: may name upstream addresses, which a client's
+        # error text never does (they are the operator's business).
+        self.detail = detail or message
 
 
 class InvalidRequest(ProxyError):
@@ -102,6 +107,16 @@ _BY_STATUS: dict[int, type[ProxyError]] = {
 }
 
 
+E = TypeVar("E", bound=ProxyError)
+
+
+def about_upstream(cls: type[E], label: object, what: str, **kwargs: Any) -> E:
+    """An upstream failure told twice: the client reads "the upstream
+    {what}", the logs read "upstream {label} {what}" (an upstream's address is
+    the operator's business, not the client's)."""
+    return cls(f"the upstream {what}", detail=f"upstream {label} {what}", **kwargs)
+
+
 def from_protocol_error(exc: ProtocolError) -> ProxyError:
     cls = _BY_STATUS.get(exc.status, InvalidRequest)
     return cls(exc.message)
@@ -129,6 +144,7 @@ def error_response(exc: ProxyError, request_id: str | None = None) -> tuple[Resp
 
 
 def sse_error_event(message: str) -> bytes:
-    """The final `event: error` written into a stream the upstream broke."""
+    """The final `event: error` written into a stream the upstream broke
+    (``stream_failure = "error_event"``; by default the stream is cut instead)."""
     data = orjson.dumps({"type": "error", "error": {"type": "api_error", "message": message}})
     return b"event: error\ndata: " + data + b"\n\n"

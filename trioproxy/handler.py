@@ -92,7 +92,7 @@ class Proxy:
             record.caller = check_caller(head, cfg.auth) or ""
             await Forwarding(cfg, self.pools, self.router, record).run(ex)
         except ProxyError as exc:
-            record.status, record.error = exc.status, exc.message
+            record.status, record.error = exc.status, exc.detail
             await self._fail(ex, exc)
         except BaseException:
             record.client_disconnected = True  # cancelled: the client went away (or shutdown)
@@ -320,7 +320,11 @@ class Forwarding:
             return
         assert error is not None
         cls = UpstreamTimeout if isinstance(error, UpstreamTimeout) else UpstreamError
-        raise cls(f"{error.message} (providers tried: {', '.join(tried)})")
+        names = ", ".join(tried)
+        raise cls(
+            f"{error.message} (providers tried: {names})",
+            detail=f"{error.detail} (providers tried: {names})",
+        )
 
     async def _send_kept(self, ex: ClientExchange, kept: Rejected) -> None:
         """An upstream error answer, verbatim: status, headers, body."""
@@ -399,7 +403,7 @@ class _Verdict:
 
     def connection_failed(self, exc: ProxyError) -> Next:
         outcome = Outcome.FAILOVER if isinstance(exc, UpstreamTimeout) else Outcome.RETRY
-        self.reason = exc.message
+        self.reason = exc.detail
         return self._decide(outcome, None, None)
 
     def settle(self) -> None:

@@ -76,13 +76,17 @@ async def test_a_connect_failure_before_the_body_was_read(
     nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    proxy = await start_proxy(nursery, refused_url(), routing__retries=0)
+    url = refused_url()
+    proxy = await start_proxy(nursery, url, routing__retries=0)
     r = await h1_request(proxy.port, "POST", "/v1/messages", HEADERS[1:], BODY)
     assert r.status == 502
     (line,) = await wait_lines(caplog, 1)
     assert line["request_id"] == (r.header(b"request-id") or b"").decode()
     assert line["stream"] is None and line["has_thinking"] is None  # not read: not known
-    assert "cannot connect" in str(line["error"])
+    # The log names the address; the client's error text does not.
+    assert "cannot be reached" in str(line["error"]) and url in str(line["error"])
+    message = orjson.loads(r.body)["error"]["message"]
+    assert "cannot be reached" in message and url not in message and "127.0.0.1" not in message
 
 
 async def test_mid_stream_failure_logs_it_and_client_errors_do_not(

@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.helpers import H1Client, h1_request, start_fake, start_proxy
+from tests.helpers import H1Client, H2Client, h1_request, start_fake, start_proxy
 from trioproxy.proto.sse import SSEParser
 
 STREAM = orjson.dumps(
@@ -38,7 +38,8 @@ async def test_upstream_unreachable_is_502(nursery: trio.Nursery) -> None:
     proxy = await start_proxy(nursery, f"http://127.0.0.1:{unused_port()}")
     r = await h1_request(proxy.port, "POST", "/v1/messages", [], JSON)
     assert r.status == 502 and error_type(r.body) == "api_error"
-    assert "cannot connect to upstream" in orjson.loads(r.body)["error"]["message"]
+    message = orjson.loads(r.body)["error"]["message"]
+    assert "the upstream cannot be reached" in message and "127.0.0.1" not in message
     assert r.header(b"x-trioproxy-error") == b"1"
 
 
@@ -51,30 +52,66 @@ async def test_slow_headers_is_504(nursery: trio.Nursery, upstream_opts: dict[st
     assert r.status == 504 and error_type(r.body) == "timeout_error"
 
 
-async def test_stalled_stream_ends_with_sse_error_event(
+async def test_stalled_stream_is_cut(
     nursery: trio.Nursery, upstream_opts: dict[str, object]
 ) -> None:
+    """The proxy's own body idle timeout ends the client's stream the way an
+    upstream cut would: no final chunk, no made-up event."""
     fake = await start_fake(nursery)
     proxy = await start_proxy(nursery, fake.url, timeouts__upstream_body_idle=0.3, **upstream_opts)
     r = await h1_request(proxy.port, "POST", "/v1/messages", [("x-fake-fault", "stall=2")], STREAM)
-    assert r.status == 200 and r.complete  # ended cleanly, with the final chunk
-    events = sse_events(r.body)
-    assert [e for e, _ in events[:2]] == [b"message_start", b"content_block_start"]
-    assert events[-1][0] == b"error"
-    assert orjson.loads(events[-1][1])["error"]["type"] == "api_error"
+    assert r.status == 200 and not r.complete  # closed without the final chunk
+    names = [e for e, _ in sse_events(r.body)]
+    assert names == [b"message_start", b"content_block_start"]
 
 
-async def test_dropped_stream_ends_with_sse_error_event(
+async def test_dropped_stream_is_cut_the_same_way(
     nursery: trio.Nursery, upstream_opts: dict[str, object]
 ) -> None:
     fake = await start_fake(nursery)
     proxy = await start_proxy(nursery, fake.url, **upstream_opts)
-    r = await h1_request(
-        proxy.port, "POST", "/v1/messages", [("x-fake-fault", "drop-mid-stream=3")], STREAM
+    cut = [("x-fake-fault", "drop-mid-stream=3")]
+    r = await h1_request(proxy.port, "POST", "/v1/messages", cut, STREAM)
+    direct = await h1_request(fake.port, "POST", "/v1/messages", cut, STREAM)
+    assert r.status == direct.status == 200
+    assert not r.complete and not direct.complete  # both truncated
+    assert r.body == direct.body  # every byte the upstream sent, and nothing more
+    assert [e for e, _ in sse_events(r.body)] == [b"message_start", b"content_block_start", b"ping"]
+
+
+async def test_dropped_stream_resets_the_http2_stream(
+    nursery: trio.Nursery, upstream_opts: dict[str, object]
+) -> None:
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(nursery, fake.url, **upstream_opts)
+    client = await H2Client.connect(nursery, proxy.port)
+    r = await client.request(
+        "POST", "/v1/messages", [("x-fake-fault", "drop-mid-stream=3")], STREAM
     )
-    assert r.status == 200 and r.complete
-    names = [e for e, _ in sse_events(r.body)]
-    assert names == [b"message_start", b"content_block_start", b"ping", b"error"]
+    await client.aclose()
+    assert r.status == 200 and not r.ended and r.reset == 2  # RST_STREAM INTERNAL_ERROR
+    assert [e for e, _ in sse_events(bytes(r.body))] == [
+        b"message_start",
+        b"content_block_start",
+        b"ping",
+    ]
+
+
+@pytest.mark.parametrize("fault", ["stall=2", "drop-mid-stream=2"])
+async def test_error_event_mode_ends_a_broken_stream_with_an_event(
+    nursery: trio.Nursery, fault: str
+) -> None:
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(
+        nursery, fake.url, stream_failure="error_event", timeouts__upstream_body_idle=0.3
+    )
+    r = await h1_request(proxy.port, "POST", "/v1/messages", [("x-fake-fault", fault)], STREAM)
+    assert r.status == 200 and r.complete  # ended cleanly, with the final chunk
+    events = sse_events(r.body)
+    assert [e for e, _ in events[:2]] == [b"message_start", b"content_block_start"]
+    assert events[-1][0] == b"error"
+    error = orjson.loads(events[-1][1])["error"]
+    assert error["type"] == "api_error" and "127.0.0.1" not in error["message"]
 
 
 async def test_upstream_error_event_passes_through(nursery: trio.Nursery) -> None:

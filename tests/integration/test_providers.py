@@ -98,7 +98,7 @@ async def test_connection_errors_are_retried_then_failed_over(
     assert r.status == 200 and served(b) == 1
     assert 1.5 <= trio.current_time() - t0 < 1.6  # two retries: 0.5 s, 1 s
     state = (await admin(proxy))["a"]
-    assert "cannot connect" in state["last_error"] and state["retries"] == 2
+    assert "cannot be reached" in state["last_error"] and state["retries"] == 2
     # Three attempts, one request: the breaker counts it once.
     assert state["consecutive_failures"] == 1 and state["window_failures"] == 1
     assert state["state"] == "healthy"

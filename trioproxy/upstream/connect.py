@@ -32,7 +32,12 @@ async def open_transport(
     try:
         tcp = await trio.open_tcp_stream(host, origin.port)
     except OSError as exc:
-        raise UpstreamError(f"cannot connect to upstream {origin}: {exc.strerror or exc}") from exc
+        # trio's message names the address; the client gets the reason alone.
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        raise UpstreamError(
+            f"the upstream cannot be reached: {cause.strerror or type(cause).__name__}",
+            detail=f"upstream {origin} cannot be reached: {exc.strerror or exc}",
+        ) from exc
     tcp.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
     if origin.scheme == "http" or ssl_context is None:
         return tcp, "http/1.1"
@@ -44,9 +49,14 @@ async def open_transport(
         cause = exc.__cause__
         if isinstance(cause, ssl.SSLCertVerificationError):
             raise UpstreamError(
-                f"TLS certificate verification failed for upstream {origin}: {cause.verify_message}"
+                "TLS certificate verification failed for the upstream",
+                detail=f"upstream {origin}: certificate verification failed: "
+                f"{cause.verify_message}",
             ) from exc
-        raise UpstreamError(f"TLS handshake with upstream {origin} failed: {cause or exc}") from exc
+        raise UpstreamError(
+            "the upstream failed the TLS handshake",
+            detail=f"upstream {origin}: TLS handshake failed: {cause or exc}",
+        ) from exc
     except BaseException:
         await trio.aclose_forcefully(tcp)
         raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from trioproxy.errors import UpstreamError
+from trioproxy.errors import UpstreamError, about_upstream
 from trioproxy.proto.errors import ProtocolError
 from trioproxy.proto.events import (
     BodyChunk,
@@ -100,7 +100,9 @@ class H1UpstreamConnection:
                 self.broken = True
                 if not self._received_any:
                     raise self._closed_early() from None
-                raise UpstreamClosed(f"upstream {self.label}: {exc.message}") from None
+                raise about_upstream(
+                    UpstreamClosed, self.label, f"broke HTTP/1.1: {exc.message}"
+                ) from None
             if not isinstance(ev, NeedData):
                 return ev
             try:
@@ -113,8 +115,10 @@ class H1UpstreamConnection:
 
     def _closed_early(self) -> UpstreamClosed:
         self.broken = True
-        return UpstreamClosed(
-            f"upstream {self.label} closed the connection before responding",
+        return about_upstream(
+            UpstreamClosed,
+            self.label,
+            "closed the connection before responding",
             retryable=self.reused,
         )
 
@@ -127,8 +131,8 @@ class H1UpstreamConnection:
                 continue  # 100 Continue and friends are ours to swallow
             if isinstance(ev, PeerClosed):
                 raise self._closed_early()
-            raise UpstreamError(
-                f"upstream {self.label}: unexpected {type(ev).__name__} before response"
+            raise about_upstream(
+                UpstreamError, self.label, f"sent an unexpected {type(ev).__name__} first"
             )
 
     async def receive_body(self) -> bytes | None:
@@ -143,5 +147,9 @@ class H1UpstreamConnection:
                 return None
             if isinstance(ev, PeerClosed):
                 self.broken = True
-                raise UpstreamClosed(f"upstream {self.label} closed the connection mid-response")
-            raise UpstreamError(f"upstream {self.label}: unexpected {type(ev).__name__} in body")
+                raise about_upstream(
+                    UpstreamClosed, self.label, "closed the connection mid-response"
+                )
+            raise about_upstream(
+                UpstreamError, self.label, f"sent an unexpected {type(ev).__name__} in the body"
+            )

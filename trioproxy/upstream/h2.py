@@ -17,7 +17,7 @@ from collections import deque
 import h2.errors
 import trio
 
-from trioproxy.errors import UpstreamError
+from trioproxy.errors import UpstreamError, about_upstream
 from trioproxy.inbound.writer import WindowGate, Writer, send_flow_controlled
 from trioproxy.proto.errors import ProtocolError
 from trioproxy.proto.events import (
@@ -95,12 +95,14 @@ class H2UpstreamConnection:
                     task_status.started()
                     started = True
         finally:
-            self._die(f"upstream {self.label} closed the connection")
+            self._die("closed the connection")
             with trio.move_on_after(1.0, shield=True):
                 await self.stream.aclose()
         if not started:
-            raise UpstreamClosed(
-                f"upstream {self.label} closed the connection before its HTTP/2 SETTINGS",
+            raise about_upstream(
+                UpstreamClosed,
+                self.label,
+                "closed the connection before its HTTP/2 SETTINGS",
                 retryable=True,
             )
 
@@ -115,14 +117,14 @@ class H2UpstreamConnection:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             if not data:
-                self._die(f"upstream {self.label} closed the connection")
+                self._die("closed the connection")
                 scope.cancel()
                 return
             try:
                 events = self.proto.receive_data(data)
             except ProtocolError as exc:
                 self.writer.request()
-                self._die(f"upstream {self.label}: {exc.message}")
+                self._die(f"broke HTTP/2: {exc.message}")
                 scope.cancel()
                 return
             for ev in events:
@@ -155,17 +157,21 @@ class H2UpstreamConnection:
             for sid, st in list(self.streams.items()):
                 if sid > ev.last_stream_id:
                     st.push(
-                        UpstreamClosed(
-                            f"upstream {self.label} refused the stream (GOAWAY)", retryable=True
+                        about_upstream(
+                            UpstreamClosed,
+                            self.label,
+                            "refused the stream (GOAWAY)",
+                            retryable=True,
                         )
                     )
 
-    def _die(self, message: str) -> None:
+    def _die(self, what: str) -> None:
+        """Fail every stream on this connection (``what`` happened to it)."""
         if self.dead:
             return
         self.dead = True
         for st in list(self.streams.values()):
-            st.push(UpstreamClosed(message))
+            st.push(about_upstream(UpstreamClosed, self.label, what))
 
     async def aclose(self) -> None:
         """GOAWAY (bounded wait for it to be written), then stop the tasks."""
@@ -234,8 +240,10 @@ class H2UpstreamStream:
             self._arrived = trio.Event()
         item = self._items.popleft()
         if isinstance(item, StreamReset):
-            raise UpstreamClosed(
-                f"upstream {self.conn.label} reset the stream (error code {item.error_code})",
+            raise about_upstream(
+                UpstreamClosed,
+                self.conn.label,
+                f"reset the stream (error code {item.error_code})",
                 retryable=item.refused and not self._got_response,
             )
         if isinstance(item, UpstreamError):
@@ -292,8 +300,8 @@ class H2UpstreamStream:
                 return item
             if isinstance(item, InformationalResponse):
                 continue
-            raise UpstreamError(
-                f"upstream {self.conn.label}: {type(item).__name__} before the response head"
+            raise about_upstream(
+                UpstreamError, self.conn.label, f"sent {type(item).__name__} before its answer"
             )
 
     def _ack_forwarded(self) -> None:
@@ -316,6 +324,8 @@ class H2UpstreamStream:
                 continue
             if isinstance(item, EndOfMessage):
                 return None
-            raise UpstreamError(
-                f"upstream {self.conn.label}: unexpected {type(item).__name__} in body"
+            raise about_upstream(
+                UpstreamError,
+                self.conn.label,
+                f"sent an unexpected {type(item).__name__} in the body",
             )

@@ -17,8 +17,8 @@ class UpstreamClosed(UpstreamError):
     last-stream-id). Such a request may be sent once more on a fresh connection.
     """
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retryable: bool = False, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
         self.retryable = retryable
 
 
