@@ -33,9 +33,9 @@ async def open_transport(
         tcp = await trio.open_tcp_stream(host, origin.port)
     except OSError as exc:
         # trio's message names the address; the client gets the reason alone.
-        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        why = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
         raise UpstreamError(
-            f"the upstream cannot be reached: {cause.strerror or type(cause).__name__}",
+            f"the upstream cannot be reached: {why.strerror or type(why).__name__}",
             detail=f"upstream {origin} cannot be reached: {exc.strerror or exc}",
         ) from exc
     tcp.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
