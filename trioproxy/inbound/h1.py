@@ -24,7 +24,14 @@ from trioproxy.errors import (
 )
 from trioproxy.inbound.exchange import App
 from trioproxy.proto.errors import ProtocolError
-from trioproxy.proto.events import BodyChunk, EndOfMessage, PeerClosed, RequestHead, ResponseHead
+from trioproxy.proto.events import (
+    BodyChunk,
+    EndOfMessage,
+    NeedData,
+    PeerClosed,
+    RequestHead,
+    ResponseHead,
+)
 from trioproxy.proto.h1 import H1Server
 from trioproxy.state import ServerState
 
@@ -38,6 +45,12 @@ CLOSE_GRACE = 1.0  # seconds; bound on shielded cleanup when closing a connectio
 # So we half-close and read and discard for a while first.
 LINGER_TIME = 2.0  # seconds
 LINGER_BYTES = 64 * 1024 * 1024  # bytes discarded at most
+# An answer sent before the request body arrived (a 401, the proxy's own 429,
+# a 413 by Content-Length) keeps the connection when at most this much body is
+# still to come: it is read and discarded after the response. A larger or
+# unknown remainder gets `connection: close` instead (RFC 9112 9.6), so the
+# client never writes its next request onto a connection about to close.
+EARLY_DISCARD = 64 * 1024  # bytes
 
 
 class H1Exchange:
@@ -68,6 +81,9 @@ class H1Exchange:
         te = head.header(b"transfer-encoding")
         cl = head.header(b"content-length")
         self._has_body = te is not None or (cl is not None and int(cl) > 0)
+        self._declared = int(cl) if cl is not None and te is None else None
+        self._received = 0  # request body bytes read so far
+        self._discard_rest = False  # an early answer: discard the rest, keep the connection
         # Without a body there is nothing to read (h11's EndOfMessage is
         # consumed by the watcher, or by finish_request at the end).
         self._body_done = not self._has_body
@@ -98,6 +114,7 @@ class H1Exchange:
                 self._body_done = True
                 raise from_protocol_error(exc) from None
             if isinstance(ev, BodyChunk):
+                self._received += len(ev.data)
                 return ev
             if isinstance(ev, EndOfMessage):
                 self._body_done = True
@@ -128,19 +145,53 @@ class H1Exchange:
             self._watching = True
             self._nursery.start_soon(self._watch)
 
-    def finish_request(self) -> bool:
-        """After the response: consume what is left of the request if it is
-        already buffered (a body-less request's end, a small unread body), so
-        the connection can be reused. False if the request is not complete."""
+    async def finish_request(self) -> bool:
+        """After the response: consume what is left of the request (a
+        body-less request's end, a small unread body), so the connection can
+        be reused. Reads from the socket only for the small remainder of an
+        early answer's body, each read within the body idle timeout. False
+        if the request cannot be completed: the connection closes."""
         proto = self._proto
+        idle = self._state.config.timeouts.client_body_idle
+        discarded = 0
         while proto.request_has_body:
             try:
                 ev = proto.next_event()
             except ProtocolError:
                 return False
-            if not isinstance(ev, BodyChunk | EndOfMessage):
+            if isinstance(ev, BodyChunk):
+                discarded += len(ev.data)
+                if discarded > EARLY_DISCARD:
+                    return False
+            elif isinstance(ev, NeedData) and self._discard_rest:
+                with trio.move_on_after(idle):
+                    data = await self._receive()
+                    if data:
+                        proto.receive_data(data)
+                        continue
+                return False
+            elif not isinstance(ev, EndOfMessage):
                 return False
         return True
+
+    def _closing(self, head: ResponseHead) -> ResponseHead:
+        """The head as sent: `connection: close` while draining, or when an
+        answer goes out before the request body arrived and the rest is too
+        large (or of unknown size) to read and discard afterwards."""
+        close = self._state.draining
+        if not self._body_done and not close:
+            remaining = None if self._declared is None else self._declared - self._received
+            if (
+                remaining is not None
+                and remaining <= EARLY_DISCARD
+                and not self._proto.waiting_for_100_continue  # it will not send the body
+            ):
+                self._discard_rest = True
+            else:
+                close = True
+        if not close or head.header(b"connection") == b"close":
+            return head
+        return ResponseHead(head.status, [*head.headers, (b"connection", b"close")], head.reason)
 
     async def _watch(self) -> None:
         """After the request: read ahead (pipelined requests, bounded) and
@@ -191,10 +242,7 @@ class H1Exchange:
             raise
 
     async def send_head(self, head: ResponseHead) -> None:
-        if self._state.draining:
-            head = ResponseHead(
-                head.status, [*head.headers, (b"connection", b"close")], head.reason
-            )
+        head = self._closing(head)
         if head.header(b"content-length") is not None:
             self._pending_head = head  # a sized body follows: one write for both
             return
@@ -304,7 +352,7 @@ async def _run_exchange(
             with ex.app_scope, contextlib.suppress(ClientGone):
                 await app(ex)
             nursery.cancel_scope.cancel()
-    if ex.client_gone or ex.aborted or not ex.finish_request():
+    if ex.client_gone or ex.aborted or not await ex.finish_request():
         return False
     return proto.start_next_cycle()
 
