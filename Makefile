@@ -42,6 +42,8 @@ bench: install  ## load tests: direct vs nginx vs trioproxy (see bench/README.md
 # --- operating a deployed proxy (ansible/inventory.ini lists the servers) ---
 INVENTORY ?= ansible/inventory.ini
 PORT ?= 8787
+# the admin.listen port (trioproxy_admin_port), when there is one
+ADMIN_PORT ?= $(PORT)
 ADHOC := $(BIN)/ansible trioproxy -i $(INVENTORY)
 
 deploy: install  ## install or update the proxy on the servers (ARGS="--ask-vault-pass")
@@ -59,5 +61,5 @@ reload: install  ## SIGHUP: re-read config and secret files, no dropped connecti
 health: install  ## GET /health on each server
 	$(ADHOC) -m ansible.builtin.uri -a "url=http://127.0.0.1:$(PORT)/health return_content=true"
 
-metrics: install  ## GET /livez on each server (Prometheus /metrics comes with the observability work)
-	$(ADHOC) -m ansible.builtin.uri -a "url=http://127.0.0.1:$(PORT)/livez return_content=true"
+metrics: install  ## GET /metrics on each server (export TRIOPROXY_ADMIN_TOKEN first; ADMIN_PORT=...)
+	$(ADHOC) -m ansible.builtin.uri -a "url=http://127.0.0.1:$(ADMIN_PORT)/metrics return_content=true headers={'authorization':'Bearer {{ lookup(\"ansible.builtin.env\", \"TRIOPROXY_ADMIN_TOKEN\") }}'}"

@@ -28,10 +28,12 @@ from trioproxy.server import Server
 def make_config(**overrides: Any) -> Config:
     """A Config from defaults plus TOML-keyed overrides (no environment). The
     state directory is a fresh temporary one unless given: tests never write
-    into the user's own state."""
+    into the user's own state. Drain has no grace unless a test asks for one
+    (tests of drain itself do), so servers stop at once."""
     ov = {
         "listen": "127.0.0.1:0",
         "state_dir": tempfile.mkdtemp(prefix="trioproxy-test-state-"),
+        "timeouts.drain_grace": 0,
         **{k.replace("__", "."): v for k, v in overrides.items()},
     }
     return load_config(env={}, overrides=ov)
@@ -233,6 +235,7 @@ class H2Client:
         )
         self.results: dict[int, H2Result] = {}
         self.goaway: ConnectionEnded | None = None
+        self.goaway_seen = trio.Event()
         self._splitter = GoAwaySplitter()  # h2 cannot keep streams going after a GOAWAY (h2#1181)
         self.window = trio.Event()
         self._send_lock = trio.Lock()
@@ -277,6 +280,7 @@ class H2Client:
             for piece in self._splitter.feed(data):
                 if isinstance(piece, ConnectionEnded):
                     self.goaway = piece
+                    self.goaway_seen.set()
                 else:
                     events.extend(self.conn.receive_data(piece))
             for ev in events:
@@ -364,10 +368,12 @@ def unless_in_ci(missing: bool, reason: str) -> pytest.MarkDecorator:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without TRIOPROXY_* settings, plus ``extra``."""
+    """This process's environment without TRIOPROXY_* settings, plus ``extra``
+    (no drain grace unless ``extra`` sets one)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIOPROXY_")}
     env["PYTHONUNBUFFERED"] = "1"
     env["TRIOPROXY_STATE_DIR"] = tempfile.mkdtemp(prefix="trioproxy-test-state-")
+    env["TRIOPROXY_DRAIN_GRACE"] = "0"
     env.update(extra)
     return env
 

@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             parse_hostport(args.listen, "--listen")
             config = load_config(
                 env={k: v for k, v in os.environ.items() if k == "TRIOPROXY_LOG_LEVEL"},
-                overrides={"listen": args.listen},
+                # A fake upstream (or the demo's) has nobody to warn: stop at once.
+                overrides={"listen": args.listen, "timeouts.drain_grace": 0},
             )
     except ConfigError as exc:
         print(f"trioproxy: {exc}", file=sys.stderr)

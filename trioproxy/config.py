@@ -52,6 +52,15 @@ def _parse_seconds(raw: object) -> float:
     return value
 
 
+def _parse_nonneg_seconds(raw: object) -> float:
+    if isinstance(raw, bool):
+        raise ValueError("expected a number of seconds")
+    value = float(raw)  # type: ignore[arg-type]
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("expected a number of seconds >= 0")
+    return value
+
+
 def _parse_positive_int(raw: object) -> int:
     if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
         raise ValueError("expected a positive whole number")
@@ -474,11 +483,18 @@ SETTINGS: tuple[Setting, ...] = (
         "idle keep-alive client connections are closed quietly after this",
     ),
     Setting(
+        "timeouts.drain_grace",
+        "TRIOPROXY_DRAIN_GRACE",
+        _parse_nonneg_seconds,
+        10.0,
+        "on SIGTERM, /health answers 503 at once while both listeners keep accepting and serving for this long (0: stop accepting at once)",
+    ),
+    Setting(
         "timeouts.drain",
         "TRIOPROXY_DRAIN_TIMEOUT",
         _parse_seconds,
         600.0,
-        "on SIGTERM, in-flight requests may finish for this long",
+        "after the drain grace, in-flight requests may finish for this long",
     ),
     Setting(
         "limits.max_body_bytes",
@@ -558,6 +574,7 @@ class Timeouts:
     client_body_idle: float
     keepalive_idle: float
     drain: float
+    drain_grace: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -728,6 +745,7 @@ def _build(
             client_body_idle=p["timeouts.client_body_idle"],
             keepalive_idle=p["timeouts.keepalive_idle"],
             drain=p["timeouts.drain"],
+            drain_grace=p["timeouts.drain_grace"],
         ),
         limits=Limits(
             max_body_bytes=p["limits.max_body_bytes"],

@@ -25,7 +25,7 @@ SAMPLE = {
 
 
 def demo_configs(listen: Endpoint, env: dict[str, str]) -> tuple[Config, Config]:
-    fake = load_config(env={}, overrides={"listen": "127.0.0.1:0"})
+    fake = load_config(env={}, overrides={"listen": "127.0.0.1:0", "timeouts.drain_grace": 0})
     proxy = load_config(
         env=env, overrides={"listen": str(listen), "upstream.url": "http://127.0.0.1:1"}
     )

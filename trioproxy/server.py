@@ -1,10 +1,16 @@
 """Listeners, the connection-handler nursery, and drain.
 
-Accepting and handling run in separate nurseries: drain stops the accept
-nursery, tells every connection (idle keep-alives close at once, HTTP/2 sends
-GOAWAY, HTTP/1.1 responses in flight carry `connection: close`), and puts a
-deadline on the handler nursery's cancel scope. A second signal cancels it
-outright.
+Accepting and handling run in separate nurseries. Drain has two phases:
+
+1. The grace (``timeouts.drain_grace``): /health answers 503 at once, HTTP/2
+   connections get GOAWAY, HTTP/1.1 responses carry `connection: close`, and
+   both listeners keep accepting and serving, so a load balancer or health
+   check sees the 503 and moves traffic away before anything is refused.
+2. Then the accept nursery stops and the listeners close, connections
+   waiting for a request close, and the handler nursery's cancel scope gets
+   the ``timeouts.drain`` deadline for what is still in flight.
+
+A second signal cancels everything outright.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ class Server:
         if ssl_context is None and config.tls:
             self.ssl_context = make_server_ssl_context(config.tls_cert, config.tls_key)
         self._handlers_scope: trio.CancelScope | None = None
+        self._grace_cut = trio.Event()  # stop accepting now, whatever is left of the grace
         self.forced = False
         self.router = Router(config.routing)
         self.state.router = self.router
@@ -66,18 +73,6 @@ class Server:
     def pool(self) -> UpstreamPool | None:
         """The first provider's pool (the only one without [[providers]])."""
         return self.pools.get(self.config.routing.providers[0].name)
-
-    def reload_tls(self) -> None:
-        """Re-read the certificate and key files (for SIGHUP, or an operator).
-        New connections get the new certificate; open ones are untouched. On
-        any error (missing file, key that does not match) the old context
-        stays in force and the error is raised for the caller to log."""
-        cfg = self.config
-        if not cfg.tls:
-            raise ValueError("TLS is not configured (tls.cert / tls.key)")
-        new = make_server_ssl_context(cfg.tls_cert, cfg.tls_key)
-        self.ssl_context = new
-        log.info("TLS certificate reloaded from %s", cfg.tls_cert)
 
     def reload(self) -> bool:
         """Re-read the configuration (SIGHUP). New requests use the new one;
@@ -163,10 +158,14 @@ class Server:
             state_dir=old.state_dir,
         )
 
-    def begin_drain(self) -> None:
+    def begin_drain(self, *, grace: bool = True) -> None:
+        """Start draining; ``grace=False`` skips (or cuts short) the drain
+        grace: stop accepting now."""
         if not self.state.draining:
             self._notify("STOPPING=1\nSTATUS=draining")  # systemd: stop in progress
         self.state.begin_drain()
+        if not grace:
+            self._grace_cut.set()
 
     def force_stop(self) -> None:
         self.forced = True
@@ -195,8 +194,9 @@ class Server:
             self.admin_port = admin_listeners[0].socket.getsockname()[1]
 
         async def _handle(stream: trio.SocketStream) -> None:
-            # The context is looked up per connection, so reload_tls() takes
-            # effect for the next handshake while open connections keep theirs.
+            # The context is looked up per connection, so a reload's new
+            # certificate takes effect for the next handshake while open
+            # connections keep theirs.
             await handle_connection(stream, self.state, app, self.ssl_context)
 
         async def _handle_admin(stream: trio.SocketStream) -> None:
@@ -220,11 +220,17 @@ class Server:
                     )
                 task_status.started(port)
                 await self.state.drain_started.wait()
+                grace = cfg.timeouts.drain_grace
+                if grace > 0 and not self._grace_cut.is_set():
+                    log.info("draining: /health answers 503; still accepting for %g s", grace)
+                    with trio.move_on_after(grace):
+                        await self._grace_cut.wait()
                 acceptors.cancel_scope.cancel()
+            self.state.stop_accepting()
             for listener in [*listeners, *admin_listeners]:
                 await listener.aclose()
             log.info(
-                "draining: %d request(s) in flight, %d connection(s); deadline %g s",
+                "no longer accepting: %d request(s) in flight, %d connection(s); deadline %g s",
                 self.state.in_flight,
                 self.state.total_connections,
                 cfg.timeouts.drain,
@@ -277,7 +283,9 @@ class Server:
     async def serve_signals(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """First SIGTERM/SIGINT drains, a second one stops at once; SIGHUP reloads."""
+        """SIGTERM drains (with the drain grace: what systemd and load
+        balancers send), SIGINT drains without it (Ctrl-C at a terminal); a
+        second signal stops at once; SIGHUP reloads."""
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             task_status.started()
             async for signum in signals:
@@ -287,7 +295,7 @@ class Server:
                     self.reload()
                 elif not self.state.draining:
                     log.info("%s: draining (send again to stop at once)", name)
-                    self.begin_drain()
+                    self.begin_drain(grace=signum == signal.SIGTERM)
                 else:
                     log.info("%s again: stopping now", name)
                     self.force_stop()

@@ -26,7 +26,8 @@ class Drainable(Protocol):
 class ServerState:
     config: Config
     started_monotonic: float = field(default_factory=time.monotonic)
-    draining: bool = False
+    draining: bool = False  # SIGTERM came: /health says 503, responses say goodbye
+    accepting: bool = True  # listeners open (false once the drain grace is over)
     active: dict[str, int] = field(default_factory=lambda: {"h1": 0, "h2": 0})  # requests
     watchers: int = 0  # of those, /metrics/stream readers (not traffic)
     connections: dict[str, int] = field(default_factory=lambda: {"h1": 0, "h2": 0})
@@ -52,29 +53,39 @@ class ServerState:
         return sum(self.connections.values())
 
     def begin_drain(self) -> None:
-        """Stop being idle-tolerant: idle keep-alive connections close at once and
-        HTTP/2 connections send GOAWAY. In-flight exchanges carry on."""
+        """Phase one (the drain grace): /health answers 503, HTTP/2
+        connections get GOAWAY, HTTP/1.1 responses carry `connection: close`.
+        The listeners still accept and serve, so a load balancer has time to
+        see the 503 and move traffic before anything is refused."""
         if self.draining:
             return
         self.draining = True
         self.drain_started.set()
-        for scope in list(self._idle_scopes):
-            scope.cancel()
         for d in list(self._drainables):
             d.begin_drain()
 
+    def stop_accepting(self) -> None:
+        """Phase two: the listeners are closing; connections waiting for a
+        request (keep-alive or a first one) close at once. In-flight
+        exchanges carry on until the drain deadline."""
+        self.begin_drain()
+        self.accepting = False
+        for scope in list(self._idle_scopes):
+            scope.cancel()
+
     def idle(self, deadline: float) -> _IdleScope:
-        """A scope for a connection waiting between requests, until ``deadline``
-        (trio time). Drain cancels it. A class, not @contextmanager: it is on
-        every request's path."""
+        """A scope for a connection waiting for a request, until ``deadline``
+        (trio time). The end of accepting cancels it. A class, not
+        @contextmanager: it is on every request's path."""
         return _IdleScope(self, deadline)
 
     @contextmanager
     def drainable(self, conn: Drainable) -> Iterator[None]:
+        """``conn.begin_drain()`` runs when the drain starts. A connection
+        accepted during the drain grace decides itself when to say goodbye
+        (after its first request, as HTTP/1.1's `connection: close` does)."""
         self._drainables.add(conn)
         try:
-            if self.draining:
-                conn.begin_drain()
             yield
         finally:
             self._drainables.discard(conn)
@@ -97,7 +108,7 @@ class _IdleScope:
     def __init__(self, state: ServerState, deadline: float) -> None:
         self._state = state
         self.scope = trio.CancelScope(deadline=deadline)
-        if state.draining:
+        if not state.accepting:
             self.scope.cancel()
 
     def __enter__(self) -> trio.CancelScope:

@@ -129,6 +129,7 @@ def test_templates_render_load_and_are_idempotent(tmp_path: Path) -> None:
     )
     assert cfg.auth.admin_token == b"admin-token-0123456789" and cfg.log_level == "warning"
     assert str(cfg.listen) == "0.0.0.0:8787" and cfg.timeouts.drain == 600
+    assert cfg.timeouts.drain_grace == 10
     assert str(cfg.admin_listen) == "0.0.0.0:8788"
     second = local_play(tmp_path, "--tags", "config")
     assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s", second.stdout), second.stdout[-2000:]

@@ -6,7 +6,7 @@ import orjson
 import pytest
 import trio
 
-from tests.helpers import H1Client, H2Client, make_config, start_fake
+from tests.helpers import H1Client, H2Client, h1_request, make_config, start_fake
 from trioproxy.admin.endpoints import route
 from trioproxy.proto.events import RequestHead
 from trioproxy.server import Server
@@ -88,3 +88,76 @@ async def test_drain_deadline_cancels_what_is_left(nursery: trio.Nursery) -> Non
         assert 0.4 < trio.current_time() - t0 < 3
         resp = await c.read_response()
         assert not resp.complete  # cut off at the deadline, visibly
+
+
+JSON = orjson.dumps({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+
+
+async def test_drain_grace_serves_while_health_says_503(nursery: trio.Nursery) -> None:
+    """Phase one: /health is 503 at once on both listeners, and both still
+    accept and serve (HTTP/1.1 answers say `connection: close`, HTTP/2
+    connections get GOAWAY). Phase two, after the grace: connections are
+    refused and what was in flight completes."""
+    fake = await start_fake(nursery)
+    server = Server(
+        make_config(upstream__url=fake.url, timeouts__drain_grace=1.0, admin__listen="127.0.0.1:0")
+    )
+    stopped = trio.Event()
+
+    async def run(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        await server.serve(task_status=task_status)
+        stopped.set()
+
+    port = await nursery.start(run)
+    admin_port = server.admin_port
+    assert admin_port is not None
+    slow = [("x-fake-fault", "event-delay=0.2")]  # about 3 s of stream
+    streaming = await H1Client.connect(port)
+    await streaming.send_request("POST", "/v1/messages", slow, STREAM)
+    h2 = await H2Client.connect(nursery, port)
+    sid = await h2.start("POST", "/v1/messages", slow, STREAM)
+    idle = await H1Client.connect(port)
+    assert (await idle.request("GET", "/health")).status == 200
+    assert fake.fake is not None
+    with trio.fail_after(5):
+        await fake.fake.wait_for(lambda f: f.requests >= 2)
+
+    t0 = trio.current_time()
+    server.begin_drain()
+    for p in (port, admin_port):  # at once, on both listeners, on new connections
+        health = await h1_request(p, "GET", "/health")
+        assert (health.status, orjson.loads(health.body)) == (503, {"status": "draining"})
+    served = await h1_request(port, "POST", "/v1/messages", [], JSON)
+    assert served.status == 200 and served.header(b"connection") == b"close"
+    # an idle keep-alive connection still gets its next request answered, then closes
+    again = await idle.request("GET", "/v1/models")
+    assert again.status == 200 and again.header(b"connection") == b"close"
+    with trio.fail_after(2):
+        await h2.goaway_seen.wait()  # the open HTTP/2 connection was told at once
+    fresh = await H2Client.connect(nursery, port)  # a new one: served, then told
+    r = await fresh.request("GET", "/v1/models")
+    assert r.status == 200 and r.ended
+    with trio.fail_after(2):
+        await fresh.goaway_seen.wait()
+    assert trio.current_time() - t0 < 1.0  # all of that within the grace
+
+    with trio.fail_after(3):
+        while True:  # phase two: refused on both listeners
+            try:
+                s = await trio.open_tcp_stream("127.0.0.1", port)
+            except OSError:
+                break
+            await s.aclose()
+            await trio.sleep(0.05)
+    assert trio.current_time() - t0 >= 1.0
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream("127.0.0.1", admin_port)
+    with trio.fail_after(10):
+        resp = await streaming.read_response()
+        await h2.results[sid].done.wait()
+    assert resp.complete and resp.body.endswith(b'data: {"type":"message_stop"}\n\n')
+    assert h2.results[sid].ended
+    with trio.fail_after(5):
+        await stopped.wait()
+    for c in (idle, streaming, h2, fresh):
+        await c.aclose()

@@ -6,10 +6,20 @@ import signal
 import subprocess
 
 import orjson
+import pytest
 import trio
 
-from tests.helpers import H1Client, clean_env, read_until, spawn_trioproxy, start_fake, stop
+from tests.helpers import (
+    H1Client,
+    clean_env,
+    h1_request,
+    read_until,
+    spawn_trioproxy,
+    start_fake,
+    stop,
+)
 
+JSON = orjson.dumps({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
 STREAM = orjson.dumps(
     {"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]}
 )
@@ -83,5 +93,43 @@ async def test_demo_prints_events_and_the_two_lines() -> None:
         proc.send_signal(signal.SIGINT)
         with trio.fail_after(10):
             assert await proc.wait() == 0
+    finally:
+        await stop(proc)
+
+
+async def test_sigterm_says_503_and_keeps_serving_for_the_grace(nursery: trio.Nursery) -> None:
+    """A restart never refuses a connection before /health said 503."""
+    fake = await start_fake(nursery)
+    proc = await spawn_trioproxy(
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        fake.url,
+        stderr=subprocess.PIPE,
+        env=clean_env(TRIOPROXY_DRAIN_GRACE="1.5"),
+    )
+    assert proc.stderr is not None
+    try:
+        log = bytearray()
+        with trio.fail_after(20):
+            m = await read_until(proc.stderr, rb"listening on http://127\.0\.0\.1:(\d+)", log)
+        port = int(m.group(1))
+        assert (await h1_request(port, "GET", "/health")).status == 200
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(5):
+            await read_until(proc.stderr, rb"still accepting for 1.5 s", log)
+        t0 = trio.current_time()
+        statuses = []
+        while trio.current_time() - t0 < 1.0:  # well inside the grace
+            statuses.append((await h1_request(port, "GET", "/health")).status)
+            r = await h1_request(port, "POST", "/v1/messages", [], JSON)
+            assert r.status == 200 and r.header(b"connection") == b"close"
+            await trio.sleep(0.1)
+        assert statuses and set(statuses) == {503}
+        with trio.fail_after(10):
+            assert await proc.wait() == 0
+        with pytest.raises(OSError):
+            await trio.open_tcp_stream("127.0.0.1", port)
     finally:
         await stop(proc)

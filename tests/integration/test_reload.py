@@ -3,7 +3,6 @@ and open connections carry on, an invalid file changes nothing."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 import orjson
 import trio
 
-from tests.helpers import H1Client, h1_request, spawn_trioproxy, start_fake, stop
+from tests.helpers import H1Client, clean_env, h1_request, spawn_trioproxy, start_fake, stop
 from trioproxy.config import Config, load_config
 from trioproxy.server import Server
 
@@ -75,8 +74,7 @@ async def test_sighup_reloads_a_running_serve(tmp_path: Path) -> None:
     sock_path = tmp_path / "notify.sock"
     rx = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     await rx.bind(str(sock_path))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIOPROXY_")}
-    env["NOTIFY_SOCKET"] = str(sock_path)
+    env = clean_env(NOTIFY_SOCKET=str(sock_path))
     async with trio.open_nursery() as nursery:
         fake = await start_fake(nursery)
         toml = write_config(tmp_path, fake.url, OLD)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import trio
 
-from tests.helpers import h1_request, spawn_trioproxy, start_fake, stop, unless_in_ci
+from tests.helpers import clean_env, h1_request, spawn_trioproxy, start_fake, stop, unless_in_ci
+from trioproxy.config import load_config
 from trioproxy.sdnotify import notify
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "trioproxy.service"
@@ -58,7 +59,8 @@ def test_unit_exposure_at_most_2(tmp_path: Path) -> None:
 def test_unit_matches_the_drain_deadline() -> None:
     text = UNIT.read_text()
     stop = int(re.search(r"^TimeoutStopSec=(\d+)", text, re.M).group(1))  # type: ignore[union-attr]
-    assert stop > 600  # longer than the default timeouts.drain
+    defaults = load_config(env={}).timeouts  # the stop timeout outlasts both drain phases
+    assert stop > defaults.drain_grace + defaults.drain
     for line in (
         "Type=notify",
         "KillSignal=SIGTERM",
@@ -86,8 +88,7 @@ async def test_serve_notifies_ready_after_bind_and_stopping_on_sigterm(tmp_path:
     sock_path = tmp_path / "notify.sock"
     rx = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     await rx.bind(str(sock_path))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIOPROXY_")}
-    env["NOTIFY_SOCKET"] = str(sock_path)
+    env = clean_env(NOTIFY_SOCKET=str(sock_path))
     async with trio.open_nursery() as nursery:
         fake = await start_fake(nursery)
         proc = await spawn_trioproxy(

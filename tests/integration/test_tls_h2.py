@@ -11,7 +11,17 @@ import pytest
 import trio
 import trustme
 
-from tests.helpers import H1Client, H2Client, H2Result, h1_request, start_fake, start_proxy
+from tests.helpers import (
+    H1Client,
+    H2Client,
+    H2Result,
+    Running,
+    h1_request,
+    make_config,
+    start_fake,
+    start_proxy,
+)
+from trioproxy.server import Server
 
 STREAM = orjson.dumps(
     {"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]}
@@ -258,9 +268,10 @@ async def test_h2_client_sees_rst_stream_for_a_broken_json_body(
 async def test_dev_cert_and_tls_reload_without_restart(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    """`trioproxy dev-cert` output serves TLS; after the files are replaced,
-    reload_tls() makes new connections use the new certificate while an open
-    connection keeps working; a broken file leaves the old one in force."""
+    """`trioproxy dev-cert` output serves TLS; after the files are replaced, a
+    reload (what SIGHUP does) makes new connections use the new certificate
+    while an open connection keeps working; a broken file rejects the reload
+    and leaves the old one in force."""
     first = await trio.run_process(
         [sys.executable, "-m", "trioproxy", "dev-cert", "--dir", str(tmp_path / "one")],
         capture_stdout=True,
@@ -272,9 +283,14 @@ async def test_dev_cert_and_tls_reload_without_restart(
     for name in ("cert.pem", "key.pem"):
         (live / name).write_bytes((tmp_path / "one" / name).read_bytes())
     fake = await start_fake(nursery)
-    proxy = await start_proxy(
-        nursery, fake.url, tls__cert=str(live / "cert.pem"), tls__key=str(live / "key.pem")
-    )
+    settings = {
+        "upstream__url": fake.url,
+        "tls__cert": str(live / "cert.pem"),
+        "tls__key": str(live / "key.pem"),
+        "state_dir": str(tmp_path / "state"),
+    }
+    server = Server(make_config(**settings), loader=lambda: make_config(**settings))
+    proxy = Running(server, await nursery.start(server.serve))
 
     def trusting(ca_dir: str) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(tmp_path / ca_dir / "ca.pem"))
@@ -289,7 +305,7 @@ async def test_dev_cert_and_tls_reload_without_restart(
     )
     for name in ("cert.pem", "key.pem"):
         (live / name).write_bytes((tmp_path / "two" / name).read_bytes())
-    proxy.server.reload_tls()
+    assert proxy.server.reload()
     async with await H1Client.connect(proxy.port, trusting("two")) as new_conn:
         assert (await new_conn.request("GET", "/health")).status == 200
     with pytest.raises(trio.BrokenResourceError):
@@ -297,8 +313,7 @@ async def test_dev_cert_and_tls_reload_without_restart(
     assert (await old_conn.request("GET", "/health")).status == 200  # open connection unaffected
     await old_conn.aclose()
     (live / "key.pem").write_text("not a key")
-    with pytest.raises(ssl.SSLError):
-        proxy.server.reload_tls()
+    assert not proxy.server.reload()
     async with await H1Client.connect(proxy.port, trusting("two")) as still:
         assert (
             await still.request("GET", "/health")

@@ -94,7 +94,7 @@ def _provider_families(snap: dict[str, object]) -> dict[str, Family]:
         ),
         "trioproxy_provider_consecutive_failures": (
             "gauge",
-            "Consecutive failed attempts",
+            "Consecutive failed requests (each counted once, its retries included)",
             each(lambda r: r["consecutive_failures"]),
         ),
         "trioproxy_provider_in_flight": (
@@ -114,7 +114,7 @@ def _provider_families(snap: dict[str, object]) -> dict[str, Family]:
         ),
         "trioproxy_provider_retries_total": (
             "counter",
-            "Attempts retried on the same provider (503, 529, connection errors)",
+            "Attempts retried on the same provider (connection errors; 503 while another provider could serve)",
             each(lambda r: r["retries"]),
         ),
         "trioproxy_provider_failovers_total": (

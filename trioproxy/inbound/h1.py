@@ -286,11 +286,13 @@ async def serve_h1(
                     return
                 if head is None:
                     return
+                # While draining, responses say `connection: close` and h11 then
+                # ends the cycle here; a response that went out just before the
+                # drain did not say so, and the client may already be sending
+                # its next request: that one is answered (with the close).
                 if not await _run_exchange(stream, proto, state, app, head):
                     if proto.request_has_body and not proto.response_failed:
                         await _linger(stream)
-                    return
-                if state.draining:
                     return
                 first = False
         finally:

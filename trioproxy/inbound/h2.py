@@ -281,6 +281,10 @@ class H2ServerConnection:
             go_on = self._dispatch(ev, new) and go_on
         for st in new:
             nursery.start_soon(self._run_stream, st)
+        if new and self.state.draining:
+            # Accepted during the drain grace: these streams are served, and
+            # the client is told to take the next ones elsewhere.
+            self.begin_drain()
         self.writer.request()
         return "" if go_on else "goaway"
 
