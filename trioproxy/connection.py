@@ -70,8 +70,17 @@ async def handle_connection(
             await serve_h1(stream, state, app, initial)
         else:
             await trio.aclose_forcefully(stream)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
+    except Exception as exc:
+        if client_caused(exc):  # whatever a client does is not our error
+            log.debug("connection ended by the client: %r", exc)
+        else:
+            log.exception("connection handler failed; closing that connection")
         await trio.aclose_forcefully(stream)
-    except Exception:
-        log.exception("connection handler failed; closing that connection")
-        await trio.aclose_forcefully(stream)
+
+
+def client_caused(exc: BaseException) -> bool:
+    """A connection that broke (reset, closed, TLS garbage), possibly inside
+    a nursery's exception group: the client's doing, logged at debug only."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(client_caused(e) for e in exc.exceptions)
+    return isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError)

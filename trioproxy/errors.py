@@ -66,6 +66,10 @@ class HeadersTooLarge(ProxyError):
     status, error_type = 431, "invalid_request_error"
 
 
+class VersionNotSupported(ProxyError):
+    status, error_type = 505, "invalid_request_error"
+
+
 class UpstreamError(ProxyError):
     """The upstream could not be reached or broke the protocol."""
 
@@ -104,6 +108,7 @@ _BY_STATUS: dict[int, type[ProxyError]] = {
     413: RequestTooLarge,
     431: HeadersTooLarge,
     502: UpstreamError,
+    505: VersionNotSupported,
 }
 
 

@@ -145,6 +145,7 @@ async def test_mutated_requests_get_an_answer_or_a_close(nursery: trio.Nursery) 
             status, _body = await read_answer(c)
         if status is not None:
             assert 100 <= status < 600
-            assert not (status >= 500 and status != 502), (bytes(data), status)
+            # no 5xx of the proxy's own making, but 505 for a version it does not speak
+            assert not (status >= 500 and status not in (502, 505)), (bytes(data), status)
     await h1_request(proxy.port, "GET", "/v1/models")
     assert (await h1_request(proxy.port, "GET", "/health")).status == 200

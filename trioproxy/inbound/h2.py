@@ -10,17 +10,25 @@ lets the streams already opened finish.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 
 import h2.errors
 import trio
 
-from trioproxy.errors import ClientGone, ProxyError, error_response
+from trioproxy.errors import ClientGone, ProxyError, error_response, from_protocol_error
 from trioproxy.inbound.exchange import App
 from trioproxy.inbound.writer import WindowGate, Writer, send_flow_controlled
 from trioproxy.proto.errors import ProtocolError
-from trioproxy.proto.events import BodyChunk, EndOfMessage, RequestHead, ResponseHead, StreamReset
+from trioproxy.proto.events import (
+    BadRequest,
+    BodyChunk,
+    EndOfMessage,
+    RequestHead,
+    ResponseHead,
+    StreamReset,
+)
 from trioproxy.proto.h2 import (
     ENHANCE_YOUR_CALM,
     ConnectionEnded,
@@ -63,6 +71,7 @@ class H2Stream:
         # until then nothing reached the client and the application may still
         # answer differently (a retry, a 502).
         self._pending_head: ResponseHead | None = None
+        self.refusal: BadRequest | None = None  # answered by the connection, not the app
 
     @property
     def has_body(self) -> bool:
@@ -225,7 +234,10 @@ class H2ServerConnection:
                 while self.streams:
                     self._streams_done = trio.Event()
                     await self._streams_done.wait()
-                with trio.move_on_after(CLOSE_GRACE, shield=True):
+                with (
+                    trio.move_on_after(CLOSE_GRACE, shield=True),
+                    contextlib.suppress(trio.BrokenResourceError),  # the client is gone
+                ):
                     await self.writer.flush()
                 nursery.cancel_scope.cancel()
 
@@ -291,8 +303,11 @@ class H2ServerConnection:
     def _dispatch(self, ev: H2Event, new: list[H2Stream]) -> bool:
         if isinstance(ev, StreamEvent):
             sid, inner = ev.stream_id, ev.event
-            if isinstance(inner, RequestHead):
-                st = H2Stream(self, sid, inner, self.state.request_ids.next())
+            if isinstance(inner, RequestHead | BadRequest):
+                bad = inner if isinstance(inner, BadRequest) else None
+                head = inner.head if isinstance(inner, BadRequest) else inner
+                st = H2Stream(self, sid, head, self.state.request_ids.next())
+                st.refusal = bad
                 self.streams[sid] = st
                 new.append(st)
                 return True
@@ -328,6 +343,9 @@ class H2ServerConnection:
         try:
             with self.state.exchange("h2"), st.app_scope:
                 try:
+                    if st.refusal is not None:
+                        bad = st.refusal
+                        raise from_protocol_error(ProtocolError(bad.message, bad.status))
                     await self.app(st)
                 except ClientGone:
                     pass

@@ -47,6 +47,16 @@ class ResponseHead:
 
 
 @dataclass(frozen=True, slots=True)
+class BadRequest:
+    """A request head refused before anything else (``proto.request``): the
+    transport answers ``status`` itself; no application ever sees it."""
+
+    head: RequestHead
+    status: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class BodyChunk:
     data: bytes
     # Bytes of flow-control credit this chunk used (HTTP/2 counts padding too);

@@ -27,6 +27,7 @@ from trioproxy.proto.events import (
     RequestHead,
     ResponseHead,
 )
+from trioproxy.proto.request import request_problem
 
 ServerEvent = RequestHead | BodyChunk | EndOfMessage | PeerClosed | NeedData | Paused
 ClientEvent = (
@@ -120,13 +121,17 @@ class H1Server:
                 # Content-Length in the headers we forward: a request-smuggling
                 # desync (RFC 9112 6.3 lets a server reject it; we do).
                 raise ProtocolError("both Content-Length and Transfer-Encoding in one request", 400)
-            return RequestHead(
+            head = RequestHead(
                 method=ev.method,
                 target=ev.target,
                 headers=headers,
                 http_version=ev.http_version,
                 authority=host,
             )
+            problem = request_problem(head)
+            if problem is not None:
+                raise ProtocolError(problem[1], problem[0])
+            return head
         return _body_event(ev, "server")
 
     def _reject_obs_fold(self) -> None:

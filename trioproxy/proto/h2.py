@@ -31,6 +31,7 @@ from hyperframe.frame import GoAwayFrame
 
 from trioproxy.proto.errors import ProtocolError
 from trioproxy.proto.events import (
+    BadRequest,
     BodyChunk,
     EndOfMessage,
     Headers,
@@ -39,6 +40,7 @@ from trioproxy.proto.events import (
     ResponseHead,
     StreamReset,
 )
+from trioproxy.proto.request import is_token, request_problem
 
 DEFAULT_WINDOW = 65535  # RFC 9113 6.9.2
 CONN_WINDOW = 16 * 1024 * 1024  # bytes; connection receive window shared by all streams
@@ -49,7 +51,13 @@ MAX_HEADER_LIST = 64 * 1024  # bytes; decoded header list cap (HPACK bombs)
 class StreamEvent:
     stream_id: int
     event: (
-        RequestHead | ResponseHead | InformationalResponse | BodyChunk | EndOfMessage | StreamReset
+        RequestHead
+        | BadRequest
+        | ResponseHead
+        | InformationalResponse
+        | BodyChunk
+        | EndOfMessage
+        | StreamReset
     )
 
 
@@ -344,13 +352,32 @@ class H2Server(_H2Base):
                 self.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
                 return
             raw_headers = list(ev.headers or [])
-            try:
-                # h2's own checks (uppercase or empty names, connection-specific
-                # headers, te other than trailers, pseudo-header rules), per stream.
-                list(h2.utilities.validate_headers(raw_headers, _REQUEST_FLAGS))
-            except h2.exceptions.ProtocolError:
+            pseudo, regular = _split_pseudo(raw_headers)
+            method = pseudo.get(b":method", b"")
+            if method == b"CONNECT" or not is_token(method):
+                # A malformed request (RFC 9113 8.1.1), or a tunnel we never open.
                 self.reset_stream(sid, h2.errors.ErrorCodes.PROTOCOL_ERROR)
                 return
+            head = RequestHead(
+                method=method,
+                target=pseudo.get(b":path", b"/"),
+                headers=regular,
+                http_version=b"2",
+                authority=pseudo.get(b":authority", b""),
+                scheme=pseudo.get(b":scheme", b"https"),
+            )
+            # The target and header rules both transports share come first, so
+            # the client reads why (a 400 before the reset is allowed: RFC 9113
+            # 8.1.1); the rest of h2's own checks (uppercase or empty names,
+            # connection-specific headers, te other than trailers, pseudo-header
+            # rules) reset the stream, per stream.
+            problem = request_problem(head) if b":path" in pseudo else None
+            if problem is None:
+                try:
+                    list(h2.utilities.validate_headers(raw_headers, _REQUEST_FLAGS))
+                except h2.exceptions.ProtocolError:
+                    self.reset_stream(sid, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                    return
             # h2 has opened every stream of the batch before reporting any, so
             # count the ones accepted so far: the first N are served, in order.
             self._accepted = {a for a in self._accepted if self.stream_open(a)}
@@ -358,24 +385,10 @@ class H2Server(_H2Base):
                 self.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
                 return
             self._accepted.add(sid)
-            pseudo, regular = _split_pseudo(raw_headers)
-            method = pseudo.get(b":method", b"")
-            if method == b"CONNECT":
-                self.reset_stream(sid, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            if problem is not None:  # answered by the transport, never served
+                out.append(StreamEvent(sid, BadRequest(head, problem[0], problem[1])))
                 return
-            out.append(
-                StreamEvent(
-                    sid,
-                    RequestHead(
-                        method=method,
-                        target=pseudo.get(b":path", b"/"),
-                        headers=regular,
-                        http_version=b"2",
-                        authority=pseudo.get(b":authority", b""),
-                        scheme=pseudo.get(b":scheme", b"https"),
-                    ),
-                )
-            )
+            out.append(StreamEvent(sid, head))
 
     def send_response_head(
         self, stream_id: int, head: ResponseHead, *, end_stream: bool = False

@@ -21,6 +21,7 @@ from trioproxy.errors import UpstreamError, about_upstream
 from trioproxy.inbound.writer import WindowGate, Writer, send_flow_controlled
 from trioproxy.proto.errors import ProtocolError
 from trioproxy.proto.events import (
+    BadRequest,
     BodyChunk,
     EndOfMessage,
     InformationalResponse,
@@ -139,7 +140,7 @@ class H2UpstreamConnection:
     def _dispatch(self, ev: object) -> None:
         if isinstance(ev, StreamEvent):
             st = self.streams.get(ev.stream_id)
-            if isinstance(ev.event, RequestHead):
+            if isinstance(ev.event, RequestHead | BadRequest):
                 return  # a pushed request: push is disabled in our SETTINGS
             if st is not None:
                 st.push(ev.event)
