@@ -127,6 +127,7 @@ async def _run_server(config: Config, loader: Callable[[], Config]) -> int:
     from trioproxy.server import Server
 
     server = Server(config, notify=notify, loader=loader)
+    await server.bind()  # an address in use: ConfigError, before anything starts
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve_signals)
 
@@ -154,6 +155,7 @@ async def _run_fake(config: Config) -> int:
     from trioproxy.server import Server
 
     server = Server(config)
+    await server.bind(admin=False)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve_signals)
 
@@ -290,10 +292,23 @@ def main(argv: list[str] | None = None) -> int:
 
         trio.run(run_demo, _hp(args.listen, "--listen"), dict(os.environ))
         return 0
-    except OSError as exc:
-        print(
-            f"trioproxy: cannot listen on {config.listen}: {exc.strerror or exc}", file=sys.stderr
-        )
-        return 1
+    except (ConfigError, BaseExceptionGroup) as exc:
+        error = _config_error(exc)
+        if error is None:
+            raise
+        print(f"trioproxy: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _config_error(exc: BaseException) -> ConfigError | None:
+    """The start-up error (an address in use, say) in what trio.run raised,
+    possibly inside a nursery's exception group: one line, not a traceback."""
+    if isinstance(exc, ConfigError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _config_error(inner)) is not None:
+                return found
+    return None

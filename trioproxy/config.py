@@ -10,6 +10,7 @@ whose one-line message names the key; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -715,6 +716,15 @@ def _build(
     for key in ("tls.cert", "tls.key", "upstream.ca_bundle"):
         if p[key] and not Path(p[key]).is_file():
             raise ConfigError(f"{key}: file not found: {p[key]}")
+    if tls_cert:
+        _check_tls(tls_cert, tls_key)
+    listen = parse_hostport(p["listen"], "listen")
+    admin_listen = parse_hostport(p["admin.listen"], "admin.listen") if p["admin.listen"] else None
+    if admin_listen is not None and _same_port(listen, admin_listen):
+        raise ConfigError(
+            f"admin.listen {admin_listen}: the same address as listen {listen}; "
+            "the admin listener needs a port of its own"
+        )
     auth = _build_auth(p)
     routing = _build_routing(p, structured, env, explicit)
     if auth.enabled:
@@ -730,10 +740,8 @@ def _build(
                     "(api_key_env or api_key_file)"
                 )
     return Config(
-        listen=parse_hostport(p["listen"], "listen"),
-        admin_listen=parse_hostport(p["admin.listen"], "admin.listen")
-        if p["admin.listen"]
-        else None,
+        listen=listen,
+        admin_listen=admin_listen,
         auth=auth,
         routing=routing,
         scrub=_build_scrub(p),
@@ -767,6 +775,41 @@ def _build(
         pricing=_build_pricing(structured.get("pricing")),
         raw=dict(p),
     )
+
+
+_WILDCARDS = frozenset({"", "0.0.0.0", "::"})
+
+
+def _same_port(a: Endpoint, b: Endpoint) -> bool:
+    """Would both listeners need the same socket? (Port 0 picks a free one.)"""
+    if a.port != b.port or a.port == 0:
+        return False
+    return a.host == b.host or a.host in _WILDCARDS or b.host in _WILDCARDS
+
+
+def _check_tls(cert: str, key: str) -> None:
+    """Load the certificate and key the way the listener will, so that a file
+    that is not PEM, a key that does not match, or one that cannot be read is
+    a one-line error naming the setting, at check-config and at start."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for key_name, path in (("tls.cert", cert), ("tls.key", key)):
+        try:
+            Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{key_name}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        ctx.load_verify_locations(cafile=cert)
+    except (ssl.SSLError, ValueError):
+        raise ConfigError(f"tls.cert: {cert} holds no PEM certificate") from None
+    try:
+        ctx.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        why = (
+            "does not match tls.cert"
+            if "KEY_VALUES_MISMATCH" in str(exc)
+            else "is not a PEM private key"
+        )
+        raise ConfigError(f"tls.key: {key} {why}") from None
 
 
 def _build_routing(

@@ -27,7 +27,7 @@ import trio
 
 from trioproxy.accounting.ledger import Ledger
 from trioproxy.admin.endpoints import AdminApp
-from trioproxy.config import Config, ConfigError, binding_problem
+from trioproxy.config import Config, ConfigError, Endpoint, binding_problem
 from trioproxy.connection import handle_connection, make_server_ssl_context
 from trioproxy.handler import Proxy
 from trioproxy.inbound.exchange import App
@@ -67,6 +67,9 @@ class Server:
         self.router = Router(config.routing)
         self.state.router = self.router
         self.pools: dict[str, UpstreamPool] = {}  # by provider name, while serving
+        self._listeners: list[trio.SocketListener] = []
+        self._admin_listeners: list[trio.SocketListener] = []
+        self.port: int | None = None  # the main listener's port, once bound
         self.admin_port: int | None = None  # the admin listener's port, when there is one
 
     @property
@@ -173,6 +176,18 @@ class Server:
         if self._handlers_scope is not None:
             self._handlers_scope.cancel()
 
+    async def bind(self, *, admin: bool = True) -> None:
+        """Open the listeners (the admin one too, with ``admin`` and
+        admin.listen set). Done first, before anything else starts, so that
+        an address in use is a one-line ConfigError naming the setting."""
+        cfg = self.config
+        if not self._listeners:
+            self._listeners = await _listen(cfg.listen, "listen")
+            self.port = self._listeners[0].socket.getsockname()[1]
+        if admin and cfg.admin_listen is not None and not self._admin_listeners:
+            self._admin_listeners = await _listen(cfg.admin_listen, "admin.listen")
+            self.admin_port = self._admin_listeners[0].socket.getsockname()[1]
+
     async def serve_app(
         self,
         app: App,
@@ -184,14 +199,14 @@ class Server:
         ``admin_app`` and ``admin.listen`` set, a second listener serves it
         (its port in ``self.admin_port``); both drain together."""
         cfg = self.config
-        listeners = await trio.open_tcp_listeners(cfg.listen.port, host=cfg.listen.host)
-        port = listeners[0].socket.getsockname()[1]
-        admin_listeners: list[trio.SocketListener] = []
-        if admin_app is not None and cfg.admin_listen is not None:
-            admin_listeners = await trio.open_tcp_listeners(
-                cfg.admin_listen.port, host=cfg.admin_listen.host
-            )
-            self.admin_port = admin_listeners[0].socket.getsockname()[1]
+        try:
+            await self.bind(admin=admin_app is not None)
+        except BaseException:
+            await self._close_listeners()
+            raise
+        listeners, admin_listeners = self._listeners, self._admin_listeners
+        assert self.port is not None
+        port = self.port
 
         async def _handle(stream: trio.SocketStream) -> None:
             # The context is looked up per connection, so a reload's new
@@ -227,8 +242,7 @@ class Server:
                         await self._grace_cut.wait()
                 acceptors.cancel_scope.cancel()
             self.state.stop_accepting()
-            for listener in [*listeners, *admin_listeners]:
-                await listener.aclose()
+            await self._close_listeners()
             log.info(
                 "no longer accepting: %d request(s) in flight, %d connection(s); deadline %g s",
                 self.state.in_flight,
@@ -242,12 +256,22 @@ class Server:
             log.warning("drain deadline reached; remaining requests were cancelled")
         log.info("stopped")
 
+    async def _close_listeners(self) -> None:
+        for listener in [*self._listeners, *self._admin_listeners]:
+            await listener.aclose()
+
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """The proxy: the upstream pool, then the listeners in front of it.
-        Raises ConfigError before listening if the binding policy forbids it."""
+        Raises ConfigError before listening if the binding policy forbids it,
+        or if an address cannot be listened on."""
         problem = binding_problem(self.config)
         if problem:
             raise ConfigError(problem)
+        try:
+            await self.bind()
+        except BaseException:
+            await self._close_listeners()
+            raise
         auth = self.config.auth
         if not auth.enabled:
             log.warning(
@@ -300,6 +324,13 @@ class Server:
                     log.info("%s again: stopping now", name)
                     self.force_stop()
                     return
+
+
+async def _listen(where: Endpoint, key: str) -> list[trio.SocketListener]:
+    try:
+        return await trio.open_tcp_listeners(where.port, host=where.host)
+    except OSError as exc:
+        raise ConfigError(f"{key} {where}: cannot listen: {exc.strerror or exc}") from None
 
 
 def _describe_providers(cfg: Config) -> str:

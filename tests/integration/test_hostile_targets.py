@@ -208,7 +208,7 @@ async def test_client_gone_mid_write_logs_no_error(
                     + h2_frames(1, [(b":method", b"GET"), (b":path", b"/bytes/50000000")], enc)
                 )
                 with trio.fail_after(5):  # the response is being written
-                    await fake.fake.wait_for(lambda f: f.requests > i and f.bytes_sent > 0)
+                    await fake.fake.wait_for(lambda f, n=i: f.requests > n and f.bytes_sent > 0)
                     assert await s.receive_some(65536)
                 s.socket.setsockopt(
                     trio.socket.SOL_SOCKET, trio.socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0"
