@@ -96,6 +96,24 @@ def _parse_stream_failure(raw: object) -> str:
     return value
 
 
+def _parse_origins(raw: object) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list) else _parse_str(raw).split(",")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError("expected origins as strings")
+        origin = item.strip().lower().rstrip("/")
+        if not origin:
+            continue
+        scheme, sep, rest = origin.partition("://")
+        if origin != "*" and (
+            scheme not in ("http", "https") or not sep or not rest or "/" in rest
+        ):
+            raise ValueError(f"{item!r} is not an origin such as https://app.example or *")
+        out.append(origin)
+    return tuple(out)
+
+
 def _parse_mode(raw: object) -> str:
     value = _parse_str(raw).lower()
     if value not in ("failover", "single"):
@@ -392,6 +410,13 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds the circuit breaker stays open before one trial request may close it",
     ),
     Setting(
+        "cors.allow_origins",
+        "TRIOPROXY_CORS_ALLOW_ORIGINS",
+        _parse_origins,
+        (),
+        "browser origins (`https://app.example`, comma-separated; `*` for any) whose CORS preflights the proxy answers itself, before auth, and whose answers it marks readable; empty: preflights pass through",
+    ),
+    Setting(
         "scrub.mode",
         "TRIOPROXY_SCRUB_MODE",
         _parse_scrub_mode,
@@ -622,6 +647,7 @@ class Config:
     log_format: str
     log_slow_seconds: float
     stream_failure: str = "cut"  # cut | error_event
+    cors_allow_origins: tuple[str, ...] = ()
     usage_ledger: bool = True
     usage_retention_days: int = 90
     pricing: tuple[Price, ...] = DEFAULT_PRICES  # [pricing] entries first, then the defaults
@@ -770,6 +796,7 @@ def _build(
         log_format=p["log_format"],
         log_slow_seconds=p["log_slow_seconds"],
         stream_failure=p["stream_failure"],
+        cors_allow_origins=p["cors.allow_origins"],
         usage_ledger=p["usage.ledger"],
         usage_retention_days=p["usage.retention_days"],
         pricing=_build_pricing(structured.get("pricing")),
@@ -964,7 +991,9 @@ def settings_markdown() -> str:
     lines = ["| TOML key | Environment variable | Default | Meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
         default = (
-            "see meaning" if s.default is None else ("(unset)" if s.default == "" else s.default)
+            "see meaning"
+            if s.default is None
+            else ("(unset)" if s.default in ("", ()) else s.default)
         )
         lines.append(f"| `{s.key}` | `{s.env}` | `{default}` | {s.doc} |")
     return "\n".join(lines) + "\n"

@@ -37,9 +37,10 @@ from trioproxy.inbound.body import RequestBody
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.pipeline.access import check_caller
 from trioproxy.pipeline.auth import presented_credential
+from trioproxy.pipeline.cors import allowed_origin, is_preflight, preflight_answer, with_cors
 from trioproxy.pipeline.forward import check_declared_length
 from trioproxy.pipeline.transform import ParsedBody, parse_body, rewrite
-from trioproxy.proto.events import RequestHead, ResponseHead
+from trioproxy.proto.events import BodyChunk, RequestHead, ResponseHead
 from trioproxy.proto.headers import response_headers_for_client
 from trioproxy.routing.config import ProviderConfig
 from trioproxy.routing.decide import (
@@ -76,10 +77,16 @@ class Proxy:
         self.router = router
 
     async def __call__(self, ex: ClientExchange) -> None:
+        cfg = self.state.config  # this request's snapshot
+        origin = allowed_origin(ex.head, cfg.cors_allow_origins)
+        if origin is not None:
+            if is_preflight(ex.head):  # before auth; never forwarded, never counted
+                await respond(ex, preflight_answer(ex.head, origin), b"")
+                return
+            ex = _CorsExchange(ex, origin)
         if is_own(ex.head):
             await serve_own(ex, self.state)
             return
-        cfg = self.state.config  # this request's snapshot
         head = ex.head
         record = RequestRecord(
             ex.request_id, head.method.decode("latin-1"), head.path.decode("latin-1"), ex.protocol
@@ -417,6 +424,48 @@ class _Verdict:
             health.failed(visit, now, self.provider.breaker, self.reason)
         else:
             health.answered_not_now(visit)
+
+
+class _CorsExchange:
+    """The client's exchange, with every answer head marked readable by the
+    listed origin the request came from (errors included: a page must be
+    able to read a 401 or a 429 too)."""
+
+    def __init__(self, inner: ClientExchange, origin: bytes) -> None:
+        self._inner = inner
+        self._origin = origin
+        self.head = inner.head
+        self.request_id = inner.request_id
+        self.protocol = inner.protocol
+
+    @property
+    def has_body(self) -> bool:
+        return self._inner.has_body
+
+    @property
+    def response_started(self) -> bool:
+        return self._inner.response_started
+
+    async def receive_body(self) -> BodyChunk | None:
+        return await self._inner.receive_body()
+
+    def ack(self, nbytes: int) -> None:
+        self._inner.ack(nbytes)
+
+    def watch_disconnect(self) -> None:
+        self._inner.watch_disconnect()
+
+    async def send_head(self, head: ResponseHead) -> None:
+        await self._inner.send_head(with_cors(head, self._origin))
+
+    async def send_body(self, data: bytes) -> None:
+        await self._inner.send_body(data)
+
+    async def end(self) -> None:
+        await self._inner.end()
+
+    async def abort(self) -> None:
+        await self._inner.abort()
 
 
 def _caller_key(head: RequestHead) -> str:
