@@ -114,6 +114,22 @@ def _parse_origins(raw: object) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _parse_allow(raw: object) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list) else _parse_str(raw).split(",")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError("expected e-mail addresses and domains as strings")
+        entry = item.strip().lower()
+        if not entry:
+            continue
+        domain = entry.rpartition("@")[2]
+        if "." not in domain or any(c in entry for c in ' ,/<>"\\'):
+            raise ValueError(f"{item!r} is not an e-mail address or a domain")
+        out.append(entry)
+    return tuple(out)
+
+
 def _parse_mode(raw: object) -> str:
     value = _parse_str(raw).lower()
     if value not in ("failover", "single"):
@@ -446,6 +462,13 @@ SETTINGS: tuple[Setting, ...] = (
         "bodies larger than this pass unscrubbed (counted, logged once)",
     ),
     Setting(
+        "scrub.allow",
+        "TRIOPROXY_SCRUB_ALLOW",
+        _parse_allow,
+        ("noreply@anthropic.com",),
+        "e-mail addresses and domains (a domain covers its subdomains) never scrubbed, comma-separated; the default keeps Claude Code's own Co-Authored-By line; setting it replaces the list",
+    ),
+    Setting(
         "usage.ledger",
         "TRIOPROXY_USAGE_LEDGER",
         _parse_bool,
@@ -629,6 +652,7 @@ class ScrubConfig:
     restore: bool
     hmac_key: bytes = field(repr=False)
     max_body_bytes: int
+    allow: tuple[str, ...] = ()  # e-mail addresses and domains never scrubbed, lower case
 
 
 @dataclass(frozen=True, slots=True)
@@ -910,7 +934,7 @@ def _build_scrub(p: dict[str, Any]) -> ScrubConfig | None:
         key = b""
     if len(key) != 32:
         raise ConfigError("scrub.hmac_key: expected 64 hex characters (TRIOPROXY_SCRUB_HMAC_KEY)")
-    return ScrubConfig(p["scrub.restore"], key, p["scrub.max_body_bytes"])
+    return ScrubConfig(p["scrub.restore"], key, p["scrub.max_body_bytes"], p["scrub.allow"])
 
 
 def _origin(raw: str, key: str) -> Origin:
@@ -981,9 +1005,14 @@ def effective_settings(config: Config) -> list[tuple[str, str, str]]:
                 or "(none: auth off)"
             )
         else:
-            shown = "<redacted>" if (s.secret and value) else str(value)
+            shown = "<redacted>" if (s.secret and value) else _shown(value)
         rows.append((s.key, s.env, shown))
     return rows
+
+
+def _shown(value: object) -> str:
+    """A value as a user writes it (lists comma-separated, as in the environment)."""
+    return ", ".join(value) if isinstance(value, tuple) else str(value)
 
 
 def settings_markdown() -> str:
@@ -993,7 +1022,7 @@ def settings_markdown() -> str:
         default = (
             "see meaning"
             if s.default is None
-            else ("(unset)" if s.default in ("", ()) else s.default)
+            else ("(unset)" if s.default in ("", ()) else _shown(s.default))
         )
         lines.append(f"| `{s.key}` | `{s.env}` | `{default}` | {s.doc} |")
     return "\n".join(lines) + "\n"

@@ -199,7 +199,9 @@ class Forwarding:
         to put them back is kept for this request only (never logged)."""
         scrub = self.cfg.scrub
         assert scrub is not None
-        result = Scrubber(scrub.hmac_key, max_body_bytes=scrub.max_body_bytes).scrub(raw)
+        result = Scrubber(
+            scrub.hmac_key, max_body_bytes=scrub.max_body_bytes, allow=scrub.allow
+        ).scrub(raw)
         record = self.record
         record.scrub_hits = sum(result.hits.values())
         record.scrub_detail = dict(result.hits)

@@ -122,3 +122,19 @@ async def test_oversize_and_non_json_pass_unchanged(nursery: trio.Nursery) -> No
 def test_hmac_key_is_checked_at_start(key: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make_config(scrub__mode="pseudonymize", scrub__hmac_key=key)
+
+
+async def test_claude_codes_own_coauthor_line_passes_unchanged(nursery: trio.Nursery) -> None:
+    """With scrubbing on, a request that holds nothing but Claude Code's own
+    `Co-Authored-By: Claude <noreply@anthropic.com>` reaches the upstream
+    byte for byte (its prompt-cache prefix stays the same)."""
+    fake = await start_fake(nursery)
+    assert fake.fake is not None
+    proxy = await start_proxy(nursery, fake.url, scrub__mode="pseudonymize", scrub__hmac_key=KEY)
+    sent = request("Commit with:\n\nCo-Authored-By: Claude <noreply@anthropic.com>\n")
+    r = await h1_request(proxy.port, "POST", "/v1/messages", [], sent)
+    assert r.status == 200 and fake.fake.last_body == sent
+    other = request("mail noreply@anthropic.com and bob@example.com")
+    await h1_request(proxy.port, "POST", "/v1/messages", [], other)
+    text = orjson.loads(fake.fake.last_body)["messages"][0]["content"]
+    assert text.startswith("mail noreply@anthropic.com and <EMAIL_HMAC:")

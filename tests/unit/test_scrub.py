@@ -361,3 +361,47 @@ def test_json_restored_as_it_streams_at_every_split_position() -> None:
     r = JSONRestorer(mapping)
     assert r.feed(b'"text": "abc <GITHUB_TO') == b'"text": "abc '
     assert r.feed(b"x") == b"<GITHUB_TOx"
+
+
+CO_AUTHORED = "git commit -m 'fix'\n\nCo-Authored-By: Claude <noreply@anthropic.com>"
+
+
+def test_allowlisted_addresses_and_domains_are_left_alone() -> None:
+    doc = body(messages=[{"role": "user", "content": CO_AUTHORED}])
+    raw = orjson.dumps(doc)
+    allowed = Scrubber(KEY, max_body_bytes=1 << 20, allow=("noreply@anthropic.com",)).scrub(raw)
+    assert allowed.body is raw and not allowed.hits and not allowed.mapping  # not even copied
+    assert b"<EMAIL_HMAC" in scrub(raw).body  # without the allowlist it would be replaced
+    mixed = body(messages=[{"role": "user", "content": CO_AUTHORED + " cc bob@example.com"}])
+    r = Scrubber(KEY, max_body_bytes=1 << 20, allow=("noreply@anthropic.com",)).scrub(
+        orjson.dumps(mixed)
+    )
+    text = orjson.loads(r.body)["messages"][0]["content"]
+    assert "<noreply@anthropic.com>" in text and "bob@example.com" not in text
+    assert r.hits == {"email": 1}
+    by_domain = Scrubber(KEY, max_body_bytes=1 << 20, allow=("example.com",))
+    doc = body(messages=[{"role": "user", "content": "a@Example.com b@ci.example.com c@x.org"}])
+    text = orjson.loads(by_domain.scrub(orjson.dumps(doc)).body)["messages"][0]["content"]
+    assert text.startswith("a@Example.com b@ci.example.com <EMAIL_HMAC:")
+
+
+def test_allowlist_on_the_slow_path_too() -> None:
+    """A body with escapes the prefilter cannot see through goes string by
+    string: the allowlist applies there as well."""
+    raw = orjson.dumps(body(messages=[{"role": "user", "content": CO_AUTHORED}])).replace(
+        b"@", b"\\u0040"
+    )
+    r = Scrubber(KEY, max_body_bytes=1 << 20, allow=("noreply@anthropic.com",)).scrub(raw)
+    assert r.body is raw and not r.hits
+
+
+def test_allow_setting() -> None:
+    from trioproxy.config import ConfigError, load_config
+
+    key = {"TRIOPROXY_SCRUB_MODE": "pseudonymize", "TRIOPROXY_SCRUB_HMAC_KEY": "ab" * 32}
+    cfg = load_config(env=key)
+    assert cfg.scrub is not None and cfg.scrub.allow == ("noreply@anthropic.com",)
+    cfg = load_config(env={**key, "TRIOPROXY_SCRUB_ALLOW": "Team.Example, bot@ci.example.org"})
+    assert cfg.scrub is not None and cfg.scrub.allow == ("team.example", "bot@ci.example.org")
+    with pytest.raises(ConfigError, match="TRIOPROXY_SCRUB_ALLOW"):
+        load_config(env={**key, "TRIOPROXY_SCRUB_ALLOW": "not an address"})

@@ -340,6 +340,28 @@ class Hit:
     detector: Detector
 
 
+def email_allowed(value: str, allow: tuple[str, ...]) -> bool:
+    """``allow`` holds addresses (``noreply@anthropic.com``) and domains
+    (``example.com``, which covers its subdomains too), lower case."""
+    value = value.lower()
+    domain = value.rpartition("@")[2]
+    return any(
+        value == entry if "@" in entry else domain == entry or domain.endswith("." + entry)
+        for entry in allow
+    )
+
+
+def without_allowed(text: str, hits: list[Hit], allow: tuple[str, ...]) -> list[Hit]:
+    """The hits minus identifiers on the allowlist (``scrub.allow``)."""
+    if not allow:
+        return hits
+    return [
+        h
+        for h in hits
+        if not (h.detector.identifier and email_allowed(text[h.start : h.end], allow))
+    ]
+
+
 def find(text: str, detectors: tuple[Detector, ...] = DETECTORS) -> list[Hit]:
     """Non-overlapping hits in ``text``, by position; where two overlap, the
     detector earlier in DETECTORS wins."""

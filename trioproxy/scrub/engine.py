@@ -43,7 +43,7 @@ from trioproxy.pipeline.jsonedit import (
     object_members,
     value_end,
 )
-from trioproxy.scrub.detectors import DETECTORS, Detector, Hit, find
+from trioproxy.scrub.detectors import DETECTORS, Detector, Hit, find, without_allowed
 from trioproxy.scrub.prefilter import CoreHit, Scanner, default_scanner
 
 HMAC_CHARS = 8  # hex digits of the truncated HMAC-SHA256 in identifier placeholders
@@ -87,11 +87,18 @@ class _Namer:
 
 class Scrubber:
     def __init__(
-        self, hmac_key: bytes, *, max_body_bytes: int, scanner: Scanner | None = None
+        self,
+        hmac_key: bytes,
+        *,
+        max_body_bytes: int,
+        scanner: Scanner | None = None,
+        allow: tuple[str, ...] = (),
     ) -> None:
+        """``allow``: e-mail addresses and domains never replaced (lower case)."""
         self._key = hmac_key
         self.max_body_bytes = max_body_bytes
         self._scanner = scanner or default_scanner()
+        self._allow = allow
 
     def scrub(self, raw: bytes) -> ScrubResult:
         if len(raw) > self.max_body_bytes:
@@ -117,7 +124,7 @@ class Scrubber:
                 for h in done[text][1]:
                     namer.hits[h.detector.name] += 1
                 continue
-            hits = find(text, found[text].detectors)
+            hits = without_allowed(text, find(text, found[text].detectors), self._allow)
             done[text] = (_replace(text, hits, namer), hits)
         edits: list[Edit] = []
         for text, (new, _) in done.items():
@@ -128,7 +135,7 @@ class Scrubber:
                 # The same text also sits where it must not be touched (a
                 # thinking block, an object key): find the right tokens by
                 # structure, numbering afresh in the same order.
-                walk = _Walk(raw, DETECTORS, _Namer(self._key), _focus(found))
+                walk = _Walk(raw, DETECTORS, _Namer(self._key), self._allow, _focus(found))
                 walk.body(object_members(raw))
                 return ScrubResult(
                     apply(raw, walk.edits), walk.namer.mapping, walk.namer.hits, doc=doc
@@ -146,7 +153,7 @@ class Scrubber:
         doc = _parse(raw)
         if doc is None:
             return ScrubResult(raw, skipped="not_json")
-        walk = _Walk(raw, DETECTORS, _Namer(self._key))
+        walk = _Walk(raw, DETECTORS, _Namer(self._key), self._allow)
         walk.body(object_members(raw))
         if not walk.edits:
             return ScrubResult(raw, doc=doc)
@@ -291,11 +298,13 @@ class _Walk:
         raw: bytes,
         detectors: tuple[Detector, ...],
         namer: _Namer,
+        allow: tuple[str, ...] = (),
         focus: dict[int, tuple[Detector, ...]] | None = None,
     ) -> None:
         self.raw = raw
         self.detectors = detectors
         self.namer = namer
+        self.allow = allow
         self.edits: list[Edit] = []
         # Only these strings (by opening quote), with these detectors.
         self.focus = focus
@@ -313,7 +322,7 @@ class _Walk:
                 return
             detectors = self.focus[start]
         text = orjson.loads(self.raw[start:end])
-        new = _replace(text, find(text, detectors), self.namer)
+        new = _replace(text, without_allowed(text, find(text, detectors), self.allow), self.namer)
         if new != text:
             self.edits.append(Edit(start, end, orjson.dumps(new)))
 
