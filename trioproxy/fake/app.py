@@ -246,7 +246,8 @@ class FakeUpstream:
         retry_after = faults.retry_after
         if status == 429:
             kind, msg = "rate_limit_error", "Number of requests has exceeded your rate limit (fake)"
-            retry_after = 1.0 if retry_after is None else retry_after
+            if retry_after is None and not faults.no_retry_after:
+                retry_after = 1.0
         elif status == 529:
             kind, msg = "overloaded_error", "Overloaded (fake)"
             extra.append((b"x-should-retry", b"true"))

@@ -3,6 +3,7 @@
 Comma-separated tokens, each ``name`` or ``name=value``:
 
   429[=retry_after_s]   rate_limit_error with retry-after (default 1)
+  no-retry-after        a 429 without retry-after (a spend cap, say)
   529[=retry_after_s]   overloaded_error (retry-after only when given)
   500 / 502 / 503 / 504 api_error with that status (=S: with retry-after S)
   400 / 401 / 403 / 404 / 413  the matching client error
@@ -34,6 +35,7 @@ class Faults:
     stall_after: int | None = None
     text_bytes: int | None = None
     hang_up: bool = False
+    no_retry_after: bool = False
 
 
 class FaultSyntaxError(ValueError):
@@ -56,6 +58,8 @@ def parse_faults(raw: bytes | None) -> Faults:
                     kw["retry_after"] = float(value)
             elif name == "hang-up":
                 kw["hang_up"] = True
+            elif name == "no-retry-after":
+                kw["no_retry_after"] = True
             elif name == "slow-headers":
                 kw["slow_headers"] = float(value)
             elif name == "event-delay":
