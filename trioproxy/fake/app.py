@@ -38,6 +38,7 @@ class Seen:
     protocol: str
     body_len: int
     body_sha256: str
+    stream: bool  # a Messages request that asked for SSE
 
 
 CLIENT_ERRORS = {
@@ -53,11 +54,14 @@ CLIENT_ERRORS = {
 
 
 class FakeUpstream:
-    def __init__(self, *, faults: bytes | None = None) -> None:
+    def __init__(self, *, faults: bytes | None = None, tools: bool = True) -> None:
         """``faults``: the x-fake-fault applied to every /v1/messages request
         that carries none (a provider that is down, say). ``script`` holds
-        faults for the next requests, one each, before that default."""
+        faults for the next requests, one each, before that default.
+        ``tools``: answer with a call of the request's first tool; an agent
+        such as Claude Code would then run it and ask again, forever."""
         self.default_faults = faults
+        self.tools = tools
         self.script: deque[bytes] = deque()
         self.seen: deque[Seen] = deque(maxlen=RECORDS)
         self.last_body = b""
@@ -94,6 +98,7 @@ class FakeUpstream:
                     ex.protocol,
                     len(body),
                     hashlib.sha256(body).hexdigest(),
+                    b'"stream":true' in body.replace(b" ", b""),
                 )
             )
             self.last_body = body[:KEEP_BODY]
@@ -220,7 +225,7 @@ class FakeUpstream:
         if faults.status is not None:
             await self._status_fault(ex, faults, rid)
             return
-        plan = plan_for(request, body, text_bytes=faults.text_bytes)
+        plan = plan_for(request, body, text_bytes=faults.text_bytes, tools=self.tools)
         if not request.get("stream"):
             doc = message_json(plan)
             if faults.drop_after is not None:  # half the JSON body, then abort

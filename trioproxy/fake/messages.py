@@ -41,8 +41,12 @@ class Plan:
     usage: Usage
 
 
-def plan_for(request: dict[str, Any], raw_body: bytes, *, text_bytes: int | None = None) -> Plan:
-    """Deterministic: the same request always gets the same answer."""
+def plan_for(
+    request: dict[str, Any], raw_body: bytes, *, text_bytes: int | None = None, tools: bool = True
+) -> Plan:
+    """Deterministic: the same request always gets the same answer. With
+    ``tools`` it calls the request's first tool (as a model would when told
+    to use one); without, it only ever answers in text."""
     digest = hashlib.sha256(raw_body).hexdigest()
     model = str(request.get("model") or MODELS[1])
     text = DEFAULT_TEXT
@@ -54,11 +58,11 @@ def plan_for(request: dict[str, Any], raw_body: bytes, *, text_bytes: int | None
     if text_bytes:
         reps = text_bytes // len(DEFAULT_TEXT) + 1
         text = ((DEFAULT_TEXT + " ") * reps)[:text_bytes]
-    tools = request.get("tools") or []
+    offered = request.get("tools") or []
     tool = None
-    if isinstance(tools, list) and tools and isinstance(tools[0], dict):
+    if tools and isinstance(offered, list) and offered and isinstance(offered[0], dict):
         tool = {
-            "name": str(tools[0].get("name", "tool")),
+            "name": str(offered[0].get("name", "tool")),
             "input": {"query": "weather in Paris", "units": "metric"},
         }
     thinking = (

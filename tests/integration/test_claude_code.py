@@ -1,0 +1,138 @@
+"""The real Claude Code (`claude -p`, installed by `make test` in tests/js),
+offline as ../shared/CLIENTS.md describes, against a flaky fake upstream
+directly and through the proxy. Its own retry and fallback logic must do
+exactly the same thing both ways: the same answer, and the same sequence of
+requests (streaming or not) reaching the upstream."""
+
+from __future__ import annotations
+
+import tempfile
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import trio
+
+from tests.helpers import make_config, unless_in_ci
+from trioproxy.fake.app import FakeUpstream
+from trioproxy.server import Server
+
+CLAUDE = Path(__file__).parents[1] / "js" / "node_modules" / ".bin" / "claude"
+CALLER = "sk-team-claude-code-0123456789"
+pytestmark = unless_in_ci(not CLAUDE.exists(), "Claude Code is not installed (make js-clients)")
+
+SCENARIOS = {
+    "healthy": [],
+    "529-once": [b"529"],
+    "429-retry-after-once": [b"429=1"],
+    "cut-mid-stream-once": [b"drop-mid-stream=3"],
+    "upstream-error-event-once": [b"error-mid-stream=2"],
+}
+
+
+async def refuse(stream: trio.SocketStream) -> None:
+    """Every other host Claude Code tries (through HTTPS_PROXY) is refused at once."""
+    async with stream:
+        try:
+            await stream.receive_some(65536)
+            await stream.send_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+        except trio.BrokenResourceError:
+            pass
+
+
+async def claude(base_url: str, refuser: int, api_key: str = "sk-ant-test") -> dict[str, Any]:
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": tempfile.mkdtemp(prefix="cc-home-"),
+        "TERM": "dumb",
+        "LANG": "C.UTF-8",
+        "HTTPS_PROXY": f"http://127.0.0.1:{refuser}",
+        "HTTP_PROXY": f"http://127.0.0.1:{refuser}",
+        "NO_PROXY": "127.0.0.1,localhost,::1",
+        "ANTHROPIC_BASE_URL": base_url,
+        "ANTHROPIC_API_KEY": api_key,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+    }
+    with trio.fail_after(90):
+        done = await trio.run_process(
+            [str(CLAUDE), "-p", "say hi", "--output-format", "json"],
+            env=env,
+            cwd=tempfile.mkdtemp(prefix="cc-cwd-"),
+            stdin=b"",
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    result: dict[str, Any] = orjson.loads(done.stdout)
+    return result
+
+
+async def upstream(nursery: trio.Nursery, script: list[bytes]) -> tuple[FakeUpstream, int]:
+    fake = FakeUpstream(tools=False)  # answers in text: one turn, no tool loop
+    fake.script.extend(script)
+    port = await nursery.start(Server(make_config()).serve_app, fake)
+    return fake, port
+
+
+def requests(fake: FakeUpstream) -> list[tuple[bytes, bool]]:
+    return [(s.target, s.stream) for s in fake.seen]
+
+
+@pytest.mark.parametrize("config", ["one-provider", "auth-inject", "scrub"])
+@pytest.mark.parametrize("name", list(SCENARIOS))
+async def test_claude_code_behaves_as_it_does_direct(
+    nursery: trio.Nursery, name: str, config: str
+) -> None:
+    listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
+    refuser = listeners[0].socket.getsockname()[1]
+    direct, direct_port = await upstream(nursery, SCENARIOS[name])
+    behind, behind_port = await upstream(nursery, SCENARIOS[name])
+    settings: dict[str, Any] = {"upstream__url": f"http://127.0.0.1:{behind_port}"}
+    key = "sk-ant-test"
+    if config == "auth-inject":
+        settings |= {"auth__secrets": f"team:{CALLER}", "upstream__api_key": "sk-provider"}
+        key = CALLER
+    elif config == "scrub":
+        settings |= {"scrub__mode": "pseudonymize", "scrub__hmac_key": "ef" * 32}
+    proxy_port = await nursery.start(Server(make_config(**settings)).serve)
+    results: dict[str, dict[str, Any]] = {}
+
+    async def run(which: str, port: int, api_key: str) -> None:
+        results[which] = await claude(f"http://127.0.0.1:{port}", refuser, api_key)
+
+    async with trio.open_nursery() as both:
+        both.start_soon(run, "direct", direct_port, "sk-ant-test")
+        both.start_soon(run, "proxy", proxy_port, key)
+    for which in ("direct", "proxy"):
+        assert results[which]["is_error"] is False, results[which]
+    assert results["proxy"]["result"] == results["direct"]["result"]
+    # The same retries, the same streaming or non-streaming fallback requests.
+    assert requests(behind) == requests(direct), (requests(behind), requests(direct))
+    if config == "scrub":  # its own Co-Authored-By address is on the allowlist
+        assert b"<EMAIL_HMAC" not in behind.last_body
+
+
+async def test_a_made_up_error_event_changes_what_claude_code_does(nursery: trio.Nursery) -> None:
+    """Why a cut stream is mirrored by default: with stream_failure =
+    "error_event" the proxy turns an upstream cut into an `event: error`,
+    and Claude Code falls back to a non-streaming request instead of
+    retrying the stream as it does direct."""
+    listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
+    refuser = listeners[0].socket.getsockname()[1]
+    behind, behind_port = await upstream(nursery, [b"drop-mid-stream=3"])
+    proxy_port = await nursery.start(
+        Server(
+            make_config(
+                upstream__url=f"http://127.0.0.1:{behind_port}", stream_failure="error_event"
+            )
+        ).serve
+    )
+    result = await claude(f"http://127.0.0.1:{proxy_port}", refuser)
+    assert result["is_error"] is False
+    assert [stream for _, stream in requests(behind)] == [True, False]  # direct: [True, True]
