@@ -6,6 +6,7 @@ requests (streaming or not) reaching the upstream."""
 
 from __future__ import annotations
 
+import ssl
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 import trio
+import trustme
 
 from tests.helpers import make_config, unless_in_ci
 from trioproxy.fake.app import FakeUpstream
@@ -42,7 +44,9 @@ async def refuse(stream: trio.SocketStream) -> None:
             pass
 
 
-async def claude(base_url: str, refuser: int, api_key: str = "sk-ant-test") -> dict[str, Any]:
+async def claude(
+    base_url: str, refuser: int, api_key: str = "sk-ant-test", ca: str | None = None
+) -> dict[str, Any]:
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": tempfile.mkdtemp(prefix="cc-home-"),
@@ -57,6 +61,7 @@ async def claude(base_url: str, refuser: int, api_key: str = "sk-ant-test") -> d
         "DISABLE_TELEMETRY": "1",
         "DISABLE_AUTOUPDATER": "1",
         "DISABLE_ERROR_REPORTING": "1",
+        **({"NODE_EXTRA_CA_CERTS": ca} if ca else {}),
     }
     with trio.fail_after(90):
         done = await trio.run_process(
@@ -73,10 +78,12 @@ async def claude(base_url: str, refuser: int, api_key: str = "sk-ant-test") -> d
     return result
 
 
-async def upstream(nursery: trio.Nursery, script: list[bytes]) -> tuple[FakeUpstream, int]:
+async def upstream(
+    nursery: trio.Nursery, script: list[bytes], tls: ssl.SSLContext | None = None
+) -> tuple[FakeUpstream, int]:
     fake = FakeUpstream(tools=False)  # answers in text: one turn, no tool loop
     fake.script.extend(script)
-    port = await nursery.start(Server(make_config()).serve_app, fake)
+    port = await nursery.start(Server(make_config(), ssl_context=tls).serve_app, fake)
     return fake, port
 
 
@@ -84,27 +91,49 @@ def requests(fake: FakeUpstream) -> list[tuple[bytes, bool]]:
     return [(s.target, s.stream) for s in fake.seen]
 
 
-@pytest.mark.parametrize("config", ["one-provider", "auth-inject", "scrub"])
+@pytest.mark.parametrize("config", ["one-provider", "failover", "auth-inject", "scrub", "tls"])
 @pytest.mark.parametrize("name", list(SCENARIOS))
 async def test_claude_code_behaves_as_it_does_direct(
-    nursery: trio.Nursery, name: str, config: str
+    nursery: trio.Nursery, tmp_path: Path, name: str, config: str
 ) -> None:
     listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
     refuser = listeners[0].socket.getsockname()[1]
-    direct, direct_port = await upstream(nursery, SCENARIOS[name])
+    server_tls: ssl.SSLContext | None = None
+    ca_file: str | None = None
+    if config == "tls":
+        ca = trustme.CA()
+        server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+        ca_file = str(tmp_path / "ca.pem")
+        ca.cert_pem.write_to_path(ca_file)
+    direct, direct_port = await upstream(nursery, SCENARIOS[name], server_tls)
     behind, behind_port = await upstream(nursery, SCENARIOS[name])
     settings: dict[str, Any] = {"upstream__url": f"http://127.0.0.1:{behind_port}"}
     key = "sk-ant-test"
-    if config == "auth-inject":
+    healthy: FakeUpstream | None = None
+    if config == "failover":
+        healthy, healthy_port = await upstream(nursery, [])
+        settings = {
+            "providers": [
+                {"name": "flaky", "base_url": f"http://127.0.0.1:{behind_port}"},
+                {
+                    "name": "healthy",
+                    "base_url": f"http://127.0.0.1:{healthy_port}",
+                    "priority": 200,
+                },
+            ]
+        }
+    elif config == "auth-inject":
         settings |= {"auth__secrets": f"team:{CALLER}", "upstream__api_key": "sk-provider"}
         key = CALLER
     elif config == "scrub":
         settings |= {"scrub__mode": "pseudonymize", "scrub__hmac_key": "ef" * 32}
-    proxy_port = await nursery.start(Server(make_config(**settings)).serve)
+    proxy_port = await nursery.start(Server(make_config(**settings), ssl_context=server_tls).serve)
+    scheme = "https" if server_tls else "http"
     results: dict[str, dict[str, Any]] = {}
 
     async def run(which: str, port: int, api_key: str) -> None:
-        results[which] = await claude(f"http://127.0.0.1:{port}", refuser, api_key)
+        results[which] = await claude(f"{scheme}://127.0.0.1:{port}", refuser, api_key, ca_file)
 
     async with trio.open_nursery() as both:
         both.start_soon(run, "direct", direct_port, "sk-ant-test")
@@ -112,8 +141,15 @@ async def test_claude_code_behaves_as_it_does_direct(
     for which in ("direct", "proxy"):
         assert results[which]["is_error"] is False, results[which]
     assert results["proxy"]["result"] == results["direct"]["result"]
+    if healthy is not None and name in ("529-once", "429-retry-after-once"):
+        # Better than direct, on purpose: the proxy failed over, Claude Code
+        # never had to retry (direct, it sent the request twice).
+        assert len(requests(behind)) == 1 and len(requests(healthy)) == 1
+        assert len(requests(direct)) == 2
+        return
     # The same retries, the same streaming or non-streaming fallback requests.
-    assert requests(behind) == requests(direct), (requests(behind), requests(direct))
+    seen = requests(behind) + (requests(healthy) if healthy is not None else [])
+    assert seen == requests(direct), (seen, requests(direct))
     if config == "scrub":  # its own Co-Authored-By address is on the allowlist
         assert b"<EMAIL_HMAC" not in behind.last_body
 
