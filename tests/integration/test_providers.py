@@ -652,3 +652,43 @@ async def test_scattered_upstream_faults_never_become_an_outage(
     assert errors == (0 if two_providers else 10)
     state = await admin(proxy)
     assert state["a"]["breaker"] == "closed" and served(a) == 60
+
+
+async def test_retries_stay_within_the_retry_budget(
+    nursery: trio.Nursery, mock_clock: trio.testing.MockClock
+) -> None:
+    """40 requests at once against a provider answering 503: at most
+    max(3, 0.2 x requests in flight) same-provider retries run at a time; the
+    rest fail over at once instead of hitting the struggling upstream again."""
+    mock_clock.autojump_threshold = 0.05
+    a, b = await start_fake(nursery), await start_fake(nursery)
+    assert a.fake is not None
+    a.fake.default_faults = b"503,slow-headers=0.5"  # all 40 are on a before any fails
+    proxy = await start_router(
+        nursery,
+        [provider("a", a), provider("b", b, priority=200)],
+        routing__breaker_min_requests=1000,  # the breaker stays out of this
+    )
+    router = proxy.server.router
+    most = 0
+
+    def sample(_fake: Any) -> bool:
+        """Called whenever a request reaches a (retries included)."""
+        nonlocal most
+        most = max(most, router.retrying)
+        return False
+
+    async def watch() -> None:
+        assert a.fake is not None
+        await a.fake.wait_for(sample)
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(watch)
+        async with trio.open_nursery() as clients:
+            for _ in range(40):
+                clients.start_soon(post, proxy)
+        inner.cancel_scope.cancel()
+    assert 0 < most <= 8, most  # 0.2 x 40 requests in flight
+    retries = served(a) - 40
+    assert served(b) == 40 and 0 < retries < 2 * 40  # unbudgeted: 80 retries
+    assert router.retrying == 0 and router.forwarding == 0
