@@ -89,59 +89,52 @@ def _parse_fraction(raw: object) -> float:
     return value
 
 
-def _parse_stream_failure(raw: object) -> str:
-    value = _parse_str(raw).lower()
-    if value not in ("cut", "error_event"):
-        raise ValueError("expected cut or error_event")
-    return value
+def _choice(*values: str) -> Callable[[object], str]:
+    """A parser for one of ``values`` (case-insensitive)."""
+
+    def parse(raw: object) -> str:
+        value = _parse_str(raw).lower()
+        if value not in values:
+            raise ValueError("expected " + " or ".join(values))
+        return value
+
+    return parse
 
 
-def _parse_origins(raw: object) -> tuple[str, ...]:
-    items = raw if isinstance(raw, list) else _parse_str(raw).split(",")
-    out: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ValueError("expected origins as strings")
-        origin = item.strip().lower().rstrip("/")
-        if not origin:
-            continue
-        scheme, sep, rest = origin.partition("://")
-        if origin != "*" and (
-            scheme not in ("http", "https") or not sep or not rest or "/" in rest
-        ):
-            raise ValueError(f"{item!r} is not an origin such as https://app.example or *")
-        out.append(origin)
-    return tuple(out)
+def _list_of(entry: Callable[[str], str]) -> Callable[[object], tuple[str, ...]]:
+    """A parser for a TOML list of strings, or one comma-separated string
+    (as an environment variable gives it); each item is lower-cased, blank
+    ones are dropped, and ``entry`` checks (and may normalize) the rest."""
+
+    def parse(raw: object) -> tuple[str, ...]:
+        items = raw if isinstance(raw, list) else _parse_str(raw).split(",")
+        if not all(isinstance(item, str) for item in items):
+            raise ValueError("expected a list of strings")
+        return tuple(entry(item.strip().lower()) for item in items if item.strip())
+
+    return parse
 
 
-def _parse_allow(raw: object) -> tuple[str, ...]:
-    items = raw if isinstance(raw, list) else _parse_str(raw).split(",")
-    out: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ValueError("expected e-mail addresses and domains as strings")
-        entry = item.strip().lower()
-        if not entry:
-            continue
-        domain = entry.rpartition("@")[2]
-        if "." not in domain or any(c in entry for c in ' ,/<>"\\'):
-            raise ValueError(f"{item!r} is not an e-mail address or a domain")
-        out.append(entry)
-    return tuple(out)
+def _origin_entry(origin: str) -> str:
+    origin = origin.rstrip("/")
+    scheme, sep, rest = origin.partition("://")
+    if origin != "*" and (scheme not in ("http", "https") or not sep or not rest or "/" in rest):
+        raise ValueError(f"{origin!r} is not an origin such as https://app.example or *")
+    return origin
 
 
-def _parse_mode(raw: object) -> str:
-    value = _parse_str(raw).lower()
-    if value not in ("failover", "single"):
-        raise ValueError("expected failover or single")
-    return value
+def _allow_entry(entry: str) -> str:
+    if "." not in entry.rpartition("@")[2] or any(c in entry for c in ' ,/<>"\\'):
+        raise ValueError(f"{entry!r} is not an e-mail address or a domain")
+    return entry
 
 
-def _parse_scrub_mode(raw: object) -> str:
-    value = _parse_str(raw).lower()
-    if value not in ("off", "pseudonymize"):
-        raise ValueError("expected off or pseudonymize")
-    return value
+_parse_stream_failure = _choice("cut", "error_event")
+_parse_mode = _choice("failover", "single")
+_parse_scrub_mode = _choice("off", "pseudonymize")
+_parse_log_format = _choice("json", "logfmt")
+_parse_origins = _list_of(_origin_entry)
+_parse_allow = _list_of(_allow_entry)
 
 
 def _parse_str(raw: object) -> str:
@@ -155,13 +148,6 @@ def _parse_secret_list(raw: object) -> str:
     if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
         return ",".join(raw)
     return _parse_str(raw)
-
-
-def _parse_log_format(raw: object) -> str:
-    value = _parse_str(raw).lower()
-    if value not in ("json", "logfmt"):
-        raise ValueError("expected json or logfmt")
-    return value
 
 
 def _parse_log_level(raw: object) -> str:

@@ -127,3 +127,30 @@ def test_h11_buffer_is_read_in_place() -> None:
     raw = _raw_buffer(conn)
     assert isinstance(raw, bytearray)
     assert bytes(raw) == conn.trailing_data[0]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET http://evil.example/v1/models HTTP/1.1\r\nhost: x\r\n\r\n", 400),
+        (b"OPTIONS * HTTP/1.1\r\nhost: x\r\n\r\n", 400),
+        (b"GET v1/models HTTP/1.1\r\nhost: x\r\n\r\n", 400),
+        (b"GET /v1/models#top HTTP/1.1\r\nhost: x\r\n\r\n", 400),
+        (b"GET /v1/models HTTP/2.0\r\nhost: x\r\n\r\n", 505),
+        (b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-a: a\x01b\r\n\r\n", 400),
+        (b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-a: \x7f\r\n\r\n", 400),
+    ],
+)
+def test_request_rules_before_anything_else(raw: bytes, status: int) -> None:
+    s = server()
+    s.receive_data(raw)
+    with pytest.raises(ProtocolError) as exc:
+        s.next_event()
+    assert exc.value.status == status and b"evil" not in exc.value.message.encode()
+
+
+def test_origin_form_with_tab_and_query_is_fine() -> None:
+    s = server()
+    s.receive_data(b"GET /v1/models?beta=true HTTP/1.0\r\nhost: x\r\nx-a: a\tb\r\n\r\n")
+    head = s.next_event()
+    assert isinstance(head, RequestHead) and head.target == b"/v1/models?beta=true"

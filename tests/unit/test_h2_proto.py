@@ -139,3 +139,44 @@ def test_streams_over_the_limit_are_refused_one_by_one() -> None:
             refused.append(frame.stream_id)
     assert refused == sids[3:]  # refused one by one: the connection stays open
     assert s.conn.state_machine.state.name == "SERVER_OPEN"
+
+
+def test_bad_targets_become_bad_requests_and_bad_methods_resets() -> None:
+    """The same target rules as HTTP/1.1, answered per stream by the
+    transport (BadRequest); a :method that is not a token is malformed
+    (RST_STREAM PROTOCOL_ERROR, RFC 9113 8.1.1). Other streams go on."""
+    from trioproxy.proto.events import BadRequest
+
+    _, s = pair()
+    enc = hpack.Encoder()
+    frames = b""
+    cases = {1: b"*", 3: b"v1/models", 5: b"/ok"}
+    for sid, path in cases.items():
+        f = HeadersFrame(sid)
+        method = b"GET /x" if sid == 5 else b"GET"
+        f.data = enc.encode(
+            [(b":method", method), (b":scheme", b"http"), (b":authority", b"x"), (b":path", path)]
+        )
+        f.flags.add("END_HEADERS")
+        f.flags.add("END_STREAM")
+        frames += f.serialize()
+    got: dict[int, object] = {}
+    for sid, ev in stream_events(s.receive_data(frames)):
+        got.setdefault(sid, ev)  # each stream's first event
+    assert isinstance(got[1], BadRequest) and got[1].status == 400
+    assert isinstance(got[3], BadRequest) and got[3].status == 400
+    assert not isinstance(got.get(5), RequestHead | BadRequest)  # never served
+    resets = [
+        f for f in _frames(s.data_to_send()) if isinstance(f, RstStreamFrame) and f.stream_id == 5
+    ]
+    assert resets and resets[0].error_code == 1  # PROTOCOL_ERROR
+
+
+def _frames(data: bytes) -> list[Frame]:
+    out = []
+    while len(data) >= 9:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        out.append(frame)
+        data = data[9 + length :]
+    return out
