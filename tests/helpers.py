@@ -9,6 +9,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -385,6 +387,48 @@ async def spawn_trioproxy(
     return await trio.lowlevel.open_process(
         [sys.executable, "-m", "trioproxy", *args], env=env, stdout=stdout, stderr=stderr
     )
+
+
+@dataclass
+class Serving:
+    """A `trioproxy serve` process that is listening, and what it logged."""
+
+    proc: trio.Process
+    port: int
+    log: bytearray
+    _grew: trio.Event = field(default_factory=trio.Event)
+
+    async def logged(self, pattern: bytes) -> re.Match[bytes]:
+        """Wait until the log matches ``pattern`` (the caller bounds it)."""
+        while not (m := re.search(pattern, bytes(self.log))):
+            await self._grew.wait()
+        return m
+
+    async def _read(self, stderr: trio.abc.ReceiveStream) -> None:
+        while data := await stderr.receive_some(65536):
+            self.log.extend(data)
+            self._grew.set()
+            self._grew = trio.Event()
+
+
+@asynccontextmanager
+async def serving(*args: str, env: dict[str, str]) -> AsyncIterator[Serving]:
+    """`trioproxy serve --listen 127.0.0.1:0 ARGS` as a real process, from
+    the moment it listens. Its stderr is read as it comes (a chatty proxy
+    never blocks on a full pipe). Killed on the way out if still running."""
+    proc = await spawn_trioproxy("serve", "--listen", "127.0.0.1:0", *args, env=env)
+    assert proc.stderr is not None
+    try:
+        log = bytearray()
+        with trio.fail_after(20):
+            m = await read_until(proc.stderr, rb"listening on https?://127\.0\.0\.1:(\d+)", log)
+        running = Serving(proc, int(m.group(1)), log)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(running._read, proc.stderr)
+            yield running
+            nursery.cancel_scope.cancel()
+    finally:
+        await stop(proc)
 
 
 async def stop(proc: trio.Process) -> None:

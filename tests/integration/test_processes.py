@@ -14,6 +14,7 @@ from tests.helpers import (
     clean_env,
     h1_request,
     read_until,
+    serving,
     spawn_trioproxy,
     start_fake,
     stop,
@@ -27,41 +28,19 @@ STREAM = orjson.dumps(
 
 async def test_serve_drains_on_sigterm_and_exits_0(nursery: trio.Nursery) -> None:
     fake = await start_fake(nursery)
-    proc = await spawn_trioproxy(
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        fake.url,
-        stderr=subprocess.PIPE,
-        env=clean_env(),
-    )
-    assert proc.stderr is not None
-    try:
-        log = bytearray()
-        with trio.fail_after(20):
-            port = int(
-                (
-                    await read_until(proc.stderr, rb"listening on http://127\.0\.0\.1:(\d+)", log)
-                ).group(1)
-            )
-        async with await H1Client.connect(port) as c:
+    async with serving("--upstream", fake.url, env=clean_env()) as proxy:
+        async with await H1Client.connect(proxy.port) as c:
             await c.send_request(
                 "POST", "/v1/messages", [("x-fake-fault", "event-delay=0.1")], STREAM
             )
             assert await c.receive_some()
-            proc.send_signal(signal.SIGTERM)
+            proxy.proc.send_signal(signal.SIGTERM)
             with trio.fail_after(10):
                 resp = await c.read_response()
         assert resp.complete and resp.body.endswith(b'data: {"type":"message_stop"}\n\n')
         with trio.fail_after(10):
-            assert await proc.wait() == 0
-        with trio.fail_after(5):
-            while data := await proc.stderr.receive_some(65536):
-                log += data
-        assert b"draining" in log
-    finally:
-        await stop(proc)
+            assert await proxy.proc.wait() == 0
+            await proxy.logged(rb"draining")
 
 
 async def test_demo_prints_events_and_the_two_lines() -> None:
@@ -100,25 +79,13 @@ async def test_demo_prints_events_and_the_two_lines() -> None:
 async def test_sigterm_says_503_and_keeps_serving_for_the_grace(nursery: trio.Nursery) -> None:
     """A restart never refuses a connection before /health said 503."""
     fake = await start_fake(nursery)
-    proc = await spawn_trioproxy(
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        fake.url,
-        stderr=subprocess.PIPE,
-        env=clean_env(TRIOPROXY_DRAIN_GRACE="1.5"),
-    )
-    assert proc.stderr is not None
-    try:
-        log = bytearray()
-        with trio.fail_after(20):
-            m = await read_until(proc.stderr, rb"listening on http://127\.0\.0\.1:(\d+)", log)
-        port = int(m.group(1))
+    env = clean_env(TRIOPROXY_DRAIN_GRACE="1.5")
+    async with serving("--upstream", fake.url, env=env) as proxy:
+        port = proxy.port
         assert (await h1_request(port, "GET", "/health")).status == 200
-        proc.send_signal(signal.SIGTERM)
+        proxy.proc.send_signal(signal.SIGTERM)
         with trio.fail_after(5):
-            await read_until(proc.stderr, rb"still accepting for 1.5 s", log)
+            await proxy.logged(rb"still accepting for 1.5 s")
         t0 = trio.current_time()
         statuses = []
         while trio.current_time() - t0 < 1.0:  # well inside the grace
@@ -128,8 +95,6 @@ async def test_sigterm_says_503_and_keeps_serving_for_the_grace(nursery: trio.Nu
             await trio.sleep(0.1)
         assert statuses and set(statuses) == {503}
         with trio.fail_after(10):
-            assert await proc.wait() == 0
+            assert await proxy.proc.wait() == 0
         with pytest.raises(OSError):
             await trio.open_tcp_stream("127.0.0.1", port)
-    finally:
-        await stop(proc)

@@ -22,6 +22,7 @@ from tests.helpers import (
     clean_env,
     h1_request,
     read_until,
+    serving,
     spawn_trioproxy,
     stop,
 )
@@ -74,31 +75,23 @@ async def test_killed_h2_upstream_never_leaves_a_request_hanging(
         TRIOPROXY_RESPONSE_HEADERS_TIMEOUT=str(HEADERS_TIMEOUT),
         TRIOPROXY_USAGE_LEDGER="0",
     )
-    proxy = await spawn_trioproxy("serve", "--listen", "127.0.0.1:0", env=env)
-    assert proxy.stderr is not None
-    log = bytearray()
     fake: trio.Process | None = None
-    try:
-        with trio.fail_after(20):
-            m = await read_until(proxy.stderr, rb"listening on http://127\.0\.0\.1:(\d+)", log)
-        port = int(m.group(1))
-
-        async def drain_log() -> None:
-            assert proxy.stderr is not None
-            while data := await proxy.stderr.receive_some(65536):
-                log.extend(data)
-
-        nursery.start_soon(drain_log)
+    async with serving(env=env) as proxy:
+        port = proxy.port
         outcomes: list[tuple[str, int, bool]] = []
-        for round_no in range(ROUNDS):
-            fake = await spawn_trioproxy(
-                "fake-upstream", "--listen", f"127.0.0.1:{up_port}", env=clean_env()
-            )
-            assert fake.stderr is not None
-            with trio.fail_after(20):
-                await read_until(fake.stderr, rb"listening on", bytearray())
-            kill_after = rng.choice([0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.3])
-            await one_round(nursery, port, fake, kill_after, outcomes, round_no)
+        try:
+            for round_no in range(ROUNDS):
+                fake = await spawn_trioproxy(
+                    "fake-upstream", "--listen", f"127.0.0.1:{up_port}", env=clean_env()
+                )
+                assert fake.stderr is not None
+                with trio.fail_after(20):
+                    await read_until(fake.stderr, rb"listening on", bytearray())
+                kill_after = rng.choice([0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.3])
+                await one_round(nursery, port, fake, kill_after, outcomes, round_no)
+        finally:
+            if fake is not None:
+                await stop(fake)
         assert len(outcomes) == ROUNDS * (H1_CLIENTS + H2_STREAMS)
         assert any(s == 200 for _, s, _ in outcomes) and any(s == 502 for _, s, _ in outcomes)
         with trio.fail_after(5):
@@ -108,15 +101,12 @@ async def test_killed_h2_upstream_never_leaves_a_request_hanging(
                     break
                 await trio.sleep(0.05)
         t0 = trio.current_time()
-        proxy.send_signal(signal.SIGTERM)
+        proxy.proc.send_signal(signal.SIGTERM)
         with trio.fail_after(5):
-            assert await proxy.wait() == 0
+            assert await proxy.proc.wait() == 0
         assert trio.current_time() - t0 < 1.0
+        log = bytes(proxy.log)
         assert b" ERROR " not in log and b"Traceback" not in log, log.decode()[-3000:]
-    finally:
-        await stop(proxy)
-        if fake is not None:
-            await stop(fake)
 
 
 async def one_round(
