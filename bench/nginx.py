@@ -8,12 +8,27 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+# A Messages answer as the API sends one: 671 bytes of JSON with 14 headers
+# (nginx's own five, and nine of the API's: request-id, rate limits...).
+_TEXT = "Here is the change you asked for: the handler now returns early when the cache is warm. "
 SMALL_JSON = (
-    '{"id":"msg_bench","type":"message","role":"assistant","model":"claude-opus-4-7",'
-    '"content":[{"type":"text","text":"Hello from the bench origin."}],"stop_reason":"end_turn",'
-    '"stop_sequence":null,"usage":{"input_tokens":250,"cache_creation_input_tokens":0,'
-    '"cache_read_input_tokens":0,"output_tokens":9}}'
+    '{"id":"msg_01Bench000000000000000000","type":"message","role":"assistant",'
+    '"model":"claude-sonnet-4-6","content":[{"type":"text","text":"'
+    + (_TEXT * 4)[:345]
+    + '"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2095,'
+    '"cache_creation_input_tokens":0,"cache_read_input_tokens":48213,"output_tokens":112,'
+    '"service_tier":"standard"}}'
 )
+API_HEADERS = """
+      add_header request-id req_011CBench0000000000000000;
+      add_header anthropic-organization-id 00000000-0000-0000-0000-000000000000;
+      add_header anthropic-ratelimit-requests-limit 4000;
+      add_header anthropic-ratelimit-requests-remaining 3999;
+      add_header anthropic-ratelimit-requests-reset 2026-11-30T12:00:01Z;
+      add_header anthropic-ratelimit-tokens-limit 2000000;
+      add_header anthropic-ratelimit-tokens-remaining 1997905;
+      add_header anthropic-ratelimit-tokens-reset 2026-11-30T12:00:01Z;
+      add_header via "1.1 google";"""
 
 COMMON = """
 worker_processes 1;
@@ -41,9 +56,16 @@ ORIGIN = """
   server {{
     listen 127.0.0.1:{port};
     listen 127.0.0.1:{h2port} http2;  # cleartext prior knowledge (nginx 1.22 syntax)
+    listen 127.0.0.1:{tlsport} ssl http2;  # h2 over TLS, as api.anthropic.com
+    ssl_certificate {dir}/origin-cert.pem;
+    ssl_certificate_key {dir}/origin-key.pem;
+    http2_max_concurrent_streams 256;
     client_max_body_size 2m;
     client_body_buffer_size 1m;
-    location = /v1/messages {{ default_type application/json; return 200 '{small}'; }}
+    location = /v1/messages {{
+      default_type application/json;{api_headers}
+      return 200 '{small}';
+    }}
     # /upload reads the whole body before answering (request buffering on an
     # internal hop): answering early would make the proxies under test cut
     # their uploads, which is not what scenario C measures.
@@ -82,6 +104,7 @@ class Nginx:
     proc: subprocess.Popen[bytes]
     port: int
     h2port: int
+    tlsport: int = 0  # the origin's h2-over-TLS port
 
     def worker_pids(self) -> list[int]:
         out = subprocess.run(
@@ -126,8 +149,32 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def origin_config(port: int, h2port: int, workdir: Path) -> str:
-    return ORIGIN.format(port=port, h2port=h2port, small=SMALL_JSON, dir=workdir)
+def origin_config(port: int, h2port: int, tlsport: int, workdir: Path) -> str:
+    """The origin; it expects origin-cert.pem / origin-key.pem in ``workdir``
+    (``write_origin_cert``)."""
+    return ORIGIN.format(
+        port=port,
+        h2port=h2port,
+        tlsport=tlsport,
+        small=SMALL_JSON,
+        api_headers=API_HEADERS,
+        dir=workdir,
+    )
+
+
+def write_origin_cert(workdir: Path) -> Path:
+    """A trustme CA and a certificate for 127.0.0.1; returns the CA file the
+    proxies are given as their upstream CA bundle."""
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    leaf.cert_chain_pems[0].write_to_path(str(workdir / "origin-cert.pem"))
+    leaf.private_key_pem.write_to_path(str(workdir / "origin-key.pem"))
+    ca.cert_pem.write_to_path(str(workdir / "origin-ca.pem"))
+    for name in ("origin-cert.pem", "origin-key.pem", "origin-ca.pem"):
+        (workdir / name).chmod(0o644)
+    return workdir / "origin-ca.pem"
 
 
 def proxy_config(port: int, h2port: int, origin: int) -> str:

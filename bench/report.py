@@ -1,4 +1,5 @@
-"""Turn bench results into the README table and a PNG chart."""
+"""Turn bench results into the README tables (with the targets, met or
+missed) and a PNG chart."""
 
 from __future__ import annotations
 
@@ -7,81 +8,131 @@ import sys
 from pathlib import Path
 from typing import Any
 
-NAMES = ("direct", "nginx", "trioproxy")
+NAMES = ("direct", "nginx", "floor", "trioproxy")
+HEADINGS = {
+    "direct": "direct (no proxy)",
+    "nginx": "nginx (1 worker)",
+    "floor": "floor: Trio byte relay",
+    "trioproxy": "trioproxy (1 process)",
+}
+VARIANTS = ("trioproxy", "trioproxy h2c-up", "trioproxy h2-tls-up", "trioproxy scrub")
+VARIANT_HEADINGS = {
+    "trioproxy": "HTTP/1.1 upstream",
+    "trioproxy h2c-up": "h2c upstream",
+    "trioproxy h2-tls-up": "h2 over TLS upstream",
+    "trioproxy scrub": "HTTP/1.1 upstream, scrubbing on",
+}
 
 
 def _f(v: float | None, spec: str = ",.0f") -> str:
     return "n/a" if v is None else format(v, spec)
 
 
+def _cell(key: str, r: dict[str, Any] | None) -> str:
+    if not r:
+        return "n/a"
+    if key == "G":
+        cell = f"{_f(r['events'])} events"
+        if r.get("cpu_us_each"):
+            cell += f", **{r['cpu_us_each']:.0f} µs CPU/event**"
+        if r.get("errors"):
+            cell += f" ({r['errors']} errors)"
+        return cell
+    if key == "E":
+        cell = f"{_f(r['rps'])} req/s ({r['failed']} failed)"
+    else:
+        cell = f"{_f(r['rps'])} req/s"
+        if key in ("C", "D"):
+            cell += f", {_f(r['mb_s'])} MB/s"
+        else:
+            cell += f", p50 {r['p50_us'] / 1000:.2f} ms"
+    if r.get("per_cpu_s"):
+        unit = "responses" if key == "D" else "req"
+        cell += f", **{_f(r['per_cpu_s'])} {unit}/CPU-s**"
+    if r.get("errors") or r.get("non2xx"):
+        cell += f" ({r.get('errors', 0)} errors, {r.get('non2xx', 0)} non-2xx)"
+    return cell
+
+
 def render(results: dict[str, Any], png: Path | None = None) -> str:
     sc = results["scenarios"]
+    m = results["machine"]
     lines = [
         f"Bench run {results.get('date', '?')}: `{results.get('command', 'python -m bench.run')}`; "
-        f"proxy pinned to core {results['machine']['proxy_core']}, load generator and origin on core {results['machine']['load_core']} "
-        f"({results['machine']['cores']} cores in all).",
+        f"each proxy pinned to core {m['proxy_core']}, load generator and origin on core "
+        f"{m['load_core']} (2 cores in all); trioproxy with its access line and usage ledger on.",
         "",
-        "| Scenario | direct (no proxy) | nginx (1 worker) | trioproxy (1 process) |",
-        "|---|---|---|---|",
+        "| Scenario | " + " | ".join(HEADINGS[n] for n in NAMES) + " |",
+        "|---|" + "---|" * len(NAMES),
     ]
-    for key in ("A", "C", "D"):
-        if key not in sc:
-            continue
-        rows = sc[key]["rows"]
-        cells = []
-        for n in NAMES:
-            r = rows.get(n)
-            if not r:
-                cells.append("n/a")
-                continue
-            cell = f"{_f(r['rps'])} req/s"
-            if key in ("C", "D"):
-                cell += f", {_f(r['mb_s'])} MB/s"
-            else:
-                cell += f", p50 {r['p50_us'] / 1000:.2f} ms, p99 {r['p99_us'] / 1000:.2f} ms"
-            if r.get("per_cpu_s"):
-                cell += f", {_f(r['per_cpu_s'])} req/CPU-s"
-            if r.get("errors") or r.get("non2xx"):
-                cell += f" ({r['errors']} errors, {r['non2xx']} non-2xx)"
-            cells.append(cell)
-        lines.append(f"| {key}: {sc[key]['title']} | " + " | ".join(cells) + " |")
+    for key in ("A", "C", "D", "E", "G"):
+        if key in sc:
+            rows = sc[key]["rows"]
+            cells = [_cell(key, rows.get(n)) for n in NAMES]
+            lines.append(f"| {key}: {sc[key]['title']} | " + " | ".join(cells) + " |")
     if "B" in sc:
         rows = sc["B"]["rows"]
         d = rows["direct"]
         cells = [f"p50 {d['p50_us'] / 1000:.3f} ms, p99 {d['p99_us'] / 1000:.3f} ms"]
         for n in NAMES[1:]:
-            r = rows[n]
+            r = rows.get(n)
             cells.append(
-                f"+{(r['p50_us'] - d['p50_us']) / 1000:.3f} ms p50, +{(r['p99_us'] - d['p99_us']) / 1000:.3f} ms p99"
+                "n/a"
+                if r is None
+                else f"+{(r['p50_us'] - d['p50_us']) / 1000:.3f} ms p50, "
+                f"+{(r['p99_us'] - d['p99_us']) / 1000:.3f} ms p99"
             )
         lines.append(f"| B: {sc['B']['title']} | " + " | ".join(cells) + " |")
-    if "E" in sc:
-        rows = sc["E"]["rows"]
-        cells = [
-            f"{_f(rows[n]['rps'])} req/s ({rows[n]['failed']} failed)"
-            + (f", {_f(rows[n].get('per_cpu_s'))} req/CPU-s" if rows[n].get("per_cpu_s") else "")
-            for n in NAMES
-        ]
-        lines.append(f"| E: {sc['E']['title']} | " + " | ".join(cells) + " |")
     if "F" in sc:
         rows = sc["F"]["rows"]
-        counts = sorted({int(k.rsplit(" ", 1)[1]) for k in rows})
-        for count in counts:
+        for count in sorted({int(k.rsplit(" ", 1)[1]) for k in rows}):
             cells = ["n/a"]
-            for who in ("nginx", "trioproxy"):
-                r = rows.get(f"{who} {count}")
-                if r is None:
-                    cells.append("n/a")
-                    continue
-                cell = f"{r['held']} held, {_f(r['kib_per_stream'], '.1f')} KiB/stream (RSS {r['rss_after_kib'] / 1024:.0f} MiB)"
-                if r.get("failed"):
-                    cell += f", {r['failed']} failed to open"
-                cells.append(cell)
-            lines.append(f"| F: {count:,} idle held streams | " + " | ".join(cells) + " |")
+            for who in NAMES[1:]:
+                cells.append(_held(rows.get(f"{who} {count}")))
+            lines.append(
+                f"| F: {count:,} idle held streams (HTTP/1.1 upstream) | "
+                + " | ".join(cells)
+                + " |"
+            )
+    variant_rows = _variants(sc)
+    if variant_rows:
+        lines += ["", "trioproxy by upstream path, and with scrubbing on (nothing to find):", ""]
+        lines += variant_rows
     if png is not None:
-        note = _plot(results, png)
-        lines += ["", note]
+        lines += ["", _plot(results, png)]
     return "\n".join(lines) + "\n"
+
+
+def _held(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "n/a"
+    cell = f"{r['held']:,} held, {_f(r['kib_per_stream'], '.1f')} KiB/stream"
+    if r.get("failed"):
+        cell += f", {r['failed']:,} failed"
+    return cell
+
+
+def _variants(sc: dict[str, Any]) -> list[str]:
+    present = [v for v in VARIANTS if any(v in sc.get(k, {}).get("rows", {}) for k in "AG")]
+    if len(present) < 2:
+        return []
+    out = [
+        "| Scenario | " + " | ".join(VARIANT_HEADINGS[v] for v in present) + " |",
+        "|---|" + "---|" * len(present),
+    ]
+    for key in ("A", "G"):
+        if key in sc:
+            rows = sc[key]["rows"]
+            out.append(f"| {key} | " + " | ".join(_cell(key, rows.get(v)) for v in present) + " |")
+    if "F" in sc:
+        rows = sc["F"]["rows"]
+        for count in sorted({int(k.rsplit(" ", 1)[1]) for k in rows}):
+            cells = [
+                _held(rows.get(f"{v} {count}")) if v in ("trioproxy", "trioproxy h2c-up") else ""
+                for v in present
+            ]
+            out.append(f"| F: {count:,} idle streams | " + " | ".join(cells) + " |")
+    return out
 
 
 def _plot(results: dict[str, Any], png: Path) -> str:
@@ -93,33 +144,39 @@ def _plot(results: dict[str, Any], png: Path) -> str:
     except ImportError:
         return "(no chart: matplotlib is not installed; `pip install -e .[bench]`)"
     sc = results["scenarios"]
-    panels = [(k, "req/s") for k in ("A", "C", "D", "E") if k in sc]
+    colors = {"nginx": "#2a9d8f", "floor": "#8d99ae", "trioproxy": "#e76f51"}
+    panels: list[tuple[str, str, str]] = [
+        (k, "per_cpu_s", "requests per proxy CPU-second") for k in ("A", "C", "D", "E") if k in sc
+    ]
+    if "G" in sc:
+        panels.append(("G", "cpu_us_each", "proxy CPU µs per SSE event (lower is better)"))
     extra = [k for k in ("B", "F") if k in sc]
     n = len(panels) + len(extra)
+    if n == 0:
+        return ""
     cols = min(3, n)
     rows_n = (n + cols - 1) // cols
     fig, grid = plt.subplots(rows_n, cols, figsize=(5 * cols, 4 * rows_n), squeeze=False)
     axes = [ax for row in grid for ax in row]
     for ax in axes[n:]:
         ax.set_visible(False)
-    colors = {"direct": "#888888", "nginx": "#2a9d8f", "trioproxy": "#e76f51"}
-    for ax, (key, unit) in zip(axes, panels, strict=False):
+    for ax, (key, field, unit) in zip(axes, panels, strict=False):
         rows = sc[key]["rows"]
-        vals = [rows[n]["rps"] if n in rows else 0 for n in NAMES]
-        ax.bar(NAMES, vals, color=[colors[n] for n in NAMES])
+        names = [x for x in ("nginx", "floor", "trioproxy") if rows.get(x, {}).get(field)]
+        vals = [rows[x][field] for x in names]
+        ax.bar(names, vals, color=[colors[x] for x in names])
         ax.set_title(f"{key}: {sc[key]['title']}", fontsize=8, wrap=True)
-        ax.set_yscale("log")  # nginx and trioproxy differ by 40x: keep both visible
-        ax.set_ylim(bottom=max(1.0, min(v for v in vals if v > 0) / 3))
-        ax.set_ylabel(f"{unit} (log scale)")
+        ax.set_ylabel(unit, fontsize=8)
+        if key != "G":
+            ax.set_yscale("log")  # nginx and the Python proxies differ by 10x or more
         for i, v in enumerate(vals):
             ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=8)
-    rest = axes[len(panels) :]
-    for ax, key in zip(rest, extra, strict=False):
+    for ax, key in zip(axes[len(panels) :], extra, strict=False):
         rows = sc[key]["rows"]
         if key == "B":
-            names = list(NAMES)
-            p50 = [rows[n]["p50_us"] / 1000 for n in names]
-            p99 = [rows[n]["p99_us"] / 1000 for n in names]
+            names = [x for x in ("direct", "nginx", "floor", "trioproxy") if x in rows]
+            p50 = [rows[x]["p50_us"] / 1000 for x in names]
+            p99 = [rows[x]["p99_us"] / 1000 for x in names]
             x = range(len(names))
             ax.bar([i - 0.2 for i in x], p50, width=0.4, label="p50", color="#457b9d")
             ax.bar([i + 0.2 for i in x], p99, width=0.4, label="p99", color="#e63946")
@@ -133,11 +190,12 @@ def _plot(results: dict[str, Any], png: Path) -> str:
             ax.bar(
                 labels,
                 vals,
-                color=["#e76f51" if k.startswith("trio") else "#2a9d8f" for k in labels],
+                color=[colors.get(k.split(" ")[0], "#e76f51") for k in labels],
             )
+            ax.axhline(20, color="#333333", linewidth=0.8, linestyle="--")
             ax.set_ylabel("KiB per idle stream")
-            ax.tick_params(axis="x", labelsize=7, rotation=20)
-            ax.set_title("F: memory per held stream", fontsize=8)
+            ax.tick_params(axis="x", labelsize=6, rotation=30)
+            ax.set_title("F: memory per held stream (target: 20 KB)", fontsize=8)
     fig.suptitle(f"trioproxy bench {results.get('date', '')}", fontsize=10)
     fig.tight_layout()
     fig.savefig(png, dpi=110)

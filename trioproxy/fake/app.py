@@ -243,7 +243,7 @@ class FakeUpstream:
                 return
             await _json(ex, 200, doc, rid)
             return
-        await self._stream(ex, stream_events(plan), faults, rid)
+        await self._stream(ex, stream_events(plan, delta_chars=faults.delta_chars), faults, rid)
 
     async def _status_fault(self, ex: ClientExchange, faults: Faults, rid: str) -> None:
         status = faults.status or 500

@@ -15,6 +15,7 @@ Comma-separated tokens, each ``name`` or ``name=value``:
   error-mid-stream[=N]  after N events send `event: error` (overloaded_error) and end
   stall[=N]             after N events send nothing more, ever
   text-bytes=N          reply text of about N bytes (for big responses)
+  delta-chars=N         characters of text per SSE delta (default 24)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Faults:
     error_after: int | None = None
     stall_after: int | None = None
     text_bytes: int | None = None
+    delta_chars: int = 24
     hang_up: bool = False
     no_retry_after: bool = False
 
@@ -72,6 +74,8 @@ def parse_faults(raw: bytes | None) -> Faults:
                 kw["stall_after"] = int(value or 3)
             elif name == "text-bytes":
                 kw["text_bytes"] = int(value)
+            elif name == "delta-chars":
+                kw["delta_chars"] = max(1, int(value))
             else:
                 raise FaultSyntaxError(f"unknown fault {name!r}")
         except ValueError as exc:

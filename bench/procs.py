@@ -1,0 +1,133 @@
+"""Starting and measuring the processes the bench compares: the origins,
+nginx, the floor relay and trioproxy, each pinned to its core."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PROXY_CPU, LOAD_CPU = 0, 1
+TOOLS = {"wrk": "wrk", "h2load": "nghttp2-client", "nginx": "nginx-light", "taskset": "util-linux"}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def say(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def ensure_tools() -> None:
+    missing = [pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None]
+    if missing:
+        say(f"installing {' '.join(missing)} (apt-get)")
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", *missing],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[Any], what: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited early")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start listening")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of the processes (all their threads), in seconds."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def python_process(
+    args: list[str], cpu: int, env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        ["taskset", "-c", str(cpu), sys.executable, *args],
+        env=env,
+        cwd=HERE.parent,
+        stdout=out,
+        stderr=out,
+    )
+
+
+def start_trioproxy(
+    name: str, upstream: str, work: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """One trioproxy process as a user runs it: access lines on (INFO, to a
+    file), usage ledger on, its own state directory."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIOPROXY_")}
+    env.update(
+        TRIOPROXY_LOG_LEVEL="info",
+        TRIOPROXY_STATE_DIR=str(work / f"state-{name}"),
+        **(extra_env or {}),
+    )
+    proc = python_process(
+        ["-m", "trioproxy", "serve", "--listen", f"127.0.0.1:{port}", "--upstream", upstream],
+        PROXY_CPU,
+        env,
+        work / f"{name}.log",
+    )
+    wait_listening(port, proc, f"trioproxy ({name})")
+    return proc, port
+
+
+def start_fake(work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {**os.environ, "TRIOPROXY_LOG_LEVEL": "warning"}
+    proc = python_process(
+        ["-m", "trioproxy", "fake-upstream", "--listen", f"127.0.0.1:{port}"],
+        LOAD_CPU,
+        env,
+        work / "fake.log",
+    )
+    wait_listening(port, proc, "fake upstream")
+    return proc, port
+
+
+def start_tls_fake(work: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+    port = free_port()
+    ca = work / "tlsfake-ca.pem"
+    proc = python_process(["-m", "bench.tlsfake", str(port), str(ca)], LOAD_CPU, None, None)
+    wait_listening(port, proc, "TLS fake upstream")
+    return proc, port, ca
+
+
+def start_floor(upstream_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = python_process(["-m", "bench.floor", str(port), str(upstream_port)], PROXY_CPU)
+    wait_listening(port, proc, "floor relay")
+    return proc, port
