@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 
+from trioproxy.config.providers import parse_origin
 from trioproxy.pipeline.forward import upstream_head
 from trioproxy.proto.events import ResponseHead
 from trioproxy.proto.h1 import H1Client, H1Server
-from trioproxy.upstream.settings import parse_origin
 
 body = (
     b'{"model":"claude-opus-4-7","max_tokens":64,"messages":[{"role":"user","content":"'

@@ -23,6 +23,7 @@ from trioproxy._util import one_error
 from trioproxy.accounting.record import RequestRecord
 from trioproxy.accounting.usage import UsageObserver
 from trioproxy.config import Config
+from trioproxy.config.model import ProviderConfig
 from trioproxy.errors import UpstreamError, UpstreamTimeout, about_upstream, sse_error_event
 from trioproxy.inbound.body import RequestBody
 from trioproxy.inbound.exchange import ClientExchange
@@ -35,7 +36,6 @@ from trioproxy.proto.headers import (
     response_headers_for_client,
 )
 from trioproxy.proto.sse import EventBoundary
-from trioproxy.routing.config import ProviderConfig
 from trioproxy.scrub.restore import JSONRestorer, SSERestorer, restore_json
 from trioproxy.upstream.lease import Lease, UpstreamClosed, UpstreamWriteFailed
 from trioproxy.upstream.pool import UpstreamPool

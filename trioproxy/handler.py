@@ -23,6 +23,7 @@ from trioproxy.accounting.usage import requested_model
 from trioproxy.admin.endpoints import is_own, serve_own
 from trioproxy.attempt import Attempt, Rejected
 from trioproxy.config import Config
+from trioproxy.config.model import ProviderConfig
 from trioproxy.errors import (
     ClientGone,
     InvalidRequest,
@@ -42,7 +43,6 @@ from trioproxy.pipeline.forward import check_declared_length
 from trioproxy.pipeline.transform import ParsedBody, parse_body, rewrite
 from trioproxy.proto.events import BodyChunk, RequestHead, ResponseHead
 from trioproxy.proto.headers import response_headers_for_client
-from trioproxy.routing.config import ProviderConfig
 from trioproxy.routing.decide import (
     Next,
     NoProvider,

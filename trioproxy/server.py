@@ -27,12 +27,11 @@ import trio
 
 from trioproxy.accounting.ledger import Ledger
 from trioproxy.admin.endpoints import AdminApp
-from trioproxy.config import Config, ConfigError, Endpoint, binding_problem
+from trioproxy.config import Config, ConfigError, Endpoint, binding_problem, is_loopback
+from trioproxy.config.model import ProviderConfig
 from trioproxy.connection import handle_connection, make_server_ssl_context
 from trioproxy.handler import Proxy
 from trioproxy.inbound.exchange import App
-from trioproxy.pipeline.binding import is_loopback
-from trioproxy.routing.config import ProviderConfig
 from trioproxy.routing.router import Router
 from trioproxy.state import ServerState
 from trioproxy.upstream.pool import UpstreamPool, open_pools

@@ -3,13 +3,8 @@ from pathlib import Path
 import pytest
 
 from trioproxy.config import ConfigError, binding_problem, effective_settings, load_config
-from trioproxy.pipeline.auth import (
-    authenticate,
-    inject_credential,
-    parse_secrets,
-    presented_credential,
-    secret_name,
-)
+from trioproxy.config.secrets import parse_secrets, secret_name
+from trioproxy.pipeline.auth import authenticate, inject_credential, presented_credential
 
 ALICE = "alice-secret-0123456789"
 BOB = "bob-secret-abcdefghijk"

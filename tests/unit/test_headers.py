@@ -1,7 +1,7 @@
+from trioproxy.config.providers import parse_origin
 from trioproxy.pipeline.forward import upstream_head
 from trioproxy.proto.events import RequestHead
 from trioproxy.proto.headers import request_headers_for_upstream, response_headers_for_client
-from trioproxy.upstream.settings import parse_origin
 
 CLIENT = [
     (b"host", b"127.0.0.1:8787"),

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from trioproxy.accounting.ledger import FILENAME, LedgerDB, Row
-from trioproxy.accounting.pricing import DEFAULT_PRICES, parse_pricing, price_for
+from trioproxy.accounting.pricing import price_for
 from trioproxy.accounting.report import UsageError, parse_since, render, settings, summarize
+from trioproxy.config.pricing import DEFAULT_PRICES, parse_pricing
 
 NOW = 1_795_000_000.0  # 2026-11-18
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from trioproxy.config import ConfigError, load_config
-from trioproxy.routing.config import ProviderConfig, QuotaConfig
+from trioproxy.config.model import ProviderConfig, QuotaConfig
 from trioproxy.routing.decide import (
     NoProvider,
     Outcome,

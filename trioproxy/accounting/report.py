@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from trioproxy.accounting.ledger import FILENAME
-from trioproxy.accounting.pricing import DEFAULT_PRICES, Price, parse_pricing, price_for
+from trioproxy.accounting.pricing import price_for
 from trioproxy.config import default_state_dir
+from trioproxy.config.model import Price
+from trioproxy.config.pricing import DEFAULT_PRICES, parse_pricing
 
 TOKENS = (
     "input_tokens",

@@ -10,6 +10,7 @@ import trio
 from trioproxy.admin.pages import dashboard_html, openapi_json
 from trioproxy.admin.snapshot import gauges, snapshot
 from trioproxy.admin.stream import serve_metrics_stream
+from trioproxy.config import is_loopback
 from trioproxy.errors import (
     AuthenticationFailed,
     ClientTimeout,
@@ -22,7 +23,6 @@ from trioproxy.errors import (
 )
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.pipeline.access import check_admin
-from trioproxy.pipeline.binding import is_loopback
 from trioproxy.proto.events import RequestHead, ResponseHead
 from trioproxy.state import ServerState
 

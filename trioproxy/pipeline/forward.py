@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from trioproxy.config.model import Credential, Origin
 from trioproxy.errors import RequestTooLarge
 from trioproxy.pipeline.auth import inject_credential
 from trioproxy.pipeline.transform import drop_betas
 from trioproxy.proto.events import RequestHead
 from trioproxy.proto.headers import content_length, request_headers_for_upstream
-from trioproxy.upstream.settings import Credential, Origin
 
 
 def upstream_head(

@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from trioproxy.routing.config import ProviderConfig, RoutingConfig
+from trioproxy.config.model import ProviderConfig, RoutingConfig
 from trioproxy.routing.health import PROVIDER, ProviderHealth
 
 

@@ -34,6 +34,8 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
+from trioproxy.config.model import BreakerPolicy
+
 LATENCY_WEIGHT = 0.2  # of a new sample in the moving average of time to headers
 PROVIDER = "*"  # the cooldown key that covers every credential of a provider
 MAX_COOLDOWN_KEYS = 10_000  # credentials remembered per provider; expired ones go first
@@ -54,15 +56,6 @@ class State(enum.StrEnum):
     OPEN = "open"
     HALF_OPEN = "half-open"
     COOLDOWN = "cooldown"
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerPolicy:
-    failure_rate: float = 0.5  # failed requests / requests in the window that open it
-    min_requests: int = 10  # distinct requests in the window before the rate counts
-    window_s: float = 30.0  # the sliding window, seconds
-    open_s: float = 30.0  # how long it stays open before the half-open trial
-    degraded_after: int = 3  # consecutive failed requests: tried after healthy providers
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trioproxy.routing.config import QuotaConfig
+from trioproxy.config.model import QuotaConfig
 
 HOUR = 3600
 DAY = 86400

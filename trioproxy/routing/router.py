@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from trioproxy.accounting.usage import Usage
-from trioproxy.routing.config import ProviderConfig, RoutingConfig
+from trioproxy.config.model import ProviderConfig, RoutingConfig
 from trioproxy.routing.decide import RouteMode, candidates, retry_budget_allows
 from trioproxy.routing.health import PROVIDER, ProviderHealth
 from trioproxy.routing.quota import HOUR, RETAIN_HOURS, QuotaBook, QuotaStatus

@@ -7,8 +7,8 @@ import ssl
 
 import trio
 
+from trioproxy.config.model import Origin, UpstreamConfig
 from trioproxy.errors import UpstreamError
-from trioproxy.upstream.settings import Origin, UpstreamConfig
 
 
 def make_client_ssl_context(cfg: UpstreamConfig) -> ssl.SSLContext:

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 import trio
 
+from trioproxy.config.model import UpstreamConfig
 from trioproxy.upstream.connect import make_client_ssl_context, open_transport
 from trioproxy.upstream.h1 import H1UpstreamConnection
 from trioproxy.upstream.h2 import H2UpstreamConnection, H2UpstreamStream
 from trioproxy.upstream.lease import Lease
-from trioproxy.upstream.settings import UpstreamConfig
 
 log = logging.getLogger("trioproxy.pool")
 

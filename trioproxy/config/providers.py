@@ -4,113 +4,31 @@ A provider is an Anthropic-compatible base URL with its own key, pool,
 model map and health policy. ``[[providers]]`` in the TOML file lists them;
 with none, the ``upstream.*`` settings make the single provider ``default``.
 Every problem is a ``ValueError`` whose message names the offending key
-(``providers[minimax].models``); the configuration loader turns it into a
-ConfigError.
+(``providers[minimax].models``); the loader turns it into a ConfigError.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from trioproxy.routing.health import BreakerPolicy
-from trioproxy.upstream.settings import Credential, UpstreamConfig, parse_origin
+from trioproxy.config.model import (
+    BreakerPolicy,
+    Credential,
+    Origin,
+    ProviderConfig,
+    QuotaConfig,
+    RoutingConfig,
+    UpstreamConfig,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 WINDOWS = ("weekly", "daily", "rolling")
 # Body fields the router itself reads or edits: dropping them is a mistake.
 _UNDROPPABLE = frozenset({"model", "messages"})
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaConfig:
-    tokens: int  # budget per window (all four token classes together)
-    window: str  # weekly (from Monday 00:00 UTC), daily (00:00 UTC) or rolling
-    hours: int  # the rolling window's length
-    threshold: float  # fraction of the budget at which the provider is skipped
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderConfig:
-    name: str
-    upstream: UpstreamConfig
-    family: str  # thinking signatures are valid only within one family
-    priority: int
-    enabled: bool
-    models: tuple[tuple[str, str], ...]  # (requested model or glob, provider's model)
-    default_model: str | None
-    drop_fields: frozenset[str]
-    drop_betas: frozenset[bytes]
-    retries: int
-    cooldown_s: float
-    breaker: BreakerPolicy  # open_s is per provider; rate, window and minimum are global
-    connect_timeout: float | None
-    response_headers_timeout: float | None
-    quota: QuotaConfig | None
-
-    @property
-    def open_s(self) -> float:
-        return self.breaker.open_s
-
-    def map_model(self, requested: str) -> str:
-        """The model this provider is asked for: an exact entry, else the
-        first glob that matches, else ``default``, else unchanged."""
-        for pattern, target in self.models:
-            if pattern == requested:
-                return target
-        for pattern, target in self.models:
-            if any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(requested, pattern):
-                return target
-        return self.default_model or requested
-
-    @property
-    def edits_body(self) -> bool:
-        return bool(self.models or self.default_model or self.drop_fields)
-
-
-@dataclass(frozen=True, slots=True)
-class RoutingConfig:
-    providers: tuple[ProviderConfig, ...]  # in priority order
-    aliases: tuple[tuple[str, str], ...]
-    mode: str  # failover | single
-    single: str | None  # the provider of single mode
-    allow_pin: bool  # honour x-trioproxy-provider
-    retry_after_cap: float
-    backoff: float
-    retry_budget: float = 0.2  # same-provider retries in flight / requests in flight
-
-    def get(self, name: str) -> ProviderConfig | None:
-        for p in self.providers:
-            if p.name == name:
-                return p
-        return None
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.providers)
-
-    def resolve_alias(self, model: str) -> str:
-        for short, full in self.aliases:
-            if short == model:
-                return full
-        return model
-
-    @property
-    def passthrough(self) -> bool:
-        """Some provider gets the caller's own credential (no key of its own)."""
-        return any(p.upstream.credential is None for p in self.providers)
-
-    @property
-    def needs_body(self) -> bool:
-        """Whether routing must read the request body before choosing: a
-        session id in metadata, a model to map, fields to drop, thinking
-        blocks to strip on a family change."""
-        enabled = [p for p in self.providers if p.enabled]
-        return bool(self.aliases) or len(enabled) > 1 or any(p.edits_body for p in enabled)
 
 
 # Keys a [[providers]] entry may carry, with their meaning (for the README).
@@ -385,3 +303,18 @@ def provider_key_envs(providers_raw: object) -> set[str]:
         for r in providers_raw
         if isinstance(r, dict) and isinstance(r.get("api_key_env"), str)
     }
+
+
+def parse_origin(raw: str, key: str) -> Origin:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{key}: expected an http:// or https:// URL, got {raw!r}")
+    if not parts.hostname:
+        raise ValueError(f"{key}: no host in {raw!r}")
+    if parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{key}: a base URL has no query, fragment or credentials")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ValueError(f"{key}: bad port in {raw!r}") from None
+    return Origin(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))

@@ -1,0 +1,67 @@
+"""Configuration: one table of settings (``settings``), read from defaults <
+TOML < environment < flags by one loader (``load``, with ``providers``,
+``secrets`` and ``pricing`` for the structured parts), into frozen values
+(``model``) that import nothing of the project.
+
+Every setting has one TOML key, one ``TRIOPROXY_*`` variable, a type, a
+default and a line of documentation; the README table and ``check-config``
+are generated from the same table. Any problem is a ``ConfigError`` whose
+one-line message names the key; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+from trioproxy.config.load import (
+    ConfigError,
+    binding_problem,
+    effective_settings,
+    is_loopback,
+    load_config,
+    parse_hostport,
+    settings_markdown,
+)
+from trioproxy.config.model import (
+    AuthConfig,
+    BreakerPolicy,
+    Config,
+    Credential,
+    Endpoint,
+    Limits,
+    Origin,
+    Price,
+    ProviderConfig,
+    QuotaConfig,
+    RoutingConfig,
+    ScrubConfig,
+    Secret,
+    Timeouts,
+    UpstreamConfig,
+)
+from trioproxy.config.settings import SETTINGS, default_state_dir
+
+__all__ = [
+    "SETTINGS",
+    "AuthConfig",
+    "BreakerPolicy",
+    "Config",
+    "ConfigError",
+    "Credential",
+    "Endpoint",
+    "Limits",
+    "Origin",
+    "Price",
+    "ProviderConfig",
+    "QuotaConfig",
+    "RoutingConfig",
+    "ScrubConfig",
+    "Secret",
+    "Timeouts",
+    "UpstreamConfig",
+    "binding_problem",
+    "default_state_dir",
+    "effective_settings",
+    "is_loopback",
+    "load_config",
+    "parse_hostport",
+    "settings_markdown",
+]

@@ -1,0 +1,258 @@
+"""The configuration as frozen values: what every part of the proxy reads.
+
+Nothing here imports the rest of the project (the loader in ``load`` builds
+these from defaults, TOML, the environment and flags; everything else only
+reads them), so any package may depend on it without a cycle.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where upstream requests go: one connection pool per origin."""
+
+    scheme: str  # "http" or "https"
+    host: str
+    port: int
+    base_path: str  # prefix prepended to every forwarded path ("" or "/anthropic")
+
+    @property
+    def authority(self) -> bytes:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return (host if self.port == default else f"{host}:{self.port}").encode()
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.authority.decode()}{self.base_path}"
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A header carrying the provider key; never printed."""
+
+    header: bytes
+    value: bytes
+
+    def __repr__(self) -> str:
+        return f"Credential(header={self.header!r}, value=<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    origin: Origin
+    credential: Credential | None
+    ca_bundle: str
+    http2: bool
+    h2_prior_knowledge: bool
+    max_connections: int
+    idle_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    name: str
+    value: bytes
+
+    def __repr__(self) -> str:  # never the value, not even in a traceback
+        return f"Secret(name={self.name!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    pattern: str  # fnmatch glob on the served model name
+    input: float  # USD per million tokens
+    output: float
+    cache_write: float  # 5-minute cache writes (cache_creation_input_tokens)
+    cache_read: float
+
+    def cost(self, tokens: Mapping[str, int]) -> float:
+        return (
+            tokens.get("input_tokens", 0) * self.input
+            + tokens.get("output_tokens", 0) * self.output
+            + tokens.get("cache_creation_input_tokens", 0) * self.cache_write
+            + tokens.get("cache_read_input_tokens", 0) * self.cache_read
+        ) / 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    failure_rate: float = 0.5  # failed requests / requests in the window that open it
+    min_requests: int = 10  # distinct requests in the window before the rate counts
+    window_s: float = 30.0  # the sliding window, seconds
+    open_s: float = 30.0  # how long it stays open before the half-open trial
+    degraded_after: int = 3  # consecutive failed requests: tried after healthy providers
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaConfig:
+    tokens: int  # budget per window (all four token classes together)
+    window: str  # weekly (from Monday 00:00 UTC), daily (00:00 UTC) or rolling
+    hours: int  # the rolling window's length
+    threshold: float  # fraction of the budget at which the provider is skipped
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    upstream: UpstreamConfig
+    family: str  # thinking signatures are valid only within one family
+    priority: int
+    enabled: bool
+    models: tuple[tuple[str, str], ...]  # (requested model or glob, provider's model)
+    default_model: str | None
+    drop_fields: frozenset[str]
+    drop_betas: frozenset[bytes]
+    retries: int
+    cooldown_s: float
+    breaker: BreakerPolicy  # open_s is per provider; rate, window and minimum are global
+    connect_timeout: float | None
+    response_headers_timeout: float | None
+    quota: QuotaConfig | None
+
+    @property
+    def open_s(self) -> float:
+        return self.breaker.open_s
+
+    def map_model(self, requested: str) -> str:
+        """The model this provider is asked for: an exact entry, else the
+        first glob that matches, else ``default``, else unchanged."""
+        for pattern, target in self.models:
+            if pattern == requested:
+                return target
+        for pattern, target in self.models:
+            if any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(requested, pattern):
+                return target
+        return self.default_model or requested
+
+    @property
+    def edits_body(self) -> bool:
+        return bool(self.models or self.default_model or self.drop_fields)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    providers: tuple[ProviderConfig, ...]  # in priority order
+    aliases: tuple[tuple[str, str], ...]
+    mode: str  # failover | single
+    single: str | None  # the provider of single mode
+    allow_pin: bool  # honour x-trioproxy-provider
+    retry_after_cap: float
+    backoff: float
+    retry_budget: float = 0.2  # same-provider retries in flight / requests in flight
+
+    def get(self, name: str) -> ProviderConfig | None:
+        for p in self.providers:
+            if p.name == name:
+                return p
+        return None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.providers)
+
+    def resolve_alias(self, model: str) -> str:
+        for short, full in self.aliases:
+            if short == model:
+                return full
+        return model
+
+    @property
+    def passthrough(self) -> bool:
+        """Some provider gets the caller's own credential (no key of its own)."""
+        return any(p.upstream.credential is None for p in self.providers)
+
+    @property
+    def needs_body(self) -> bool:
+        """Whether routing must read the request body before choosing: a
+        session id in metadata, a model to map, fields to drop, thinking
+        blocks to strip on a family change."""
+        enabled = [p for p in self.providers if p.enabled]
+        return bool(self.aliases) or len(enabled) > 1 or any(p.edits_body for p in enabled)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float
+    response_headers: float
+    upstream_body_idle: float
+    client_head: float
+    client_body_idle: float
+    keepalive_idle: float
+    drain: float
+    drain_grace: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body_bytes: int
+    max_head_bytes: int
+    max_headers: int
+    h2_max_concurrent_streams: int
+    h2_stream_window: int
+    h2_max_resets_per_second: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    secrets: tuple[Secret, ...]
+    admin_token: bytes = field(repr=False)
+    trust_front_proxy: bool
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secrets)
+
+
+@dataclass(frozen=True, slots=True)
+class ScrubConfig:
+    restore: bool
+    hmac_key: bytes = field(repr=False)
+    max_body_bytes: int
+    allow: tuple[str, ...] = ()  # e-mail addresses and domains never scrubbed, lower case
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listen: Endpoint
+    admin_listen: Endpoint | None
+    routing: RoutingConfig
+    auth: AuthConfig
+    scrub: ScrubConfig | None  # None: scrubbing off
+    timeouts: Timeouts
+    limits: Limits
+    tls_cert: str
+    tls_key: str
+    state_dir: str
+    log_level: str
+    log_format: str
+    log_slow_seconds: float
+    stream_failure: str = "cut"  # cut | error_event
+    cors_allow_origins: tuple[str, ...] = ()
+    usage_ledger: bool = True
+    usage_retention_days: int = 90
+    pricing: tuple[Price, ...] = ()  # [pricing] entries first, then the built-in list prices
+    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
+
+    @property
+    def upstream(self) -> UpstreamConfig:
+        """The first provider's upstream (the only one without [[providers]])."""
+        return self.routing.providers[0].upstream
