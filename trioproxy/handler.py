@@ -441,6 +441,10 @@ class _CorsExchange:
         self.protocol = inner.protocol
 
     @property
+    def peer(self) -> str:
+        return self._inner.peer
+
+    @property
     def has_body(self) -> bool:
         return self._inner.has_body
 

@@ -19,7 +19,7 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import partial
 
@@ -29,8 +29,8 @@ from trioproxy.accounting.ledger import Ledger
 from trioproxy.admin.endpoints import AdminApp
 from trioproxy.config import Config, ConfigError, Endpoint, binding_problem, is_loopback
 from trioproxy.config.model import ProviderConfig
-from trioproxy.connection import handle_connection, make_server_ssl_context
 from trioproxy.handler import Proxy
+from trioproxy.inbound.conn import handle_connection, make_server_ssl_context
 from trioproxy.inbound.exchange import App
 from trioproxy.routing.router import Router
 from trioproxy.state import ServerState
@@ -101,7 +101,7 @@ class Server:
             self._notify("READY=1\nSTATUS=reload rejected, previous configuration in force")
             return False
         self.config = new
-        self.state.config = new
+        self.state.reconfigure(new)
         self.router.reconfigure(new.routing)
         if ssl_context is not None:
             self.ssl_context = ssl_context
@@ -197,7 +197,6 @@ class Server:
         """Serve until drained. Cancellation closes everything at once. With
         ``admin_app`` and ``admin.listen`` set, a second listener serves it
         (its port in ``self.admin_port``); both drain together."""
-        cfg = self.config
         try:
             await self.bind(admin=admin_app is not None)
         except BaseException:
@@ -211,41 +210,62 @@ class Server:
             # The context is looked up per connection, so a reload's new
             # certificate takes effect for the next handshake while open
             # connections keep theirs.
-            await handle_connection(stream, self.state, app, self.ssl_context)
+            await handle_connection(stream, shared, app, self.ssl_context)
 
         async def _handle_admin(stream: trio.SocketStream) -> None:
             assert admin_app is not None
-            await handle_connection(stream, self.state, admin_app, self.ssl_context)
+            await handle_connection(stream, shared, admin_app, self.ssl_context)
 
+        shared = self.state.listening
+        async with trio.open_nursery() as keeper:  # the deadlines of every connection
+            await keeper.start(shared.watchdog.serve)
+            await self._serve_handlers(
+                listeners, admin_listeners, _handle, _handle_admin, port, task_status
+            )
+            keeper.cancel_scope.cancel()
+        log.info("stopped")
+
+    async def _serve_handlers(
+        self,
+        listeners: list[trio.SocketListener],
+        admin_listeners: list[trio.SocketListener],
+        handle: Callable[[trio.SocketStream], Awaitable[None]],
+        handle_admin: Callable[[trio.SocketStream], Awaitable[None]],
+        port: int,
+        task_status: trio.TaskStatus[int],
+    ) -> None:
+        """Accept until the drain grace is over, then let what is in flight
+        finish within the drain deadline."""
+        cfg, shared = self.config, self.state.listening
         async with trio.open_nursery() as handlers:
             self._handlers_scope = handlers.cancel_scope
             async with trio.open_nursery() as acceptors:
                 acceptors.start_soon(
-                    partial(trio.serve_listeners, _handle, listeners, handler_nursery=handlers)
+                    partial(trio.serve_listeners, handle, listeners, handler_nursery=handlers)
                 )
                 if admin_listeners:
                     acceptors.start_soon(
                         partial(
                             trio.serve_listeners,
-                            _handle_admin,
+                            handle_admin,
                             admin_listeners,
                             handler_nursery=handlers,
                         )
                     )
                 task_status.started(port)
-                await self.state.drain_started.wait()
+                await shared.drain_started.wait()
                 grace = cfg.timeouts.drain_grace
                 if grace > 0 and not self._grace_cut.is_set():
                     log.info("draining: /health answers 503; still accepting for %g s", grace)
                     with trio.move_on_after(grace):
                         await self._grace_cut.wait()
                 acceptors.cancel_scope.cancel()
-            self.state.stop_accepting()
+            shared.stop_accepting()
             await self._close_listeners()
             log.info(
                 "no longer accepting: %d request(s) in flight, %d connection(s); deadline %g s",
-                self.state.in_flight,
-                self.state.total_connections,
+                shared.in_flight,
+                shared.total_connections,
                 cfg.timeouts.drain,
             )
             handlers.cancel_scope.deadline = min(
@@ -253,7 +273,6 @@ class Server:
             )
         if handlers.cancel_scope.cancelled_caught and not self.forced:
             log.warning("drain deadline reached; remaining requests were cancelled")
-        log.info("stopped")
 
     async def _close_listeners(self) -> None:
         for listener in [*self._listeners, *self._admin_listeners]:

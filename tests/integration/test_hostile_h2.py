@@ -187,7 +187,7 @@ async def test_flood_from_a_client_that_does_not_read(nursery: trio.Nursery, kin
         private buffer: read here only, to measure what the proxy holds)."""
         nonlocal owed_max
         while True:
-            for conn in list(proxy.server.state._drainables):
+            for conn in list(proxy.server.state.listening._drainables):
                 owed_max = max(owed_max, len(conn.proto.conn._data_to_send))  # type: ignore[attr-defined]
             await trio.sleep(0.01)
 

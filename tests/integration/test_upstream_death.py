@@ -57,8 +57,10 @@ def body(kind: int) -> tuple[bytes, list[tuple[str, str]]]:
 
 def acceptable(status: int, complete: bool, data: bytes, kind: int) -> bool:
     if status == 200:
-        # Complete, or (a stream) cut the way the upstream's was cut.
-        return complete or kind == 0
+        # Complete, or cut the way the upstream's was cut: after the first
+        # bytes reached the client (a stream mid-way, or an answer whose last
+        # DATA came but not its end), the client's response ends the same way.
+        return complete or bool(data)
     if status in (502, 504):
         return orjson.loads(data)["type"] == "error"
     return False

@@ -18,7 +18,7 @@ def snapshot(state: ServerState) -> dict[str, Any]:
         **state.metrics.snapshot(),
         "in_flight": state.in_flight,
         "active": dict(state.active),
-        "watchers": state.watchers,
+        "watchers": state.listening.watchers,
         "connections": dict(state.connections),
         "pools": {name: pool.state.counts() for name, pool in state.pools.items()},
         "draining": state.draining,

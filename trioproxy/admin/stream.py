@@ -29,13 +29,13 @@ async def serve_metrics_stream(ex: ClientExchange, state: ServerState) -> None:
         )
     )
     ex.watch_disconnect()
-    state.watchers += 1
+    state.listening.watchers += 1
     try:
         while not state.draining:
             doc = snapshot(state)
             await ex.send_body(b"event: snapshot\ndata: " + orjson.dumps(doc) + b"\n\n")
             with trio.move_on_after(INTERVAL):  # the tick, cut short by a drain
-                await state.drain_started.wait()
+                await state.listening.drain_started.wait()
     finally:
-        state.watchers -= 1
+        state.listening.watchers -= 1
     await ex.end()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -14,8 +12,9 @@ class ClientExchange(Protocol):
     """One request from a client and the response we owe it.
 
     ``receive_body`` returns chunks until ``None`` (end of body). It raises
-    ``ClientGone`` when the client went away, and ``ProxyError`` subclasses for
-    bad framing (400) detected mid-body. After forwarding a chunk, the caller
+    ``ClientGone`` when the client went away, ``ClientTimeout`` (408) when no
+    body byte came for the body idle timeout, and ``ProxyError`` subclasses
+    for bad framing (400) detected mid-body. After forwarding a chunk, the caller
     calls ``ack(chunk.flow_controlled_length)``: HTTP/2 hands that credit back
     to the client only then, so a slow upstream pushes back on the client.
 
@@ -31,6 +30,10 @@ class ClientExchange(Protocol):
     head: RequestHead
     request_id: str
     protocol: str  # "h1" or "h2"
+
+    @property
+    def peer(self) -> str:
+        """The client's address (HOST:PORT), for the access line."""
 
     @property
     def has_body(self) -> bool: ...
@@ -54,21 +57,6 @@ class ClientExchange(Protocol):
 
 
 App = Callable[[ClientExchange], Awaitable[None]]
-
-
-class RequestIds:
-    """Process-unique ids for proxy-made errors and logs: a random prefix per
-    process plus a counter (cheaper than uuid4 per request, still unguessable
-    across restarts)."""
-
-    __slots__ = ("_counter", "_prefix")
-
-    def __init__(self) -> None:
-        self._prefix = "req_trioproxy_" + os.urandom(6).hex()
-        self._counter = itertools.count(1)
-
-    def next(self) -> str:
-        return f"{self._prefix}{next(self._counter):08x}"
 
 
 async def respond(exchange: ClientExchange, head: ResponseHead, body: bytes) -> None:

@@ -17,14 +17,21 @@ from collections import deque
 import h2.errors
 import trio
 
-from trioproxy.errors import ClientGone, ProxyError, error_response, from_protocol_error
+from trioproxy.errors import (
+    ClientGone,
+    ClientTimeout,
+    ProxyError,
+    error_response,
+    from_protocol_error,
+)
+from trioproxy.inbound.context import ConnContext
 from trioproxy.inbound.exchange import App
-from trioproxy.inbound.writer import WindowGate, Writer, send_flow_controlled
 from trioproxy.proto.errors import ProtocolError
 from trioproxy.proto.events import (
     BadRequest,
     BodyChunk,
     EndOfMessage,
+    Received,
     RequestHead,
     ResponseHead,
     StreamReset,
@@ -38,11 +45,11 @@ from trioproxy.proto.h2 import (
     StreamEvent,
     WindowOpened,
 )
-from trioproxy.state import ServerState
+from trioproxy.transport.byteio import ByteIO
+from trioproxy.transport.h2writer import WindowGate, Writer, send_flow_controlled
 
 log = logging.getLogger("trioproxy.h2")
 
-MAX_RECV = 64 * 1024  # bytes; one read from the client
 CLOSE_GRACE = 1.0  # seconds; bound on shielded cleanup
 
 
@@ -103,13 +110,24 @@ class H2Stream:
         self._window.open()
 
     # -- request body ---------------------------------------------------------
+    @property
+    def peer(self) -> str:
+        return self._conn.ctx.peer
+
     async def receive_body(self) -> BodyChunk | None:
+        """The next chunk the reader routed here; no data for the body idle
+        timeout: ClientTimeout (408)."""
         while not self._chunks:
             if self.reset:
                 raise ClientGone("client reset the stream")
             if self.ended:
                 return None
-            await self._arrived.wait()
+            ctx = self._conn.ctx
+            idle = ctx.timeouts.client_body_idle
+            with ctx.shared.watchdog.guard(idle) as guard:
+                await self._arrived.wait()
+            if guard.expired:
+                raise ClientTimeout(f"no request body data received for {idle:g} s")
             self._arrived = trio.Event()
         return self._chunks.popleft()
 
@@ -187,18 +205,19 @@ class H2Stream:
 
 
 class H2ServerConnection:
-    def __init__(self, stream: trio.abc.Stream, state: ServerState, app: App) -> None:
-        limits = state.config.limits
-        self.stream = stream
-        self.state = state
+    def __init__(self, io: ByteIO, ctx: ConnContext, app: App) -> None:
+        limits = ctx.limits
+        self.io = io
+        self.ctx = ctx
+        self.shared = ctx.shared
         self.app = app
         self.proto = H2Server(
             stream_window=limits.h2_stream_window,
             max_concurrent_streams=limits.h2_max_concurrent_streams,
         )
-        idle = state.config.timeouts.client_body_idle
+        idle = ctx.timeouts.client_body_idle
         self.stall_timeout = idle
-        self.writer = Writer(stream, self.proto.data_to_send, stall_timeout=idle)
+        self.writer = Writer(io, self.proto.data_to_send, stall_timeout=idle)
         self._resets = ResetBudget(
             rate=limits.h2_max_resets_per_second, burst=2 * limits.h2_max_resets_per_second
         )
@@ -219,7 +238,7 @@ class H2ServerConnection:
             self._reader_scope.cancel()
 
     async def serve(self, initial: bytes) -> None:
-        with self.state.connection("h2"), self.state.drainable(self):
+        with self.shared.connection("h2"), self.shared.drainable(self):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._run_writer, nursery.cancel_scope)
                 self.writer.request()  # our SETTINGS
@@ -249,12 +268,12 @@ class H2ServerConnection:
         """Read until the connection should stop reading; says why."""
         if initial and (reason := self._feed(nursery, initial)):
             return reason
-        keepalive = self.state.config.timeouts.keepalive_idle
+        keepalive = self.ctx.timeouts.keepalive_idle
         while True:
             if self.streams:
                 data = await self._receive()
             else:
-                with self.state.idle(trio.current_time() + keepalive) as idle:
+                with self.shared.idle(trio.current_time() + keepalive) as idle:
                     data = await self._receive()
                 if idle.cancelled_caught:
                     self.begin_drain()  # idle expiry or drain: GOAWAY, then close
@@ -272,13 +291,10 @@ class H2ServerConnection:
                 except trio.BrokenResourceError:
                     return "eof"
 
-    async def _receive(self) -> bytes | bytearray:
-        try:
-            return await self.stream.receive_some(MAX_RECV)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return b""
+    async def _receive(self) -> Received:
+        return await self.io.receive()
 
-    def _feed(self, nursery: trio.Nursery, data: bytes | bytearray) -> str:
+    def _feed(self, nursery: trio.Nursery, data: Received) -> str:
         """Process bytes; a reason ("error", "goaway") when reading must stop."""
         try:
             events = self.proto.receive_data(data)
@@ -293,7 +309,7 @@ class H2ServerConnection:
             go_on = self._dispatch(ev, new) and go_on
         for st in new:
             nursery.start_soon(self._run_stream, st)
-        if new and self.state.draining:
+        if new and self.shared.draining:
             # Accepted during the drain grace: these streams are served, and
             # the client is told to take the next ones elsewhere.
             self.begin_drain()
@@ -306,7 +322,7 @@ class H2ServerConnection:
             if isinstance(inner, RequestHead | BadRequest):
                 bad = inner if isinstance(inner, BadRequest) else None
                 head = inner.head if isinstance(inner, BadRequest) else inner
-                st = H2Stream(self, sid, head, self.state.request_ids.next())
+                st = H2Stream(self, sid, head, self.shared.request_ids.next())
                 st.refusal = bad
                 self.streams[sid] = st
                 new.append(st)
@@ -341,7 +357,7 @@ class H2ServerConnection:
 
     async def _run_stream(self, st: H2Stream) -> None:
         try:
-            with self.state.exchange("h2"), st.app_scope:
+            with self.shared.exchange("h2"), st.app_scope:
                 try:
                     if st.refusal is not None:
                         bad = st.refusal
@@ -373,13 +389,11 @@ class H2ServerConnection:
                     self._reader_scope.cancel()  # drained: stop reading, close
 
 
-async def serve_h2(
-    stream: trio.abc.Stream, state: ServerState, app: App, initial: bytes = b""
-) -> None:
-    """Serve one HTTP/2 connection until it closes. Closes ``stream``."""
-    conn = H2ServerConnection(stream, state, app)
+async def serve_h2(io: ByteIO, ctx: ConnContext, app: App, initial: bytes = b"") -> None:
+    """Serve one HTTP/2 connection until it closes. Closes ``io``."""
+    conn = H2ServerConnection(io, ctx, app)
     try:
         await conn.serve(initial)
     finally:
         with trio.move_on_after(CLOSE_GRACE, shield=True):
-            await stream.aclose()
+            await io.aclose()

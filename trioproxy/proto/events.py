@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 Headers = list[tuple[bytes, bytes]]
+# What a parser is fed: bytes as read (a memoryview into a shared read buffer
+# is valid only until the next read: parsers copy what they keep).
+Received = bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True, slots=True)

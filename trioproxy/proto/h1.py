@@ -24,6 +24,7 @@ from trioproxy.proto.events import (
     NeedData,
     Paused,
     PeerClosed,
+    Received,
     RequestHead,
     ResponseHead,
 )
@@ -79,9 +80,10 @@ class H1Server:
         c = self._conn
         return f"<H1Server client={c.their_state} us={c.our_state} buffered={self.buffered_bytes}>"
 
-    def receive_data(self, data: bytes | bytearray) -> None:
-        """Feed bytes from the socket; ``b""`` means the client closed (EOF)."""
-        self._conn.receive_data(bytes(data) if isinstance(data, bytearray) else data)
+    def receive_data(self, data: Received) -> None:
+        """Feed bytes from the socket; ``b""`` means the client closed (EOF).
+        h11 appends them to its own buffer (a memoryview is copied there)."""
+        self._conn.receive_data(data)  # type: ignore[arg-type]
 
     def next_event(self) -> ServerEvent:
         if self._conn.their_state is h11.IDLE:
@@ -244,8 +246,8 @@ class H1Client:
     def send_failed(self) -> None:
         self._conn.send_failed()
 
-    def receive_data(self, data: bytes | bytearray) -> None:
-        self._conn.receive_data(bytes(data) if isinstance(data, bytearray) else data)
+    def receive_data(self, data: Received) -> None:
+        self._conn.receive_data(data)  # type: ignore[arg-type]
 
     def next_event(self) -> ClientEvent:
         try:

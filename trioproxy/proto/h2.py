@@ -36,6 +36,7 @@ from trioproxy.proto.events import (
     EndOfMessage,
     Headers,
     InformationalResponse,
+    Received,
     RequestHead,
     ResponseHead,
     StreamReset,
@@ -95,7 +96,7 @@ class GoAwaySplitter:
         self._passing = 0  # bytes of the current non-GOAWAY frame still to pass through
         self._held = b""
 
-    def feed(self, data: bytes | bytearray) -> list[bytes | ConnectionEnded]:
+    def feed(self, data: Received) -> list[bytes | ConnectionEnded]:
         data = self._held + data if self._held else bytes(data)
         self._held = b""
         out: list[bytes | ConnectionEnded] = []
@@ -218,7 +219,7 @@ class _H2Base:
     def data_to_send(self) -> bytes:
         return self.conn.data_to_send()
 
-    def receive_data(self, data: bytes | bytearray) -> list[H2Event]:
+    def receive_data(self, data: Received) -> list[H2Event]:
         """Feed bytes; raise ProtocolError on a connection error (h2 has then
         queued a GOAWAY: send ``data_to_send()`` and close)."""
         out: list[H2Event] = []
@@ -329,7 +330,7 @@ class H2Server(_H2Base):
         self._accepted: set[int] = set()  # streams dispatched and not yet closed
         self.goaway_last_id: int | None = None
 
-    def receive_data(self, data: bytes | bytearray) -> list[H2Event]:
+    def receive_data(self, data: Received) -> list[H2Event]:
         events = super().receive_data(data)
         last = self.goaway_last_id
         if last is None:

@@ -18,7 +18,6 @@ import h2.errors
 import trio
 
 from trioproxy.errors import UpstreamError, about_upstream
-from trioproxy.inbound.writer import WindowGate, Writer, send_flow_controlled
 from trioproxy.proto.errors import ProtocolError
 from trioproxy.proto.events import (
     BadRequest,
@@ -30,6 +29,7 @@ from trioproxy.proto.events import (
     StreamReset,
 )
 from trioproxy.proto.h2 import ConnectionEnded, H2Client, StreamEvent, WindowOpened
+from trioproxy.transport.h2writer import WindowGate, Writer, send_flow_controlled
 from trioproxy.upstream.lease import UpstreamClosed, UpstreamWriteFailed
 
 log = logging.getLogger("trioproxy.upstream.h2")

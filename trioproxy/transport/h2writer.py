@@ -64,10 +64,15 @@ async def send_flow_controlled(
         writer.request()
 
 
+class _Sender(Protocol):
+    async def send_all(self, data: bytes) -> None: ...
+
+
 class Writer:
     def __init__(
-        self, stream: trio.abc.Stream, take: Callable[[], bytes], *, stall_timeout: float = 60.0
+        self, stream: _Sender, take: Callable[[], bytes], *, stall_timeout: float = 60.0
     ) -> None:
+        """``stream``: a ByteIO or any trio Stream (send_all is all it needs)."""
         self._stream = stream
         self._stall_timeout = stall_timeout  # seconds one write may block (peer not reading)
         self.busy = False  # a write is blocked on the socket right now
