@@ -92,10 +92,10 @@ class RateLimited(ProxyError):
 
 
 class Overloaded(ProxyError):
-    """The proxy itself cannot take the request now. 529 with `retry-after`:
-    clients back off and come back."""
+    """The proxy itself cannot take the request now (every upstream connection
+    it may open is busy). 503 with `retry-after`: clients back off and retry."""
 
-    status, error_type = 529, "overloaded_error"
+    status, error_type = 503, "overloaded_error"
 
 
 class ClientGone(Exception):

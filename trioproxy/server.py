@@ -29,11 +29,12 @@ from trioproxy.accounting.ledger import Ledger
 from trioproxy.admin.endpoints import AdminApp
 from trioproxy.config import Config, ConfigError, Endpoint, binding_problem, is_loopback
 from trioproxy.config.model import ProviderConfig
-from trioproxy.handler import Proxy
+from trioproxy.exchange.proxy import Proxy
 from trioproxy.inbound.conn import handle_connection, make_server_ssl_context
 from trioproxy.inbound.exchange import App
 from trioproxy.routing.router import Router
 from trioproxy.state import ServerState
+from trioproxy.upstream.connect import tcp_connector
 from trioproxy.upstream.pool import UpstreamPool, open_pools
 
 log = logging.getLogger("trioproxy.server")
@@ -307,7 +308,10 @@ class Server:
         cfg = self.config
         await self.router.open_store(cfg.state_dir)
         upstreams = {p.name: p.upstream for p in cfg.routing.providers}
-        async with open_pools(upstreams, max_head_bytes=cfg.limits.max_head_bytes) as pools:
+        connector = tcp_connector(self.state.listening.buffer)
+        async with open_pools(
+            upstreams, max_head_bytes=cfg.limits.max_head_bytes, connector=connector
+        ) as pools:
             self.pools = self.state.pools = pools
             async with trio.open_nursery() as background:
                 await background.start(self.router.serve)

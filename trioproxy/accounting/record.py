@@ -20,6 +20,7 @@ class RequestRecord:
     method: str
     path: str  # without the query string
     protocol: str
+    peer: str = ""  # the client's address (HOST:PORT)
     started: float = field(default_factory=time.time)  # wall clock, for the log line
     started_monotonic: float = field(default_factory=time.monotonic)  # for durations
     caller: str = ""

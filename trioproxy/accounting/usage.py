@@ -13,6 +13,7 @@ never touched.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,17 +56,29 @@ class Usage:
 
 
 class UsageObserver:
-    """Feed it the response body as it passes; read ``usage`` at the end."""
+    """Feed it the response body as it passes; read ``usage`` at the end.
+    It keeps references to chunks, never copies on the way (a stream's
+    events are joined only at the end, and only its first and last KiB)."""
 
-    __slots__ = ("_head", "_json", "_json_bytes", "_stream", "_tail", "_total", "usage")
+    __slots__ = (
+        "_head",
+        "_head_len",
+        "_json",
+        "_json_bytes",
+        "_stream",
+        "_tail",
+        "_tail_len",
+        "usage",
+    )
 
     def __init__(self, *, event_stream: bool) -> None:
         self._stream = event_stream
         self._json: list[bytes] = []  # references to the chunks: joined once at the end
         self._json_bytes = 0
-        self._head = bytearray()
-        self._tail = b""
-        self._total = 0
+        self._head: list[bytes] = []  # the chunks that hold the first HEAD + TAIL bytes
+        self._head_len = 0
+        self._tail: deque[bytes] = deque()  # the chunks that hold the last TAIL bytes after them
+        self._tail_len = 0
         self.usage = Usage()
 
     def feed(self, chunk: bytes) -> None:
@@ -74,22 +87,24 @@ class UsageObserver:
                 self._json.append(chunk)
                 self._json_bytes += len(chunk)
             return
-        self._total += len(chunk)
-        if len(self._head) < HEAD + TAIL:  # small streams are kept whole
-            self._head += chunk[: HEAD + TAIL - len(self._head)]
-        if len(chunk) >= TAIL:
-            self._tail = chunk[-TAIL:]
-        else:
-            self._tail = (self._tail + chunk)[-TAIL:]
+        if self._head_len < HEAD + TAIL:  # small streams are kept whole
+            self._head.append(chunk)
+            self._head_len += len(chunk)
+            return
+        tail = self._tail
+        tail.append(chunk)
+        self._tail_len += len(chunk)
+        while self._tail_len - len(tail[0]) >= TAIL:
+            self._tail_len -= len(tail.popleft())
 
     def _scan_stream(self) -> None:
-        if self._total <= HEAD + TAIL:
-            whole = bytes(self._head)
-            self._scan(whole, 0, len(whole))
+        head = b"".join(self._head)
+        if not self._tail and len(head) <= HEAD + TAIL:
+            self._scan(head, 0, len(head))
             return
-        head = bytes(self._head[:HEAD])
-        self._scan(head, 0, head.rfind(b"\n") + 1)  # whole lines only
-        tail = self._tail
+        start = head[:HEAD]
+        self._scan(start, 0, start.rfind(b"\n") + 1)  # whole lines only
+        tail = (head[-TAIL:] + b"".join(self._tail))[-TAIL:]
         self._scan(tail, tail.find(b"\n") + 1, len(tail))
 
     def _scan(self, data: bytes, lo: int, hi: int) -> None:

@@ -172,6 +172,7 @@ def _build(
             keepalive_idle=p["timeouts.keepalive_idle"],
             drain=p["timeouts.drain"],
             drain_grace=p["timeouts.drain_grace"],
+            pool=p["timeouts.pool"],
         ),
         limits=Limits(
             max_body_bytes=p["limits.max_body_bytes"],

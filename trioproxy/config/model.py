@@ -195,6 +195,7 @@ class Timeouts:
     keepalive_idle: float
     drain: float
     drain_grace: float = 10.0
+    pool: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

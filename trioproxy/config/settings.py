@@ -191,8 +191,8 @@ SETTINGS: tuple[Setting, ...] = (
         "upstream.max_connections",
         "TRIOPROXY_UPSTREAM_MAX_CONNECTIONS",
         parse_positive_int,
-        256,
-        "connections per upstream origin, in use or idle",
+        4096,
+        "HTTP/1.1 connections per upstream origin, in use or idle (HTTP/2 multiplexes on a few)",
     ),
     Setting(
         "upstream.idle_timeout",
@@ -355,6 +355,13 @@ SETTINGS: tuple[Setting, ...] = (
         parse_seconds,
         10.0,
         "upstream connect + TLS handshake (then 502)",
+    ),
+    Setting(
+        "timeouts.pool",
+        "TRIOPROXY_POOL_TIMEOUT",
+        parse_seconds,
+        10.0,
+        "a request waiting this long for a free upstream connection (all max_connections busy) gets 503 overloaded_error",
     ),
     Setting(
         "timeouts.response_headers",

@@ -12,6 +12,7 @@ never prose.
 from __future__ import annotations
 
 import re
+from collections import deque
 
 _STREAM = re.compile(rb'"stream"\s*:\s*true')
 _THINKING = re.compile(rb'"thinking"\s*:\s*\{|"type"\s*:\s*"(?:redacted_)?thinking"')
@@ -19,26 +20,38 @@ WINDOW = 16 * 1024  # bytes kept from each end of the body
 
 
 class BodyTraits:
-    __slots__ = ("_head", "_tail", "_total")
+    """Keeps references to the chunks that hold the first and the last
+    WINDOW bytes (no copy on the request path); joins them only when asked."""
+
+    __slots__ = ("_head", "_head_len", "_tail", "_tail_len", "_total")
 
     def __init__(self) -> None:
-        self._head = b""
-        self._tail = b""
+        self._head: list[bytes] = []
+        self._head_len = 0
+        self._tail: deque[bytes] = deque()
+        self._tail_len = 0
         self._total = 0
 
     def feed(self, chunk: bytes) -> None:
-        """Keeps at most WINDOW bytes from each end: a copy of a few KiB per
-        chunk, never of the body."""
-        if len(self._head) < WINDOW:
-            self._head += chunk[: WINDOW - len(self._head)]
-        self._tail = (self._tail + chunk[-WINDOW:])[-WINDOW:]
         self._total += len(chunk)
+        if self._head_len < WINDOW:
+            self._head.append(chunk)
+            self._head_len += len(chunk)
+            return
+        tail = self._tail
+        tail.append(chunk)
+        self._tail_len += len(chunk)
+        while self._tail_len - len(tail[0]) >= WINDOW:
+            self._tail_len -= len(tail.popleft())
 
     def _search(self, pattern: re.Pattern[bytes]) -> bool:
-        if self._total <= 2 * WINDOW:  # head and tail cover it all: join them once
-            overlap = len(self._head) + len(self._tail) - self._total
-            return pattern.search(self._head + self._tail[overlap:]) is not None
-        return pattern.search(self._head) is not None or pattern.search(self._tail) is not None
+        head = b"".join(self._head)
+        if not self._tail:  # the head holds it all
+            return pattern.search(head) is not None
+        tail = (head[-WINDOW:] + b"".join(self._tail))[-WINDOW:]
+        if self._total <= 2 * WINDOW:  # head and tail cover it all: one search
+            return pattern.search(head + b"".join(self._tail)) is not None
+        return pattern.search(head[:WINDOW]) is not None or pattern.search(tail) is not None
 
     @property
     def stream(self) -> bool:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import select
 import ssl
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from trioproxy.config.model import Origin, UpstreamConfig
 from trioproxy.errors import UpstreamError
+from trioproxy.transport.byteio import ByteIO, ReadBuffer, SocketIO, StreamIO, take_socket
 
 
 def make_client_ssl_context(cfg: UpstreamConfig) -> ssl.SSLContext:
@@ -18,6 +19,23 @@ def make_client_ssl_context(cfg: UpstreamConfig) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(["h2", "http/1.1"] if cfg.http2 else ["http/1.1"])
     return ctx
+
+
+Connector = Callable[[Origin, ssl.SSLContext | None], Awaitable[tuple[ByteIO, str]]]
+
+
+def tcp_connector(buffer: ReadBuffer) -> Connector:
+    """The connector the pool uses: real TCP (and TLS), cleartext
+    connections on raw socket I/O sharing the server's read buffer. Tests
+    give the pool another (memory streams)."""
+
+    async def connect(origin: Origin, ssl_context: ssl.SSLContext | None) -> tuple[ByteIO, str]:
+        stream, alpn = await open_transport(origin, ssl_context)
+        if isinstance(stream, trio.SocketStream):
+            return SocketIO(take_socket(stream), buffer), alpn
+        return StreamIO(stream), alpn
+
+    return connect
 
 
 async def open_transport(
@@ -61,23 +79,3 @@ async def open_transport(
         await trio.aclose_forcefully(tcp)
         raise
     return tls, tls.selected_alpn_protocol() or "http/1.1"
-
-
-def socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
-    inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
-    return inner.socket if isinstance(inner, trio.SocketStream) else None
-
-
-def looks_closed(stream: trio.abc.Stream) -> bool:
-    """An idle HTTP/1.1 connection must have nothing to read: readable means
-    the server closed it (EOF/RST) or sent junk. Either way, do not reuse it.
-    A zero-timeout poll, so it never blocks the loop."""
-    sock = socket_of(stream)
-    if sock is None:
-        return False
-    try:
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
-        return bool(poller.poll(0))
-    except (OSError, ValueError):
-        return True

@@ -16,17 +16,29 @@ from trioproxy.proto.events import (
     ResponseHead,
 )
 from trioproxy.proto.h1 import ClientEvent, H1Client
-from trioproxy.upstream.connect import looks_closed
+from trioproxy.transport.byteio import ByteIO
 from trioproxy.upstream.lease import UpstreamClosed, UpstreamWriteFailed
-
-MAX_RECV = 256 * 1024  # bytes; one read from the upstream (fewer, larger reads for big bodies)
 
 
 class H1UpstreamConnection:
     protocol = "h1"
 
-    def __init__(self, stream: trio.abc.Stream, *, max_head_bytes: int, label: str) -> None:
-        self.stream = stream
+    __slots__ = (
+        "_max_head_bytes",
+        "_pending",
+        "_received_any",
+        "_response_done",
+        "broken",
+        "idle_since",
+        "io",
+        "label",
+        "proto",
+        "requests",
+        "reused",
+    )
+
+    def __init__(self, io: ByteIO, *, max_head_bytes: int, label: str) -> None:
+        self.io = io
         self.label = label  # the origin, for messages
         self._max_head_bytes = max_head_bytes
         self.proto = H1Client(max_head_bytes=max_head_bytes)
@@ -55,11 +67,13 @@ class H1UpstreamConnection:
         return self.proto.reusable()
 
     def is_stale(self) -> bool:
-        return self.broken or looks_closed(self.stream)
+        """An idle connection must have nothing to read: readable means the
+        server closed it (or sent junk). Either way, do not reuse it."""
+        return self.broken or bool(self.io.peer_gone())
 
     async def aclose(self) -> None:
         self.broken = True
-        await trio.aclose_forcefully(self.stream)
+        await self.io.aclose()
 
     # -- sending --------------------------------------------------------------
     async def _write(self, data: bytes) -> None:
@@ -69,8 +83,8 @@ class H1UpstreamConnection:
         if not data:
             return
         try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            await self.io.send_all(data)
+        except trio.BrokenResourceError as exc:
             self.broken = True
             self.proto.send_failed()
             raise UpstreamWriteFailed(str(exc)) from exc
@@ -105,10 +119,7 @@ class H1UpstreamConnection:
                 ) from None
             if not isinstance(ev, NeedData):
                 return ev
-            try:
-                data = await self.stream.receive_some(MAX_RECV)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
+            data = await self.io.receive()
             if data:
                 self._received_any = True
             self.proto.receive_data(data)

@@ -29,12 +29,12 @@ from trioproxy.proto.events import (
     StreamReset,
 )
 from trioproxy.proto.h2 import ConnectionEnded, H2Client, StreamEvent, WindowOpened
+from trioproxy.transport.byteio import ByteIO
 from trioproxy.transport.h2writer import WindowGate, Writer, send_flow_controlled
 from trioproxy.upstream.lease import UpstreamClosed, UpstreamWriteFailed
 
 log = logging.getLogger("trioproxy.upstream.h2")
 
-MAX_RECV = 64 * 1024  # bytes; one read from the upstream
 STREAM_WINDOW = 1024 * 1024  # bytes the upstream may send on one stream before we ack
 LOCAL_STREAM_CAP = 256  # streams we put on one connection even if the peer allows more
 
@@ -46,11 +46,11 @@ StreamItem = (
 class H2UpstreamConnection:
     protocol = "h2"
 
-    def __init__(self, stream: trio.abc.Stream, *, label: str) -> None:
-        self.stream = stream
+    def __init__(self, io: ByteIO, *, label: str) -> None:
+        self.io = io
         self.label = label
         self.proto = H2Client(stream_window=STREAM_WINDOW)
-        self.writer = Writer(stream, self.proto.data_to_send)
+        self.writer = Writer(io, self.proto.data_to_send)
         self.streams: dict[int, H2UpstreamStream] = {}
         self.leased = 0  # leases handed out and not yet released
         self.requests = 0
@@ -98,7 +98,7 @@ class H2UpstreamConnection:
         finally:
             self._die("closed the connection")
             with trio.move_on_after(1.0, shield=True):
-                await self.stream.aclose()
+                await self.io.aclose()
         if not started:
             raise about_upstream(
                 UpstreamClosed,
@@ -113,10 +113,7 @@ class H2UpstreamConnection:
 
     async def _read_loop(self, scope: trio.CancelScope) -> None:
         while True:
-            try:
-                data = await self.stream.receive_some(MAX_RECV)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
+            data = await self.io.receive()
             if not data:
                 self._die("closed the connection")
                 scope.cancel()

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import trio
 
 from trioproxy.config.model import UpstreamConfig
-from trioproxy.upstream.connect import make_client_ssl_context, open_transport
+from trioproxy.errors import UpstreamError, about_upstream
+from trioproxy.upstream.connect import Connector, make_client_ssl_context
 from trioproxy.upstream.h1 import H1UpstreamConnection
 from trioproxy.upstream.h2 import H2UpstreamConnection, H2UpstreamStream
 from trioproxy.upstream.lease import Lease
@@ -128,10 +129,23 @@ class PoolState:
         return reusable
 
 
+class PoolTimeout(Exception):
+    """Every connection the pool may hold is in use, and none came free in
+    time (the caller answers 503 overloaded_error)."""
+
+
 class UpstreamPool:
-    def __init__(self, up: UpstreamConfig, nursery: trio.Nursery, *, max_head_bytes: int) -> None:
+    def __init__(
+        self,
+        up: UpstreamConfig,
+        nursery: trio.Nursery,
+        *,
+        max_head_bytes: int,
+        connector: Connector,
+    ) -> None:
         origin = up.origin
         self.origin = origin
+        self._connector = connector
         self._nursery = nursery  # HTTP/2 connections' reader/writer tasks live here
         self._max_head_bytes = max(max_head_bytes, 64 * 1024)
         self._ssl: ssl.SSLContext | None = (
@@ -156,11 +170,16 @@ class UpstreamPool:
         self._changed.set()
         self._changed = trio.Event()
 
-    async def acquire(self, *, fresh: bool = False) -> Lease:
+    async def acquire(
+        self, *, fresh: bool = False, connect_timeout: float = 10.0, pool_timeout: float = 10.0
+    ) -> Lease:
         """A lease: a stream on an HTTP/2 connection with room, an idle HTTP/1.1
         connection, or a new connection. ``fresh`` skips reuse (the one retry
-        after a stale connection). Waits when ``max_connections`` are busy. The
-        caller bounds the wait and the connect with a cancel scope."""
+        after a stale connection). A new connection must be up (TLS included)
+        within ``connect_timeout`` (else UpstreamError); when
+        ``max_connections`` are busy, one must come free within
+        ``pool_timeout`` (else PoolTimeout): nothing waits forever."""
+        deadline: float | None = None  # for a free connection, once at the cap
         while True:
             if not fresh:
                 h2conn = self.state.take_h2()
@@ -174,13 +193,19 @@ class UpstreamPool:
                 if self.protocol != "h1" and self.state.opening:
                     # A connection that may multiplex is on its way: wait for it
                     # rather than opening one per waiting request.
-                    await self._changed.wait()
+                    with trio.move_on_after(connect_timeout) as scope:
+                        await self._changed.wait()
+                    if scope.cancelled_caught:
+                        raise self._connect_timeout(connect_timeout)
                     continue
             elif self.state.idle and self.state.total >= self.state.max_connections:
                 await self._close_h1([self.state.idle.popleft()])
             if self.state.reserve_new():
                 try:
-                    new = await self._open()
+                    with trio.move_on_after(connect_timeout) as scope:
+                        new = await self._open()
+                    if scope.cancelled_caught:
+                        raise self._connect_timeout(connect_timeout)
                 except BaseException:
                     self.state.open_failed()
                     self._notify()
@@ -191,23 +216,31 @@ class UpstreamPool:
                     return new.lease()
                 new.begin_lease(reused=False)
                 return new
-            await self._changed.wait()
+            if deadline is None:
+                deadline = trio.current_time() + pool_timeout
+            with trio.move_on_at(deadline) as scope:
+                await self._changed.wait()
+            if scope.cancelled_caught:
+                raise PoolTimeout(f"{self.origin}: {self.state!r}")
+
+    def _connect_timeout(self, seconds: float) -> UpstreamError:
+        return about_upstream(
+            UpstreamError, self.origin, f"could not be connected to within {seconds:g} s"
+        )
 
     async def _open(self) -> H1UpstreamConnection | H2UpstreamConnection:
-        stream, alpn = await open_transport(self.origin, self._ssl)
+        io, alpn = await self._connector(self.origin, self._ssl)
         if self._prior_knowledge or alpn == "h2":
             self.protocol = "h2"
-            conn = H2UpstreamConnection(stream, label=str(self.origin))
+            conn = H2UpstreamConnection(io, label=str(self.origin))
             try:
                 await self._nursery.start(conn.serve)  # until the server's SETTINGS arrived
             except BaseException:
-                await trio.aclose_forcefully(stream)
+                await io.aclose()
                 raise
             return conn
         self.protocol = "h1"
-        return H1UpstreamConnection(
-            stream, max_head_bytes=self._max_head_bytes, label=str(self.origin)
-        )
+        return H1UpstreamConnection(io, max_head_bytes=self._max_head_bytes, label=str(self.origin))
 
     async def release(self, lease: Lease) -> None:
         """Return a lease when its response body has ended (or it failed)."""
@@ -251,13 +284,13 @@ class UpstreamPool:
 
 @asynccontextmanager
 async def open_pools(
-    upstreams: Mapping[str, UpstreamConfig], *, max_head_bytes: int
+    upstreams: Mapping[str, UpstreamConfig], *, max_head_bytes: int, connector: Connector
 ) -> AsyncIterator[dict[str, UpstreamPool]]:
     """One pool per provider (by name), with their background tasks.
     Connections open lazily, so a provider never used costs nothing."""
     async with trio.open_nursery() as nursery:
         pools = {
-            name: UpstreamPool(up, nursery, max_head_bytes=max_head_bytes)
+            name: UpstreamPool(up, nursery, max_head_bytes=max_head_bytes, connector=connector)
             for name, up in upstreams.items()
         }
         for pool in pools.values():

@@ -10,19 +10,17 @@ retry replays: then whatever is still owed is acknowledged at once.
 
 from __future__ import annotations
 
-import trio
-
-from trioproxy.errors import ClientTimeout, RequestTooLarge
+from trioproxy.errors import RequestTooLarge
 from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.pipeline.traits import BodyTraits
 from trioproxy.proto.events import BodyChunk
 
 
 class RequestBody:
-    def __init__(self, ex: ClientExchange, *, max_bytes: int, idle_timeout: float) -> None:
+    def __init__(self, ex: ClientExchange, *, max_bytes: int, declared: int | None) -> None:
         self._ex = ex
         self._max = max_bytes
-        self._idle = idle_timeout
+        self.declared = declared  # Content-Length, when the client sent one
         self.total = 0
         self.done = not ex.has_body
         self._kept: list[bytes] = []
@@ -41,12 +39,10 @@ class RequestBody:
         return list(self._kept)
 
     async def read(self) -> BodyChunk | None:
+        """The next chunk (the transport enforces the body idle timeout)."""
         if self.done:
             return None
-        with trio.move_on_after(self._idle) as scope:
-            chunk = await self._ex.receive_body()
-        if scope.cancelled_caught:
-            raise ClientTimeout(f"no request body data received for {self._idle:g} s")
+        chunk = await self._ex.receive_body()
         if chunk is None:
             self.done = True
             return None

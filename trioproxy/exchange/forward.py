@@ -1,0 +1,313 @@
+"""Forwarding: the router's plan executed, and every decision about what
+happens after an attempt taken here, in one place.
+
+For each provider in the plan, attempts are made (attempt.py) and judged
+(``Verdict``): the answer goes to the client (respond.relay), or it is held
+back and the same provider is tried again (503 and connection errors, with
+backoff, within the retry budget) or the next one is. Each provider records
+the request's stay in its health exactly once. When every provider failed,
+the last upstream answer goes to the client verbatim; if none answered, a
+502 (or 504) in Anthropic's shape names the providers tried, never an
+upstream address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import trio
+
+from trioproxy.accounting.usage import requested_model
+from trioproxy.config.model import ProviderConfig
+from trioproxy.errors import (
+    InvalidRequest,
+    PermissionDenied,
+    ProxyError,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from trioproxy.exchange.attempt import Attempt
+from trioproxy.exchange.body import RequestBody
+from trioproxy.exchange.respond import deliver_kept, relay
+from trioproxy.exchange.stages import PER_PROVIDER, REQUEST, run_whole
+from trioproxy.exchange.trip import Trip
+from trioproxy.pipeline.auth import presented_credential
+from trioproxy.pipeline.forward import check_declared_length
+from trioproxy.proto.events import RequestHead, ResponseHead
+from trioproxy.routing.decide import (
+    Next,
+    NoProvider,
+    Outcome,
+    UnknownProvider,
+    after_failure,
+    classify,
+    cooldown_key,
+    parse_retry_after,
+)
+from trioproxy.routing.health import PROVIDER
+from trioproxy.routing.router import Router
+from trioproxy.upstream.pool import UpstreamPool
+
+log = logging.getLogger("trioproxy.exchange")
+
+PIN_HEADER = b"x-trioproxy-provider"
+SESSION_HEADER = b"x-claude-code-session-id"
+
+
+class Forwarding:
+    """One request's trip upstream."""
+
+    __slots__ = ("body", "pools", "router", "trip")
+
+    def __init__(self, trip: Trip, pools: dict[str, UpstreamPool], router: Router) -> None:
+        self.trip = trip
+        self.pools = pools
+        self.router = router
+        cfg, ex = trip.cfg, trip.ex
+        declared = check_declared_length(ex.head, cfg.limits.max_body_bytes)
+        self.body = RequestBody(ex, max_bytes=cfg.limits.max_body_bytes, declared=declared)
+
+    async def run(self) -> None:
+        trip, router, body = self.trip, self.router, self.body
+        ex, record, routing = trip.ex, trip.record, trip.cfg.routing
+        pin = self._pin()
+        session_raw = ex.head.header(SESSION_HEADER)
+        session = session_raw.decode("latin-1") if session_raw else None
+        whole: bytes | None = None  # the body read whole, for the stages and for retries
+        try:
+            stages = [s for make in REQUEST if (s := make(trip)) is not None]
+            if (stages or routing.needs_body) and ex.has_body:
+                whole = run_whole(stages, await body.read_all())
+                if routing.needs_body and (parsed := trip.parsed_body(whole)) is not None:
+                    session = session or parsed.session_id
+                    record.model_requested = parsed.model or ""
+            caller_key = _caller_key(ex.head) if routing.passthrough else ""
+            try:
+                plan = router.plan(pin=pin, session=session, caller_key=caller_key)
+            except UnknownProvider as exc:
+                raise InvalidRequest(
+                    f"x-trioproxy-provider: no provider named {exc.args[0]!r} "
+                    f"(known: {', '.join(routing.names)})"
+                ) from None
+            except NoProvider as exc:  # a quota the operator set: the proxy's own 429
+                raise RateLimited(exc.message, retry_after=exc.retry_after) from None
+            # Thinking blocks in the history were signed by the session's last
+            # provider (or, for a session we do not know, the first choice).
+            trip.home = router.family_of(router.session_provider(session)) or plan[0].family
+            router.forwarding += 1
+            try:
+                await self._try_all(plan, whole, session, caller_key)
+            finally:
+                router.forwarding -= 1
+        finally:
+            record.bytes_in = body.total
+            record.body_complete = body.done
+            record.traits = body.traits
+            if not record.model_requested and body.first:
+                record.model_requested = requested_model(body.first[:4096])
+
+    def _pin(self) -> str | None:
+        raw = self.trip.ex.head.header(PIN_HEADER)
+        if raw is None:
+            return None
+        if not self.trip.cfg.routing.allow_pin:
+            raise PermissionDenied(
+                "x-trioproxy-provider: pinning requests to a provider is not enabled on this "
+                "proxy (routing.allow_pin)"
+            )
+        return raw.decode("latin-1").strip()
+
+    async def _try_all(
+        self,
+        plan: list[ProviderConfig],
+        whole: bytes | None,
+        session: str | None,
+        caller_key: str,
+    ) -> None:
+        trip, router, body = self.trip, self.router, self.body
+        ex, record = trip.ex, trip.record
+        kept: tuple[ResponseHead, bytes | None] | None = None  # the last answer held back
+        error: ProxyError | None = None  # the last failure without an answer
+        tried: list[str] = []
+        for index, provider in enumerate(plan):
+            tried.append(provider.name)
+            record.provider, record.providers_tried = provider.name, ",".join(tried)
+            verdict = Verdict(
+                trip,
+                router,
+                provider,
+                more=index < len(plan) - 1,
+                key=cooldown_key(provider, caller_key),
+            )
+            payload = whole
+            if whole is not None:
+                edits = [s for make in PER_PROVIDER if (s := make(trip, provider)) is not None]
+                payload = run_whole(edits, whole) if edits else whole
+            pool = self.pools[provider.name]
+            retrying = False  # holding a place in the retry budget
+            try:
+                while True:
+                    try:
+                        async with Attempt(trip, provider, pool, body, payload).open() as answer:
+                            if verdict.judge(answer.head, answer.latency):
+                                await relay(trip, answer, body, pool.origin)
+                                router.remember_session(session, provider.name)
+                                return
+                            held = await answer.keep(trip.cfg.timeouts.upstream_body_idle)
+                            kept, error = (answer.head, held), None
+                    except (UpstreamError, UpstreamTimeout) as exc:
+                        if ex.response_started:
+                            raise
+                        verdict.connection_failed(exc)
+                        error = exc
+                    finally:
+                        if retrying:
+                            router.retrying -= 1
+                            retrying = False
+                    nxt = verdict.next
+                    if nxt.retry_in is None:
+                        break
+                    verdict.retry += 1
+                    record.retries += 1
+                    router.count_retry(provider.name)
+                    log.info(
+                        "%s: %s failed (%s); retry %d in %.2f s",
+                        ex.request_id,
+                        provider.name,
+                        verdict.reason,
+                        verdict.retry,
+                        nxt.retry_in,
+                    )
+                    router.retrying += 1
+                    retrying = True
+                    await trio.sleep(nxt.retry_in)
+            finally:
+                if retrying:
+                    router.retrying -= 1
+                verdict.settle()
+            if verdict.more:
+                record.failovers += 1
+                router.count_failover(provider.name)
+                log.info(
+                    "%s: failing over from %s (%s)", ex.request_id, provider.name, verdict.reason
+                )
+        if kept is not None:
+            # Some provider answered (maybe not the last one tried): clients
+            # match on the API's own words, so that answer goes back verbatim.
+            head, data = kept
+            if data is None:
+                trip.record.status = head.status
+                raise UpstreamError(
+                    f"the upstream answered {head.status}; the answer could not be kept"
+                )
+            await deliver_kept(trip, head, data)
+            return
+        assert error is not None
+        cls = UpstreamTimeout if isinstance(error, UpstreamTimeout) else UpstreamError
+        names = ", ".join(tried)
+        raise cls(
+            f"{error.message} (providers tried: {names})",
+            detail=f"{error.detail} (providers tried: {names})",
+        )
+
+
+class Verdict:
+    """Judges each attempt on one provider, and records the request's stay
+    there in the provider's health exactly once (``settle``): one client
+    request is one outcome for the breaker, however many attempts it made."""
+
+    __slots__ = (
+        "health",
+        "key",
+        "latency",
+        "more",
+        "next",
+        "outcome",
+        "provider",
+        "reason",
+        "retry",
+        "router",
+        "trip",
+        "visit",
+    )
+
+    def __init__(
+        self, trip: Trip, router: Router, provider: ProviderConfig, *, more: bool, key: str
+    ) -> None:
+        self.trip = trip
+        self.router = router
+        self.provider = provider
+        self.more = more  # another provider can still be tried after this one
+        self.key = key  # whose cooldown a 429 starts (see decide.cooldown_key)
+        self.health = router.health_of(provider.name)
+        self.visit = self.health.begin(trio.current_time())
+        self.retry = 0
+        self.next = Next(None)
+        self.outcome: Outcome | None = None  # the last attempt's
+        self.latency = 0.0
+        self.reason = ""
+
+    def _decide(self, outcome: Outcome, retry_after: float | None, status: int | None) -> Next:
+        routing, router = self.trip.cfg.routing, self.router
+        self.outcome = outcome
+        nxt = after_failure(
+            outcome,
+            retry=self.retry,
+            retries=self.provider.retries,
+            retry_after=retry_after,
+            cap=routing.retry_after_cap,
+            backoff=routing.backoff,
+            cooldown_s=self.provider.cooldown_s,
+            rand=router.rand(),
+            more=self.more,
+            budget_ok=router.retry_allowed(),
+            status=status,
+        )
+        if nxt.cooldown_for is not None:
+            now = trio.current_time()
+            key = PROVIDER if nxt.provider_wide else self.key
+            self.health.cool_down(key, now, now + nxt.cooldown_for, self.reason)
+        self.next = nxt
+        return nxt
+
+    def judge(self, head: ResponseHead, latency: float) -> bool:
+        """True: this answer goes to the client; False: it is held back
+        (retry or failover)."""
+        outcome = classify(head.status)
+        if outcome is Outcome.ANSWER:
+            self.outcome, self.latency, self.next = outcome, latency, Next(None)
+            return True
+        self.reason = f"HTTP {head.status}"
+        retry_after = parse_retry_after(head.header(b"retry-after"), time.time())
+        nxt = self._decide(outcome, retry_after, head.status)
+        # Nothing else to try: this answer goes to the client as it is.
+        return nxt.retry_in is None and not self.more
+
+    def connection_failed(self, exc: ProxyError) -> Next:
+        outcome = Outcome.FAILOVER if isinstance(exc, UpstreamTimeout) else Outcome.RETRY
+        self.reason = exc.detail
+        return self._decide(outcome, None, None)
+
+    def settle(self) -> None:
+        health, visit, now = self.health, self.visit, trio.current_time()
+        outcome = self.outcome
+        if outcome is None:
+            health.abandoned(visit)
+        elif outcome is Outcome.ANSWER:
+            health.succeeded(visit, now, self.provider.breaker, self.latency)
+        elif outcome.is_failure:
+            health.failed(visit, now, self.provider.breaker, self.reason)
+        else:
+            health.answered_not_now(visit)
+
+
+def _caller_key(head: RequestHead) -> str:
+    """A short keyed digest of the caller's own credential, for passthrough
+    cooldowns (never the credential itself: it is kept in memory as a key)."""
+    presented = presented_credential(head.headers)
+    if presented is None:
+        return ""
+    return hashlib.blake2b(presented, digest_size=12, key=b"trioproxy-cooldown").hexdigest()

@@ -1,0 +1,168 @@
+"""The upstream's answer on its way to the client, through the response
+stages (stages.py).
+
+Streamed as it arrives: each chunk is written to the client before the next
+is read, so a slow client slows the upstream (HTTP/2 credit is returned only
+then) and nothing is buffered, unless a stage needs the whole body (a JSON
+answer restored whole, so its content-length stays exact), within a cap.
+
+Until the first response bytes reach the client the request body is kept
+(a retry or failover may need it) and an upstream failure is raised for the
+caller to retry, fail over or answer. After, a failure is mirrored: the
+client's response ends the way the upstream's did (HTTP/1.1: closed without
+the last chunk; HTTP/2: RST_STREAM), so the client retries as it would
+going direct; with ``stream_failure = "error_event"`` an SSE stream gets a
+final ``event: error`` instead.
+"""
+
+from __future__ import annotations
+
+import time
+
+from trioproxy.errors import (
+    ProxyError,
+    UpstreamError,
+    UpstreamTimeout,
+    about_upstream,
+    sse_error_event,
+)
+from trioproxy.exchange.attempt import ERROR_BODY_MAX, Answer
+from trioproxy.exchange.body import RequestBody
+from trioproxy.exchange.stages import Chain, response_chain
+from trioproxy.exchange.trip import Trip
+from trioproxy.proto.events import ResponseHead
+from trioproxy.proto.headers import has_header, is_event_stream, response_headers_for_client
+
+_BOUNDARIES = (b"\n\n", b"\r\n\r\n", b"\r\r")  # an SSE event ends with a blank line
+
+
+def _note(trip: Trip, head: ResponseHead) -> None:
+    record = trip.record
+    record.status = head.status
+    record.stream = is_event_stream(head.headers)
+    record.upstream_request_id = (head.header(b"request-id") or b"").decode("latin-1")[:100]
+
+
+async def relay(trip: Trip, answer: Answer, body: RequestBody, origin: object) -> None:
+    """Stream ``answer`` to the client. Raises (UpstreamError and friends)
+    only while nothing has reached the client."""
+    ex, record = trip.ex, trip.record
+    upstream = answer.head
+    _note(trip, upstream)
+    record.time_to_headers_s = time.monotonic() - record.started_monotonic
+    head = ResponseHead(
+        upstream.status, response_headers_for_client(upstream.headers), upstream.reason
+    )
+    chain = response_chain(trip, upstream)
+    if chain is not None:
+        head = chain.head(head)
+        if chain.whole:
+            data = await _read_whole(trip, answer, origin)
+            data = chain.feed(data) + chain.end()
+            _finish_usage(trip, complete=True)
+            await deliver(trip, head, data)
+            return
+    await ex.send_head(head)
+    idle = trip.cfg.timeouts.upstream_body_idle
+    kept = True  # the request body is kept for a retry until response bytes reached the client
+    tail = b"\n\n"  # the last bytes written: is the client at an SSE event boundary?
+    try:
+        with trip.watchdog.guard(idle) as guard:
+            while (chunk := await answer.receive()) is not None:
+                guard.disarm()  # a slow client is not an idle upstream
+                if chain is not None:
+                    chunk = chain.feed(chunk)
+                    if not chunk:
+                        guard.extend(idle)
+                        continue
+                await ex.send_body(chunk)
+                record.bytes_out += len(chunk)
+                tail = chunk[-4:]
+                if kept:
+                    body.forget()  # from here on it is never replayed: do not hold it
+                    kept = False
+                guard.extend(idle)
+        if guard.expired:
+            raise about_upstream(
+                UpstreamTimeout, origin, f"sent nothing for {idle:g} s mid-response"
+            )
+        if chain is not None and (rest := chain.end()):
+            await ex.send_body(rest)
+            record.bytes_out += len(rest)
+    except (UpstreamError, UpstreamTimeout) as exc:
+        _finish_usage(trip, complete=False)
+        if not ex.response_started:
+            raise  # nothing reached the client: retried, failed over or answered
+        await _mirror(
+            trip, exc, chain, tail, framed=has_header(upstream.headers, b"content-length")
+        )
+        return
+    except BaseException:
+        _finish_usage(trip, complete=False)  # client gone: keep what was seen, flagged
+        raise
+    _finish_usage(trip, complete=True)
+    await ex.end()
+
+
+async def _mirror(
+    trip: Trip, exc: ProxyError, chain: Chain | None, tail: bytes, *, framed: bool
+) -> None:
+    """The upstream broke off after the client got bytes: end the client's
+    response the same way (or, by choice, with an SSE error event)."""
+    ex, record = trip.ex, trip.record
+    record.error = f"upstream failed mid-response: {exc.detail}"
+    record.forward_failed = True
+    if chain is not None and (rest := chain.end()):
+        await ex.send_body(rest)  # what the upstream did send, through the stages
+        tail = rest[-4:]
+    if record.stream and not framed and trip.cfg.stream_failure == "error_event":
+        sep = b"" if tail.endswith(_BOUNDARIES) else b"\n\n"
+        await ex.send_body(sep + sse_error_event("the upstream stream was interrupted"))
+        await ex.end()
+        return
+    # Mirrored: the client's stream ends the way the upstream's did, so the
+    # client retries exactly as it would going direct.
+    await ex.abort()
+
+
+async def _read_whole(trip: Trip, answer: Answer, origin: object) -> bytes:
+    """An answer a stage needs whole, read within the cap (nothing has
+    reached the client yet: a failure here is raised, not mirrored)."""
+    data = await answer.keep(trip.cfg.timeouts.upstream_body_idle)
+    if data is None:
+        raise about_upstream(
+            UpstreamError, origin, f"answer broke off or was over {ERROR_BODY_MAX} bytes"
+        )
+    return data
+
+
+async def deliver(trip: Trip, head: ResponseHead, data: bytes) -> None:
+    """A whole answer: with its exact length, in one write when it is small."""
+    ex = trip.ex
+    headers = [(n, v) for n, v in head.headers if n != b"content-length"]
+    headers.append((b"content-length", str(len(data)).encode()))
+    await ex.send_head(ResponseHead(head.status, headers, head.reason))
+    if data and ex.head.method != b"HEAD":
+        await ex.send_body(data)
+        trip.record.bytes_out += len(data)
+    await ex.end()
+
+
+async def deliver_kept(trip: Trip, head: ResponseHead, data: bytes) -> None:
+    """An upstream's error answer that was held back while other providers
+    were tried, verbatim (status, headers, body), through the stages."""
+    _note(trip, head)
+    out = ResponseHead(head.status, response_headers_for_client(head.headers), head.reason)
+    chain = response_chain(trip, head)
+    if chain is not None:
+        out = chain.head(out)
+        data = chain.feed(data) + chain.end()
+    await deliver(trip, out, data)
+
+
+def _finish_usage(trip: Trip, *, complete: bool) -> None:
+    stage = trip.usage_stage
+    if stage is not None:
+        trip.record.usage = stage.finish(complete=complete)
+    else:
+        trip.record.usage.complete = complete
