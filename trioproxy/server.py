@@ -25,7 +25,7 @@ from functools import partial
 
 import trio
 
-from trioproxy.accounting.ledger import Ledger
+from trioproxy.accounting.journal import Journal
 from trioproxy.admin.endpoints import AdminApp
 from trioproxy.config import Config, ConfigError, Endpoint, binding_problem, is_loopback
 from trioproxy.config.model import ProviderConfig
@@ -315,10 +315,12 @@ class Server:
             self.pools = self.state.pools = pools
             async with trio.open_nursery() as background:
                 await background.start(self.router.serve)
-                if cfg.usage_ledger:
-                    ledger = Ledger(cfg.state_dir, retention_days=cfg.usage_retention_days)
-                    await background.start(ledger.serve)
-                    self.state.ledger = ledger
+                journal = Journal(
+                    ledger_dir=cfg.state_dir if cfg.usage_ledger else None,
+                    retention_days=cfg.usage_retention_days,
+                )
+                self.state.journal = journal
+                await background.start(journal.serve)
                 await self.serve_app(
                     Proxy(self.state, pools, self.router),
                     admin_app=AdminApp(self.state),

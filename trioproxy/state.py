@@ -3,14 +3,14 @@
 The transports see only ``listening`` (inbound/context.py: request ids, the
 watchdog, drain and the connection counters); the proxy application and the
 admin endpoints see the rest too: the configuration requests start with,
-metrics, the router, the pools and the usage ledger.
+metrics, the router, the pools and the journal (access lines, ledger).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trioproxy.accounting.ledger import Ledger
+from trioproxy.accounting.journal import Journal
 from trioproxy.accounting.metrics import Metrics
 from trioproxy.config.model import Config
 from trioproxy.inbound.context import Listening
@@ -25,7 +25,7 @@ class ServerState:
     metrics: Metrics = field(default_factory=Metrics)
     router: Router | None = None  # set by the proxy server (admin endpoints read it)
     pools: dict[str, UpstreamPool] = field(default_factory=dict)  # by provider, while serving
-    ledger: Ledger | None = None  # the usage ledger, while serving (usage.ledger)
+    journal: Journal = field(default_factory=Journal)  # access lines and ledger rows
 
     def __post_init__(self) -> None:
         self.listening = Listening(self.config)

@@ -57,10 +57,11 @@ def body(kind: int) -> tuple[bytes, list[tuple[str, str]]]:
 
 def acceptable(status: int, complete: bool, data: bytes, kind: int) -> bool:
     if status == 200:
-        # Complete, or cut the way the upstream's was cut: after the first
-        # bytes reached the client (a stream mid-way, or an answer whose last
-        # DATA came but not its end), the client's response ends the same way.
-        return complete or bool(data)
+        # Complete, or cut the way the upstream's was cut. A stream's head goes
+        # to the client as it comes (its first event may be 30 ms later), so
+        # a kill in between is a cut with no body, as a direct client sees it.
+        # A sized answer's head waits for its first bytes: cut after them.
+        return complete or bool(data) or kind == 0
     if status in (502, 504):
         return orjson.loads(data)["type"] == "error"
     return False

@@ -14,7 +14,9 @@ import trio
 
 from tests.helpers import Running, h1_request, make_config, start_fake
 from tests.unit.test_ledger_report import row
-from trioproxy.accounting.ledger import FILENAME, Ledger, LedgerDB
+from trioproxy.accounting.journal import Journal
+from trioproxy.accounting.ledger import FILENAME, LedgerDB
+from trioproxy.accounting.record import RequestRecord
 from trioproxy.server import Server
 
 ALICE, BOB = "alice-secret-0123456789", "bob-secret-0123456789"
@@ -48,10 +50,9 @@ async def test_rows_match_the_metrics_and_the_cli_reads_them_live(
     fault = [("x-api-key", BOB), ("x-fake-fault", "400")]
     assert (await h1_request(proxy.port, "POST", "/v1/messages", fault, BODY % b"")).status == 400
     sent["bob"] += 1
-    ledger = server.state.ledger
-    assert ledger is not None
-    with trio.fail_after(5):  # batches go out within about a second
-        while ledger.written < 10:  # noqa: ASYNC110 (a worker thread writes: no event to wait on)
+    journal = server.state.journal
+    with trio.fail_after(5):  # batches go out within a fraction of a second
+        while journal.written < 10:  # noqa: ASYNC110 (a worker thread writes: no event to wait on)
             await trio.sleep(0.05)
 
     env = {**os.environ, "TRIOPROXY_STATE_DIR": str(tmp_path)}
@@ -89,14 +90,13 @@ async def test_queued_rows_are_written_at_shutdown_and_old_rows_pruned(tmp_path:
     db = LedgerDB(str(tmp_path / FILENAME))
     db.insert([row(old, "old", "m"), row(time.time() - 86400, "recent", "m")])
     db.close()
-    ledger = Ledger(str(tmp_path), retention_days=90)
+    journal = Journal(ledger_dir=str(tmp_path), retention_days=90)
+    cfg = make_config()
     async with trio.open_nursery() as nursery:
-        await nursery.start(ledger.serve)  # prunes at start
-        from trioproxy.accounting.record import RequestRecord
-
+        await nursery.start(journal.serve)  # prunes at start
         for i in range(3):
-            ledger.add(RequestRecord(f"req_{i}", "POST", "/v1/messages", "h1", status=200))
-        nursery.cancel_scope.cancel()  # before the batch's second is up
+            journal.add(RequestRecord(f"req_{i}", "POST", "/v1/messages", "h1", status=200), cfg)
+        nursery.cancel_scope.cancel()  # before the batch window is up
     db = LedgerDB(str(tmp_path / FILENAME))
     try:
         callers = [r["caller"] for r in db.rows(0)]

@@ -129,6 +129,47 @@ def test_h11_buffer_is_read_in_place() -> None:
     assert bytes(raw) == conn.trailing_data[0]
 
 
+def test_h11_headers_are_read_in_place_with_names_lowered() -> None:
+    """The fast path into h11's header list still exists and gives what
+    iterating h11's Headers gives (lower-cased names, values as sent)."""
+    import h11
+
+    from trioproxy.proto.h1 import _headers
+
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nX-Claude-Code: Yes Sir\r\n\r\n")
+    ev = conn.next_event()
+    assert isinstance(ev, h11.Request)
+    assert isinstance(ev.headers._full_items, list)
+    assert (
+        _headers(ev.headers)
+        == list(ev.headers)
+        == [
+            (b"host", b"x"),
+            (b"x-claude-code", b"Yes Sir"),
+        ]
+    )
+
+
+def test_heads_the_proxy_sends_are_still_checked_by_h11() -> None:
+    """Heads go to h11 unvalidated (_parsed=True), but its framing checks stay:
+    a conflicting Content-Length is still refused, not sent."""
+    import h11
+
+    c = H1Client(max_head_bytes=65536)
+    head = RequestHead(
+        b"POST",
+        b"/v1/messages",
+        [(b"host", b"x"), (b"content-length", b"1"), (b"content-length", b"2")],
+    )
+    with pytest.raises(h11.LocalProtocolError):
+        c.send_request_head(head, chunked=False)
+    ok = H1Client(max_head_bytes=65536).send_request_head(
+        RequestHead(b"GET", b"/v1/models", [(b"host", b"x"), (b"X-Up", b"v")]), chunked=False
+    )
+    assert ok == b"GET /v1/models HTTP/1.1\r\nhost: x\r\nX-Up: v\r\n\r\n"
+
+
 @pytest.mark.parametrize(
     ("raw", "status"),
     [

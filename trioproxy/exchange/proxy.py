@@ -3,9 +3,10 @@
 In order: a CORS preflight from a listed origin is answered (before auth,
 never forwarded, never counted); the proxy's own endpoints are served;
 anything else is a caller's request: authenticated, forwarded
-(forward.py), and accounted for (metrics, quotas, the usage ledger, the
-access line, and a diagnostic line when the forward failed). Errors the
-proxy makes are mapped to Anthropic's shape here, once (errors.py).
+(forward.py), and accounted for: metrics and quotas at once, the access
+line and the ledger row through the journal (written off the loop), and a
+diagnostic line when the forward failed. Errors the proxy makes are mapped
+to Anthropic's shape here, once (errors.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from trioproxy.routing.router import Router, usage_tokens
 from trioproxy.state import ServerState
 from trioproxy.upstream.pool import UpstreamPool
 
-access = logging.getLogger("trioproxy.access")
 diag = logging.getLogger("trioproxy.diag")  # one line per failed forward
 
 
@@ -83,9 +83,7 @@ class Proxy:
             self.router.record_usage(record.provider, usage_tokens(record.usage))
         state = self.state
         state.metrics.observe(record)
-        if state.ledger is not None:
-            state.ledger.add(record)
-        _emit(record, cfg)
+        state.journal.add(record, cfg)  # the access line and the ledger row, off the loop
         if record.forward_failed or record.status >= 500:  # ours or the upstream's 5xx
             diag.warning("%s", record.diagnostic())
 
@@ -98,13 +96,3 @@ async def _fail(ex: ClientExchange, exc: ProxyError) -> None:
         return
     head, body = error_response(exc, ex.request_id)
     await respond(ex, head, body)
-
-
-def _emit(record: RequestRecord, cfg: Config) -> None:
-    """The access line; slow requests (headers later than log.slow_seconds) at
-    warning. Logging goes through a queue to a thread (see cli), so this
-    never blocks the event loop."""
-    slow = (record.time_to_headers_s or 0.0) > cfg.log_slow_seconds
-    level = logging.WARNING if slow else logging.INFO
-    if access.isEnabledFor(level):  # rendering costs: only when the line is wanted
-        access.log(level, record.render(cfg.log_format))

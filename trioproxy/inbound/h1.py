@@ -156,7 +156,7 @@ class H1Exchange:
         if self._watch is not None or not self._body_done:
             return
         conn = self._conn
-        if conn.io.peer_gone() is None:  # cannot peek (TLS, memory streams): read ahead
+        if not conn.io.can_peek:  # TLS, memory streams: read ahead instead
             conn.start_watcher(self)
             return
         self._watch = conn.ctx.shared.watchdog.watch(conn.io.peer_gone, self._client_went_away)
@@ -334,16 +334,20 @@ class H1Connection:
             if isinstance(ev, PeerClosed):
                 return None
             if deadline is None:
-                # Waiting for the first byte of a request: the end of accepting closes us.
-                wait = timeouts.client_head if first else timeouts.keepalive_idle
-                with shared.idle(trio.current_time() + wait) as idle:
-                    data = await self.io.receive()
-                if idle.cancelled_caught:
-                    if first and not shared.draining:
-                        raise ClientTimeout(
-                            f"no request received within {timeouts.client_head:g} s"
-                        )
-                    return None
+                # Waiting for the first byte of a request: the end of accepting
+                # closes us. A busy client's next request is usually there
+                # already: then there is no wait, and no scope to time it.
+                data = await self.io.receive_ready()
+                if data is None:
+                    wait = timeouts.client_head if first else timeouts.keepalive_idle
+                    with shared.idle(trio.current_time() + wait) as idle:
+                        data = await self.io.receive()
+                    if idle.cancelled_caught:
+                        if first and not shared.draining:
+                            raise ClientTimeout(
+                                f"no request received within {timeouts.client_head:g} s"
+                            )
+                        return None
                 deadline = trio.current_time() + timeouts.client_head
             else:
                 with trio.move_on_at(deadline) as scope:

@@ -48,10 +48,25 @@ def _raw_buffer(conn: h11.Connection) -> bytes | bytearray:
     return conn.trailing_data[0]
 
 
+# _PARSED: heads the proxy sends are built with h11's ``_parsed=True``, which
+# skips re-running its name and value regexes (two per header: about 30 us a
+# head, a tenth of a small request's CPU). Every name and value here has been
+# checked already: h11 or h2 parsed what a peer sent, proto/request.py refuses
+# control characters in request values, and the configuration refuses CR, LF
+# and NUL in the headers and credentials it adds. h11 still checks
+# Content-Length, Transfer-Encoding, Host, the method and the target.
+
 _REASONS: dict[int, bytes] = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
-def _headers(h: h11._headers.Headers) -> Headers:  # h11 lower-cases names already
+def _headers(h: h11._headers.Headers) -> Headers:
+    """(lower-cased name, value) pairs. h11's Headers is a Sequence whose
+    iteration goes through ``__getitem__`` pair by pair; its backing list of
+    (raw name, name, value) triples is read directly when it has that shape
+    (unit-tested), at a third of the cost."""
+    items = getattr(h, "_full_items", None)
+    if isinstance(items, list):
+        return [(name, value) for _, name, value in items]
     return list(h)
 
 
@@ -179,12 +194,14 @@ class H1Server:
 
     def send_response_head(self, head: ResponseHead) -> bytes:
         reason = head.reason or _REASONS.get(head.status, b"")
-        return (
-            self._conn.send(
-                h11.Response(status_code=head.status, headers=head.headers, reason=reason)
-            )
-            or b""
+        ev = h11.Response(
+            status_code=int(head.status),
+            headers=head.headers,
+            reason=reason,
+            http_version=b"1.1",
+            _parsed=True,  # see _PARSED
         )
+        return self._conn.send(ev) or b""
 
     def send_body(self, data: bytes) -> bytes:
         return self._conn.send(h11.Data(data=data)) or b""
@@ -232,10 +249,14 @@ class H1Client:
         headers = head.headers
         if chunked:
             headers = [*headers, (b"transfer-encoding", b"chunked")]
-        return (
-            self._conn.send(h11.Request(method=head.method, target=head.target, headers=headers))
-            or b""
+        ev = h11.Request(
+            method=head.method,
+            target=head.target,
+            headers=headers,
+            http_version=b"1.1",
+            _parsed=True,  # see _PARSED
         )
+        return self._conn.send(ev) or b""
 
     def send_body(self, data: bytes) -> bytes:
         return self._conn.send(h11.Data(data=data)) or b""

@@ -14,10 +14,13 @@ Rules:
 * What ``receive`` returns is valid until the next ``receive`` on *any*
   connection of the same server (the buffer is shared): hand it to a parser
   (h11 and h2 copy what they keep) before the next await.
-* A task whose reads keep finding data at once takes a checkpoint every
-  ``FAIR_READS`` reads, so it neither starves others nor misses a
-  cancellation; writes that complete at once take none (a read always comes
-  next).
+* A read that found data without waiting makes the next read on the same
+  connection take a checkpoint first. Without it a busy keep-alive client,
+  whose next request is always already there when we look, is served again
+  and again while the others wait: under load, latency turns bimodal (p50
+  0.5 ms, p99 0.7 s, timeouts in the bench). One yield per fast read is
+  what trio's own socket methods give (they take two). Writes that complete
+  at once take none (a read always comes next).
 * Errors are ``trio.BrokenResourceError`` on send; ``receive`` returns an
   empty buffer at EOF and on a reset, which is how peers end connections.
 """
@@ -33,11 +36,16 @@ import trio
 from trioproxy.proto.events import Received
 
 BUFFER = 256 * 1024  # bytes; the shared read buffer (fewer, larger reads for big bodies)
-FAIR_READS = 16  # reads that found data at once before a task yields anyway
 
 
 class ByteIO(Protocol):
+    can_peek: bool  # peer_gone() can tell without reading (a plain socket)
+
     async def receive(self) -> Received: ...
+
+    async def receive_ready(self) -> Received | None:
+        """What ``receive`` would return if it need not wait, else None
+        (without a wait, a caller needs no timeout scope around it)."""
 
     async def send_all(self, data: bytes) -> None: ...
 
@@ -68,7 +76,8 @@ def take_socket(stream: trio.SocketStream) -> socket.socket:
 
 
 class SocketIO:
-    __slots__ = ("_buf", "_reads", "_view", "closed", "sock")
+    can_peek = True
+    __slots__ = ("_buf", "_fast", "_view", "closed", "sock")
 
     def __init__(self, sock: socket.socket, buffer: ReadBuffer) -> None:
         sock.setblocking(False)
@@ -76,28 +85,45 @@ class SocketIO:
         self.sock = sock
         self._buf = buffer.buf
         self._view = buffer.view
-        self._reads = 0
+        self._fast = False  # the last read did not wait
         self.closed = False
 
     def __repr__(self) -> str:
         return f"<SocketIO fd={-1 if self.closed else self.sock.fileno()}>"
 
     async def receive(self) -> Received:
-        self._reads += 1
-        if self._reads >= FAIR_READS:
-            self._reads = 0
-            await trio.lowlevel.checkpoint()  # before the read: the buffer is shared
+        if self._fast:
+            # The last read found data without waiting: yield now, before
+            # reading (the buffer is shared), or a busy connection whose next
+            # request is always already there would never let others run.
+            self._fast = False
+            await trio.lowlevel.checkpoint()
         sock = self.sock
+        fast = True
         while True:
             try:
                 n = sock.recv_into(self._buf)
             except BlockingIOError:
-                self._reads = 0
-                await trio.lowlevel.wait_readable(sock)
+                fast = False
+                await trio.lowlevel.wait_readable(sock)  # a checkpoint
                 continue
             except OSError:
                 return b""  # reset: the peer is gone, as at EOF
+            self._fast = fast
             return self._view[:n]
+
+    async def receive_ready(self) -> Received | None:
+        if self._fast:
+            self._fast = False
+            await trio.lowlevel.checkpoint()
+        try:
+            n = self.sock.recv_into(self._buf)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+        self._fast = True
+        return self._view[:n]
 
     async def send_all(self, data: bytes) -> None:
         sock = self.sock
@@ -147,6 +173,8 @@ class SocketIO:
 class StreamIO:
     """Any trio Stream behind the same interface (TLS, memory streams)."""
 
+    can_peek = False
+
     __slots__ = ("closed", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
@@ -161,6 +189,9 @@ class StreamIO:
             return await self.stream.receive_some(BUFFER)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return b""
+
+    async def receive_ready(self) -> None:
+        return None  # a stream cannot say without waiting
 
     async def send_all(self, data: bytes) -> None:
         try:
