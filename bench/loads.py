@@ -14,11 +14,44 @@ from typing import Any
 
 from bench.procs import HERE, LOAD_CPU
 
+# What Claude Code sends on every request (besides host, content-length and
+# content-type): 20 header fields in all, so parsing costs what it does in use.
+CLAUDE_CODE_HEADERS = (
+    ("x-api-key", "bench-key"),
+    ("anthropic-version", "2023-06-01"),
+    (
+        "anthropic-beta",
+        "claude-code-20250219,interleaved-thinking-2025-05-14,"
+        "fine-grained-tool-streaming-2025-05-14,context-management-2025-06-27",
+    ),
+    ("user-agent", "claude-cli/2.1.330 (external, cli)"),
+    ("x-app", "cli"),
+    ("x-claude-code-session-id", "6f1c2d3e-aaaa-bbbb-cccc-0123456789ab"),
+    ("x-stainless-arch", "x64"),
+    ("x-stainless-lang", "js"),
+    ("x-stainless-os", "Linux"),
+    ("x-stainless-package-version", "0.60.0"),
+    ("x-stainless-retry-count", "0"),
+    ("x-stainless-runtime", "node"),
+    ("x-stainless-runtime-version", "v22.19.0"),
+    ("x-stainless-timeout", "600"),
+    ("accept", "application/json"),
+    ("accept-encoding", "gzip, deflate, br, zstd"),
+)
+
 
 def run_wrk(
     port: int, *, path: str, method: str, body: int, conns: int, seconds: float
 ) -> dict[str, Any]:
-    env = {**os.environ, "BENCH_PATH": path, "BENCH_METHOD": method, "BENCH_BODY_BYTES": str(body)}
+    env = {
+        **os.environ,
+        "BENCH_PATH": path,
+        "BENCH_METHOD": method,
+        "BENCH_BODY_BYTES": str(body),
+        "BENCH_HEADERS": "\n".join(
+            f"{k}: {v}" for k, v in (*CLAUDE_CODE_HEADERS, ("connection", "keep-alive"))
+        ),
+    }
     cmd = [
         "taskset",
         "-c",
@@ -62,10 +95,7 @@ def run_h2load(
         str(body_file),
         "-H",
         "content-type: application/json",
-        "-H",
-        "x-api-key: bench-key",
-        "-H",
-        "anthropic-version: 2023-06-01",
+        *(arg for k, v in CLAUDE_CODE_HEADERS for arg in ("-H", f"{k}: {v}")),
         f"http://127.0.0.1:{port}{path}",
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout

@@ -12,6 +12,8 @@ import time
 
 import trio
 
+from bench.loads import CLAUDE_CODE_HEADERS
+
 DELTA_CHARS = 44  # text per delta: about 170 bytes per event on the wire
 BODY = (
     b'{"model":"claude-sonnet-4-6","max_tokens":4096,"stream":true,'
@@ -19,11 +21,14 @@ BODY = (
 )
 
 
+CC_HEAD = b"".join(f"{k}: {v}\r\n".encode() for k, v in CLAUDE_CODE_HEADERS)
+
+
 async def one(port: int, fault: bytes, counts: list[int], errors: list[str]) -> None:
     head = (
-        b"POST /v1/messages HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
-        b"x-api-key: bench-key\r\nanthropic-version: 2023-06-01\r\n"
-        b"x-fake-fault: " + fault + b"\r\ncontent-length: %d\r\n\r\n" % len(BODY)
+        b"POST /v1/messages?beta=true HTTP/1.1\r\nhost: bench\r\n"
+        b"content-type: application/json\r\n" + CC_HEAD + b"x-fake-fault: " + fault + b"\r\n"
+        b"content-length: %d\r\n\r\n" % len(BODY)
     )
     events = 0
     tail = b""

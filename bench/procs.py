@@ -93,6 +93,7 @@ def start_trioproxy(
     env.update(
         TRIOPROXY_LOG_LEVEL="info",
         TRIOPROXY_STATE_DIR=str(work / f"state-{name}"),
+        TRIOPROXY_DRAIN_GRACE="0",  # the bench stops it when done: no load balancer to tell
         **(extra_env or {}),
     )
     proc = python_process(

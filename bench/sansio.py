@@ -1,4 +1,5 @@
-"""CPU cost of the sans-IO layer alone for one proxied request (scenario A's shape):
+"""CPU cost of the sans-IO layer alone for one proxied request (scenario A's
+shape: Claude Code's headers, the API's 14-header answer):
 h11 parses the client request, serialises the upstream request, parses the
 upstream response and serialises the client response; header rules included.
 No sockets, no Trio. Run: ``taskset -c 0 python -m bench.sansio``.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from bench.loads import CLAUDE_CODE_HEADERS
 from trioproxy.config.providers import parse_origin
 from trioproxy.pipeline.forward import upstream_head
 from trioproxy.proto.events import ResponseHead
@@ -19,16 +21,26 @@ body = (
     + b'"}]}'
 )
 req = (
-    b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1:8787\r\nx-api-key: bench-key\r\nanthropic-version: 2023-06-01\r\n"
-    b"anthropic-beta: claude-code-20250219,interleaved-thinking-2025-05-14\r\ncontent-type: application/json\r\n"
-    b"Content-Length: %d\r\n\r\n" % len(body)
+    b"POST /v1/messages?beta=true HTTP/1.1\r\nHost: 127.0.0.1:8787\r\n"
+    + b"".join(f"{k}: {v}\r\n".encode() for k, v in CLAUDE_CODE_HEADERS)
+    + b"connection: keep-alive\r\ncontent-type: application/json\r\n"
+    + b"Content-Length: %d\r\n\r\n" % len(body)
 ) + body
+# The API's answer as bench/nginx.py serves it: 14 headers.
 resp_json = b'{"id":"msg_bench","type":"message","content":[{"type":"text","text":"Hello"}]}'
 resp = (
-    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sun, 22 Nov 2026 13:00:00 GMT\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: keep-alive\r\n\r\n"
-    % len(resp_json)
-    + resp_json
-)
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sun, 22 Nov 2026 13:00:00 GMT\r\n"
+    b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: keep-alive\r\n"
+    b"request-id: req_011CBench0000000000000000\r\n"
+    b"anthropic-organization-id: 00000000-0000-0000-0000-000000000000\r\n"
+    b"anthropic-ratelimit-requests-limit: 4000\r\n"
+    b"anthropic-ratelimit-requests-remaining: 3999\r\n"
+    b"anthropic-ratelimit-requests-reset: 2026-11-30T12:00:01Z\r\n"
+    b"anthropic-ratelimit-tokens-limit: 2000000\r\n"
+    b"anthropic-ratelimit-tokens-remaining: 1997905\r\n"
+    b"anthropic-ratelimit-tokens-reset: 2026-11-30T12:00:01Z\r\n"
+    b"via: 1.1 google\r\n\r\n" % len(resp_json)
+) + resp_json
 origin = parse_origin("http://127.0.0.1:9", "x")
 N = 5000  # proxied requests
 s = H1Server(max_head_bytes=65536, max_headers=100)

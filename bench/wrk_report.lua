@@ -4,23 +4,11 @@
 local body_bytes = tonumber(os.getenv("BENCH_BODY_BYTES") or "0")
 wrk.method = os.getenv("BENCH_METHOD") or "GET"
 wrk.path = os.getenv("BENCH_PATH") or "/"
-wrk.headers["x-api-key"] = "bench-key"
-wrk.headers["anthropic-version"] = "2023-06-01"
-wrk.headers["anthropic-beta"] = "claude-code-20250219,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14,context-management-2025-06-27"
-wrk.headers["user-agent"] = "claude-cli/2.1.330 (external, cli)"
-wrk.headers["x-app"] = "cli"
-wrk.headers["x-claude-code-session-id"] = "6f1c2d3e-aaaa-bbbb-cccc-0123456789ab"
-wrk.headers["x-stainless-arch"] = "x64"
-wrk.headers["x-stainless-lang"] = "js"
-wrk.headers["x-stainless-os"] = "Linux"
-wrk.headers["x-stainless-package-version"] = "0.60.0"
-wrk.headers["x-stainless-retry-count"] = "0"
-wrk.headers["x-stainless-runtime"] = "node"
-wrk.headers["x-stainless-runtime-version"] = "v22.19.0"
-wrk.headers["x-stainless-timeout"] = "600"
-wrk.headers["accept"] = "application/json"
-wrk.headers["accept-encoding"] = "gzip, deflate, br, zstd"
-wrk.headers["connection"] = "keep-alive"
+-- BENCH_HEADERS: "name: value" lines (bench/loads.py CLAUDE_CODE_HEADERS).
+for line in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^\n]+") do
+  local name, value = string.match(line, "^([^:]+):%s*(.*)$")
+  if name then wrk.headers[name] = value end
+end
 if body_bytes > 0 then
   local prefix = '{"model":"claude-opus-4-7","max_tokens":64,"messages":[{"role":"user","content":"'
   local suffix = '"}]}'

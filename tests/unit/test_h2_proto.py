@@ -180,3 +180,37 @@ def _frames(data: bytes) -> list[Frame]:
         out.append(frame)
         data = data[9 + length :]
     return out
+
+
+def test_a_malformed_response_resets_its_stream_not_the_connection() -> None:
+    """An upstream's response head with a connection-specific field (RFC 9113
+    8.2.2) or no :status: that stream sees a reset (so the attempt fails as
+    on an upstream reset, and may be retried); the next stream is answered."""
+    c, s = pair()
+    sids = [c.open_stream(RequestHead(b"GET", b"/", [], b"2", b"a", b"http"), end_stream=True)]
+    sids += [c.open_stream(RequestHead(b"GET", b"/", [], b"2", b"a", b"http"), end_stream=True)]
+    sids += [c.open_stream(RequestHead(b"GET", b"/", [], b"2", b"a", b"http"), end_stream=True)]
+    s.receive_data(c.data_to_send())
+    s.data_to_send()
+    enc = hpack.Encoder()
+    raw = b""
+    heads = {
+        sids[0]: [(b":status", b"200"), (b"connection", b"keep-alive")],
+        sids[1]: [(b"content-type", b"text/plain")],
+        sids[2]: [(b":status", b"200"), (b"request-id", b"r")],
+    }
+    for sid, headers in heads.items():
+        f = HeadersFrame(sid)
+        f.data = enc.encode(headers)
+        f.flags.add("END_HEADERS")
+        if sid == sids[2]:
+            f.flags.add("END_STREAM")
+        raw += f.serialize()
+    got: dict[int, object] = {}
+    for sid, ev in stream_events(c.receive_data(raw)):
+        got.setdefault(sid, ev)
+    assert isinstance(got[sids[0]], StreamReset) and got[sids[0]].error_code == 1
+    assert isinstance(got[sids[1]], StreamReset)
+    assert got[sids[2]] == ResponseHead(200, [(b"request-id", b"r")])
+    resets = {f.stream_id for f in _frames(c.data_to_send()) if isinstance(f, RstStreamFrame)}
+    assert resets == {sids[0], sids[1]}

@@ -35,7 +35,7 @@ from trioproxy.errors import Overloaded, UpstreamError, UpstreamTimeout, about_u
 from trioproxy.exchange.body import RequestBody
 from trioproxy.exchange.trip import Trip
 from trioproxy.pipeline.forward import upstream_head
-from trioproxy.proto.events import ResponseHead
+from trioproxy.proto.events import Http, ResponseHead
 from trioproxy.upstream.lease import Lease, UpstreamClosed, UpstreamWriteFailed
 from trioproxy.upstream.pool import PoolTimeout, UpstreamPool
 
@@ -206,7 +206,7 @@ class Attempt:
         up_head = upstream_head(
             ex.head,
             self.pool.origin,
-            upstream_is_h2=lease.protocol == "h2",
+            upstream_is_h2=lease.protocol is Http.H2,
             credential=provider.upstream.credential,
             body_length=None if payload is None else len(payload),
             drop_betas=provider.drop_betas,

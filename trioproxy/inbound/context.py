@@ -26,6 +26,7 @@ from typing import Protocol
 import trio
 
 from trioproxy.config.model import Config, Limits, Timeouts
+from trioproxy.proto.events import Http
 from trioproxy.transport.byteio import ReadBuffer
 from trioproxy.transport.watchdog import Watchdog
 
@@ -59,9 +60,13 @@ class Listening:
         self.draining = False  # SIGTERM came: /health says 503, answers say goodbye
         self.accepting = True  # listeners open (false once the drain grace is over)
         self.drain_started = trio.Event()
-        self.active = {"h1": 0, "h2": 0}  # requests in flight, by client protocol
+        # Keyed by plain strings (JSON keys); an Http indexes them all the same.
+        self.active: dict[str, int] = {
+            Http.H1.value: 0,
+            Http.H2.value: 0,
+        }  # requests in flight, by client protocol
         self.watchers = 0  # of those, /metrics/stream readers (not traffic)
-        self.connections = {"h1": 0, "h2": 0}
+        self.connections: dict[str, int] = {Http.H1.value: 0, Http.H2.value: 0}
         self._idle_scopes: set[trio.CancelScope] = set()
         self._drainables: set[Drainable] = set()
 
@@ -116,14 +121,14 @@ class Listening:
             self._drainables.discard(conn)
 
     @contextmanager
-    def connection(self, protocol: str) -> Iterator[None]:
+    def connection(self, protocol: Http) -> Iterator[None]:
         self.connections[protocol] += 1
         try:
             yield
         finally:
             self.connections[protocol] -= 1
 
-    def exchange(self, protocol: str) -> InFlight:
+    def exchange(self, protocol: Http) -> InFlight:
         return InFlight(self.active, protocol)
 
 
@@ -161,7 +166,7 @@ class IdleScope:
 class InFlight:
     __slots__ = ("_active", "_protocol")
 
-    def __init__(self, active: dict[str, int], protocol: str) -> None:
+    def __init__(self, active: dict[str, int], protocol: Http) -> None:
         self._active = active
         self._protocol = protocol
 

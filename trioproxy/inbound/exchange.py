@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from trioproxy.proto.events import BodyChunk, RequestHead, ResponseHead
+from trioproxy.proto.events import BodyChunk, Http, RequestHead, ResponseHead
 
 
 class ClientExchange(Protocol):
@@ -29,7 +29,7 @@ class ClientExchange(Protocol):
 
     head: RequestHead
     request_id: str
-    protocol: str  # "h1" or "h2"
+    protocol: Http
 
     @property
     def peer(self) -> str:

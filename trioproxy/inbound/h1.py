@@ -31,6 +31,7 @@ from trioproxy.proto.errors import ProtocolError
 from trioproxy.proto.events import (
     BodyChunk,
     EndOfMessage,
+    Http,
     NeedData,
     PeerClosed,
     RequestHead,
@@ -58,7 +59,7 @@ EARLY_DISCARD = 64 * 1024  # bytes
 
 
 class H1Exchange:
-    protocol = "h1"
+    protocol = Http.H1
     __slots__ = (
         "_body_done",
         "_conn",
@@ -268,7 +269,7 @@ class H1Exchange:
 class H1Connection:
     """One client connection: its I/O, its h11 state, and its loop."""
 
-    __slots__ = ("_nursery", "_watcher_scope", "app", "ctx", "io", "proto")
+    __slots__ = ("_nursery", "_watcher_done", "_watcher_scope", "app", "ctx", "io", "proto")
 
     def __init__(self, io: ByteIO, ctx: ConnContext, app: App) -> None:
         self.io = io
@@ -278,6 +279,7 @@ class H1Connection:
         self.proto = H1Server(max_head_bytes=limits.max_head_bytes, max_headers=limits.max_headers)
         self._nursery: trio.Nursery | None = None
         self._watcher_scope: trio.CancelScope | None = None
+        self._watcher_done = trio.Event()
 
     def __repr__(self) -> str:
         return f"<H1Connection {self.ctx.peer} {self.proto!r} {self.io!r}>"
@@ -290,7 +292,7 @@ class H1Connection:
             self.proto.receive_data(initial)
         first = True
         shared = self.ctx.shared
-        with shared.connection("h1"):
+        with shared.connection(Http.H1):
             try:
                 async with trio.open_nursery() as nursery:  # watcher tasks, if any
                     self._nursery = nursery
@@ -363,51 +365,64 @@ class H1Connection:
     async def _run_exchange(self, head: RequestHead) -> bool:
         """Run the application for one request; True if the connection may be reused."""
         ex = H1Exchange(self, head)
-        with self.ctx.shared.exchange("h1"):
+        with self.ctx.shared.exchange(Http.H1):
             try:
                 with ex.app_scope, contextlib.suppress(ClientGone):
                     await self.app(ex)
             finally:
                 ex.end_watch()
-                self.stop_watcher()
+                await self.stop_watcher()
         if ex.client_gone or ex.aborted or not await ex.finish_request():
             return False
         return self.proto.start_next_cycle()
 
     # -- watcher task, for connections that cannot be peeked ------------------
     def start_watcher(self, ex: H1Exchange) -> None:
+        """One watcher per exchange, however often the application asks (once
+        per attempt: a retry or a failover asks again)."""
         assert self._nursery is not None
+        if self._watcher_scope is not None:
+            return
         scope = self._watcher_scope = trio.CancelScope()
-        self._nursery.start_soon(self._watcher, ex, scope)
+        done = self._watcher_done = trio.Event()
+        self._nursery.start_soon(self._watcher, ex, scope, done)
 
-    def stop_watcher(self) -> None:
-        """The exchange ended: its watcher (if any) with it."""
+    async def stop_watcher(self) -> None:
+        """The exchange ended: its watcher (if any) with it. Waits until the
+        watcher has left its read: a cancelled task runs only later, and the
+        next request's read must not find the stream still in use (trio
+        refuses two readers: BusyResourceError)."""
         if self._watcher_scope is not None:
             self._watcher_scope.cancel()
             self._watcher_scope = None
+            with trio.CancelScope(shield=True):  # it ends at its next checkpoint
+                await self._watcher_done.wait()
 
-    async def _watcher(self, ex: H1Exchange, scope: trio.CancelScope) -> None:
+    async def _watcher(self, ex: H1Exchange, scope: trio.CancelScope, done: trio.Event) -> None:
         """After the request: read ahead (pipelined requests, bounded) and
         notice a client that goes away, which cancels the exchange."""
         proto = self.proto
-        with scope:
-            while True:
-                try:
-                    ev = proto.next_event()
-                except ProtocolError:
-                    return  # garbage after the request: answered when its turn comes
-                if isinstance(ev, EndOfMessage):
-                    continue  # a body-less request's end
-                if isinstance(ev, PeerClosed):
-                    ex._client_went_away()
-                    return
-                if proto.buffered_bytes >= PIPELINE_BUFFER:
-                    await trio.sleep_forever()  # bounded read-ahead; cancelled at exchange end
-                data = await self.io.receive()
-                if not data:
-                    ex._client_went_away()
-                    return
-                proto.receive_data(data)
+        try:
+            with scope:
+                while True:
+                    try:
+                        ev = proto.next_event()
+                    except ProtocolError:
+                        return  # garbage after the request: answered when its turn comes
+                    if isinstance(ev, EndOfMessage):
+                        continue  # a body-less request's end
+                    if isinstance(ev, PeerClosed):
+                        ex._client_went_away()
+                        return
+                    if proto.buffered_bytes >= PIPELINE_BUFFER:
+                        await trio.sleep_forever()  # bounded read-ahead; cancelled at exchange end
+                    data = await self.io.receive()
+                    if not data:
+                        ex._client_went_away()
+                        return
+                    proto.receive_data(data)
+        finally:
+            done.set()
 
     # -- closing ------------------------------------------------------------
     async def _linger(self) -> None:

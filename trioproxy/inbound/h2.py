@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import deque
+from enum import Enum
 
 import h2.errors
 import trio
@@ -31,6 +32,7 @@ from trioproxy.proto.events import (
     BadRequest,
     BodyChunk,
     EndOfMessage,
+    Http,
     Received,
     RequestHead,
     ResponseHead,
@@ -50,11 +52,22 @@ from trioproxy.transport.h2writer import WindowGate, Writer, send_flow_controlle
 
 log = logging.getLogger("trioproxy.h2")
 
+
+class Stop(Enum):
+    """Why a connection's read loop ended, which decides what becomes of its
+    open streams."""
+
+    EOF = "eof"  # the client closed or reset: its streams are cancelled
+    ERROR = "error"  # a protocol error: GOAWAY sent, streams cancelled
+    GOAWAY = "goaway"  # the client's GOAWAY: opened streams finish
+    DRAINED = "drained"  # ours (drain, idle expiry): opened streams finish
+
+
 CLOSE_GRACE = 1.0  # seconds; bound on shielded cleanup
 
 
 class H2Stream:
-    protocol = "h2"
+    protocol = Http.H2
 
     def __init__(
         self, conn: H2ServerConnection, stream_id: int, head: RequestHead, request_id: str
@@ -238,17 +251,17 @@ class H2ServerConnection:
             self._reader_scope.cancel()
 
     async def serve(self, initial: bytes) -> None:
-        with self.shared.connection("h2"), self.shared.drainable(self):
+        with self.shared.connection(Http.H2), self.shared.drainable(self):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._run_writer, nursery.cancel_scope)
                 self.writer.request()  # our SETTINGS
-                reason = "drained"
+                reason = Stop.DRAINED
                 with self._reader_scope:
                     reason = await self._read_loop(nursery, initial)
-                if reason in ("eof", "error"):
+                if reason is Stop.EOF or reason is Stop.ERROR:
                     for st in list(self.streams.values()):
                         st.on_reset()  # the client is gone: cancel its streams
-                # "goaway" (the client's) or "drained" (ours): opened streams finish;
+                # GOAWAY (the client's) or DRAINED (ours): opened streams finish;
                 # the server's drain deadline bounds the wait.
                 while self.streams:
                     self._streams_done = trio.Event()
@@ -264,7 +277,7 @@ class H2ServerConnection:
         await self.writer.run()
         conn_scope.cancel()  # socket gone: every stream is gone
 
-    async def _read_loop(self, nursery: trio.Nursery, initial: bytes) -> str:
+    async def _read_loop(self, nursery: trio.Nursery, initial: bytes) -> Stop:
         """Read until the connection should stop reading; says why."""
         if initial and (reason := self._feed(nursery, initial)):
             return reason
@@ -277,9 +290,9 @@ class H2ServerConnection:
                     data = await self._receive()
                 if idle.cancelled_caught:
                     self.begin_drain()  # idle expiry or drain: GOAWAY, then close
-                    return "drained"
+                    return Stop.DRAINED
             if not data:
-                return "eof"
+                return Stop.EOF
             if reason := self._feed(nursery, data):
                 return reason
             if self.writer.busy:
@@ -289,20 +302,20 @@ class H2ServerConnection:
                 try:
                     await self.writer.flush()
                 except trio.BrokenResourceError:
-                    return "eof"
+                    return Stop.EOF
 
     async def _receive(self) -> Received:
         return await self.io.receive()
 
-    def _feed(self, nursery: trio.Nursery, data: Received) -> str:
-        """Process bytes; a reason ("error", "goaway") when reading must stop."""
+    def _feed(self, nursery: trio.Nursery, data: Received) -> Stop | None:
+        """Process bytes; why reading must stop (ERROR, GOAWAY), else None."""
         try:
             events = self.proto.receive_data(data)
         except ProtocolError as exc:
             log.info("closing HTTP/2 connection: %s", exc.message)
             self.writer.request()  # h2 queued GOAWAY
             self._goaway_sent = True
-            return "error"
+            return Stop.ERROR
         new: list[H2Stream] = []
         go_on = True
         for ev in events:
@@ -314,7 +327,7 @@ class H2ServerConnection:
             # the client is told to take the next ones elsewhere.
             self.begin_drain()
         self.writer.request()
-        return "" if go_on else "goaway"
+        return None if go_on else Stop.GOAWAY
 
     def _dispatch(self, ev: H2Event, new: list[H2Stream]) -> bool:
         if isinstance(ev, StreamEvent):
@@ -357,7 +370,7 @@ class H2ServerConnection:
 
     async def _run_stream(self, st: H2Stream) -> None:
         try:
-            with self.shared.exchange("h2"), st.app_scope:
+            with self.shared.exchange(Http.H2), st.app_scope:
                 try:
                     if st.refusal is not None:
                         bad = st.refusal

@@ -7,6 +7,16 @@ they are decoded to ``str`` only at the edges (logs, config).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Http(StrEnum):
+    """An HTTP version as the proxy names it: in the access line (protocol),
+    the connection and in-flight counters, and the metrics' labels."""
+
+    H1 = "h1"
+    H2 = "h2"
+
 
 Headers = list[tuple[bytes, bytes]]
 # What a parser is fed: bytes as read (a memoryview into a shared read buffer

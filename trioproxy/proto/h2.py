@@ -26,7 +26,6 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
-import h2.utilities
 from hyperframe.frame import GoAwayFrame
 
 from trioproxy.proto.errors import ProtocolError
@@ -41,6 +40,7 @@ from trioproxy.proto.events import (
     ResponseHead,
     StreamReset,
 )
+from trioproxy.proto.h2fields import request_fields_malformed, response_fields_malformed
 from trioproxy.proto.request import is_token, request_problem
 
 DEFAULT_WINDOW = 65535  # RFC 9113 6.9.2
@@ -159,9 +159,6 @@ class ResetBudget:
 ENHANCE_YOUR_CALM = 0xB  # RFC 9113 7
 
 
-_REQUEST_FLAGS = h2.utilities.HeaderValidationFlags(
-    is_client=False, is_trailer=False, is_response_header=False, is_push_promise=False
-)
 STREAM_LIMIT_MARGIN = 32  # streams over the advertised limit that we refuse one by one
 
 
@@ -184,10 +181,10 @@ class _H2Base:
         cfg = h2.config.H2Configuration(
             client_side=client_side,
             header_encoding=None,
-            # The server validates request headers itself, per stream (below),
-            # so that a bad header list is a stream error, not the end of the
-            # connection and of every other stream on it.
-            validate_inbound_headers=client_side,
+            # Both roles validate header lists themselves, per stream and in
+            # one pass (h2fields.py), so that a bad one is a stream error, not
+            # the end of the connection and of every other stream on it.
+            validate_inbound_headers=False,
             validate_outbound_headers=False,  # we filtered them; skip the cost
             normalize_outbound_headers=False,
         )
@@ -308,6 +305,14 @@ class _H2Base:
         return int(self.conn.open_inbound_streams + self.conn.open_outbound_streams)
 
 
+def _status(headers: Headers) -> int | None:
+    """The :status of a well-formed response head (three digits), else None."""
+    for name, value in headers:
+        if name == b":status":
+            return int(value) if len(value) == 3 and value.isdigit() else None
+    return None
+
+
 def _split_pseudo(headers: Headers) -> tuple[dict[bytes, bytes], Headers]:
     pseudo: dict[bytes, bytes] = {}
     regular: Headers = []
@@ -373,12 +378,9 @@ class H2Server(_H2Base):
             # connection-specific headers, te other than trailers, pseudo-header
             # rules) reset the stream, per stream.
             problem = request_problem(head) if b":path" in pseudo else None
-            if problem is None:
-                try:
-                    list(h2.utilities.validate_headers(raw_headers, _REQUEST_FLAGS))
-                except h2.exceptions.ProtocolError:
-                    self.reset_stream(sid, h2.errors.ErrorCodes.PROTOCOL_ERROR)
-                    return
+            if problem is None and request_fields_malformed(raw_headers):
+                self.reset_stream(sid, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                return
             # h2 has opened every stream of the batch before reporting any, so
             # count the ones accepted so far: the first N are served, in order.
             self._accepted = {a for a in self._accepted if self.stream_open(a)}
@@ -433,15 +435,19 @@ class H2Client(_H2Base):
         return sid
 
     def _translate_headers(self, ev: h2.events.Event, out: list[H2Event]) -> None:
-        if isinstance(ev, h2.events.ResponseReceived):
+        if isinstance(ev, h2.events.ResponseReceived | h2.events.InformationalResponseReceived):
             sid = ev.stream_id or 0
-            pseudo, regular = _split_pseudo(list(ev.headers or []))
-            out.append(StreamEvent(sid, ResponseHead(int(pseudo.get(b":status", b"0")), regular)))
-        elif isinstance(ev, h2.events.InformationalResponseReceived):
-            pseudo, regular = _split_pseudo(list(ev.headers or []))
-            out.append(
-                StreamEvent(
-                    ev.stream_id or 0,
-                    InformationalResponse(int(pseudo.get(b":status", b"100")), regular),
-                )
-            )
+            raw = list(ev.headers or [])
+            status = _status(raw) if not response_fields_malformed(raw) else None
+            if status is None:
+                # A malformed response ends its stream only (RFC 9113 8.1.1):
+                # the attempt sees a reset, as if the upstream had sent one.
+                self.reset_stream(sid, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                code = int(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                out.append(StreamEvent(sid, StreamReset(code, False)))
+                return
+            _, regular = _split_pseudo(raw)
+            if isinstance(ev, h2.events.ResponseReceived):
+                out.append(StreamEvent(sid, ResponseHead(status, regular)))
+            else:
+                out.append(StreamEvent(sid, InformationalResponse(status, regular)))

@@ -9,6 +9,7 @@ from trioproxy.proto.errors import ProtocolError
 from trioproxy.proto.events import (
     BodyChunk,
     EndOfMessage,
+    Http,
     InformationalResponse,
     NeedData,
     PeerClosed,
@@ -21,7 +22,7 @@ from trioproxy.upstream.lease import UpstreamClosed, UpstreamWriteFailed
 
 
 class H1UpstreamConnection:
-    protocol = "h1"
+    protocol = Http.H1
 
     __slots__ = (
         "_max_head_bytes",

@@ -23,6 +23,7 @@ from trioproxy.proto.events import (
     BadRequest,
     BodyChunk,
     EndOfMessage,
+    Http,
     InformationalResponse,
     RequestHead,
     ResponseHead,
@@ -44,7 +45,7 @@ StreamItem = (
 
 
 class H2UpstreamConnection:
-    protocol = "h2"
+    protocol = Http.H2
 
     def __init__(self, io: ByteIO, *, label: str) -> None:
         self.io = io
@@ -205,7 +206,7 @@ class H2UpstreamConnection:
 class H2UpstreamStream:
     """One request on an HTTP/2 upstream connection (a pool lease)."""
 
-    protocol = "h2"
+    protocol = Http.H2
 
     def __init__(self, conn: H2UpstreamConnection, *, reused: bool) -> None:
         self.conn = conn

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from trioproxy.errors import UpstreamError
-from trioproxy.proto.events import RequestHead, ResponseHead
+from trioproxy.proto.events import Http, RequestHead, ResponseHead
 
 
 class UpstreamClosed(UpstreamError):
@@ -33,7 +33,7 @@ class Lease(Protocol):
     Exactly one task sends (head, body, end) and one receives (head, body).
     """
 
-    protocol: str  # "h1" or "h2"
+    protocol: Http
     reused: bool
 
     async def send_head(self, head: RequestHead, *, has_body: bool) -> None: ...

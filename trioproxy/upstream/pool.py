@@ -24,6 +24,7 @@ import trio
 
 from trioproxy.config.model import UpstreamConfig
 from trioproxy.errors import UpstreamError, about_upstream
+from trioproxy.proto.events import Http
 from trioproxy.upstream.connect import Connector, make_client_ssl_context
 from trioproxy.upstream.h1 import H1UpstreamConnection
 from trioproxy.upstream.h2 import H2UpstreamConnection, H2UpstreamStream
@@ -153,11 +154,11 @@ class UpstreamPool:
         )
         self._prior_knowledge = up.h2_prior_knowledge and origin.scheme == "http"
         # What the origin speaks: known up front except for https with ALPN.
-        self.protocol: str | None
+        self.protocol: Http | None
         if self._prior_knowledge:
-            self.protocol = "h2"
+            self.protocol = Http.H2
         elif origin.scheme == "http" or not up.http2:
-            self.protocol = "h1"
+            self.protocol = Http.H1
         else:
             self.protocol = None
         self.state = PoolState(up.max_connections, up.idle_timeout)
@@ -190,7 +191,7 @@ class UpstreamPool:
                 if conn is not None:
                     conn.begin_lease(reused=True)
                     return conn
-                if self.protocol != "h1" and self.state.opening:
+                if self.protocol is not Http.H1 and self.state.opening:
                     # A connection that may multiplex is on its way: wait for it
                     # rather than opening one per waiting request.
                     with trio.move_on_after(connect_timeout) as scope:
@@ -230,8 +231,8 @@ class UpstreamPool:
 
     async def _open(self) -> H1UpstreamConnection | H2UpstreamConnection:
         io, alpn = await self._connector(self.origin, self._ssl)
-        if self._prior_knowledge or alpn == "h2":
-            self.protocol = "h2"
+        if self._prior_knowledge or alpn == Http.H2:
+            self.protocol = Http.H2
             conn = H2UpstreamConnection(io, label=str(self.origin))
             try:
                 await self._nursery.start(conn.serve)  # until the server's SETTINGS arrived
@@ -239,7 +240,7 @@ class UpstreamPool:
                 await io.aclose()
                 raise
             return conn
-        self.protocol = "h1"
+        self.protocol = Http.H1
         return H1UpstreamConnection(io, max_head_bytes=self._max_head_bytes, label=str(self.origin))
 
     async def release(self, lease: Lease) -> None:
