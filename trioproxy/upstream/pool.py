@@ -68,6 +68,8 @@ class PoolState:
 
     def take_h2(self) -> H2UpstreamConnection | None:
         """The live HTTP/2 connection with the most free streams, if any."""
+        if not self.h2:
+            return None  # an HTTP/1.1 origin, on every request
         self.h2 = [c for c in self.h2 if not c.dead]
         best = max((c for c in self.h2 if c.capacity > 0), key=lambda c: c.capacity, default=None)
         return best
