@@ -7,6 +7,8 @@ SQLite transaction all happen in a worker thread, once per batch
 (FLUSH_EVERY), so their fixed costs (a log record, a queue hand-off, a
 write to stderr, a transaction) are paid per batch, not per request.
 
+* The loop renders a batch in slices, yielding between them; a worker
+  thread writes it.
 * A batch's normal access lines leave as one log record on
   ``trioproxy.access`` (lines joined by newlines): the formatter prints
   access records bare, so the output is one line per request, as before.
@@ -41,6 +43,7 @@ MAX_PENDING = 20_000  # requests queued for the writer; beyond: dropped and coun
 FLUSH_EVERY = 0.2  # seconds: a line or row is written at most about this late
 PRUNE_EVERY = 3600.0  # seconds between ledger retention sweeps
 CLOSE_GRACE = 5.0  # seconds to write what is queued at shutdown
+SLICE = 16  # requests rendered between checkpoints (about 0.15 ms of work)
 
 Entry = tuple[RequestRecord, Config]  # the config the request ran under (format, slow)
 
@@ -91,38 +94,44 @@ class Journal:
     async def _flush(self, db: LedgerDB | None) -> None:
         if not self._pending:
             return
-        # A thread is not abandoned on cancel: once handed over, the batch
-        # is written, so it leaves ``_pending`` first.
         batch, self._pending = self._pending, []
-        await trio.to_thread.run_sync(self._write, batch, db)
+        lines: list[str] = []
+        rows: list[tuple[object, ...]] = []
+        info = access.isEnabledFor(logging.INFO)
+        # Rendered here, a slice at a time with a checkpoint in between:
+        # requests wait for one slice at most. (In a thread the same work
+        # would hold the GIL for milliseconds at a time, and the loop would
+        # wait that long to get it back: the p99 of every request.)
+        for start in range(0, len(batch), SLICE):
+            for record, cfg in batch[start : start + SLICE]:
+                if (record.time_to_headers_s or 0.0) > cfg.log_slow_seconds:
+                    access.warning(record.render(cfg.log_format))
+                elif info:
+                    lines.append(record.render(cfg.log_format))
+                if db is not None:
+                    rows.append(Row.of(record).values())
+            await trio.lowlevel.checkpoint()
+        # A thread is not abandoned on cancel: once handed over, the batch
+        # is written.
+        await trio.to_thread.run_sync(self._write, lines, rows, db)
         self.written += len(batch)
         if self.dropped != self._dropped_logged:
             self._dropped_logged = self.dropped
             log.warning("journal: %d requests not logged so far (writer fell behind)", self.dropped)
 
-    def _write(self, batch: list[Entry], db: LedgerDB | None) -> None:
-        """In a worker thread: render the lines, log them, insert the rows."""
-        if access.isEnabledFor(logging.INFO):
-            lines = []
-            for record, cfg in batch:
-                if (record.time_to_headers_s or 0.0) > cfg.log_slow_seconds:
-                    access.warning(record.render(cfg.log_format))
-                else:
-                    lines.append(record.render(cfg.log_format))
-            if lines:
-                access.info("\n".join(lines))
-        elif access.isEnabledFor(logging.WARNING):
-            for record, cfg in batch:
-                if (record.time_to_headers_s or 0.0) > cfg.log_slow_seconds:
-                    access.warning(record.render(cfg.log_format))
-        if db is None:
+    def _write(self, lines: list[str], rows: list[tuple[object, ...]], db: LedgerDB | None) -> None:
+        """In a worker thread: the lines as one log record, the rows as one
+        transaction (sqlite3 releases the GIL while it works)."""
+        if lines:
+            access.info("\n".join(lines))
+        if db is None or not rows:
             return
         try:
-            db.insert([Row.of(record) for record, _ in batch])
+            db.insert_values(rows)
         except sqlite3.Error as exc:
             # A full or read-only disk must not take the proxy down.
-            self.rows_lost += len(batch)
-            log.error("usage ledger: %d rows not written (%s)", len(batch), exc)
+            self.rows_lost += len(rows)
+            log.error("usage ledger: %d rows not written (%s)", len(rows), exc)
 
     async def _prune(self, db: LedgerDB | None) -> None:
         if db is None:

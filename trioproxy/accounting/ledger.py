@@ -10,8 +10,9 @@ loop never touches the database.
 
 from __future__ import annotations
 
+import operator
 import sqlite3
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from trioproxy.accounting.record import RequestRecord
@@ -58,6 +59,10 @@ class Row:
     complete: bool  # usage seen to the end (an abandoned stream: False)
     error: bool  # a status >= 400 or an error event inside a 200 stream
 
+    def values(self) -> tuple[object, ...]:
+        """The columns in table order (``dataclasses.astuple`` deep-copies)."""
+        return _VALUES(self)
+
     @classmethod
     def of(cls, r: RequestRecord) -> Row:
         u = r.usage
@@ -92,12 +97,12 @@ class LedgerDB:
         self._db.executescript(SCHEMA)
 
     def insert(self, rows: list[Row]) -> None:
-        placeholders = ", ".join("?" * len(Row.__slots__))
+        self.insert_values([r.values() for r in rows])
+
+    def insert_values(self, values: list[tuple[object, ...]]) -> None:
+        """Rows as ``Row.values()`` tuples, in one transaction."""
         with self._db:
-            self._db.executemany(
-                f"INSERT INTO requests VALUES ({placeholders})",
-                [astuple(r) for r in rows],
-            )
+            self._db.executemany(_INSERT, values)
 
     def prune(self, before: float) -> int:
         with self._db:
@@ -110,3 +115,7 @@ class LedgerDB:
 
     def close(self) -> None:
         self._db.close()
+
+
+_VALUES = operator.attrgetter(*(f.name for f in fields(Row)))
+_INSERT = f"INSERT INTO requests VALUES ({', '.join('?' * len(fields(Row)))})"
