@@ -189,7 +189,8 @@ class UpstreamPool:
                 if h2conn is not None:
                     return h2conn.lease()
                 conn, dead = self.state.take_idle(trio.current_time())
-                await self._close_h1(dead)
+                if dead:
+                    await self._close_h1(dead)
                 if conn is not None:
                     conn.begin_lease(reused=True)
                     return conn
