@@ -11,13 +11,21 @@ retry replays: then whatever is still owed is acknowledged at once.
 from __future__ import annotations
 
 from trioproxy.errors import RequestTooLarge
+from trioproxy.exchange.stages import Chain
 from trioproxy.inbound.exchange import ClientExchange
-from trioproxy.pipeline.traits import BodyTraits
 from trioproxy.proto.events import BodyChunk
 
 
 class RequestBody:
-    def __init__(self, ex: ClientExchange, *, max_bytes: int, declared: int | None) -> None:
+    def __init__(
+        self,
+        ex: ClientExchange,
+        *,
+        max_bytes: int,
+        declared: int | None,
+        stages: Chain | None = None,
+    ) -> None:
+        """``stages``: what each chunk passes as it is read (stages.READING)."""
         self._ex = ex
         self._max = max_bytes
         self.declared = declared  # Content-Length, when the client sent one
@@ -27,7 +35,7 @@ class RequestBody:
         self._keeping = True
         self._owed = 0  # flow-controlled bytes not yet acknowledged to the client
         self.first: bytes | None = None  # the first chunk (for the requested model)
-        self.traits = BodyTraits()  # stream / thinking, for a failure's diagnostic line
+        self._stages = stages
 
     @property
     def exchange(self) -> ClientExchange:
@@ -45,10 +53,20 @@ class RequestBody:
         chunk = await self._ex.receive_body()
         if chunk is None:
             self.done = True
-            return None
+            rest = self._stages.end() if self._stages is not None else b""
+            if not rest:
+                return None
+            chunk = BodyChunk(rest, 0)  # what a stage held back: nothing to credit
+            return self._count(chunk)
+        if self._stages is not None:
+            data = self._stages.feed(chunk.data)
+            if data is not chunk.data:
+                chunk = BodyChunk(data, chunk.flow_controlled_length)
+        return self._count(chunk)
+
+    def _count(self, chunk: BodyChunk) -> BodyChunk:
         if self.first is None:
             self.first = chunk.data
-        self.traits.feed(chunk.data)
         self.total += len(chunk.data)
         if self.total > self._max:
             raise RequestTooLarge(f"request body exceeds the proxy's limit of {self._max} bytes")

@@ -32,7 +32,7 @@ from trioproxy.errors import (
 from trioproxy.exchange.attempt import Attempt
 from trioproxy.exchange.body import RequestBody
 from trioproxy.exchange.respond import deliver_kept, relay
-from trioproxy.exchange.stages import PER_PROVIDER, REQUEST, run_whole
+from trioproxy.exchange.stages import PER_PROVIDER, REQUEST, reading_chain, run_whole
 from trioproxy.exchange.trip import Trip
 from trioproxy.pipeline.auth import presented_credential
 from trioproxy.pipeline.forward import check_declared_length
@@ -68,7 +68,12 @@ class Forwarding:
         self.router = router
         cfg, ex = trip.cfg, trip.ex
         declared = check_declared_length(ex.head, cfg.limits.max_body_bytes)
-        self.body = RequestBody(ex, max_bytes=cfg.limits.max_body_bytes, declared=declared)
+        self.body = RequestBody(
+            ex,
+            max_bytes=cfg.limits.max_body_bytes,
+            declared=declared,
+            stages=reading_chain(trip),
+        )
 
     async def run(self) -> None:
         trip, router, body = self.trip, self.router, self.body
@@ -105,7 +110,8 @@ class Forwarding:
         finally:
             record.bytes_in = body.total
             record.body_complete = body.done
-            record.traits = body.traits
+            if trip.traits_stage is not None:
+                record.traits = trip.traits_stage.traits
             if not record.model_requested and body.first:
                 record.model_requested = requested_model(body.first[:4096])
 

@@ -27,7 +27,14 @@ Response side (upstream -> client), in ``RESPONSE`` order:
    content-length stays exact; larger, as it streams).
    (Demotion, the conversation log and ping injection come after these.)
 
-Request side, in ``REQUEST`` (once per request) then ``PER_PROVIDER`` order:
+Request side. As the client's body is read (``READING``, streaming):
+
+1. ``TraitsStage``: whether the body asks for a stream or uses thinking,
+   for the diagnostic line of a failed forward (watches; keeps references
+   to the first and last 16 KiB, copies nothing).
+
+Then, when a stage must see the JSON, in ``REQUEST`` (once per request)
+then ``PER_PROVIDER`` order:
 
 1. ``ScrubStage``: credentials and identifiers become placeholders.
 2. ``EditStage``: the model mapped, top-level fields dropped, thinking
@@ -49,6 +56,7 @@ from typing import TYPE_CHECKING
 
 from trioproxy.accounting.usage import Usage, UsageObserver
 from trioproxy.config.model import ProviderConfig
+from trioproxy.pipeline.traits import BodyTraits
 from trioproxy.pipeline.transform import rewrite
 from trioproxy.proto.events import ResponseHead
 from trioproxy.proto.headers import content_length, is_event_stream
@@ -199,6 +207,27 @@ def response_chain(trip: Trip, head: ResponseHead) -> Chain | None:
 
 
 # -- request stages ----------------------------------------------------------------
+class TraitsStage(Stage):
+    """Watches the request body as it is read, for the diagnostic line."""
+
+    __slots__ = ("traits",)
+
+    def __init__(self) -> None:
+        self.traits = BodyTraits()
+
+    @classmethod
+    def make(cls, trip: Trip) -> TraitsStage | None:
+        if not trip.ex.has_body:
+            return None
+        stage = cls()
+        trip.traits_stage = stage
+        return stage
+
+    def feed(self, chunk: bytes) -> bytes:
+        self.traits.feed(chunk)
+        return chunk
+
+
 class _Whole(Stage):
     """A request stage that needs the whole body (the JSON) to do its work."""
 
@@ -264,7 +293,17 @@ class EditStage(_Whole):
         )
 
 
-# The request stages, in order: once per request, then per provider.
+# The request body as it is read from the client (streaming, before anything else).
+READING: tuple[Callable[[Trip], Stage | None], ...] = (TraitsStage.make,)
+
+
+def reading_chain(trip: Trip) -> Chain | None:
+    """The stages the client's body passes as it is read (None: none)."""
+    stages = [s for make in READING if (s := make(trip)) is not None]
+    return Chain(stages) if stages else None
+
+
+# The request stages that need the JSON, in order: once per request, then per provider.
 REQUEST: tuple[Callable[[Trip], Stage | None], ...] = (ScrubStage.make,)
 PER_PROVIDER: tuple[Callable[[Trip, ProviderConfig], Stage | None], ...] = (EditStage.make,)
 

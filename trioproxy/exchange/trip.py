@@ -18,7 +18,7 @@ from trioproxy.scrub.engine import Scrubber
 from trioproxy.transport.watchdog import Watchdog
 
 if TYPE_CHECKING:
-    from trioproxy.exchange.stages import UsageStage
+    from trioproxy.exchange.stages import TraitsStage, UsageStage
 
 log = logging.getLogger("trioproxy.exchange")
 
@@ -34,6 +34,7 @@ class Trip:
         "messages",
         "record",
         "restore",
+        "traits_stage",
         "usage_stage",
         "watchdog",
     )
@@ -50,6 +51,7 @@ class Trip:
         # A Messages request: its answer carries usage (and later, demotion applies).
         self.messages = ex.head.method == b"POST" and ex.head.path == MESSAGES
         self.usage_stage: UsageStage | None = None  # set when the answer's stages are made
+        self.traits_stage: TraitsStage | None = None  # set when the body's stages are made
         self._parsed: ParsedBody | None = None
 
     def parsed_body(self, body: bytes) -> ParsedBody | None:
