@@ -1,5 +1,5 @@
 """Starting and measuring the processes the bench compares: the origins,
-nginx, the floor relay and trioproxy, each pinned to its core."""
+nginx, the floor relays and trioproxy, each pinned to its core."""
 
 from __future__ import annotations
 
@@ -127,8 +127,11 @@ def start_tls_fake(work: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
     return proc, port, ca
 
 
-def start_floor(upstream_port: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_floor(upstream_port: int, *, h11: bool = False) -> tuple[subprocess.Popen[bytes], int]:
+    """The floor relay, or with ``h11`` the floor relay that parses and frames
+    HTTP/1.1 with h11 (``bench/floor_h11.py``)."""
     port = free_port()
-    proc = python_process(["-m", "bench.floor", str(port), str(upstream_port)], PROXY_CPU)
-    wait_listening(port, proc, "floor relay")
+    module = "bench.floor_h11" if h11 else "bench.floor"
+    proc = python_process(["-m", module, str(port), str(upstream_port)], PROXY_CPU)
+    wait_listening(port, proc, module)
     return proc, port

@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-NAMES = ("direct", "nginx", "floor", "trioproxy")
+NAMES = ("direct", "nginx", "floor", "floor+h11", "trioproxy")
 HEADINGS = {
     "direct": "direct (no proxy)",
     "nginx": "nginx (1 worker)",
     "floor": "floor: Trio byte relay",
+    "floor+h11": "floor + h11 framing",
     "trioproxy": "trioproxy (1 process)",
 }
 VARIANTS = ("trioproxy", "trioproxy h2c-up", "trioproxy h2-tls-up", "trioproxy scrub")
@@ -144,7 +145,12 @@ def _plot(results: dict[str, Any], png: Path) -> str:
     except ImportError:
         return "(no chart: matplotlib is not installed; `pip install -e .[bench]`)"
     sc = results["scenarios"]
-    colors = {"nginx": "#2a9d8f", "floor": "#8d99ae", "trioproxy": "#e76f51"}
+    colors = {
+        "nginx": "#2a9d8f",
+        "floor": "#8d99ae",
+        "floor+h11": "#b8c0cc",
+        "trioproxy": "#e76f51",
+    }
     panels: list[tuple[str, str, str]] = [
         (k, "per_cpu_s", "requests per proxy CPU-second") for k in ("A", "C", "D", "E") if k in sc
     ]
@@ -162,7 +168,7 @@ def _plot(results: dict[str, Any], png: Path) -> str:
         ax.set_visible(False)
     for ax, (key, field, unit) in zip(axes, panels, strict=False):
         rows = sc[key]["rows"]
-        names = [x for x in ("nginx", "floor", "trioproxy") if rows.get(x, {}).get(field)]
+        names = [x for x in NAMES[1:] if rows.get(x, {}).get(field)]
         vals = [rows[x][field] for x in names]
         ax.bar(names, vals, color=[colors[x] for x in names])
         ax.set_title(f"{key}: {sc[key]['title']}", fontsize=8, wrap=True)
@@ -174,7 +180,7 @@ def _plot(results: dict[str, Any], png: Path) -> str:
     for ax, key in zip(axes[len(panels) :], extra, strict=False):
         rows = sc[key]["rows"]
         if key == "B":
-            names = [x for x in ("direct", "nginx", "floor", "trioproxy") if x in rows]
+            names = [x for x in NAMES if x in rows]
             p50 = [rows[x]["p50_us"] / 1000 for x in names]
             p99 = [rows[x]["p99_us"] / 1000 for x in names]
             x = range(len(names))

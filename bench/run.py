@@ -1,4 +1,4 @@
-"""trioproxy benchmarks: no proxy, nginx, the Trio floor relay and trioproxy,
+"""trioproxy benchmarks: no proxy, nginx, the Trio floor relays and trioproxy,
 side by side in one run.
 
 Run with ``make bench`` (or ``python -m bench.run [--duration S] [--only A,G]``).
@@ -138,13 +138,15 @@ class Bench:
 
         return self._once(f"nginx-{upstream}", make)
 
-    def floor(self, upstream_port: int) -> Target:
-        def make() -> Target:
-            proc, port = start_floor(upstream_port)
-            self.procs.append(proc)
-            return Target("floor", port, [proc.pid])
+    def floor(self, upstream_port: int, *, h11: bool = False) -> Target:
+        name = "floor+h11" if h11 else "floor"
 
-        return self._once(f"floor-{upstream_port}", make)
+        def make() -> Target:
+            proc, port = start_floor(upstream_port, h11=h11)
+            self.procs.append(proc)
+            return Target(name, port, [proc.pid])
+
+        return self._once(f"{name}-{upstream_port}", make)
 
     def trioproxy(self, variant: str, upstream: str) -> Target:
         """A trioproxy process for ``variant`` in front of the nginx origin
@@ -204,6 +206,7 @@ class Bench:
             direct,
             self.nginx("origin"),
             self.floor(origin.port),
+            self.floor(origin.port, h11=True),
             *(self.trioproxy(v, "origin") for v in variants),
         ]
 
@@ -280,6 +283,7 @@ class Bench:
             Target("direct", fake, []),
             self.nginx("fake"),
             self.floor(fake),
+            self.floor(fake, h11=True),
             *(self.trioproxy(v, "fake") for v in VARIANTS),
         ]
         rows = {}
