@@ -3,6 +3,7 @@ nginx, the floor relays and trioproxy, each pinned to its core."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -52,19 +53,42 @@ def wait_listening(port: int, proc: subprocess.Popen[Any], what: str) -> None:
     raise RuntimeError(f"{what} did not start listening")
 
 
+def family(pids: list[int]) -> list[int]:
+    """The processes and all their descendants, now: trioproxy serve is a
+    supervisor whose workers do the work."""
+    out: list[int] = []
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError):  # a thread or process that just ended
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of the processes (all their threads), in seconds."""
+    """utime + stime of the processes and their descendants (all threads),
+    in seconds."""
     total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    for pid in family(pids):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a worker that exited
         total += int(fields[11]) + int(fields[12])
     return total / CLK_TCK
 
 
 def rss_kib(pids: list[int]) -> int:
+    """Resident memory of the processes and their descendants."""
     total = 0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    for pid in family(pids):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1])
     return total

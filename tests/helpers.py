@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import ssl
 import subprocess
 import sys
@@ -449,3 +450,16 @@ async def read_until(
         )
         seen += data
     return m
+
+
+async def stream_through_sigterm(proxy: Serving, stream_body: bytes) -> None:
+    """A stream in flight when ``proxy`` gets SIGTERM finishes whole."""
+    async with await H1Client.connect(proxy.port) as c:
+        await c.send_request(
+            "POST", "/v1/messages", [("x-fake-fault", "event-delay=0.1")], stream_body
+        )
+        assert await c.receive_some()
+        proxy.proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            resp = await c.read_response()
+    assert resp.complete and resp.body.endswith(b'data: {"type":"message_stop"}\n\n')

@@ -24,6 +24,7 @@ from trioproxy.config import (
     parse_hostport,
 )
 from trioproxy.sdnotify import notify
+from trioproxy.workers.channel import WorkerFds
 
 log = logging.getLogger("trioproxy")
 
@@ -42,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", metavar="FILE", help="TOML configuration file")
         sp.add_argument("--listen", metavar="HOST:PORT", help="overrides TRIOPROXY_LISTEN")
         sp.add_argument("--upstream", metavar="URL", help="overrides TRIOPROXY_UPSTREAM")
+        sp.add_argument(
+            "--workers",
+            metavar="N",
+            help='worker processes, or "auto"; overrides TRIOPROXY_WORKERS',
+        )
+    # Internal: how the supervisor starts a worker (see trioproxy/workers/).
+    serve.add_argument("--worker-fds", help=argparse.SUPPRESS)
     sw = sub.add_parser(
         "switch",
         help="route a running proxy to one provider, or back to failover (POST /admin/route)",
@@ -106,11 +114,13 @@ class _Formatter(logging.Formatter):
         return super().format(record)
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, worker: int | None = None) -> None:
     """Log records go through a queue to a writer thread: a slow stderr (a full
-    pipe, a busy journald) never blocks the event loop."""
+    pipe, a busy journald) never blocks the event loop. A worker's lines
+    (not its access lines) name it."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    who = "%(name)s" if worker is None else f"%(name)s[worker {worker}]"
+    handler.setFormatter(_Formatter(f"%(asctime)s %(levelname)s {who}: %(message)s"))
     q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     listener = logging.handlers.QueueListener(q, handler)
     root = logging.getLogger()
@@ -123,31 +133,28 @@ def _setup_logging(level: str) -> None:
     atexit.register(listener.stop)  # flush what is queued at exit
 
 
-async def _run_server(config: Config, loader: Callable[[], Config]) -> int:
-    from trioproxy.server import Server
+async def _run_supervisor(config: Config, loader: Callable[[], Config], argv: list[str]) -> int:
+    from trioproxy.workers.supervisor import Supervisor
 
-    server = Server(config, notify=notify, loader=loader)
-    await server.bind()  # an address in use: ConfigError, before anything starts
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve_signals)
+    sup = Supervisor(config, argv, loader=loader, notify=notify, cpus=len(os.sched_getaffinity(0)))
+    await sup.bind()  # an address in use: ConfigError, before any worker starts
 
-        async def _serve(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-            await server.serve(task_status=task_status)
-            nursery.cancel_scope.cancel()
-
-        port = await nursery.start(_serve)
+    def ready(port: int, workers: int) -> None:
         scheme = "https" if config.tls else "http"
         log.info(
-            "trioproxy %s listening on %s://%s:%d -> %s",
+            "trioproxy %s listening on %s://%s:%d -> %s (%d worker%s)",
             __version__,
             scheme,
             config.listen.host,
             port,
             ", ".join(f"{p.name}={p.upstream.origin}" for p in config.routing.providers),
+            workers,
+            "" if workers == 1 else "s",
         )
-        # Only now, with the listeners bound, is the service ready (Type=notify).
+        # Only now, with every worker accepting, is the service ready (Type=notify).
         notify(f"READY=1\nSTATUS=listening on {config.listen.host}:{port}")
-    return 1 if server.forced else 0
+
+    return await sup.run(ready)
 
 
 async def _run_fake(config: Config) -> int:
@@ -253,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         return _switch(args)
     try:
         if args.command in ("serve", "check-config"):
-            overrides = {"listen": args.listen, "upstream.url": args.upstream}
+            overrides = {
+                "listen": args.listen,
+                "upstream.url": args.upstream,
+                "workers": args.workers,
+            }
             config = load_config(args.config, overrides=overrides)
             problem = binding_problem(config)
             if problem:
@@ -279,11 +290,22 @@ def main(argv: list[str] | None = None) -> int:
                 f"family={p.family} {'enabled' if p.enabled else 'disabled'} ({cred})"
             )
         return 0
-    _setup_logging(config.log_level)
+    worker_fds = getattr(args, "worker_fds", None)
+    try:
+        fds = WorkerFds.parse(worker_fds) if worker_fds else None
+    except ValueError as exc:
+        print(f"trioproxy: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(config.log_level, None if fds is None else fds.slot)
     try:
         if args.command == "serve":
+            loader = partial(load_config, args.config, overrides=overrides)
+            if fds is not None:
+                from trioproxy.workers.worker import run_worker
+
+                return trio.run(run_worker, config, loader, fds)
             return trio.run(
-                _run_server, config, partial(load_config, args.config, overrides=overrides)
+                _run_supervisor, config, loader, list(sys.argv[1:] if argv is None else argv)
             )
         if args.command == "fake-upstream":
             return trio.run(_run_fake, config)

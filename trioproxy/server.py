@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from functools import partial
 
@@ -27,13 +28,14 @@ import trio
 
 from trioproxy.accounting.journal import Journal
 from trioproxy.admin.endpoints import AdminApp
-from trioproxy.config import Config, ConfigError, Endpoint, binding_problem, is_loopback
+from trioproxy.config import Config, ConfigError, binding_problem, is_loopback, load_checked
 from trioproxy.config.model import ProviderConfig
 from trioproxy.exchange.proxy import Proxy
 from trioproxy.inbound.conn import handle_connection, make_server_ssl_context
 from trioproxy.inbound.exchange import App
 from trioproxy.routing.router import Router
 from trioproxy.state import ServerState
+from trioproxy.transport.listen import open_listeners
 from trioproxy.upstream.connect import tcp_connector
 from trioproxy.upstream.pool import UpstreamPool, open_pools
 
@@ -51,9 +53,12 @@ class Server:
         ssl_context: ssl.SSLContext | None = None,
         notify: Callable[[str], object] = lambda _message: None,
         loader: Callable[[], Config] | None = None,
+        inherited: tuple[Sequence[socket.socket], Sequence[socket.socket]] | None = None,
     ) -> None:
         """``notify`` receives sd_notify messages (the CLI passes the real one;
-        servers inside tests and the demo's fake stay silent)."""
+        servers inside tests and the demo's fake stay silent). ``inherited``:
+        listening sockets a supervisor bound (main, admin), used instead of
+        binding ``listen`` and ``admin.listen``."""
         self.config = config
         self._notify = notify
         self._loader = loader  # re-reads the configuration, for reload()
@@ -63,6 +68,9 @@ class Server:
             self.ssl_context = make_server_ssl_context(config.tls_cert, config.tls_key)
         self._handlers_scope: trio.CancelScope | None = None
         self._grace_cut = trio.Event()  # stop accepting now, whatever is left of the grace
+        self._inherited = inherited
+        self.retiring = False  # replaced by a newer worker: see retire()
+        self.stopped_accepting = trio.Event()  # this process's listeners are closed
         self.forced = False
         self.router = Router(config.routing)
         self.state.router = self.router
@@ -89,10 +97,7 @@ class Server:
             return False
         self._notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
-            new = self._loader()
-            problem = binding_problem(new)
-            if problem:
-                raise ConfigError(problem)
+            new = load_checked(self._loader)
             if new.tls != self.config.tls:
                 raise ConfigError("tls: turning TLS on or off needs a restart")
             new = self._keep_restart_only_settings(new)
@@ -170,6 +175,18 @@ class Server:
         if not grace:
             self._grace_cut.set()
 
+    def retire(self) -> None:
+        """A newer worker accepts on the same sockets now: stop accepting at
+        once, then drain as on SIGTERM but with /health still 200 (the
+        server as a whole is not going away). Idle keep-alive connections
+        stay open for the drain grace, answering with `connection: close`,
+        so a client that sends on one is served rather than reset."""
+        if self.state.draining:
+            return
+        self.retiring = True
+        self.state.listening.retiring = True
+        self.state.begin_drain()
+
     def force_stop(self) -> None:
         self.forced = True
         self.state.begin_drain()
@@ -181,11 +198,16 @@ class Server:
         admin.listen set). Done first, before anything else starts, so that
         an address in use is a one-line ConfigError naming the setting."""
         cfg = self.config
+        if self._inherited is not None and not self._listeners:
+            main, admin_socks = self._inherited
+            self._listeners = [_adopt(s) for s in main]
+            self._admin_listeners = [_adopt(s) for s in admin_socks] if admin else []
         if not self._listeners:
-            self._listeners = await _listen(cfg.listen, "listen")
-            self.port = self._listeners[0].socket.getsockname()[1]
+            self._listeners = await open_listeners(cfg.listen, "listen")
+        self.port = self._listeners[0].socket.getsockname()[1]
         if admin and cfg.admin_listen is not None and not self._admin_listeners:
-            self._admin_listeners = await _listen(cfg.admin_listen, "admin.listen")
+            self._admin_listeners = await open_listeners(cfg.admin_listen, "admin.listen")
+        if self._admin_listeners:
             self.admin_port = self._admin_listeners[0].socket.getsockname()[1]
 
     async def serve_app(
@@ -255,14 +277,23 @@ class Server:
                     )
                 task_status.started(port)
                 await shared.drain_started.wait()
-                grace = cfg.timeouts.drain_grace
-                if grace > 0 and not self._grace_cut.is_set():
-                    log.info("draining: /health answers 503; still accepting for %g s", grace)
-                    with trio.move_on_after(grace):
-                        await self._grace_cut.wait()
+                if not self.retiring:
+                    if cfg.timeouts.drain_grace > 0 and not self._grace_cut.is_set():
+                        log.info(
+                            "draining: /health answers 503; still accepting for %g s",
+                            cfg.timeouts.drain_grace,
+                        )
+                    await self._grace()
                 acceptors.cancel_scope.cancel()
-            shared.stop_accepting()
             await self._close_listeners()
+            self.stopped_accepting.set()
+            if self.retiring:
+                log.info(
+                    "retiring: a newer worker accepts; idle connections close within %g s",
+                    cfg.timeouts.drain_grace,
+                )
+                await self._grace(until_idle=True)
+            shared.stop_accepting()
             log.info(
                 "no longer accepting: %d request(s) in flight, %d connection(s); deadline %g s",
                 shared.in_flight,
@@ -274,6 +305,21 @@ class Server:
             )
         if handlers.cancel_scope.cancelled_caught and not self.forced:
             log.warning("drain deadline reached; remaining requests were cancelled")
+
+    async def _grace(self, *, until_idle: bool = False) -> None:
+        """The drain grace, or what is left of it until ``_grace_cut``; with
+        ``until_idle``, also until no client connection is left (a retiring
+        worker no longer accepts, so none can come)."""
+        grace = self.config.timeouts.drain_grace
+        if grace <= 0 or self._grace_cut.is_set():
+            return
+        with trio.move_on_after(grace):
+            async with trio.open_nursery() as race:
+                race.start_soon(_then_cancel, self._grace_cut.wait, race.cancel_scope)
+                if until_idle:
+                    race.start_soon(
+                        _then_cancel, self.state.listening.until_no_connections, race.cancel_scope
+                    )
 
     async def _close_listeners(self) -> None:
         for listener in [*self._listeners, *self._admin_listeners]:
@@ -350,11 +396,16 @@ class Server:
                     return
 
 
-async def _listen(where: Endpoint, key: str) -> list[trio.SocketListener]:
-    try:
-        return await trio.open_tcp_listeners(where.port, host=where.host)
-    except OSError as exc:
-        raise ConfigError(f"{key} {where}: cannot listen: {exc.strerror or exc}") from None
+async def _then_cancel(wait: Callable[[], Awaitable[object]], scope: trio.CancelScope) -> None:
+    await wait()
+    scope.cancel()
+
+
+def _adopt(sock: socket.socket) -> trio.SocketListener:
+    """A listening socket bound by the supervisor, as this process's listener.
+    Closing it here closes only this process's descriptor: the socket stays
+    open, and queued connections wait for the other workers."""
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
 
 def _describe_providers(cfg: Config) -> str:

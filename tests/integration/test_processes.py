@@ -18,6 +18,7 @@ from tests.helpers import (
     spawn_trioproxy,
     start_fake,
     stop,
+    stream_through_sigterm,
 )
 
 JSON = orjson.dumps({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
@@ -29,15 +30,7 @@ STREAM = orjson.dumps(
 async def test_serve_drains_on_sigterm_and_exits_0(nursery: trio.Nursery) -> None:
     fake = await start_fake(nursery)
     async with serving("--upstream", fake.url, env=clean_env()) as proxy:
-        async with await H1Client.connect(proxy.port) as c:
-            await c.send_request(
-                "POST", "/v1/messages", [("x-fake-fault", "event-delay=0.1")], STREAM
-            )
-            assert await c.receive_some()
-            proxy.proc.send_signal(signal.SIGTERM)
-            with trio.fail_after(10):
-                resp = await c.read_response()
-        assert resp.complete and resp.body.endswith(b'data: {"type":"message_stop"}\n\n')
+        await stream_through_sigterm(proxy, STREAM)
         with trio.fail_after(10):
             assert await proxy.proc.wait() == 0
             await proxy.logged(rb"draining")

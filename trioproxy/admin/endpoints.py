@@ -102,7 +102,7 @@ def route(
     if path == b"/openapi.json":
         return _answer(200, openapi_json(), b"application/json")
     if path == b"/health":
-        if state.draining:
+        if state.draining and not state.listening.retiring:
             return _json(503, {"status": "draining"})
         return _json(200, {"status": "ok"})
     return _json(

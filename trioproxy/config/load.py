@@ -8,7 +8,7 @@ import ipaddress
 import os
 import ssl
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +193,7 @@ def _build(
         usage_ledger=p["usage.ledger"],
         usage_retention_days=p["usage.retention_days"],
         pricing=_build_pricing(structured.get("pricing")),
+        workers=p["workers"],
         raw=dict(p),
     )
 
@@ -347,6 +348,16 @@ def _build_credential(p: dict[str, Any]) -> Credential | None:
     if any(c in value for c in "\r\n\0"):
         raise ConfigError("upstream.api_key: the key contains a line break or NUL")
     return Credential(header.encode(), value.encode())
+
+
+def load_checked(loader: Callable[[], Config]) -> Config:
+    """``loader()``, refused (ConfigError) when the binding policy forbids
+    the result: what a reload applies."""
+    new = loader()
+    problem = binding_problem(new)
+    if problem:
+        raise ConfigError(problem)
+    return new
 
 
 def binding_problem(config: Config) -> str | None:

@@ -247,6 +247,7 @@ class Config:
     usage_ledger: bool = True
     usage_retention_days: int = 90
     pricing: tuple[Price, ...] = ()  # [pricing] entries first, then the built-in list prices
+    workers: int = 1  # 0: one per CPU
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property

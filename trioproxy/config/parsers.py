@@ -53,6 +53,17 @@ def parse_count(raw: object) -> int:
     return value
 
 
+def parse_workers(raw: object) -> int:
+    """A worker count, or "auto" (0: one per CPU, counted where the
+    supervisor starts, so the parser stays pure)."""
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return 0
+    try:
+        return parse_positive_int(raw)
+    except (TypeError, ValueError):
+        raise ValueError('expected a positive whole number or "auto"') from None
+
+
 def parse_fraction(raw: object) -> float:
     if isinstance(raw, bool):
         raise ValueError("expected a fraction in (0, 1]")

@@ -28,6 +28,7 @@ from trioproxy.config.parsers import (
     parse_secret_list,
     parse_str,
     parse_stream_failure,
+    parse_workers,
 )
 
 
@@ -56,6 +57,13 @@ SETTINGS: tuple[Setting, ...] = (
         parse_str,
         "127.0.0.1:8787",
         "address the proxy listens on (HOST:PORT; [v6]:PORT)",
+    ),
+    Setting(
+        "workers",
+        "TRIOPROXY_WORKERS",
+        parse_workers,
+        1,
+        "worker processes accepting on the same listeners (auto: one per CPU); a supervisor restarts them and replaces them one by one on reload",
     ),
     Setting(
         "log_level",

@@ -58,6 +58,7 @@ class Listening:
         self.watchdog = Watchdog()
         self.buffer = ReadBuffer()
         self.draining = False  # SIGTERM came: /health says 503, answers say goodbye
+        self.retiring = False  # draining because a newer worker took over: /health stays 200
         self.accepting = True  # listeners open (false once the drain grace is over)
         self.drain_started = trio.Event()
         # Keyed by plain strings (JSON keys); an Http indexes them all the same.
@@ -69,6 +70,7 @@ class Listening:
         self.connections: dict[str, int] = {Http.H1.value: 0, Http.H2.value: 0}
         self._idle_scopes: set[trio.CancelScope] = set()
         self._drainables: set[Drainable] = set()
+        self._none_left: trio.Event | None = None  # set when the last connection closes
 
     @property
     def in_flight(self) -> int:
@@ -127,6 +129,14 @@ class Listening:
             yield
         finally:
             self.connections[protocol] -= 1
+            if self._none_left is not None and not self.total_connections:
+                self._none_left.set()
+
+    async def until_no_connections(self) -> None:
+        """Returns once no client connection is open (at once if none is)."""
+        while self.total_connections:
+            self._none_left = trio.Event()
+            await self._none_left.wait()
 
     def exchange(self, protocol: Http) -> InFlight:
         return InFlight(self.active, protocol)

@@ -1,0 +1,180 @@
+"""`trioproxy serve --workers N`: a supervisor and its worker processes, as
+real processes with real signals."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+from pathlib import Path
+
+import orjson
+import trio
+
+from tests.helpers import (
+    H1Client,
+    clean_env,
+    h1_request,
+    serving,
+    start_fake,
+    stream_through_sigterm,
+)
+
+JSON = orjson.dumps({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+STREAM = orjson.dumps(
+    {"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+)
+STARTED = rb"worker (\d) started \(pid (\d+)\)"
+
+
+def children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        out |= {int(c) for c in (task / "children").read_text().split()}
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def until(predicate: object, what: str, seconds: float = 10) -> None:
+    """Poll ``predicate`` until true: another process's state in /proc has
+    no event to wait on."""
+    with trio.fail_after(seconds):
+        while not predicate():  # type: ignore[operator]  # noqa: ASYNC110
+            await trio.sleep(0.05)
+
+
+async def test_workers_serve_a_killed_one_is_replaced_and_sigterm_drains(
+    nursery: trio.Nursery,
+) -> None:
+    fake = await start_fake(nursery)
+    env = clean_env(TRIOPROXY_DRAIN_GRACE="1")
+    async with serving("--upstream", fake.url, "--workers", "2", env=env) as proxy:
+        assert re.search(rb"listening on .*\(2 workers\)", bytes(proxy.log))
+        workers = children(proxy.proc.pid)
+        assert len(workers) == 2
+        for _ in range(20):
+            assert (await h1_request(proxy.port, "POST", "/v1/messages", [], JSON)).status == 200
+
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        # The other worker keeps serving while the supervisor replaces this one.
+        for _ in range(20):
+            assert (await h1_request(proxy.port, "POST", "/v1/messages", [], JSON)).status == 200
+        with trio.fail_after(10):
+            await proxy.logged(rb"worker \d \(pid %d\) was killed by SIGKILL" % victim)
+            await proxy.logged(rb"starting a new one in 0.5 s")
+        await until(lambda: len(children(proxy.proc.pid) - {victim}) == 2, "a replacement")
+        replacement = children(proxy.proc.pid) - workers
+        assert len(replacement) == 1 and victim not in children(proxy.proc.pid)
+        with trio.fail_after(10):
+            await proxy.logged(rb"worker \d started \(pid %d\)" % next(iter(replacement)))
+
+        # SIGTERM: a stream in flight finishes, then every process exits 0.
+        await stream_through_sigterm(proxy, STREAM)
+        with trio.fail_after(15):
+            assert await proxy.proc.wait() == 0
+        assert not any(alive(pid) for pid in replacement | (workers - {victim}))
+
+
+SITE = """
+import os, sys
+if "--worker-fds" in sys.argv:
+    with open({mark!r}, "a") as f:
+        f.write(f"{{os.getpid()}} {version}\\n")
+"""
+
+
+async def test_sighup_replaces_workers_under_load_without_losing_a_request(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The rolling reload: fresh processes (they run the code on disk now),
+    each accepting before the one it replaces stops, streams in flight
+    finishing on the old ones, and no request failing or refused meanwhile."""
+    site, mark = tmp_path / "site", tmp_path / "mark"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITE.format(mark=str(mark), version="v1"))
+    notify_path = tmp_path / "notify.sock"
+    rx = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    await rx.bind(str(notify_path))
+    env = clean_env(PYTHONPATH=str(site), NOTIFY_SOCKET=str(notify_path), TRIOPROXY_DRAIN_GRACE="1")
+    fake = await start_fake(nursery)
+    failures: list[str] = []
+    sent = 0
+
+    async def load(port: int) -> None:
+        nonlocal sent
+        while True:
+            try:  # a new connection each time: a refused one would show
+                resp = await h1_request(port, "POST", "/v1/messages", [], JSON)
+                if resp.status != 200:
+                    failures.append(f"status {resp.status}")
+            except OSError as exc:
+                failures.append(repr(exc))
+            sent += 1
+
+    async def keepalive(port: int) -> None:
+        nonlocal sent
+        while True:  # one client on one keep-alive connection, reconnecting when told to
+            async with await H1Client.connect(port) as c:
+                while True:
+                    await c.send_request("POST", "/v1/messages", [], JSON)
+                    resp = await c.read_response()
+                    sent += 1
+                    if resp.status != 200:
+                        failures.append(f"keep-alive status {resp.status}")
+                    if (b"connection", b"close") in resp.headers:
+                        break
+
+    with rx:
+        async with serving("--upstream", fake.url, "--workers", "2", env=env) as proxy:
+            with trio.fail_after(10):
+                assert (await rx.recv(1000)).startswith(b"READY=1")
+            async with await H1Client.connect(proxy.port) as stream, trio.open_nursery() as n:
+                await stream.send_request(
+                    "POST", "/v1/messages", [("x-fake-fault", "event-delay=0.1")], STREAM
+                )
+                assert await stream.receive_some()  # in flight on a first-generation worker
+                n.start_soon(load, proxy.port)
+                n.start_soon(keepalive, proxy.port)
+                for version in ("v2", "v3"):
+                    (site / "sitecustomize.py").write_text(
+                        SITE.format(mark=str(mark), version=version)
+                    )
+                    proxy.proc.send_signal(signal.SIGHUP)
+                    with trio.fail_after(30):
+                        assert (await rx.recv(1000)).startswith(b"RELOADING=1")
+                        ready = await rx.recv(1000)
+                    assert ready.startswith(b"READY=1\nSTATUS=configuration reloaded"), ready
+                with trio.fail_after(20):
+                    resp = await stream.read_response()
+                n.cancel_scope.cancel()
+            assert resp.complete and resp.body.endswith(b'data: {"type":"message_stop"}\n\n')
+            assert sent > 50 and failures == []
+            written = {int(p): v for p, v in (ln.split() for ln in mark.read_text().splitlines())}
+            assert sorted(written.values()) == ["v1"] * 2 + ["v2"] * 2 + ["v3"] * 2
+            newest = {pid for pid, v in written.items() if v == "v3"}
+            assert newest <= children(proxy.proc.pid)  # the code on disk at the last reload
+            await until(lambda: children(proxy.proc.pid) == newest, "older workers gone", 15)
+
+
+async def test_workers_leave_when_the_supervisor_is_killed(nursery: trio.Nursery) -> None:
+    """No orphan keeps the port: a restarted proxy can bind it again."""
+    fake = await start_fake(nursery)
+    env = clean_env(TRIOPROXY_DRAIN_GRACE="1")
+    async with serving("--upstream", fake.url, "--workers", "2", env=env) as proxy:
+        workers = children(proxy.proc.pid)
+        assert (await h1_request(proxy.port, "POST", "/v1/messages", [], JSON)).status == 200
+        proxy.proc.kill()
+        await proxy.proc.wait()
+        await until(lambda: not any(alive(p) for p in workers), "workers gone", 15)
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", proxy.port)) != 0
