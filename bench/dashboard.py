@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.run import free_port, wait_listening
+from bench.procs import free_port, wait_listening
 from tests.browser import Browser, find_chromium
 
 CALLERS = {

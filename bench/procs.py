@@ -6,10 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +98,22 @@ def rss_kib(pids: list[int]) -> int:
     return total
 
 
+@contextmanager
+def sighup_after(seconds: float, pid: int) -> Iterator[None]:
+    """SIGHUP to ``pid`` ``seconds`` from now, from a timer thread (the load
+    generator runs in this one); not sent if the block ends first."""
+    timer = threading.Timer(seconds, os.kill, (pid, signal.SIGHUP))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def python_process(
-    args: list[str], cpu: int, env: dict[str, str] | None = None, log: Path | None = None
+    args: list[str], cpu: int | str, env: dict[str, str] | None = None, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
+    """``cpu``: a core, or a taskset list ("0,1")."""
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(
         ["taskset", "-c", str(cpu), sys.executable, *args],
@@ -108,10 +125,15 @@ def python_process(
 
 
 def start_trioproxy(
-    name: str, upstream: str, work: Path, extra_env: dict[str, str] | None = None
+    name: str,
+    upstream: str,
+    work: Path,
+    extra_env: dict[str, str] | None = None,
+    cpus: str = str(PROXY_CPU),
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """One trioproxy process as a user runs it: access lines on (INFO, to a
-    file), usage ledger on, its own state directory."""
+    """One trioproxy as a user runs it (a supervisor and its workers, one
+    unless ``TRIOPROXY_WORKERS`` says otherwise): access lines on (INFO, to a
+    file), usage ledger on, its own state directory; on the ``cpus`` cores."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIOPROXY_")}
     env.update(
@@ -122,7 +144,7 @@ def start_trioproxy(
     )
     proc = python_process(
         ["-m", "trioproxy", "serve", "--listen", f"127.0.0.1:{port}", "--upstream", upstream],
-        PROXY_CPU,
+        cpus,
         env,
         work / f"{name}.log",
     )

@@ -16,12 +16,21 @@ HEADINGS = {
     "floor+h11": "floor + h11 framing",
     "trioproxy": "trioproxy (1 process)",
 }
-VARIANTS = ("trioproxy", "trioproxy h2c-up", "trioproxy h2-tls-up", "trioproxy scrub")
+VARIANTS = (
+    "trioproxy",
+    "trioproxy h2c-up",
+    "trioproxy h2-tls-up",
+    "trioproxy scrub",
+    "trioproxy 2 workers",
+    "trioproxy 2 workers reloaded",
+)
 VARIANT_HEADINGS = {
     "trioproxy": "HTTP/1.1 upstream",
     "trioproxy h2c-up": "h2c upstream",
     "trioproxy h2-tls-up": "h2 over TLS upstream",
     "trioproxy scrub": "HTTP/1.1 upstream, scrubbing on",
+    "trioproxy 2 workers": "2 workers on both cores, HTTP/1.1 upstream",
+    "trioproxy 2 workers reloaded": "2 workers, reloaded twice during the run",
 }
 
 

@@ -39,6 +39,7 @@ from bench.procs import (
     free_port,
     rss_kib,
     say,
+    sighup_after,
     start_fake,
     start_floor,
     start_tls_fake,
@@ -50,6 +51,8 @@ RESULTS = HERE / "results"
 SCRUB_KEY = "ab" * 32
 # The trioproxy rows: how it reaches the upstream, and whether it scrubs.
 VARIANTS = ("trioproxy", "trioproxy h2c-up", "trioproxy h2-tls-up", "trioproxy scrub")
+WORKERS = "trioproxy 2 workers"  # A only: both cores
+RELOADED = "trioproxy 2 workers reloaded"  # A only: WORKERS with two SIGHUPs during the run
 
 
 @dataclass
@@ -173,13 +176,17 @@ class Bench:
                 )
                 # F holds 10,000 streams over HTTP/1.1: one upstream connection each.
                 env["TRIOPROXY_UPSTREAM_MAX_CONNECTIONS"] = "20000"
+            cpus = str(PROXY_CPU)
+            if variant.startswith("trioproxy 2 workers"):
+                env["TRIOPROXY_WORKERS"] = "2"
+                cpus = f"{PROXY_CPU},{LOAD_CPU}"  # both cores: the load and origin share one
             if variant == "trioproxy scrub":
                 env |= {
                     "TRIOPROXY_SCRUB_MODE": "pseudonymize",
                     "TRIOPROXY_SCRUB_HMAC_KEY": SCRUB_KEY,
                 }
             name = f"{variant.replace(' ', '_')}-{upstream}"
-            proc, port = start_trioproxy(name, url, self.work, env)
+            proc, port = start_trioproxy(name, url, self.work, env, cpus)
             self.procs.append(proc)
             return Target(variant, port, [proc.pid])
 
@@ -239,7 +246,33 @@ class Bench:
                 + f"  errors {r['errors']} non-2xx {r['non2xx']}"
             )
             rows[t.name] = r
+        if key == "A":
+            rows[RELOADED] = self.reloaded(path=path, method=method, body=body, conns=conns)
         self._record(key, title, rows)
+
+    def reloaded(self, *, path: str, method: str, body: int, conns: int) -> dict[str, Any]:
+        """The 2-worker proxy under the same load, reloaded (SIGHUP) at a
+        third and two thirds of the run: every worker replaced twice. What
+        counts is that nothing failed."""
+        t = self.trioproxy(RELOADED, "origin")
+        say(f"A with two reloads: {t.name} ({conns} connections, {self.seconds:g} s)")
+
+        def load(port: int) -> dict[str, Any]:
+            supervisor = t.pids[0]
+            with (
+                sighup_after(self.seconds / 3, supervisor),
+                sighup_after(2 * self.seconds / 3, supervisor),
+            ):
+                return run_wrk(
+                    port, path=path, method=method, body=body, conns=conns, seconds=self.seconds
+                )
+
+        r = self.measured(t, load)
+        say(
+            f"   {r['rps']:,.0f} req/s  errors {r['errors']} non-2xx {r['non2xx']}"
+            f"  ({r['requests']:,} requests, 2 reloads)"
+        )
+        return r
 
     def h2_scenario(self) -> None:
         if "E" not in self.only:
@@ -349,7 +382,7 @@ def main() -> int:
             method="POST",
             body=1024,
             conns=64,
-            variants=VARIANTS,
+            variants=(*VARIANTS, WORKERS),
         )
         bench.wrk_scenario(
             "B",
