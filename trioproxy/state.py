@@ -9,6 +9,7 @@ metrics, the router, the pools and the journal (access lines, ledger).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from trioproxy.accounting.journal import Journal
 from trioproxy.accounting.metrics import Metrics
@@ -16,6 +17,20 @@ from trioproxy.config.model import Config
 from trioproxy.inbound.context import Listening
 from trioproxy.routing.router import Router
 from trioproxy.upstream.pool import UpstreamPool
+
+
+class Peers(Protocol):
+    """The other workers of this server, reached through the supervisor
+    (trioproxy/workers/). A server on its own has none."""
+
+    async def gather(self) -> dict[str, Any] | None:
+        """The snapshot of every worker merged (accounting/merge.py); None
+        when the supervisor does not answer in time."""
+        ...
+
+    async def tell_others(self, message: dict[str, Any]) -> None:
+        """Deliver ``message`` to every other worker (a routing switch)."""
+        ...
 
 
 @dataclass(eq=False)
@@ -26,6 +41,7 @@ class ServerState:
     router: Router | None = None  # set by the proxy server (admin endpoints read it)
     pools: dict[str, UpstreamPool] = field(default_factory=dict)  # by provider, while serving
     journal: Journal = field(default_factory=Journal)  # access lines and ledger rows
+    peers: Peers | None = None  # the other workers, when this is one of several
 
     def __post_init__(self) -> None:
         self.listening = Listening(self.config)

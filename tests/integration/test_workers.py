@@ -178,3 +178,57 @@ async def test_workers_leave_when_the_supervisor_is_killed(nursery: trio.Nursery
         await until(lambda: not any(alive(p) for p in workers), "workers gone", 15)
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", proxy.port)) != 0
+
+
+async def test_metrics_add_up_across_workers_and_reloads(nursery: trio.Nursery) -> None:
+    """Counts from every worker add up, also those of workers replaced by a
+    reload; a routing switch reaches every worker."""
+    fake = await start_fake(nursery)
+    env = clean_env(TRIOPROXY_DRAIN_GRACE="1")
+    async with serving("--upstream", fake.url, "--workers", "2", env=env) as proxy:
+        a, b = sorted(children(proxy.proc.pid))
+
+        async def send(n: int) -> None:
+            for _ in range(n):
+                resp = await h1_request(proxy.port, "POST", "/v1/messages", [], JSON)
+                assert resp.status == 200
+
+        # Which worker accepts is the kernel's choice: stop one at a time to know.
+        for paused, n in ((a, 10), (b, 20)):
+            os.kill(paused, signal.SIGSTOP)
+            try:
+                await send(n)
+            finally:
+                os.kill(paused, signal.SIGCONT)
+        view = orjson.loads((await h1_request(proxy.port, "GET", "/metrics.json")).body)
+        assert view["workers"] == 2
+        assert sum(r["count"] for r in view["requests"]) == 30
+        assert {w["pid"]: w["requests"] for w in view["by_worker"]} == {a: 20, b: 10}
+        text = (await h1_request(proxy.port, "GET", "/metrics")).body.decode()
+        totals = re.findall(r'^trioproxy_requests_total\{[^}]*code="200"[^}]*\} (\d+)$', text, re.M)
+        assert sum(map(int, totals)) == 30
+        assert re.search(r"^trioproxy_workers 2$", text, re.M)
+
+        proxy.proc.send_signal(signal.SIGHUP)
+        with trio.fail_after(20):
+            await proxy.logged(rb"configuration reloaded: 2 worker")
+        await until(lambda: not ({a, b} & children(proxy.proc.pid)), "old workers gone", 15)
+        await send(5)
+        view = orjson.loads((await h1_request(proxy.port, "GET", "/metrics.json")).body)
+        assert sum(r["count"] for r in view["requests"]) == 35  # the old workers' 30 kept
+        assert view["duration_s"]["count"] == 35
+
+        resp = await h1_request(
+            proxy.port, "POST", "/admin/route", [], b'{"mode": "single", "provider": "default"}'
+        )
+        assert resp.status == 200
+        for worker in children(proxy.proc.pid):  # each in turn answers alone
+            others = children(proxy.proc.pid) - {worker}
+            for pid in others:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                providers = await h1_request(proxy.port, "GET", "/admin/providers")
+            finally:
+                for pid in others:
+                    os.kill(pid, signal.SIGCONT)
+            assert orjson.loads(providers.body)["mode"] == "single", worker

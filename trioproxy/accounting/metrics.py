@@ -69,6 +69,17 @@ class Histogram:
             "buckets": buckets,
         }
 
+    @classmethod
+    def from_snapshot(cls, snap: dict[str, Any]) -> Histogram:
+        """The inverse of ``snapshot`` (its cumulative counts undone)."""
+        h = cls(tuple(b for b, _ in snap["buckets"]))
+        previous = 0
+        for i, (_, running) in enumerate(snap["buckets"]):
+            h.counts[i] = running - previous
+            previous = running
+        h.count, h.sum = snap["count"], snap["sum"]
+        return h
+
     def quantile(self, q: float) -> float | None:
         """Upper bound of the bucket holding the q-quantile (for the JSON view)."""
         if not self.count:
@@ -95,6 +106,26 @@ class Metrics:
         self.duration = Histogram(DURATION_BUCKETS)
         self.time_to_headers = Histogram(DURATION_BUCKETS)
         self._models: set[str] = set()
+
+    @classmethod
+    def from_snapshot(cls, snap: dict[str, Any]) -> Metrics:
+        """Counters back from ``snapshot()`` (one worker's, or several
+        merged), to render them in Prometheus's format."""
+        m = cls()
+        for r in snap["requests"]:
+            key = (r["code"], r["caller"], r["model"], "true" if r["stream"] else "false")
+            m.requests[(*key, r["provider"])] += r["count"]
+        for t in snap["tokens"]:
+            m.tokens[(t["class"], t["caller"], t["model"], t["provider"])] += t["count"]
+        m.bytes = dict(snap["bytes"])
+        m.stream_errors = snap["stream_errors"]
+        m.client_disconnects = snap["client_disconnects"]
+        m.retries = snap["retries"]
+        m.scrub_hits.update(snap["scrub_hits"])
+        m.unscrubbed.update(snap["scrub_skipped"])
+        m.duration = Histogram.from_snapshot(snap["duration_s"])
+        m.time_to_headers = Histogram.from_snapshot(snap["time_to_headers_s"])
+        return m
 
     def _model(self, model: str) -> str:
         if model in self._models:

@@ -4,11 +4,14 @@ switch)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import trio
 
+from trioproxy.accounting.metrics import Metrics
 from trioproxy.admin.pages import dashboard_html, openapi_json
-from trioproxy.admin.snapshot import gauges, snapshot
+from trioproxy.admin.snapshot import current_view, gauges, snapshot
 from trioproxy.admin.stream import serve_metrics_stream
 from trioproxy.config import is_loopback
 from trioproxy.errors import (
@@ -47,6 +50,10 @@ ADMIN_EXACT: frozenset[bytes] = frozenset(
 # Opened by browsers: a 401 there asks for the token (as a Basic password).
 BROWSER_PATHS: frozenset[bytes] = frozenset({b"/dashboard", b"/metrics/stream"})
 RESERVED_PREFIXES: tuple[bytes, ...] = (b"/admin/",)
+# Answered from the whole server's view: every worker's counts merged.
+VIEWED: frozenset[bytes] = frozenset(
+    {b"/livez", b"/metrics", b"/metrics.json", b"/admin/providers"}
+)
 
 
 def is_own(head: RequestHead) -> bool:
@@ -73,11 +80,17 @@ def _json(status: int, doc: object) -> tuple[ResponseHead, bytes]:
 
 
 def route(
-    head: RequestHead, state: ServerState, *, admin_listener: bool = False
+    head: RequestHead,
+    state: ServerState,
+    *,
+    view: dict[str, Any] | None = None,
+    admin_listener: bool = False,
 ) -> tuple[ResponseHead, bytes]:
-    """Answer an own endpoint: a pure function of the head and the state.
-    /health and /livez are open to all; /admin/* needs the admin token, and
-    lives only on the admin listener when one is configured."""
+    """Answer an own endpoint: a pure function of the head, the state and
+    ``view``, the whole server's snapshot (every worker's merged) for the
+    paths in VIEWED. /health and /livez are open to all; /admin/* needs the
+    admin token, and lives only on the admin listener when one is
+    configured."""
     path = head.path
     _check_access(head, state, admin_listener)
     if path not in RESERVED_EXACT:
@@ -88,15 +101,18 @@ def route(
         raise MethodNotAllowed("/metrics/stream accepts GET")
     if head.method not in (b"GET", b"HEAD"):
         raise MethodNotAllowed(f"{path.decode('latin-1')} accepts GET and HEAD")
+    if path in VIEWED:
+        view = view if view is not None else snapshot(state)
     if path == b"/admin/providers":
-        if state.router is None:
+        if view is None or view["routing"] is None:
             raise NotFound("this server does not route to providers")
-        return _json(200, state.router.snapshot())
+        return _json(200, view["routing"])
     if path == b"/metrics":
-        body = state.metrics.prometheus(gauges(state))
+        assert view is not None
+        body = Metrics.from_snapshot(view).prometheus(gauges(view))
         return _answer(200, body, b"text/plain; version=0.0.4; charset=utf-8")
     if path == b"/metrics.json":
-        return _json(200, snapshot(state))
+        return _json(200, view)
     if path == b"/dashboard":
         return _answer(200, dashboard_html(), b"text/html; charset=utf-8")
     if path == b"/openapi.json":
@@ -105,14 +121,16 @@ def route(
         if state.draining and not state.listening.retiring:
             return _json(503, {"status": "draining"})
         return _json(200, {"status": "ok"})
+    assert view is not None  # /livez
     return _json(
         200,
         {
-            "status": "draining" if state.draining else "ok",
-            "in_flight": state.in_flight,
-            "draining": state.draining,
-            "uptime_s": round(state.uptime_s, 3),
-            "connections": state.total_connections,
+            "status": "draining" if view["draining"] else "ok",
+            "in_flight": view["in_flight"],
+            "draining": view["draining"],
+            "uptime_s": view["uptime_s"],
+            "connections": sum(view["connections"].values()),
+            "workers": view.get("workers", 1),
         },
     )
 
@@ -141,7 +159,11 @@ async def serve_own(
             await serve_metrics_stream(ex, state)
             return
         else:
-            head, body = route(ex.head, state, admin_listener=admin_listener)
+            view = None
+            if path in VIEWED and method in (b"GET", b"HEAD"):
+                _check_access(ex.head, state, admin_listener)  # before asking every worker
+                view = await current_view(state)
+            head, body = route(ex.head, state, view=view, admin_listener=admin_listener)
     except ProxyError as exc:
         head, body = error_response(exc, ex.request_id)
         if isinstance(exc, AuthenticationFailed) and path in BROWSER_PATHS:
@@ -183,6 +205,10 @@ async def _switch_route(
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     await router.save_mode()
+    if state.peers is not None:
+        await state.peers.tell_others(
+            {"route": {"mode": router.mode.mode, "provider": router.mode.provider}}
+        )
     return _json(200, {"mode": router.mode.mode, "provider": router.mode.provider})
 
 

@@ -111,6 +111,7 @@ ROUTING = _obj(
 SNAPSHOT = _obj(
     {
         "time": {**NUM, "description": "Unix time of the snapshot"},
+        "pid": {**INT, "description": "the worker process that took it (merged: the one asked)"},
         "requests": {
             "type": "array",
             "items": _obj(
@@ -159,7 +160,14 @@ SNAPSHOT = _obj(
         "draining": BOOL,
         "uptime_s": NUM,
         "routing": {"oneOf": [{"type": "null"}, ROUTING]},
-    }
+        "workers": {**INT, "description": "worker processes merged into this view"},
+        "by_worker": {
+            "type": "array",
+            "items": _obj({"pid": INT, "requests": INT, "in_flight": INT, "draining": BOOL}),
+            "description": "per live worker: requests it counted, in flight now, draining",
+        },
+    },
+    optional=("workers", "by_worker"),
 )
 
 ERROR = _obj(
@@ -179,6 +187,7 @@ LIVEZ = _obj(
         "draining": BOOL,
         "uptime_s": NUM,
         "connections": INT,
+        "workers": {**INT, "description": "worker processes counted"},
     }
 )
 ROUTE_REQUEST = _obj(

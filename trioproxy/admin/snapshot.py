@@ -4,10 +4,19 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from trioproxy.state import ServerState
+
+
+async def current_view(state: ServerState) -> dict[str, Any]:
+    """The whole server's snapshot: every worker's merged when this is one
+    of several (its own alone if the supervisor does not answer in time)."""
+    if state.peers is not None and (merged := await state.peers.gather()) is not None:
+        return merged
+    return snapshot(state)
 
 
 def snapshot(state: ServerState) -> dict[str, Any]:
@@ -15,6 +24,7 @@ def snapshot(state: ServerState) -> dict[str, Any]:
     are differences between two snapshots, taken by whoever reads them."""
     return {
         "time": round(time.time(), 3),
+        "pid": os.getpid(),
         **state.metrics.snapshot(),
         "in_flight": state.in_flight,
         "active": dict(state.active),
@@ -30,26 +40,28 @@ def snapshot(state: ServerState) -> dict[str, Any]:
 Family = tuple[str, str, list[tuple[dict[str, str], float]]]
 
 
-def gauges(state: ServerState) -> dict[str, Family]:
+def gauges(snap: dict[str, Any]) -> dict[str, Family]:
+    """The gauge families of a snapshot (one worker's, or all merged)."""
     families: dict[str, Family] = {
         "trioproxy_requests_in_flight": (
             "gauge",
             "Requests being handled now, by client protocol",
-            [({"protocol": p}, n) for p, n in sorted(state.active.items())],
+            [({"protocol": p}, n) for p, n in sorted(snap["active"].items())],
         ),
         "trioproxy_client_connections": (
             "gauge",
             "Open client connections by protocol",
-            [({"protocol": p}, n) for p, n in sorted(state.connections.items())],
+            [({"protocol": p}, n) for p, n in sorted(snap["connections"].items())],
         ),
-        "trioproxy_draining": ("gauge", "1 while draining", [({}, 1 if state.draining else 0)]),
-        "trioproxy_uptime_seconds": (
+        "trioproxy_draining": ("gauge", "1 while draining", [({}, 1 if snap["draining"] else 0)]),
+        "trioproxy_uptime_seconds": ("gauge", "Seconds since start", [({}, snap["uptime_s"])]),
+        "trioproxy_workers": (
             "gauge",
-            "Seconds since start",
-            [({}, round(state.uptime_s, 3))],
+            "Worker processes whose counts are in this view",
+            [({}, snap.get("workers", 1))],
         ),
     }
-    pools = {name: pool.state.counts() for name, pool in state.pools.items()}
+    pools = snap["pools"]
     families["trioproxy_upstream_connections"] = (
         "gauge",
         "Upstream connections by provider and state (h1_idle, h1_active, h2, opening)",
@@ -65,8 +77,8 @@ def gauges(state: ServerState) -> dict[str, Family]:
         "HTTP/2 streams in use on upstream connections, by provider",
         [({"provider": name}, c["h2_streams"]) for name, c in sorted(pools.items())],
     )
-    if state.router is not None:
-        families.update(_provider_families(state.router.snapshot()))
+    if snap.get("routing") is not None:
+        families.update(_provider_families(snap["routing"]))
     return families
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import trio
 
-from trioproxy.admin.snapshot import snapshot
+from trioproxy.admin.snapshot import current_view
 from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.proto.events import ResponseHead
 from trioproxy.state import ServerState
@@ -32,7 +32,7 @@ async def serve_metrics_stream(ex: ClientExchange, state: ServerState) -> None:
     state.listening.watchers += 1
     try:
         while not state.draining:
-            doc = snapshot(state)
+            doc = await current_view(state)
             await ex.send_body(b"event: snapshot\ndata: " + orjson.dumps(doc) + b"\n\n")
             with trio.move_on_after(INTERVAL):  # the tick, cut short by a drain
                 await state.listening.drain_started.wait()

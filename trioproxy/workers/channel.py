@@ -11,11 +11,18 @@ import orjson
 
 MAX_LINE = 1 << 20  # bytes; a message longer than this is a broken peer
 
-# Messages. Up: {"ready": pid} (accepting), {"retired": pid} (no longer
-# accepting). Down: {"retire": true}.
-READY = "ready"
-RETIRED = "retired"
-RETIRE = "retire"
+# Messages, each a JSON object named by its first key.
+# Worker -> supervisor:
+READY = "ready"  # {"ready": pid}: accepting
+RETIRED = "retired"  # {"retired": pid}: no longer accepting, after "retire"
+REPORT = "report"  # {"report": id | null, "snapshot": {...}}: asked for (id), or a heartbeat
+GATHER = "gather"  # {"gather": id}: send me every worker's snapshot merged
+TELL_OTHERS = "tell_others"  # {"tell_others": message}: pass it to every other worker
+# Supervisor -> worker:
+RETIRE = "retire"  # {"retire": true}: stop accepting and drain
+GATHERED = "gathered"  # {"gathered": id, "snapshot": {...}}: the answer to "gather"
+ROUTE = "route"  # {"route": {"mode": ..., "provider": ...}}: another worker's switch
+# (and {"report": id}: send your snapshot)
 
 
 def encode(message: dict[str, Any]) -> bytes:

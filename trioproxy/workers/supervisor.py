@@ -18,21 +18,32 @@ import trio
 
 from trioproxy.config import Config, ConfigError, load_checked
 from trioproxy.transport.listen import open_listeners
-from trioproxy.workers.channel import READY, RETIRE, RETIRED, LineDecoder, WorkerFds, encode
+from trioproxy.workers.channel import (
+    GATHER,
+    GATHERED,
+    READY,
+    REPORT,
+    RETIRE,
+    RETIRED,
+    TELL_OTHERS,
+    WorkerFds,
+)
+from trioproxy.workers.link import Link
 from trioproxy.workers.policy import describe_exit, failures_after, restart_delay, worker_count
+from trioproxy.workers.tally import Tally
 
 log = logging.getLogger("trioproxy.supervisor")
 
 READY_TIMEOUT = 60.0  # seconds a new worker may take to accept before it counts as failed
 RETIRE_TIMEOUT = 10.0  # seconds an old worker may take to stop accepting when told to
-RECV = 64 * 1024  # bytes; one read of a control channel
+GATHER_TIMEOUT = 1.0  # seconds the workers have to answer a gather
 
 
 @dataclass(eq=False)
 class Worker:
     slot: int
     proc: trio.Process
-    control: trio.socket.SocketType
+    link: Link
     started: float  # trio time
     ready: trio.Event = field(default_factory=trio.Event)
     retired: trio.Event = field(default_factory=trio.Event)  # no longer accepting
@@ -71,6 +82,7 @@ class Supervisor:
         self._forced = False
         self._reload_wanted = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._tally = Tally()  # what the workers counted
         self.port: int | None = None
 
     def __repr__(self) -> str:
@@ -137,7 +149,7 @@ class Supervisor:
             )
         finally:
             theirs.close()
-        w = Worker(slot, proc, trio.socket.from_stdlib_socket(ours), trio.current_time())
+        w = Worker(slot, proc, Link(trio.socket.from_stdlib_socket(ours)), trio.current_time())
         self._slots[slot] = w
         self._live.add(w)
         self._nursery.start_soon(self._watch, w)
@@ -166,12 +178,16 @@ class Supervisor:
     async def _watch(self, w: Worker) -> None:
         """Read ``w``'s messages until it exits; then restart it if it was
         neither retiring nor told to stop."""
+        read_all = trio.Event()
         async with trio.open_nursery() as n:
-            n.start_soon(self._read_control, w)
+            n.start_soon(self._read_control, w, read_all)
             code = await w.proc.wait()
+            with trio.move_on_after(1.0):  # its last report may still be in the socket
+                await read_all.wait()
             n.cancel_scope.cancel()
-        w.control.close()
+        w.link.close()
         self._live.discard(w)
+        self._tally.gone(w)
         w.exited.set()
         lived = trio.current_time() - w.started
         if w.retiring or self._stopping.is_set():
@@ -195,17 +211,45 @@ class Supervisor:
             return  # stopping, or a reload has replaced it meanwhile
         await self._start(w.slot)
 
-    async def _read_control(self, w: Worker) -> None:
-        decoder = LineDecoder()
+    async def _read_control(self, w: Worker, read_all: trio.Event) -> None:
+        """``w``'s messages, until end of file (then ``read_all`` is set)."""
         try:
-            while data := await w.control.recv(RECV):
-                for msg in decoder.feed(data):
-                    if READY in msg:
-                        w.ready.set()
-                    if RETIRED in msg:
-                        w.retired.set()
+            async for msg in w.link.messages():
+                if READY in msg:
+                    w.ready.set()
+                elif RETIRED in msg:
+                    w.retired.set()
+                elif REPORT in msg:
+                    self._tally.reported(w, msg[REPORT], msg["snapshot"])
+                elif GATHER in msg:
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._gather, w, msg[GATHER])
+                elif TELL_OTHERS in msg:
+                    for other in list(self._live):
+                        if other is not w and other.ready.is_set():
+                            with contextlib.suppress(OSError):
+                                await other.link.send(msg[TELL_OTHERS])
         except (OSError, ValueError) as exc:
             log.warning("worker %d: control channel broken: %s", w.slot, exc)
+        read_all.set()
+
+    async def _gather(self, asker: Worker, gid: int) -> None:
+        """Ask every worker for its snapshot now (GATHER_TIMEOUT at most; a
+        silent one counts with its last heartbeat) and send ``asker`` the
+        merge."""
+        asked = [w for w in self._live if w.ready.is_set()]
+        rid, round_ = self._tally.open_round(asked)
+        for w in asked:
+            try:
+                await w.link.send({REPORT: rid})
+            except OSError:
+                round_.forget(w)
+        with trio.move_on_after(GATHER_TIMEOUT):
+            await round_.done.wait()
+        merged = self._tally.result(rid, asker)
+        if merged is not None:
+            with contextlib.suppress(OSError):
+                await asker.link.send({GATHERED: gid, "snapshot": merged})
 
     # -- signals -------------------------------------------------------------------
     async def _serve_signals(
@@ -307,7 +351,7 @@ class Supervisor:
             return
         w.retiring = True
         try:
-            await w.control.send(encode({RETIRE: True}))
+            await w.link.send({RETIRE: True})
         except OSError:
             _signal(w, signal.SIGTERM)  # drains all the same, /health 503 aside
             return
