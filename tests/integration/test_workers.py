@@ -232,3 +232,42 @@ async def test_metrics_add_up_across_workers_and_reloads(nursery: trio.Nursery) 
                 for pid in others:
                     os.kill(pid, signal.SIGCONT)
             assert orjson.loads(providers.body)["mode"] == "single", worker
+
+
+async def test_workers_share_a_quota(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """What one worker learns, the others know within about a second: a
+    quota spent through one stops the other from using that provider
+    (breakers, cooldowns, affinity and the mode go the same way: see
+    tests/unit/test_store.py)."""
+    a, b = await start_fake(nursery), await start_fake(nursery)
+    toml = tmp_path / "trioproxy.toml"
+    toml.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n'
+        f'[[providers]]\nname = "a"\nbase_url = "{a.url}"\npriority = 1\n'
+        'quota = { tokens = 30, window = "daily", threshold = 0.9 }\n'
+        f'[[providers]]\nname = "b"\nbase_url = "{b.url}"\npriority = 2\n'
+    )
+    env = clean_env(TRIOPROXY_DRAIN_GRACE="1")
+    async with serving("--config", str(toml), "--workers", "2", env=env) as proxy:
+        one, two = sorted(children(proxy.proc.pid))
+        assert a.fake is not None and b.fake is not None
+
+        async def alone(worker: int, headers: list[tuple[str, str]]) -> int:
+            """One request that only ``worker`` can accept; its status."""
+            others = children(proxy.proc.pid) - {worker}
+            for pid in others:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                resp = await h1_request(proxy.port, "POST", "/v1/messages", headers, JSON)
+            finally:
+                for pid in others:
+                    os.kill(pid, signal.SIGCONT)
+            return resp.status
+
+        assert await alone(one, []) == 200
+        assert (a.fake.requests, b.fake.requests) == (1, 0)  # worker one spent a's quota
+        await trio.sleep(1.5)  # two syncs each: a second behind at most
+        assert await alone(two, []) == 200
+        assert (a.fake.requests, b.fake.requests) == (1, 1)  # worker two knows a is over quota
+        view = orjson.loads((await h1_request(proxy.port, "GET", "/livez")).body)
+        assert view["state_store"] == "ok" and view["workers"] == 2

@@ -131,8 +131,16 @@ def route(
             "uptime_s": view["uptime_s"],
             "connections": sum(view["connections"].values()),
             "workers": view.get("workers", 1),
+            "state_store": _store_state(view.get("routing")),
         },
     )
+
+
+def _store_state(routing: dict[str, Any] | None) -> str:
+    store = None if routing is None else routing.get("state_store")
+    if store is None:
+        return "none"
+    return "ok" if store["up"] else "unreachable"
 
 
 def _check_access(head: RequestHead, state: ServerState, admin_listener: bool) -> None:

@@ -105,6 +105,10 @@ ROUTING = _obj(
         "mode": {"enum": ["failover", "single"]},
         "provider": {"type": ["string", "null"]},
         "providers": {"type": "array", "items": PROVIDER},
+        "state_store": {
+            "oneOf": [{"type": "null"}, _obj({"up": BOOL, "name": STR})],
+            "description": "where routing state is shared, and whether it answers",
+        },
     }
 )
 
@@ -188,6 +192,10 @@ LIVEZ = _obj(
         "uptime_s": NUM,
         "connections": INT,
         "workers": {**INT, "description": "worker processes counted"},
+        "state_store": {
+            "enum": ["ok", "unreachable", "none"],
+            "description": "the shared state store: answering, not (serving on the local view), or none",
+        },
     }
 )
 ROUTE_REQUEST = _obj(

@@ -77,8 +77,15 @@ def gauges(snap: dict[str, Any]) -> dict[str, Family]:
         "HTTP/2 streams in use on upstream connections, by provider",
         [({"provider": name}, c["h2_streams"]) for name, c in sorted(pools.items())],
     )
-    if snap.get("routing") is not None:
-        families.update(_provider_families(snap["routing"]))
+    routing = snap.get("routing")
+    if routing is not None:
+        families.update(_provider_families(routing))
+        store = routing.get("state_store")
+        families["trioproxy_state_store_up"] = (
+            "gauge",
+            "1 while the shared state store answers (0: serving on the local view)",
+            [] if store is None else [({}, 1 if store["up"] else 0)],
+        )
     return families
 
 

@@ -7,8 +7,9 @@ rolling N hours) be a sum over buckets, and makes "reset" automatic: when
 the window moves on, old buckets simply stop counting. Rolling windows are
 judged at hour granularity, erring on the side of counting a little more.
 
-Pure bookkeeping with ``now`` passed in; persistence is the store's job
-(``pending`` hands it the buckets that changed).
+Pure bookkeeping with ``now`` passed in; sharing and persistence are the
+store's job: ``take_pending`` hands it the increments counted here, and
+``settle`` takes back the totals of every process.
 """
 
 from __future__ import annotations
@@ -63,22 +64,30 @@ class QuotaStatus:
 @dataclass
 class QuotaBook:
     buckets: dict[tuple[str, int], int] = field(default_factory=dict)  # (provider, hour) -> tokens
-    pending: dict[tuple[str, int], int] = field(default_factory=dict)  # changed since last flush
+    pending: dict[tuple[str, int], int] = field(default_factory=dict)  # added since the last sync
 
     def add(self, provider: str, tokens: int, now: float) -> None:
         if tokens <= 0:
             return
         key = (provider, int(now // HOUR))
         self.buckets[key] = self.buckets.get(key, 0) + tokens
-        self.pending[key] = self.buckets[key]
-
-    def load(self, rows: list[tuple[str, int, int]]) -> None:
-        for provider, hour, tokens in rows:
-            self.buckets[(provider, hour)] = tokens
+        self.pending[key] = self.pending.get(key, 0) + tokens
 
     def take_pending(self) -> dict[tuple[str, int], int]:
+        """The increments not yet in the store (they leave the book's care)."""
         out, self.pending = self.pending, {}
         return out
+
+    def give_back(self, increments: dict[tuple[str, int], int]) -> None:
+        """Increments the store did not take: they go with the next sync."""
+        for key, n in increments.items():
+            self.pending[key] = self.pending.get(key, 0) + n
+
+    def settle(self, totals: dict[tuple[str, int], int]) -> None:
+        """The store's totals (every process's increments, ours sent so far
+        included), plus what was counted here since."""
+        for key, total in totals.items():
+            self.buckets[key] = total + self.pending.get(key, 0)
 
     def status(self, provider: str, quota: QuotaConfig, now: float) -> QuotaStatus:
         start, _ = window_bounds(quota, now)

@@ -21,14 +21,15 @@ from trioproxy.config.model import ProviderConfig, RoutingConfig
 from trioproxy.routing.decide import RouteMode, candidates, retry_budget_allows
 from trioproxy.routing.health import PROVIDER, ProviderHealth
 from trioproxy.routing.quota import HOUR, RETAIN_HOURS, QuotaBook, QuotaStatus
-from trioproxy.routing.store import StateStore
+from trioproxy.store.base import AFFINITY, HEALTH, MODE, Event, Inbox, Outbox, StateStore
+from trioproxy.store.local import LocalStore
 
 log = logging.getLogger("trioproxy.router")
 
 AFFINITY_SESSIONS = 10_000  # sessions remembered (LRU); a few hundred bytes each
-FLUSH_EVERY = 1.0  # seconds between quota writes to disk
-CLOSE_GRACE = 2.0  # seconds for the last flush at shutdown
-ROUTE_KEY = "route"
+SYNC_EVERY = 0.5  # seconds between syncs with the state store: views at most ~1 s behind
+CLOSE_GRACE = 2.0  # seconds for the last sync at shutdown
+OUTBOX_EVENTS_MAX = 10_000  # events kept for a store that is down (the oldest go first)
 
 
 class Router:
@@ -51,7 +52,9 @@ class Router:
         self.mode = RouteMode(routing.mode, routing.single)
         self._affinity: OrderedDict[str, str] = OrderedDict()
         self.store: StateStore | None = None
-        self._store_lock = trio.Lock()
+        self._events: list[Event] = []  # for the next sync
+        self._published: dict[str, tuple[float | None, frozenset[tuple[str, float]]]] = {}
+        self.store_down = False  # the last sync failed (/livez and a metric show it)
         self.retries: dict[str, int] = {}
         self.failovers: dict[str, int] = {}  # by the provider failed over from
         self.forwarding = 0  # requests being forwarded now (the retry budget's base)
@@ -98,6 +101,8 @@ class Router:
     def remember_session(self, session: str | None, provider: str) -> None:
         if session is None:
             return
+        if self._affinity.get(session) != provider and self.store is not None:
+            self._queue(Event(AFFINITY, session, {"provider": provider}))
         self._affinity[session] = provider
         self._affinity.move_to_end(session)
         while len(self._affinity) > AFFINITY_SESSIONS:
@@ -147,13 +152,20 @@ class Router:
 
     async def save_mode(self) -> None:
         """Persist the mode with the configured one it overrides: a restart
-        keeps the switch unless the operator changed the configuration since."""
+        keeps the switch unless the operator changed the configuration since.
+        The other workers and instances get it with the next sync."""
         value = {
             "mode": self.mode.mode,
             "provider": self.mode.provider,
             "configured": self._configured(),
         }
-        await self._with_store(lambda s: s.put(ROUTE_KEY, value))
+        if self.store is None:
+            return
+        self._queue(Event(MODE, "", value))
+        try:
+            await self.store.save_mode(value)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("state store: routing mode not saved: %s", exc)
 
     def reconfigure(self, routing: RoutingConfig) -> None:
         """A reload: health carries over by provider name; a changed routing
@@ -167,63 +179,140 @@ class Router:
         ):
             self.mode = RouteMode(routing.mode, routing.single)
 
-    # -- persistence -----------------------------------------------------------
-    async def _with_store(self, fn: Callable[[StateStore], object]) -> object:
-        store = self.store
-        if store is None:
-            return None
-        async with self._store_lock:
-            try:
-                return await trio.to_thread.run_sync(fn, store)
-            except sqlite3.Error as exc:
-                log.error("state store %s: %s", store.path, exc)
-                return None
-
+    # -- the shared state ------------------------------------------------------
     async def open_store(self, state_dir: str) -> None:
-        """Load quota counts and the routing mode. A state directory that
-        cannot be used is logged and the router runs on memory alone."""
+        """Open the state store and load the routing mode saved last. A
+        state directory that cannot be used is logged, and the router runs on
+        its own memory."""
         try:
-            self.store = await trio.to_thread.run_sync(StateStore, state_dir)
+            self.store = await LocalStore.open(state_dir)
         except (OSError, sqlite3.Error) as exc:
             log.error(
-                "state directory %s unusable (%s): quotas and the routing mode will not "
-                "survive a restart",
+                "state directory %s unusable (%s): quotas and the routing mode are not "
+                "shared and will not survive a restart",
                 state_dir,
                 exc,
             )
             return
-        since = int(self.wall() // HOUR) - RETAIN_HOURS
-        rows = await self._with_store(lambda s: s.load_buckets(since))
-        if isinstance(rows, list):
-            self.quotas.load(rows)
-        saved = await self._with_store(lambda s: s.get(ROUTE_KEY))
-        if isinstance(saved, dict) and saved.get("configured") == self._configured():
-            try:
-                self.switch(str(saved.get("mode")), saved.get("provider"))
-            except ValueError as exc:
-                log.warning("saved routing mode ignored: %s", exc)
+        await self.sync()
+        try:
+            saved = await self.store.load_mode()
+        except (OSError, sqlite3.Error) as exc:
+            log.error("state store: saved routing mode not read: %s", exc)
+            saved = None
+        if saved is not None:
+            self._apply_mode(saved)
 
-    async def flush(self) -> None:
-        pending = self.quotas.take_pending()
-        if pending:
-            cutoff = int(self.wall() // HOUR) - RETAIN_HOURS
-            self.quotas.prune(self.wall())
-            await self._with_store(lambda s: s.save_buckets(pending, cutoff))
+    def _queue(self, event: Event) -> None:
+        self._events.append(event)
+        if len(self._events) > OUTBOX_EVENTS_MAX:
+            del self._events[: len(self._events) - OUTBOX_EVENTS_MAX]
+
+    def _health_events(self) -> None:
+        """Breaker openings and cooldowns decided here since the last sync,
+        on the wall clock (other processes have other trio clocks)."""
+        now, wall = trio.current_time(), self.wall()
+        for name, h in self.health.items():
+            mine = (h.opened_until, frozenset(h.cooldowns.items()))
+            if self._published.get(name, (None, frozenset())) == mine:
+                continue
+            self._published[name] = mine
+            self._queue(
+                Event(
+                    HEALTH,
+                    name,
+                    {
+                        "open_until": None
+                        if h.opened_until is None
+                        else wall + h.opened_until - now,
+                        "cooldowns": {k: wall + u - now for k, u in h.cooldowns.items() if u > now},
+                    },
+                )
+            )
+
+    async def sync(self) -> None:
+        """Send what changed here, take in what changed elsewhere. A store
+        that fails is logged once; what was not sent goes with the next try."""
+        store = self.store
+        if store is None:
+            return
+        self._health_events()
+        out = Outbox(quota=self.quotas.take_pending(), events=self._events)
+        self._events = []
+        since = int(self.wall() // HOUR) - RETAIN_HOURS
+        try:
+            inbox = await store.sync(out, since_hour=since)
+        except (OSError, sqlite3.Error) as exc:
+            self.quotas.give_back(out.quota)
+            self._events = out.events + self._events
+            if not self.store_down:
+                log.error(
+                    "state store %s unreachable, serving on this process's view: %s", store, exc
+                )
+            self.store_down = True
+            return
+        if self.store_down:
+            log.warning("state store %s reachable again; views resynced", store)
+            self.store_down = False
+        self._apply(inbox)
+
+    def _apply(self, inbox: Inbox) -> None:
+        self.quotas.settle(inbox.quota)
+        self.quotas.prune(self.wall())
+        now, wall = trio.current_time(), self.wall()
+        for e in inbox.events:
+            if e.kind == AFFINITY and isinstance(e.value.get("provider"), str):
+                self._affinity[e.key] = e.value["provider"]
+                self._affinity.move_to_end(e.key)
+                while len(self._affinity) > AFFINITY_SESSIONS:
+                    self._affinity.popitem(last=False)
+            elif e.kind == HEALTH and e.key in self.health:
+                self._apply_health(e.key, e.value, now, wall)
+            elif e.kind == MODE:
+                self._apply_mode(e.value)
+
+    def _apply_health(self, name: str, value: dict[str, Any], now: float, wall: float) -> None:
+        """Another process's decision: an opening or a cooldown later than
+        ours wins; a breaker it closed closes here too unless we opened it
+        again since."""
+        h = self.health[name]
+        remote_open = value.get("open_until")
+        if isinstance(remote_open, int | float):
+            until = now + (remote_open - wall)
+            if h.opened_until is None or until > h.opened_until:
+                h.opened_until = until
+        elif remote_open is None and h.opened_until is not None and h.opened_until <= now:
+            h.opened_until = None  # its trial succeeded: closed everywhere
+            h.failures = 0
+        for key, remote in (value.get("cooldowns") or {}).items():
+            until = now + (float(remote) - wall)
+            if until > h.cooldowns.get(key, 0.0):
+                h.cooldowns[key] = until
+        self._published[name] = (h.opened_until, frozenset(h.cooldowns.items()))
+
+    def _apply_mode(self, saved: dict[str, Any]) -> None:
+        if saved.get("configured") != self._configured():
+            return  # saved before the operator changed the configuration: it wins
+        if (saved.get("mode"), saved.get("provider")) == (self.mode.mode, self.mode.provider):
+            return
+        try:
+            self.switch(str(saved.get("mode")), saved.get("provider"))
+        except ValueError as exc:
+            log.warning("saved routing mode ignored: %s", exc)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Write quota counts to disk every FLUSH_EVERY seconds until
-        cancelled; the last counts are written (bounded) on the way out."""
+        """Sync with the state store every SYNC_EVERY seconds until
+        cancelled; the last changes are sent (bounded) on the way out."""
         task_status.started()
         try:
             while True:
-                await trio.sleep(FLUSH_EVERY)
-                await self.flush()
+                await trio.sleep(SYNC_EVERY)
+                await self.sync()
         finally:
             with trio.move_on_after(CLOSE_GRACE, shield=True):
-                await self.flush()
+                await self.sync()
                 if self.store is not None:
-                    async with self._store_lock:
-                        await trio.to_thread.run_sync(self.store.close)
+                    await self.store.aclose()
 
     # -- reporting -------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -267,7 +356,13 @@ class Router:
                     "failovers": self.failovers.get(p.name, 0),
                 }
             )
-        return {"mode": self.mode.mode, "provider": self.mode.provider, "providers": rows}
+        store = None if self.store is None else {"up": not self.store_down, "name": str(self.store)}
+        return {
+            "mode": self.mode.mode,
+            "provider": self.mode.provider,
+            "providers": rows,
+            "state_store": store,
+        }
 
 
 def _describe(mode: RouteMode) -> str:

@@ -1,0 +1,155 @@
+"""The shared state: the local store (one SQLite file, several processes'
+views of it) and routers that share breakers, cooldowns, quotas, session
+affinity and the routing mode through it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from trioproxy.config import load_config
+from trioproxy.routing.health import PROVIDER
+from trioproxy.routing.router import Router
+from trioproxy.store.base import AFFINITY, HEALTH, Event, Outbox
+from trioproxy.store.local import DB_NAME, LocalFile
+
+NOW = 1_795_000_000.0  # wall clock
+HOUR = int(NOW // 3600)
+
+
+def test_two_processes_add_up_and_hear_each_other(tmp_path: Path) -> None:
+    a = LocalFile(str(tmp_path), "a")
+    b = LocalFile(str(tmp_path), "b")
+    first = a.sync(Outbox(quota={("p", HOUR): 10}), since_hour=HOUR - 1, now=NOW)
+    assert first.quota == {("p", HOUR): 10} and first.events == []
+    hello = Event(AFFINITY, "session-1", {"provider": "p"})
+    b.sync(Outbox(quota={("p", HOUR): 5}, events=[hello]), since_hour=HOUR - 1, now=NOW + 0.5)
+    inbox = a.sync(Outbox(), since_hour=HOUR - 1, now=NOW + 1)
+    assert inbox.quota == {("p", HOUR): 15}  # increments: nobody overwrites the other
+    assert inbox.events == [hello]
+    assert b.sync(Outbox(), since_hour=HOUR - 1, now=NOW + 1.5).events == []  # not its own back
+    assert a.sync(Outbox(), since_hour=HOUR - 1, now=NOW + 2).events == []  # once only
+    late = LocalFile(str(tmp_path), "c")
+    joined = late.sync(Outbox(), since_hour=HOUR - 1, now=NOW + 3)
+    assert joined.quota == {("p", HOUR): 15}  # the totals, whole, the first time
+    assert joined.events == []  # history is not replayed
+
+
+def test_later_syncs_read_only_recent_buckets(tmp_path: Path) -> None:
+    a = LocalFile(str(tmp_path), "a")
+    a.sync(Outbox(quota={("p", HOUR - 5): 7, ("p", HOUR): 1}), since_hour=HOUR - 10, now=NOW)
+    b = LocalFile(str(tmp_path), "b")
+    assert b.sync(Outbox(), since_hour=HOUR - 10, now=NOW + 10).quota == {
+        ("p", HOUR - 5): 7,
+        ("p", HOUR): 1,
+    }
+    a.sync(Outbox(quota={("p", HOUR): 2}), since_hour=HOUR - 10, now=NOW + 60)
+    assert b.sync(Outbox(), since_hour=HOUR - 10, now=NOW + 61).quota == {("p", HOUR): 3}
+
+
+def test_old_events_and_buckets_are_pruned(tmp_path: Path) -> None:
+    a = LocalFile(str(tmp_path), "a")
+    a.sync(Outbox(events=[Event(HEALTH, "p", {})]), since_hour=HOUR, now=NOW)
+    a.sync(Outbox(quota={("p", HOUR - 1): 3}), since_hour=HOUR - 1, now=NOW + 1)
+    a.sync(Outbox(), since_hour=HOUR, now=NOW + 7200)
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    assert db.execute("SELECT COUNT(*) FROM events").fetchone() == (0,)
+    assert db.execute("SELECT COUNT(*) FROM quota_buckets").fetchone() == (0,)
+
+
+def test_a_file_from_before_sharing_is_upgraded(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.executescript(
+        "CREATE TABLE quota_buckets (provider TEXT NOT NULL, hour INTEGER NOT NULL, "
+        "tokens INTEGER NOT NULL, PRIMARY KEY (provider, hour));"
+        f"INSERT INTO quota_buckets VALUES ('p', {HOUR}, 40);"
+    )
+    db.close()
+    a = LocalFile(str(tmp_path), "a")
+    assert a.sync(Outbox(quota={("p", HOUR): 2}), since_hour=HOUR, now=NOW).quota == {
+        ("p", HOUR): 42
+    }
+
+
+def routing() -> Any:
+    providers = [
+        {
+            "name": "a",
+            "base_url": "https://a.example",
+            "priority": 1,
+            "quota": {"tokens": 100, "window": "daily"},
+        },
+        {"name": "b", "base_url": "https://b.example", "priority": 2},
+    ]
+    return load_config(env={}, overrides={"providers": providers}).routing
+
+
+async def two_routers(tmp_path: Path) -> tuple[Router, Router]:
+    one, two = Router(routing(), wall=lambda: NOW), Router(routing(), wall=lambda: NOW)
+    await one.open_store(str(tmp_path))
+    await two.open_store(str(tmp_path))
+    return one, two
+
+
+async def test_routers_share_breakers_cooldowns_quotas_affinity_and_mode(tmp_path: Path) -> None:
+    one, two = await two_routers(tmp_path)
+    now = trio.current_time()
+    one.health_of("a").opened_until = now + 30
+    one.health_of("b").cool_down(PROVIDER, now, now + 60, "429")
+    one.record_usage("a", 120)
+    one.remember_session("session-1", "b")
+    one.switch("single", "b")
+    await one.save_mode()
+    await one.sync()
+    await two.sync()
+    assert two.health_of("a").breaker(trio.current_time()) == "open"
+    assert two.health_of("b").cooldown_until() > trio.current_time() + 50
+    status = two.quota_status(two.routing.get("a"))  # type: ignore[arg-type]
+    assert status is not None and status.used == 120 and status.over
+    assert two.session_provider("session-1") == "b"
+    assert (two.mode.mode, two.mode.provider) == ("single", "b")
+    # Both count: the totals are everyone's, never one process's alone.
+    two.record_usage("a", 5)
+    await two.sync()
+    await one.sync()
+    assert one.quota_status(one.routing.get("a")).used == 125  # type: ignore[union-attr]
+    await one.store.aclose()  # type: ignore[union-attr]
+    await two.store.aclose()  # type: ignore[union-attr]
+
+
+async def test_a_breaker_closed_elsewhere_closes_here(tmp_path: Path) -> None:
+    one, two = await two_routers(tmp_path)
+    now = trio.current_time()
+    one.health_of("a").opened_until = now - 1  # half-open: its trial is due
+    await one.sync()
+    await two.sync()
+    assert two.health_of("a").opened_until is not None
+    one.health_of("a").opened_until = None  # the trial succeeded there
+    await one.sync()
+    await two.sync()
+    assert two.health_of("a").opened_until is None
+    await one.store.aclose()  # type: ignore[union-attr]
+    await two.store.aclose()  # type: ignore[union-attr]
+
+
+async def test_a_store_that_fails_keeps_what_was_not_sent(tmp_path: Path) -> None:
+    one, two = await two_routers(tmp_path)
+    one.record_usage("a", 30)
+    locked = sqlite3.connect(tmp_path / DB_NAME)
+    locked.execute("BEGIN EXCLUSIVE")  # another process holds the file: the sync fails
+    try:
+        with trio.move_on_after(30):
+            await one.sync()
+        assert one.store_down
+    finally:
+        locked.rollback()
+        locked.close()
+    await one.sync()
+    assert not one.store_down
+    await two.sync()
+    assert two.quota_status(two.routing.get("a")).used == 30  # type: ignore[union-attr]
+    await one.store.aclose()  # type: ignore[union-attr]
+    await two.store.aclose()  # type: ignore[union-attr]

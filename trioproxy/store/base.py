@@ -1,0 +1,60 @@
+"""The StateStore interface and what goes through it (plain values)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+QuotaKey = tuple[str, int]  # (provider, hour since the epoch)
+
+# Event kinds. An event is the latest word on its (kind, key): a newer one
+# for the same provider or session replaces it.
+HEALTH = "health"  # key: provider; value: {"open_until": wall | None, "cooldowns": {key: wall}}
+AFFINITY = "affinity"  # key: session id; value: {"provider": name}
+MODE = "mode"  # key: ""; value: {"mode": ..., "provider": ..., "configured": [...]}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: str
+    key: str
+    value: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Outbox:
+    """What this process changed since its last sync."""
+
+    quota: dict[QuotaKey, int] = field(default_factory=dict)  # increments
+    events: list[Event] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.quota or self.events)
+
+
+@dataclass(slots=True)
+class Inbox:
+    """What the store holds now that this process did not say itself."""
+
+    quota: dict[QuotaKey, int] = field(default_factory=dict)  # totals of recently changed buckets
+    events: list[Event] = field(default_factory=list)  # from the others, oldest first
+
+
+class StateStore(Protocol):
+    """``sync`` is the only call on the way of traffic (twice a second, from
+    the router's task); it raises OSError or the backend's error when the
+    store is unreachable, and the caller keeps its outbox for the next try."""
+
+    async def sync(self, out: Outbox, *, since_hour: int) -> Inbox:
+        """Send ``out``; return the quota totals that changed lately (every
+        bucket from ``since_hour`` on, the first time) and the others'
+        events since the last sync."""
+        ...
+
+    async def load_mode(self) -> dict[str, Any] | None:
+        """The routing mode saved last (it survives restarts)."""
+        ...
+
+    async def save_mode(self, value: dict[str, Any]) -> None: ...
+
+    async def aclose(self) -> None: ...
