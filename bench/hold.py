@@ -15,6 +15,7 @@ REQUEST = (
     b"POST /v1/messages HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
     b"x-fake-fault: stall=1\r\ncontent-length: %d\r\n\r\n%s"
 )
+OPEN_TIMEOUT = 30.0  # seconds for one stream to open and get its first bytes
 BODY = b'{"model":"claude-opus-4-7","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"hold"}]}'
 
 
@@ -23,9 +24,13 @@ async def hold_one(
 ) -> None:
     async with limiter:
         try:
-            s = await trio.open_tcp_stream("127.0.0.1", port)
-            await s.send_all(REQUEST % (len(BODY), BODY))
-            data = await s.receive_some(65536)
+            with trio.fail_after(OPEN_TIMEOUT):
+                s = await trio.open_tcp_stream("127.0.0.1", port)
+                await s.send_all(REQUEST % (len(BODY), BODY))
+                data = await s.receive_some(65536)
+        except trio.TooSlowError:  # e.g. never accepted: the proxy is out of descriptors
+            failed.append(f"no answer within {OPEN_TIMEOUT:g} s")
+            return
         except OSError as exc:  # trio's BrokenResourceError is not an OSError
             failed.append(repr(exc))
             return

@@ -268,6 +268,8 @@ class Bench:
                 )
 
         r = self.measured(t, load)
+        # The replaced workers' CPU left with them: a per-CPU figure would flatter.
+        r["per_cpu_s"] = r["cpu_us_each"] = None
         say(
             f"   {r['rps']:,.0f} req/s  errors {r['errors']} non-2xx {r['non2xx']}"
             f"  ({r['requests']:,} requests, 2 reloads)"
