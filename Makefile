@@ -35,7 +35,7 @@ tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.js
 		npm ci --prefix tests/js --no-fund --no-audit --loglevel=error && touch $@; \
 	else echo "npm not found: the TypeScript SDK test will be skipped"; fi
 
-bench: install  ## load tests: direct vs nginx vs trioproxy (see bench/README.md; ARGS="--duration 5")
+bench: install  ## load tests: direct, nginx, the Trio floor relays and trioproxy (bench/README.md; ARGS="--duration 5")
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python -m bench.run $(ARGS)
 

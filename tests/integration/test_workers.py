@@ -10,10 +10,12 @@ import socket
 from pathlib import Path
 
 import orjson
+import pytest
 import trio
 
 from tests.helpers import (
     H1Client,
+    H2Client,
     clean_env,
     h1_request,
     serving,
@@ -271,3 +273,97 @@ async def test_workers_share_a_quota(nursery: trio.Nursery, tmp_path: Path) -> N
         assert (a.fake.requests, b.fake.requests) == (1, 1)  # worker two knows a is over quota
         view = orjson.loads((await h1_request(proxy.port, "GET", "/livez")).body)
         assert view["state_store"] == "ok" and view["workers"] == 2
+
+
+LONG_STREAM = ("x-fake-fault", "event-delay=0.2,delta-chars=10,text-bytes=1000")  # ~20 s
+
+
+@pytest.mark.timeout(150)  # a minute of traffic, then the streams' last 20 s
+async def test_three_reloads_in_a_minute_of_mixed_traffic_lose_nothing(
+    nursery: trio.Nursery,
+) -> None:
+    """HTTP/1.1 and HTTP/2 clients, small requests and 20 s streams, for 60 s
+    while SIGHUP comes three times: every request succeeds, every stream
+    completes, no connection is refused. An HTTP/2 stream the server refused
+    after its GOAWAY (REFUSED_STREAM: never processed) is sent again on a new
+    connection, as clients do."""
+    fake = await start_fake(nursery)
+    env = clean_env(TRIOPROXY_DRAIN_GRACE="2")
+    problems: list[str] = []
+    counts = {"h1": 0, "h1-keepalive": 0, "h2": 0, "streams": 0}
+    refused = 0
+
+    async with serving("--upstream", fake.url, "--workers", "2", env=env) as proxy:
+        port = proxy.port
+
+        async def h1_small() -> None:
+            while True:
+                try:
+                    resp = await h1_request(port, "POST", "/v1/messages", [], JSON)
+                except OSError as exc:
+                    problems.append(f"h1: {exc!r}")
+                    continue
+                if resp.status != 200:
+                    problems.append(f"h1 status {resp.status}")
+                counts["h1"] += 1
+                await trio.sleep(0.02)
+
+        async def h1_keepalive() -> None:
+            while True:
+                async with await H1Client.connect(port) as c:
+                    while True:
+                        await c.send_request("POST", "/v1/messages", [], JSON)
+                        resp = await c.read_response()
+                        if resp.status != 200:
+                            problems.append(f"keep-alive status {resp.status}")
+                        counts["h1-keepalive"] += 1
+                        if (b"connection", b"close") in resp.headers:
+                            break
+                        await trio.sleep(0.02)
+
+        async def h2_small() -> None:
+            nonlocal refused
+            while True:
+                async with trio.open_nursery() as conn_nursery:
+                    client = await H2Client.connect(conn_nursery, port)
+                    try:
+                        while not client.goaway_seen.is_set():
+                            r = await client.request("POST", "/v1/messages", [], JSON)
+                            if r.reset == 7:  # REFUSED_STREAM after a GOAWAY: never processed
+                                refused += 1
+                                break
+                            if r.status != 200 or not r.ended:
+                                problems.append(f"h2 status {r.status} reset {r.reset}")
+                            counts["h2"] += 1
+                            await trio.sleep(0.02)
+                    finally:
+                        await trio.aclose_forcefully(client.stream)
+                        conn_nursery.cancel_scope.cancel()
+
+        async def long_stream(started: trio.Event) -> None:
+            async with await H1Client.connect(port) as c:
+                await c.send_request("POST", "/v1/messages", [LONG_STREAM], STREAM)
+                started.set()
+                with trio.fail_after(60):
+                    resp = await c.read_response()
+            if not (resp.complete and resp.body.endswith(b'data: {"type":"message_stop"}\n\n')):
+                problems.append(f"stream incomplete: {len(resp.body)} bytes")
+            counts["streams"] += 1
+
+        async with trio.open_nursery() as streams, trio.open_nursery() as load:
+            for job in (h1_small, h1_keepalive, h2_small):
+                load.start_soon(job)
+            for second in range(60):
+                if second % 10 == 0 and second <= 40:  # a 20 s stream every 10 s
+                    started = trio.Event()
+                    streams.start_soon(long_stream, started)
+                    await started.wait()
+                if second in (12, 27, 42):
+                    proxy.proc.send_signal(signal.SIGHUP)
+                await trio.sleep(1)
+            load.cancel_scope.cancel()
+        with trio.fail_after(10):
+            await proxy.logged(rb"(?s)(configuration reloaded.*){3}")
+    assert problems == []
+    assert counts["streams"] == 5
+    assert min(counts["h1"], counts["h1-keepalive"], counts["h2"]) > 100, counts
