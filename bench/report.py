@@ -14,7 +14,7 @@ HEADINGS = {
     "nginx": "nginx (1 worker)",
     "floor": "floor: Trio byte relay",
     "floor+h11": "floor + h11 framing",
-    "trioproxy": "trioproxy (1 process)",
+    "trioproxy": "trioproxy (1 worker)",
 }
 VARIANTS = (
     "trioproxy",

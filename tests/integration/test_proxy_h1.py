@@ -162,7 +162,16 @@ async def test_own_endpoints(nursery: trio.Nursery, upstream_opts: dict[str, obj
     health = await h1_request(proxy.port, "GET", "/health")
     assert (health.status, orjson.loads(health.body)) == (200, {"status": "ok"})
     live = orjson.loads((await h1_request(proxy.port, "GET", "/livez")).body)
-    assert set(live) == {"status", "in_flight", "draining", "uptime_s", "connections"}
+    assert set(live) == {
+        "status",
+        "in_flight",
+        "draining",
+        "uptime_s",
+        "connections",
+        "workers",
+        "state_store",
+    }
+    assert live["workers"] == 1 and live["state_store"] == "ok"  # one process, its SQLite store
     missing = await h1_request(proxy.port, "GET", "/admin/nothing")
     assert (
         missing.status == 404 and orjson.loads(missing.body)["error"]["type"] == "not_found_error"
