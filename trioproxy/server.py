@@ -352,7 +352,6 @@ class Server:
             ", ".join(s.name for s in auth.secrets) or "-",
         )
         cfg = self.config
-        await self.router.open_store(cfg.state_dir)
         upstreams = {p.name: p.upstream for p in cfg.routing.providers}
         connector = tcp_connector(self.state.listening.buffer)
         async with open_pools(
@@ -360,7 +359,7 @@ class Server:
         ) as pools:
             self.pools = self.state.pools = pools
             async with trio.open_nursery() as background:
-                await background.start(self.router.serve)
+                await background.start(self.router.serve, cfg.state_dir, cfg.state_redis_url)
                 journal = Journal(
                     ledger_dir=cfg.state_dir if cfg.usage_ledger else None,
                     retention_days=cfg.usage_retention_days,

@@ -193,3 +193,31 @@ def test_makefile_has_the_operator_targets() -> None:
         "help",
     }
     assert wanted <= listed, wanted - listed
+
+
+def test_workers_and_redis_render_and_check(tmp_path: Path) -> None:
+    """trioproxy_workers goes to the TOML, trioproxy_state_redis_url (it may
+    hold a password) to the environment file; check mode takes both."""
+    import json
+
+    scale = json.dumps(
+        {
+            "trioproxy_workers": "auto",
+            "trioproxy_state_redis_url": "redis://:redis-pw-0123@10.0.0.5:6379/0",
+        }
+    )
+    checked = local_play(tmp_path, "--check", "--diff", "--skip-tags", "firewall", "-e", scale)
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr
+    assert "redis-pw-0123" not in checked.stdout
+    r = local_play(tmp_path, "--tags", "config", "-e", scale)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+    etc = tmp_path / "etc"
+    env = dict(
+        line.split("=", 1)
+        for line in (etc / "trioproxy.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert env["TRIOPROXY_STATE_REDIS_URL"] == "redis://:redis-pw-0123@10.0.0.5:6379/0"
+    cfg = load_config(str(etc / "trioproxy.toml"), env=env)
+    assert cfg.workers == 0  # auto: one per CPU
+    assert cfg.state_redis_url == "redis://:redis-pw-0123@10.0.0.5:6379/0"

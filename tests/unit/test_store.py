@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import trio
 
-from trioproxy.config import load_config
-from trioproxy.routing.health import PROVIDER
+from tests.sharing import check_sharing, router, used
 from trioproxy.routing.router import Router
 from trioproxy.store.base import AFFINITY, HEALTH, Event, Outbox
-from trioproxy.store.local import DB_NAME, LocalFile
+from trioproxy.store.local import DB_NAME, LocalFile, LocalStore
 
 NOW = 1_795_000_000.0  # wall clock
 HOUR = int(NOW // 3600)
@@ -74,48 +72,16 @@ def test_a_file_from_before_sharing_is_upgraded(tmp_path: Path) -> None:
     }
 
 
-def routing() -> Any:
-    providers = [
-        {
-            "name": "a",
-            "base_url": "https://a.example",
-            "priority": 1,
-            "quota": {"tokens": 100, "window": "daily"},
-        },
-        {"name": "b", "base_url": "https://b.example", "priority": 2},
-    ]
-    return load_config(env={}, overrides={"providers": providers}).routing
-
-
 async def two_routers(tmp_path: Path) -> tuple[Router, Router]:
-    one, two = Router(routing(), wall=lambda: NOW), Router(routing(), wall=lambda: NOW)
-    await one.open_store(str(tmp_path))
-    await two.open_store(str(tmp_path))
+    one, two = router(), router()
+    await one.attach(await LocalStore.open(str(tmp_path)))
+    await two.attach(await LocalStore.open(str(tmp_path)))
     return one, two
 
 
 async def test_routers_share_breakers_cooldowns_quotas_affinity_and_mode(tmp_path: Path) -> None:
     one, two = await two_routers(tmp_path)
-    now = trio.current_time()
-    one.health_of("a").opened_until = now + 30
-    one.health_of("b").cool_down(PROVIDER, now, now + 60, "429")
-    one.record_usage("a", 120)
-    one.remember_session("session-1", "b")
-    one.switch("single", "b")
-    await one.save_mode()
-    await one.sync()
-    await two.sync()
-    assert two.health_of("a").breaker(trio.current_time()) == "open"
-    assert two.health_of("b").cooldown_until() > trio.current_time() + 50
-    status = two.quota_status(two.routing.get("a"))  # type: ignore[arg-type]
-    assert status is not None and status.used == 120 and status.over
-    assert two.session_provider("session-1") == "b"
-    assert (two.mode.mode, two.mode.provider) == ("single", "b")
-    # Both count: the totals are everyone's, never one process's alone.
-    two.record_usage("a", 5)
-    await two.sync()
-    await one.sync()
-    assert one.quota_status(one.routing.get("a")).used == 125  # type: ignore[union-attr]
+    await check_sharing(one, two)
     await one.store.aclose()  # type: ignore[union-attr]
     await two.store.aclose()  # type: ignore[union-attr]
 
@@ -123,14 +89,21 @@ async def test_routers_share_breakers_cooldowns_quotas_affinity_and_mode(tmp_pat
 async def test_a_breaker_closed_elsewhere_closes_here(tmp_path: Path) -> None:
     one, two = await two_routers(tmp_path)
     now = trio.current_time()
-    one.health_of("a").opened_until = now - 1  # half-open: its trial is due
+    one.health_of("a").opened_until = now + 30
     await one.sync()
     await two.sync()
-    assert two.health_of("a").opened_until is not None
-    one.health_of("a").opened_until = None  # the trial succeeded there
+    assert two.health_of("a").breaker(now) == "open"
+    # 30 s later (moved by hand): both half-open; one's trial succeeds.
+    one.health_of("a").opened_until = None
+    two.health_of("a").opened_until = now - 1
     await one.sync()
     await two.sync()
     assert two.health_of("a").opened_until is None
+    # An opening that is already over is history, not news.
+    one.health_of("b").opened_until = now - 5
+    await one.sync()
+    await two.sync()
+    assert two.health_of("b").opened_until is None
     await one.store.aclose()  # type: ignore[union-attr]
     await two.store.aclose()  # type: ignore[union-attr]
 
@@ -150,6 +123,6 @@ async def test_a_store_that_fails_keeps_what_was_not_sent(tmp_path: Path) -> Non
     await one.sync()
     assert not one.store_down
     await two.sync()
-    assert two.quota_status(two.routing.get("a")).used == 30  # type: ignore[union-attr]
+    assert used(two, "a") == 30
     await one.store.aclose()  # type: ignore[union-attr]
     await two.store.aclose()  # type: ignore[union-attr]

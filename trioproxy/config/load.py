@@ -194,6 +194,7 @@ def _build(
         usage_retention_days=p["usage.retention_days"],
         pricing=_build_pricing(structured.get("pricing")),
         workers=p["workers"],
+        state_redis_url=p["state.redis_url"],
         raw=dict(p),
     )
 

@@ -248,6 +248,7 @@ class Config:
     usage_retention_days: int = 90
     pricing: tuple[Price, ...] = ()  # [pricing] entries first, then the built-in list prices
     workers: int = 1  # 0: one per CPU
+    state_redis_url: str = field(default="", repr=False)  # may hold a password
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property

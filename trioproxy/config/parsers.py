@@ -127,6 +127,17 @@ def parse_str(raw: object) -> str:
     return raw
 
 
+def parse_redis_url(raw: object) -> str:
+    """ "" (no Redis), or redis://, rediss:// (TLS) or unix:// as Redis
+    clients take it; the password may be in it."""
+    url = parse_str(raw).strip()
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(
+            "expected redis://[[user]:password@]host[:port][/db], rediss://... or unix://..."
+        )
+    return url
+
+
 def parse_secret_list(raw: object) -> str:
     """TOML may give a list of "name:secret" strings; env gives one string."""
     if isinstance(raw, list) and all(isinstance(x, str) for x in raw):

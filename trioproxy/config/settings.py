@@ -23,6 +23,7 @@ from trioproxy.config.parsers import (
     parse_nonneg_seconds,
     parse_origins,
     parse_positive_int,
+    parse_redis_url,
     parse_scrub_mode,
     parse_seconds,
     parse_secret_list,
@@ -92,6 +93,14 @@ SETTINGS: tuple[Setting, ...] = (
         parse_str,
         None,
         "persistent state (quotas, ledger, routing mode); default $STATE_DIRECTORY or ~/.local/state/trioproxy",
+    ),
+    Setting(
+        "state.redis_url",
+        "TRIOPROXY_STATE_REDIS_URL",
+        parse_redis_url,
+        "",
+        "share breakers, cooldowns, quotas, session affinity and the routing mode between instances through this Redis (redis://, rediss:// or unix://); empty: the SQLite file in state_dir, shared by this machine's workers",
+        secret=True,
     ),
     Setting(
         "auth.secrets",

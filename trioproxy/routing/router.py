@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,8 +20,17 @@ from trioproxy.config.model import ProviderConfig, RoutingConfig
 from trioproxy.routing.decide import RouteMode, candidates, retry_budget_allows
 from trioproxy.routing.health import PROVIDER, ProviderHealth
 from trioproxy.routing.quota import HOUR, RETAIN_HOURS, QuotaBook, QuotaStatus
-from trioproxy.store.base import AFFINITY, HEALTH, MODE, Event, Inbox, Outbox, StateStore
-from trioproxy.store.local import LocalStore
+from trioproxy.store.base import (
+    AFFINITY,
+    HEALTH,
+    MODE,
+    Event,
+    Inbox,
+    Outbox,
+    StateStore,
+    StoreUnavailable,
+)
+from trioproxy.store.open import open_state_store
 
 log = logging.getLogger("trioproxy.router")
 
@@ -164,7 +172,7 @@ class Router:
         self._queue(Event(MODE, "", value))
         try:
             await self.store.save_mode(value)
-        except (OSError, sqlite3.Error) as exc:
+        except StoreUnavailable as exc:
             log.error("state store: routing mode not saved: %s", exc)
 
     def reconfigure(self, routing: RoutingConfig) -> None:
@@ -180,24 +188,16 @@ class Router:
             self.mode = RouteMode(routing.mode, routing.single)
 
     # -- the shared state ------------------------------------------------------
-    async def open_store(self, state_dir: str) -> None:
-        """Open the state store and load the routing mode saved last. A
-        state directory that cannot be used is logged, and the router runs on
-        its own memory."""
-        try:
-            self.store = await LocalStore.open(state_dir)
-        except (OSError, sqlite3.Error) as exc:
-            log.error(
-                "state directory %s unusable (%s): quotas and the routing mode are not "
-                "shared and will not survive a restart",
-                state_dir,
-                exc,
-            )
+    async def attach(self, store: StateStore | None) -> None:
+        """Share state through ``store`` from now on: a first sync, then the
+        routing mode saved last."""
+        self.store = store
+        if store is None:
             return
         await self.sync()
         try:
-            saved = await self.store.load_mode()
-        except (OSError, sqlite3.Error) as exc:
+            saved = await store.load_mode()
+        except StoreUnavailable as exc:
             log.error("state store: saved routing mode not read: %s", exc)
             saved = None
         if saved is not None:
@@ -242,7 +242,7 @@ class Router:
         since = int(self.wall() // HOUR) - RETAIN_HOURS
         try:
             inbox = await store.sync(out, since_hour=since)
-        except (OSError, sqlite3.Error) as exc:
+        except StoreUnavailable as exc:
             self.quotas.give_back(out.quota)
             self._events = out.events + self._events
             if not self.store_down:
@@ -279,7 +279,7 @@ class Router:
         remote_open = value.get("open_until")
         if isinstance(remote_open, int | float):
             until = now + (remote_open - wall)
-            if h.opened_until is None or until > h.opened_until:
+            if until > now and (h.opened_until is None or until > h.opened_until):
                 h.opened_until = until
         elif remote_open is None and h.opened_until is not None and h.opened_until <= now:
             h.opened_until = None  # its trial succeeded: closed everywhere
@@ -300,19 +300,26 @@ class Router:
         except ValueError as exc:
             log.warning("saved routing mode ignored: %s", exc)
 
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Sync with the state store every SYNC_EVERY seconds until
+    async def serve(
+        self,
+        state_dir: str,
+        redis_url: str = "",
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Open the state store (Redis with ``redis_url``, else the SQLite
+        file in ``state_dir``), then sync every SYNC_EVERY seconds until
         cancelled; the last changes are sent (bounded) on the way out."""
-        task_status.started()
-        try:
-            while True:
-                await trio.sleep(SYNC_EVERY)
-                await self.sync()
-        finally:
-            with trio.move_on_after(CLOSE_GRACE, shield=True):
-                await self.sync()
-                if self.store is not None:
-                    await self.store.aclose()
+        async with open_state_store(state_dir, redis_url) as store:
+            await self.attach(store)
+            task_status.started()
+            try:
+                while True:
+                    await trio.sleep(SYNC_EVERY)
+                    await self.sync()
+            finally:
+                with trio.move_on_after(CLOSE_GRACE, shield=True):
+                    await self.sync()
 
     # -- reporting -------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -14,6 +14,11 @@ AFFINITY = "affinity"  # key: session id; value: {"provider": name}
 MODE = "mode"  # key: ""; value: {"mode": ..., "provider": ..., "configured": [...]}
 
 
+class StoreUnavailable(Exception):
+    """The store did not answer (or refused): the caller serves on its own
+    view and tries again at the next sync. Backends raise only this."""
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     kind: str
@@ -42,8 +47,8 @@ class Inbox:
 
 class StateStore(Protocol):
     """``sync`` is the only call on the way of traffic (twice a second, from
-    the router's task); it raises OSError or the backend's error when the
-    store is unreachable, and the caller keeps its outbox for the next try."""
+    the router's task); every call raises StoreUnavailable when the store
+    does not answer, and the caller keeps its outbox for the next try."""
 
     async def sync(self, out: Outbox, *, since_hour: int) -> Inbox:
         """Send ``out``; return the quota totals that changed lately (every

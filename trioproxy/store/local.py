@@ -12,6 +12,7 @@ for up to BUSY_TIMEOUT.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
@@ -22,7 +23,7 @@ from typing import Any
 import orjson
 import trio
 
-from trioproxy.store.base import Event, Inbox, Outbox
+from trioproxy.store.base import Event, Inbox, Outbox, StoreUnavailable
 
 DB_NAME = "trioproxy.sqlite3"
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another process's
@@ -51,6 +52,11 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_at ON events (at);
 """
 ROUTE_KEY = "route"
+
+
+def origin() -> str:
+    """This process, among every process that shares the store."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
 class LocalFile:
@@ -157,14 +163,19 @@ class LocalStore:
 
     @classmethod
     async def open(cls, state_dir: str) -> LocalStore:
-        """Raises OSError or sqlite3.Error when the directory is unusable."""
-        origin = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-        file = await trio.to_thread.run_sync(LocalFile, state_dir, origin)
+        """Raises StoreUnavailable when the directory is unusable."""
+        try:
+            file = await trio.to_thread.run_sync(LocalFile, state_dir, origin())
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"state directory {state_dir}: {exc}") from exc
         return cls(file)
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         async with self._lock:
-            return await trio.to_thread.run_sync(fn, *args)
+            try:
+                return await trio.to_thread.run_sync(fn, *args)
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreUnavailable(f"{self._file.path}: {exc}") from exc
 
     async def sync(self, out: Outbox, *, since_hour: int) -> Inbox:
         inbox: Inbox = await self._run(self._file.sync, out, since_hour, self._wall())
@@ -178,4 +189,5 @@ class LocalStore:
         await self._run(self._file.put, ROUTE_KEY, value)
 
     async def aclose(self) -> None:
-        await self._run(self._file.close)
+        with contextlib.suppress(StoreUnavailable):
+            await self._run(self._file.close)
