@@ -60,6 +60,9 @@ def local_play(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         "trioproxy_home": str(tmp_path / "opt"),
         "trioproxy_venv": str(tmp_path / "opt" / "venv"),
         "trioproxy_wheel_dir": str(tmp_path / "dist"),
+        # This checkout's trioproxy validates the rendered TOML (the venv
+        # under tmp_path exists only once a full play has installed it).
+        "trioproxy_check_config": f"{sys.executable} -m trioproxy check-config",
     }
     return run(
         [
@@ -221,3 +224,49 @@ def test_workers_and_redis_render_and_check(tmp_path: Path) -> None:
     cfg = load_config(str(etc / "trioproxy.toml"), env=env)
     assert cfg.workers == 0  # auto: one per CPU
     assert cfg.state_redis_url == "redis://:redis-pw-0123@10.0.0.5:6379/0"
+
+
+def test_the_wheel_changes_exactly_when_the_code_does(tmp_path: Path) -> None:
+    """What lets `make deploy` ship new code without a version bump and
+    change nothing otherwise: the role builds with SOURCE_DATE_EPOCH fixed,
+    so the same code gives the same bytes, and other code other bytes."""
+    import hashlib
+    import shutil
+
+    source = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "node_modules", "bench", "tests", "build", "*.egg-info"
+        ),
+    )
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
+
+    def build(out: str) -> str:
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--no-deps",
+                "--wheel-dir",
+                str(tmp_path / out),
+                str(source),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 0, r.stderr
+        (wheel,) = (tmp_path / out).glob("trioproxy-*.whl")
+        return hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+    first, again = build("one"), build("two")
+    assert first == again
+    (source / "trioproxy" / "workers" / "policy.py").write_text(
+        (source / "trioproxy" / "workers" / "policy.py").read_text() + "\n# a code change\n"
+    )
+    assert build("three") != first
