@@ -239,6 +239,7 @@ class H2Client:
         self.results: dict[int, H2Result] = {}
         self.goaway: ConnectionEnded | None = None
         self.goaway_seen = trio.Event()
+        self.closed = trio.Event()  # the server ended the connection (end of file)
         self._splitter = GoAwaySplitter()  # h2 cannot keep streams going after a GOAWAY (h2#1181)
         self.window = trio.Event()
         self._send_lock = trio.Lock()
@@ -278,6 +279,7 @@ class H2Client:
             if not data:
                 for r in self.results.values():
                     r.done.set()
+                self.closed.set()
                 return
             events: list[object] = []
             for piece in self._splitter.feed(data):

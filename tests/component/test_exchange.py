@@ -157,6 +157,30 @@ async def test_drain_finishes_what_is_in_flight(autojump_clock: trio.testing.Moc
             assert await idle.stream.receive_some(1) == b""
 
 
+async def test_h2_drain_still_takes_a_request_the_client_sent_before_reading_the_goaway(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """RFC 9113 6.8's two GOAWAYs: "imminent" (last stream 2^31-1) with a
+    PING, then the final one once the PING comes back. A request the client
+    wrote while the first GOAWAY was on its way is served; closing at once
+    would have reset it, and the client could not have known whether to
+    send it again."""
+    up = FakeUpstream()
+    async with rig({"a": up}) as world:
+        client = await world.h2()
+        warm = await client.request("POST", "/v1/messages", [("x-api-key", "k")], BODY)
+        assert warm.status == 200
+        world.state.listening.begin_drain()  # GOAWAY and PING queued, not yet read
+        late = await client.request("POST", "/v1/messages", [("x-api-key", "k")], BODY)
+        assert late.status == 200 and late.ended and late.reset is None
+        with trio.fail_after(5):
+            await client.closed.wait()  # then the connection ends
+        assert (
+            client.goaway is not None and client.goaway.last_stream_id == 3
+        )  # final: 1 and 3 taken
+    assert up.requests == 2
+
+
 class EchoSSE:
     """An upstream that streams back, as text deltas, the last user message
     it received, and remembers the body it was sent."""

@@ -103,3 +103,37 @@ async def test_two_instances_share_a_quota_and_survive_redis_going_away(
                 if live["state_store"] == "ok":
                     break
                 await trio.sleep(0.2)
+
+
+async def test_a_breaker_opened_on_one_instance_is_open_on_the_other_within_a_second(
+    nursery: trio.Nursery, tmp_path: Path, redis: RedisServer
+) -> None:
+    a, b = await start_fake(nursery), await start_fake(nursery)
+    assert a.fake is not None and b.fake is not None
+    a.fake.default_faults = b"500"
+    toml = tmp_path / "trioproxy.toml"
+    toml.write_text(
+        f'[state]\nredis_url = "{redis.url}"\n[routing]\nbreaker_min_requests = 3\n'
+        f'[[providers]]\nname = "a"\nbase_url = "{a.url}"\npriority = 1\nopen_s = 30\n'
+        f'[[providers]]\nname = "b"\nbase_url = "{b.url}"\npriority = 200\n'
+    )
+
+    async def state_of_a(port: int) -> str:
+        doc = orjson.loads((await h1_request(port, "GET", "/admin/providers")).body)
+        return str(next(p["state"] for p in doc["providers"] if p["name"] == "a"))
+
+    async with (
+        serving("--config", str(toml), env=clean_env()) as first,
+        serving("--config", str(toml), env=clean_env()) as second,
+    ):
+        for _ in range(3):  # a fails each time, b answers; the third failure opens a
+            assert (await h1_request(first.port, "POST", "/v1/messages", [], JSON)).status == 200
+        assert await state_of_a(first.port) == "open"
+        opened = trio.current_time()
+        with trio.fail_after(5):
+            while await state_of_a(second.port) != "open":  # noqa: ASYNC110 (another process)
+                await trio.sleep(0.05)
+        assert trio.current_time() - opened < 1.5  # two syncs of half a second, and slack
+        before = a.fake.requests
+        assert (await h1_request(second.port, "POST", "/v1/messages", [], JSON)).status == 200
+        assert a.fake.requests == before  # the other instance skips a without trying it

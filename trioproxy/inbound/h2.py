@@ -39,10 +39,12 @@ from trioproxy.proto.events import (
     StreamReset,
 )
 from trioproxy.proto.h2 import (
+    DRAIN_PING,
     ENHANCE_YOUR_CALM,
     ConnectionEnded,
     H2Event,
     H2Server,
+    PingAnswered,
     ResetBudget,
     StreamEvent,
     WindowOpened,
@@ -238,17 +240,31 @@ class H2ServerConnection:
         self._reader_scope = trio.CancelScope()
         self._streams_done = trio.Event()
         self._goaway_sent = False
+        self._lingering = False  # the imminent GOAWAY is out, its PING not yet answered
 
     def __repr__(self) -> str:
         return f"<H2ServerConnection streams={len(self.streams)} {self.proto!r}>"
 
     def begin_drain(self) -> None:
+        """Two GOAWAYs (RFC 9113 6.8): "imminent" and a PING now; the final
+        one when the PING comes back. Closing at once would reset a request
+        the client sent before it read the GOAWAY (a lost POST, and the
+        client cannot tell whether it was processed). A client that never
+        answers is closed by the end of the drain grace."""
         if self._goaway_sent:
             return
         self._goaway_sent = True
+        self._lingering = True
+        self.writer.append_raw(self.proto.imminent_goaway())
+        self.proto.ping(DRAIN_PING)
+        self.writer.request()
+
+    def _drain_answered(self) -> bool:
+        """Our drain PING came back: the final GOAWAY. True if the connection
+        may stop reading now (no stream left)."""
+        self._lingering = False
         self.writer.append_raw(self.proto.graceful_goaway())
-        if not self.streams:
-            self._reader_scope.cancel()
+        return not self.streams
 
     async def serve(self, initial: bytes) -> None:
         with self.shared.connection(Http.H2), self.shared.drainable(self):
@@ -289,7 +305,9 @@ class H2ServerConnection:
                 with self.shared.idle(trio.current_time() + keepalive) as idle:
                     data = await self._receive()
                 if idle.cancelled_caught:
-                    self.begin_drain()  # idle expiry or drain: GOAWAY, then close
+                    self.begin_drain()  # idle expiry or the end of accepting: GOAWAY, then close
+                    if self._lingering:
+                        self._drain_answered()  # no time left for the PING: the final GOAWAY now
                     return Stop.DRAINED
             if not data:
                 return Stop.EOF
@@ -366,6 +384,8 @@ class H2ServerConnection:
                 st2.on_window()
         elif isinstance(ev, ConnectionEnded):
             return False
+        elif isinstance(ev, PingAnswered) and ev.payload == DRAIN_PING and self._lingering:
+            return not self._drain_answered()
         return True
 
     async def _run_stream(self, st: H2Stream) -> None:
@@ -398,7 +418,7 @@ class H2ServerConnection:
             self.writer.request()
             if not self.streams:
                 self._streams_done.set()
-                if self._goaway_sent:
+                if self._goaway_sent and not self._lingering:
                     self._reader_scope.cancel()  # drained: stop reading, close
 
 

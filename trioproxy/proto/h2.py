@@ -77,7 +77,18 @@ class ConnectionEnded:
     last_stream_id: int
 
 
-H2Event = StreamEvent | WindowOpened | ConnectionEnded
+@dataclass(frozen=True, slots=True)
+class PingAnswered:
+    """The peer acknowledged a PING of ours: it has read everything we sent
+    before it."""
+
+    payload: bytes
+
+
+H2Event = StreamEvent | WindowOpened | ConnectionEnded | PingAnswered
+
+DRAIN_PING = b"draining"  # 8 bytes: the PING that follows a first, imminent GOAWAY
+LAST_STREAM_MAX = 2**31 - 1  # RFC 9113 6.8: "shutdown imminent", no stream refused yet
 
 FRAME_HEADER = 9  # bytes (RFC 9113 4.1)
 GOAWAY_TYPE = 0x7
@@ -254,6 +265,8 @@ class _H2Base:
             self.peer_settings_received = True
             if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:
                 out.append(WindowOpened(0))
+        elif isinstance(ev, h2.events.PingAckReceived):
+            out.append(PingAnswered(bytes(ev.ping_data or b"")))
         elif isinstance(ev, h2.events.ConnectionTerminated):  # only if one slipped through
             out.append(ConnectionEnded(int(ev.error_code or 0), ev.last_stream_id or 0))
         else:
@@ -398,6 +411,17 @@ class H2Server(_H2Base):
     ) -> None:
         headers = [(b":status", str(head.status).encode()), *head.headers]
         self.conn.send_headers(stream_id, headers, end_stream=end_stream)
+
+    def imminent_goaway(self) -> bytes:
+        """The first of a graceful shutdown's two GOAWAYs (RFC 9113 6.8):
+        last stream 2^31-1, so the client starts nothing new, while requests
+        already on their way are still taken. The final one
+        (``graceful_goaway``) follows once a PING sent after this one comes
+        back: by then the client has seen it."""
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = LAST_STREAM_MAX
+        frame.error_code = 0
+        return bytes(frame.serialize())
 
     def graceful_goaway(self) -> bytes:
         """GOAWAY(NO_ERROR, last = highest stream seen) as raw bytes; streams up to
