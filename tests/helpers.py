@@ -309,7 +309,15 @@ class H2Client:
                 elif isinstance(ev, h2.events.WindowUpdated):
                     self.window.set()
                     self.window = trio.Event()
-            await self.flush()
+            try:
+                await self.flush()  # h2's answers: SETTINGS and PING ACKs, window updates
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                # The server closed after its final GOAWAY, or our owner closed
+                # the socket: nothing more will come; what was read stands.
+                for r in self.results.values():
+                    r.done.set()
+                self.closed.set()
+                return
 
     async def start(
         self,

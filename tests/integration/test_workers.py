@@ -324,9 +324,10 @@ async def test_three_reloads_in_a_minute_of_mixed_traffic_lose_nothing(
         async def h2_small() -> None:
             nonlocal refused
             while True:
-                async with trio.open_nursery() as conn_nursery:
-                    client = await H2Client.connect(conn_nursery, port)
-                    try:
+                client: H2Client | None = None
+                try:
+                    async with trio.open_nursery() as conn_nursery:
+                        client = await H2Client.connect(conn_nursery, port)
                         while not client.goaway_seen.is_set():
                             r = await client.request("POST", "/v1/messages", [], JSON)
                             if r.reset == 7:  # REFUSED_STREAM after a GOAWAY: never processed
@@ -336,9 +337,10 @@ async def test_three_reloads_in_a_minute_of_mixed_traffic_lose_nothing(
                                 problems.append(f"h2 status {r.status} reset {r.reset}")
                             counts["h2"] += 1
                             await trio.sleep(0.02)
-                    finally:
+                        conn_nursery.cancel_scope.cancel()  # the reader first, then the socket
+                finally:
+                    if client is not None:
                         await trio.aclose_forcefully(client.stream)
-                        conn_nursery.cancel_scope.cancel()
 
         async def long_stream(started: trio.Event) -> None:
             async with await H1Client.connect(port) as c:
