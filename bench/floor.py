@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -39,7 +40,11 @@ async def relay(client: trio.socket.SocketType, upstream_port: int) -> None:
             nursery.start_soon(pump, up, client)
 
 
-async def main(port: int, upstream_port: int) -> None:
+Relay = Callable[[trio.socket.SocketType, int], Awaitable[None]]
+
+
+async def main(port: int, upstream_port: int, relay: Relay = relay) -> None:
+    """Accept on ``port``; each client connection goes to ``relay``."""
     with trio.socket.socket() as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         await listener.bind(("127.0.0.1", port))
@@ -50,9 +55,15 @@ async def main(port: int, upstream_port: int) -> None:
                 nursery.start_soon(relay, client, upstream_port)
 
 
-if __name__ == "__main__":
+def run(relay: Relay) -> None:
+    """The command line: ``LISTEN_PORT UPSTREAM_PORT``, descriptors raised to
+    the hard limit (F holds thousands of connections)."""
     import resource
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    trio.run(main, int(sys.argv[1]), int(sys.argv[2]))
+    trio.run(main, int(sys.argv[1]), int(sys.argv[2]), relay)
+
+
+if __name__ == "__main__":
+    run(relay)

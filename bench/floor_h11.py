@@ -12,7 +12,6 @@ Run: ``python -m bench.floor_h11 LISTEN_PORT UPSTREAM_PORT``.
 from __future__ import annotations
 
 import socket
-import sys
 
 import h11
 import trio
@@ -88,20 +87,7 @@ async def relay(client: Sock, upstream_port: int) -> None:
             pass  # a load generator hanging up mid-request at the end of a run
 
 
-async def main(port: int, upstream_port: int) -> None:
-    with trio.socket.socket() as listener:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        await listener.bind(("127.0.0.1", port))
-        listener.listen(4096)
-        async with trio.open_nursery() as nursery:
-            while True:
-                client, _ = await listener.accept()
-                nursery.start_soon(relay, client, upstream_port)
-
-
 if __name__ == "__main__":
-    import resource
+    from bench.floor import run
 
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    trio.run(main, int(sys.argv[1]), int(sys.argv[2]))
+    run(relay)

@@ -1,8 +1,9 @@
-"""Small helpers for Trio's strict exception groups."""
+"""Small Trio helpers: the one meaningful error of a nursery, and waiting for
+the first of several things."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import trio
@@ -31,3 +32,16 @@ def one_error() -> Iterator[None]:
         if len(real) == 1:
             raise real[0] from None
         raise
+
+
+async def first_of(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Return as soon as any of ``waits`` returns; the others are cancelled.
+    The caller bounds it (``move_on_after``) when none may ever return."""
+    async with trio.open_nursery() as race:
+        for wait in waits:
+            race.start_soon(_then_cancel, wait, race.cancel_scope)
+
+
+async def _then_cancel(wait: Callable[[], Awaitable[object]], scope: trio.CancelScope) -> None:
+    await wait()
+    scope.cancel()

@@ -26,6 +26,7 @@ from functools import partial
 
 import trio
 
+from trioproxy._util import first_of
 from trioproxy.accounting.journal import Journal
 from trioproxy.admin.endpoints import AdminApp
 from trioproxy.config import Config, ConfigError, binding_problem, is_loopback, load_checked
@@ -313,13 +314,11 @@ class Server:
         grace = self.config.timeouts.drain_grace
         if grace <= 0 or self._grace_cut.is_set():
             return
+        waits = [self._grace_cut.wait]
+        if until_idle:
+            waits.append(self.state.listening.until_no_connections)
         with trio.move_on_after(grace):
-            async with trio.open_nursery() as race:
-                race.start_soon(_then_cancel, self._grace_cut.wait, race.cancel_scope)
-                if until_idle:
-                    race.start_soon(
-                        _then_cancel, self.state.listening.until_no_connections, race.cancel_scope
-                    )
+            await first_of(*waits)
 
     async def _close_listeners(self) -> None:
         for listener in [*self._listeners, *self._admin_listeners]:
@@ -393,11 +392,6 @@ class Server:
                     log.info("%s again: stopping now", name)
                     self.force_stop()
                     return
-
-
-async def _then_cancel(wait: Callable[[], Awaitable[object]], scope: trio.CancelScope) -> None:
-    await wait()
-    scope.cancel()
 
 
 def _adopt(sock: socket.socket) -> trio.SocketListener:

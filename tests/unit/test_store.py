@@ -5,6 +5,7 @@ affinity and the routing mode through it."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import trio
@@ -48,6 +49,18 @@ def test_later_syncs_read_only_recent_buckets(tmp_path: Path) -> None:
     assert b.sync(Outbox(), since_hour=HOUR - 10, now=NOW + 61).quota == {("p", HOUR): 3}
 
 
+def test_a_writer_that_was_slow_is_not_missed(tmp_path: Path) -> None:
+    """What a reader has seen is a version bumped under the write lock, not
+    a time: a writer that read its clock long before it got the lock (a
+    stalled process) still reaches every reader."""
+    a, b = LocalFile(str(tmp_path), "a"), LocalFile(str(tmp_path), "b")
+    a.sync(Outbox(quota={("p", HOUR): 1}), since_hour=HOUR, now=NOW)
+    assert b.sync(Outbox(), since_hour=HOUR, now=NOW + 10).quota == {("p", HOUR): 1}
+    a.sync(Outbox(quota={("p", HOUR): 4}), since_hour=HOUR, now=NOW + 1)  # an old clock
+    assert b.sync(Outbox(), since_hour=HOUR, now=NOW + 11).quota == {("p", HOUR): 5}
+    assert b.sync(Outbox(), since_hour=HOUR, now=NOW + 12).quota == {}  # nothing new since
+
+
 def test_old_events_and_buckets_are_pruned(tmp_path: Path) -> None:
     a = LocalFile(str(tmp_path), "a")
     a.sync(Outbox(events=[Event(HEALTH, "p", {})]), since_hour=HOUR, now=NOW)
@@ -72,6 +85,12 @@ def test_a_file_from_before_sharing_is_upgraded(tmp_path: Path) -> None:
     }
 
 
+async def close(*routers: Router) -> None:
+    for r in routers:
+        assert isinstance(r.store, LocalStore)
+        await r.store.aclose()
+
+
 async def two_routers(tmp_path: Path) -> tuple[Router, Router]:
     one, two = router(), router()
     await one.attach(await LocalStore.open(str(tmp_path)))
@@ -82,8 +101,7 @@ async def two_routers(tmp_path: Path) -> tuple[Router, Router]:
 async def test_routers_share_breakers_cooldowns_quotas_affinity_and_mode(tmp_path: Path) -> None:
     one, two = await two_routers(tmp_path)
     await check_sharing(one, two)
-    await one.store.aclose()  # type: ignore[union-attr]
-    await two.store.aclose()  # type: ignore[union-attr]
+    await close(one, two)
 
 
 async def test_a_breaker_closed_elsewhere_closes_here(tmp_path: Path) -> None:
@@ -104,8 +122,7 @@ async def test_a_breaker_closed_elsewhere_closes_here(tmp_path: Path) -> None:
     await one.sync()
     await two.sync()
     assert two.health_of("b").opened_until is None
-    await one.store.aclose()  # type: ignore[union-attr]
-    await two.store.aclose()  # type: ignore[union-attr]
+    await close(one, two)
 
 
 async def test_a_store_that_fails_keeps_what_was_not_sent(tmp_path: Path) -> None:
@@ -124,5 +141,30 @@ async def test_a_store_that_fails_keeps_what_was_not_sent(tmp_path: Path) -> Non
     assert not one.store_down
     await two.sync()
     assert used(two, "a") == 30
-    await one.store.aclose()  # type: ignore[union-attr]
-    await two.store.aclose()  # type: ignore[union-attr]
+    await close(one, two)
+
+
+def _open_together(directory: str, n: int) -> list[BaseException]:
+    start = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def open_it(name: str) -> None:
+        start.wait()
+        try:
+            LocalFile(directory, name).close()
+        except sqlite3.Error as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it, args=(f"w{i}",)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def test_workers_opening_a_new_file_at_once_all_get_it(tmp_path: Path) -> None:
+    """Every worker of a machine opens the file when it starts, at the same
+    moment: creating and upgrading the tables is one writer's job."""
+    for attempt in range(10):
+        assert _open_together(str(tmp_path / str(attempt)), 4) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -12,6 +14,12 @@ QuotaKey = tuple[str, int]  # (provider, hour since the epoch)
 HEALTH = "health"  # key: provider; value: {"open_until": wall | None, "cooldowns": {key: wall}}
 AFFINITY = "affinity"  # key: session id; value: {"provider": name}
 MODE = "mode"  # key: ""; value: {"mode": ..., "provider": ..., "configured": [...]}
+
+
+def origin() -> str:
+    """This process, among every process that shares a store (its own events
+    are not read back)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
 class StoreUnavailable(Exception):
@@ -61,5 +69,3 @@ class StateStore(Protocol):
         ...
 
     async def save_mode(self, value: dict[str, Any]) -> None: ...
-
-    async def aclose(self) -> None: ...

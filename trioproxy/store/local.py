@@ -13,50 +13,43 @@ for up to BUSY_TIMEOUT.
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import trio
 
-from trioproxy.store.base import Event, Inbox, Outbox, StoreUnavailable
+from trioproxy.store.base import Event, Inbox, Outbox, StoreUnavailable, origin
 
 DB_NAME = "trioproxy.sqlite3"
 BUSY_TIMEOUT = 5.0  # seconds a write waits for another process's
 EVENTS_KEPT = 3600.0  # seconds; older events are pruned (every view has long caught up)
 PRUNE_EVERY = 60.0  # seconds between prunes
-OVERLAP = (
-    2.0  # seconds; quota rows read again from before the last sync (clock steps, commit order)
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS quota_buckets (
+        provider TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        tokens INTEGER NOT NULL,
+        updated INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (provider, hour)
+    )""",
+    "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        origin TEXT NOT NULL,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_at ON events (at)",
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
 )
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS quota_buckets (
-    provider TEXT NOT NULL,
-    hour INTEGER NOT NULL,
-    tokens INTEGER NOT NULL,
-    PRIMARY KEY (provider, hour)
-);
-CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    origin TEXT NOT NULL,
-    at REAL NOT NULL,
-    kind TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_at ON events (at);
-"""
 ROUTE_KEY = "route"
-
-
-def origin() -> str:
-    """This process, among every process that shares the store."""
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
 class LocalFile:
@@ -70,18 +63,49 @@ class LocalFile:
         self._db = sqlite3.connect(
             self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._wal()
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(quota_buckets)")}
-        if "updated" not in columns:  # a file from before the store was shared
-            self._db.execute("ALTER TABLE quota_buckets ADD COLUMN updated REAL NOT NULL DEFAULT 0")
+        self._create()
+        self._seen_version: int | None = None  # the quota version last read (None: read all)
         # Events written before we started are history: the views start from
         # the quota totals and the saved mode, not from a replay.
         row = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
         self._last_event = int(row[0])
-        self._last_sync: float | None = None
         self._last_prune = 0.0
+
+    def _wal(self) -> None:
+        """Switch to WAL. Another worker switching the same new file at the
+        same moment makes SQLite answer "locked" at once, without its busy
+        timeout: try again for up to BUSY_TIMEOUT (this runs in a thread)."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def _create(self) -> None:
+        """The tables, under the write lock: every worker opens the file at
+        the same moment, and only one may create or upgrade them."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA:
+                db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(quota_buckets)")}
+            if "updated" not in columns:  # a file from before the store was shared
+                db.execute(
+                    "ALTER TABLE quota_buckets ADD COLUMN updated INTEGER NOT NULL DEFAULT 0"
+                )
+            if db.execute("INSERT OR IGNORE INTO meta VALUES ('version', 0)").rowcount:
+                db.execute("UPDATE quota_buckets SET updated = 0")  # versions start here
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def sync(self, out: Outbox, since_hour: int, now: float) -> Inbox:
         db = self._db
@@ -89,29 +113,28 @@ class LocalFile:
         db.execute("BEGIN IMMEDIATE")
         try:
             if out.quota:
+                # A version, not a time: bumped inside the write lock, so it
+                # follows commit order however long a writer took to get here,
+                # and a reader that saw version v has seen every row up to v.
+                db.execute("UPDATE meta SET v = v + 1 WHERE k = 'version'")
                 db.executemany(
-                    "INSERT INTO quota_buckets (provider, hour, tokens, updated) VALUES (?, ?, ?, ?) "
+                    "INSERT INTO quota_buckets (provider, hour, tokens, updated) "
+                    "VALUES (?, ?, ?, (SELECT v FROM meta WHERE k = 'version')) "
                     "ON CONFLICT (provider, hour) DO UPDATE "
                     "SET tokens = tokens + excluded.tokens, updated = excluded.updated",
-                    [(p, h, n, now) for (p, h), n in out.quota.items()],
+                    [(p, h, n) for (p, h), n in out.quota.items()],
                 )
             if out.events:
                 db.executemany(
                     "INSERT INTO events (origin, at, kind, key, value) VALUES (?, ?, ?, ?, ?)",
                     [(self.origin, now, e.kind, e.key, orjson.dumps(e.value)) for e in out.events],
                 )
-            if self._last_sync is None:
-                rows = db.execute(
-                    "SELECT provider, hour, tokens FROM quota_buckets WHERE hour >= ?",
-                    (since_hour,),
-                )
-            else:
-                rows = db.execute(
-                    "SELECT provider, hour, tokens FROM quota_buckets "
-                    "WHERE hour >= ? AND updated >= ?",
-                    (since_hour, self._last_sync - OVERLAP),
-                )
+            rows = db.execute(
+                "SELECT provider, hour, tokens FROM quota_buckets WHERE hour >= ? AND updated > ?",
+                (since_hour, -1 if self._seen_version is None else self._seen_version),
+            )
             inbox.quota = {(str(p), int(h)): int(n) for p, h, n in rows}
+            version = db.execute("SELECT v FROM meta WHERE k = 'version'").fetchone()[0]
             for eid, kind, key, value in db.execute(
                 "SELECT id, kind, key, value FROM events WHERE id > ? AND origin != ? ORDER BY id",
                 (self._last_event, self.origin),
@@ -128,7 +151,7 @@ class LocalFile:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        self._last_sync = now
+        self._seen_version = int(version)
         return inbox
 
     def get(self, key: str) -> Any:
@@ -149,7 +172,7 @@ class LocalFile:
 class LocalStore:
     """The StateStore over LocalFile, for Trio."""
 
-    def __init__(self, file: LocalFile, *, wall: Any = time.time) -> None:
+    def __init__(self, file: LocalFile, *, wall: Callable[[], float] = time.time) -> None:
         self._file = file
         self._lock = trio.Lock()  # one call at a time on the connection
         self._wall = wall

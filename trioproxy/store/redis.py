@@ -26,8 +26,7 @@ import coredis.exceptions
 import orjson
 import trio
 
-from trioproxy.store.base import Event, Inbox, Outbox, StoreUnavailable
-from trioproxy.store.local import origin
+from trioproxy.store.base import Event, Inbox, Outbox, StoreUnavailable, origin
 
 log = logging.getLogger("trioproxy.store")
 
@@ -139,9 +138,6 @@ class RedisStore:
 
     async def save_mode(self, value: dict[str, Any]) -> None:
         await self._round_trip(lambda: self._client.set(self._route, orjson.dumps(value)))
-
-    async def aclose(self) -> None:
-        """The client closes with ``open``'s block."""
 
 
 def _text(value: str | bytes) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from trioproxy._util import first_of
 from trioproxy.config import Config, ConfigError, load_checked
 from trioproxy.transport.listen import open_listeners
 from trioproxy.workers.channel import (
@@ -159,11 +160,8 @@ class Supervisor:
     async def _until_ready(self, w: Worker) -> bool:
         """True once ``w`` accepts; False if it exits first or takes longer
         than READY_TIMEOUT (then it is stopped)."""
-        async with trio.open_nursery() as n:
-            n.start_soon(_set_when, w.exited, n.cancel_scope)
-            with trio.move_on_after(READY_TIMEOUT):
-                await w.ready.wait()
-            n.cancel_scope.cancel()
+        with trio.move_on_after(READY_TIMEOUT):
+            await first_of(w.ready.wait, w.exited.wait)
         if w.ready.is_set() and not w.exited.is_set():
             return True
         if not w.exited.is_set():
@@ -356,10 +354,7 @@ class Supervisor:
             _signal(w, signal.SIGTERM)  # drains all the same, /health 503 aside
             return
         with trio.move_on_after(RETIRE_TIMEOUT):
-            async with trio.open_nursery() as n:
-                n.start_soon(_set_when, w.exited, n.cancel_scope)
-                await w.retired.wait()
-                n.cancel_scope.cancel()
+            await first_of(w.retired.wait, w.exited.wait)
 
     async def _close_listeners(self) -> None:
         for lst in [*self._listen, *self._admin]:
@@ -371,8 +366,3 @@ def _signal(w: Worker, signum: int) -> None:
     if w.proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             w.proc.send_signal(signum)
-
-
-async def _set_when(event: trio.Event, scope: trio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()

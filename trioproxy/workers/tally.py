@@ -71,10 +71,8 @@ class Tally:
     def result(self, rid: int, first: Hashable) -> Snapshot | None:
         """Close round ``rid``: every live worker's freshest snapshot
         (``first``'s leading) merged with the departed's counters."""
-        r = self.rounds.pop(rid)
-        fresh = {w: r.answers.get(w, snap) for w, snap in self.last.items()}
-        fresh.update(r.answers)
-        ordered = sorted(fresh.items(), key=lambda kv: kv[0] is not first)
+        del self.rounds[rid]  # its answers are in ``last`` already (``reported``)
+        ordered = sorted(self.last.items(), key=lambda kv: kv[0] is not first)
         snaps = [snap for _, snap in ordered]
         if not snaps:
             return None
