@@ -1,8 +1,9 @@
-"""Small Trio helpers: the one meaningful error of a nursery, and waiting for
-the first of several things."""
+"""Small helpers: the one meaningful error of a nursery, waiting for the
+first of several things, and telling whether a watched file changed."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
@@ -45,3 +46,16 @@ async def first_of(*waits: Callable[[], Awaitable[object]]) -> None:
 async def _then_cancel(wait: Callable[[], Awaitable[object]], scope: trio.CancelScope) -> None:
     await wait()
     scope.cancel()
+
+
+FileStamp = tuple[int, int, int] | None  # (inode, size, mtime_ns); None: absent
+
+
+def file_stamp(path: str) -> FileStamp:
+    """What changes when a file is rewritten in place or replaced by a rename
+    (the way editors and atomic writers do it)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)

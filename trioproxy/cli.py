@@ -15,6 +15,7 @@ from functools import partial
 import trio
 
 from trioproxy import __version__
+from trioproxy.callers import command as callers_command
 from trioproxy.config import (
     Config,
     ConfigError,
@@ -82,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         "--env-file", metavar="FILE", help="a systemd EnvironmentFile with TRIOPROXY_* settings"
     )
     usage.add_argument("--state-dir", help="where the ledger is (default: from the configuration)")
+    callers_command.add_parser(sub)
     fake = sub.add_parser(
         "fake-upstream", help="run the fake Anthropic API alone (HTTP/1.1 and h2c)"
     )
@@ -258,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         return _dev_cert(args.dir, args.hosts)
     if args.command == "switch":
         return _switch(args)
+    if args.command == "callers":
+        return callers_command.run(args)
     try:
         if args.command in ("serve", "check-config"):
             overrides = {

@@ -54,6 +54,10 @@ class MethodNotAllowed(ProxyError):
     status, error_type = 405, "invalid_request_error"
 
 
+class Conflict(ProxyError):
+    status, error_type = 409, "invalid_request_error"
+
+
 class ClientTimeout(ProxyError):
     status, error_type = 408, "timeout_error"
 

@@ -74,6 +74,7 @@ class Server:
         self.stopped_accepting = trio.Event()  # this process's listeners are closed
         self.forced = False
         self.router = Router(config.routing)
+        self.router.participants.append(self.state.book)  # callers' counts are shared too
         self.state.router = self.router
         self.pools: dict[str, UpstreamPool] = {}  # by provider name, while serving
         self._listeners: list[trio.SocketListener] = []
@@ -114,9 +115,8 @@ class Server:
             self.ssl_context = ssl_context
         logging.getLogger().setLevel(new.log_level.upper())
         log.info(
-            "configuration reloaded: %d caller secret(s) (%s), providers: %s",
-            len(new.auth.secrets),
-            ", ".join(s.name for s in new.auth.secrets) or "-",
+            "configuration reloaded: %s; providers: %s",
+            _describe_callers(self.state),
             _describe_providers(new),
         )
         self._notify("READY=1\nSTATUS=configuration reloaded")
@@ -339,16 +339,14 @@ class Server:
         auth = self.config.auth
         if not auth.enabled:
             log.warning(
-                "caller auth is off (no TRIOPROXY_AUTH_SECRETS): %s",
+                "caller auth is off (no callers: TRIOPROXY_AUTH_SECRETS, [[callers]] or "
+                "TRIOPROXY_AUTH_CALLERS_FILE): %s",
                 "trusting the front proxy to authenticate callers"
                 if auth.trust_front_proxy and not is_loopback(self.config.listen.host)
                 else "only this machine can reach the proxy",
             )
         log.info(
-            "providers: %s; %d caller secret(s): %s",
-            _describe_providers(self.config),
-            len(auth.secrets),
-            ", ".join(s.name for s in auth.secrets) or "-",
+            "providers: %s; %s", _describe_providers(self.config), _describe_callers(self.state)
         )
         cfg = self.config
         upstreams = {p.name: p.upstream for p in cfg.routing.providers}
@@ -359,6 +357,8 @@ class Server:
             self.pools = self.state.pools = pools
             async with trio.open_nursery() as background:
                 await background.start(self.router.serve, cfg.state_dir, cfg.state_redis_url)
+                await background.start(self.state.callers.serve)
+                await background.start(self.router.watch_subscriptions)
                 journal = Journal(
                     ledger_dir=cfg.state_dir if cfg.usage_ledger else None,
                     retention_days=cfg.usage_retention_days,
@@ -401,10 +401,17 @@ def _adopt(sock: socket.socket) -> trio.SocketListener:
     return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
 
+def _describe_callers(state: ServerState) -> str:
+    callers = state.callers.callers()
+    names = ", ".join(c.name for c in callers[:20]) + (", ..." if len(callers) > 20 else "")
+    return f"{len(callers)} caller(s): {names or '-'}"
+
+
 def _describe_providers(cfg: Config) -> str:
     """For the log: names, where they point, and the credential mode."""
     return ", ".join(
-        f"{p.name}={p.upstream.origin} ({'inject' if p.upstream.credential else 'passthrough'}"
+        f"{p.name}={p.upstream.origin} ("
+        f"{'subscription' if p.oauth_file else 'inject' if p.upstream.credential else 'passthrough'}"
         f"{'' if p.enabled else ', disabled'})"
         for p in cfg.routing.providers
     )

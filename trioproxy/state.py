@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 from trioproxy.accounting.journal import Journal
 from trioproxy.accounting.metrics import Metrics
+from trioproxy.callers.book import CallerBook
+from trioproxy.callers.directory import Directory
 from trioproxy.config.model import Config
 from trioproxy.inbound.context import Listening
 from trioproxy.routing.router import Router
@@ -42,13 +44,19 @@ class ServerState:
     pools: dict[str, UpstreamPool] = field(default_factory=dict)  # by provider, while serving
     journal: Journal = field(default_factory=Journal)  # access lines and ledger rows
     peers: Peers | None = None  # the other workers, when this is one of several
+    callers: Directory = field(init=False)  # who may call, with their policies
+    book: CallerBook = field(default_factory=CallerBook)  # what each caller used
 
     def __post_init__(self) -> None:
         self.listening = Listening(self.config)
+        self.callers = Directory(self.config.auth)
 
     def reconfigure(self, config: Config) -> None:
+        old = self.config.auth
         self.config = config
         self.listening.config = config
+        if config.auth != old:
+            self.callers.reconfigure(config.auth)
 
     # -- what the admin endpoints read -------------------------------------------
     @property

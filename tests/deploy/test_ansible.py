@@ -60,6 +60,7 @@ def local_play(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         "trioproxy_home": str(tmp_path / "opt"),
         "trioproxy_venv": str(tmp_path / "opt" / "venv"),
         "trioproxy_wheel_dir": str(tmp_path / "dist"),
+        "trioproxy_callers_file": str(tmp_path / "state" / "callers.toml"),
         # This checkout's trioproxy validates the rendered TOML (the venv
         # under tmp_path exists only once a full play has installed it).
         "trioproxy_check_config": f"{sys.executable} -m trioproxy check-config",
@@ -126,6 +127,7 @@ def test_templates_render_load_and_are_idempotent(tmp_path: Path) -> None:
     assert (etc / "caller-secrets").stat().st_mode & 0o077 == 0o040
     cfg = load_config(str(etc / "trioproxy.toml"), env=env)  # trioproxy's own loader accepts it
     assert [s.name for s in cfg.auth.secrets] == ["alice", "bob"]
+    assert cfg.auth.callers_file == str(tmp_path / "state" / "callers.toml")
     assert (
         cfg.upstream.credential is not None
         and cfg.upstream.credential.value == b"sk-ant-provider-0123456789"

@@ -267,7 +267,7 @@ async def test_one_access_line_per_request_with_tokens(
     assert ok["input_tokens"] > 0 and ok["output_tokens"] > 0 and ok["usage_complete"] is True
     assert ok["upstream_request_id"].startswith("req_fake_") and ok["bytes_out"] == len(r.body)
     assert ok["bytes_in"] == len(body) and ok["time_to_headers_s"] >= 0
-    assert (bad["status"], bad["caller"]) == (401, "")
+    assert (bad["status"], bad["caller"]) == (401, "-")
     everything = " ".join(rec.getMessage() for rec in caplog.records)
     for secret in (ALICE, PROVIDER, "wrong-wrong-wrong-wrong"):
         assert secret not in everything

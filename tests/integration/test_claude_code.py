@@ -6,6 +6,7 @@ requests (streaming or not) reaching the upstream."""
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 import tempfile
 from functools import partial
@@ -45,7 +46,11 @@ async def refuse(stream: trio.SocketStream) -> None:
 
 
 async def claude(
-    base_url: str, refuser: int, api_key: str = "sk-ant-test", ca: str | None = None
+    base_url: str,
+    refuser: int,
+    api_key: str = "sk-ant-test",
+    ca: str | None = None,
+    extra: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -62,6 +67,7 @@ async def claude(
         "DISABLE_AUTOUPDATER": "1",
         "DISABLE_ERROR_REPORTING": "1",
         **({"NODE_EXTRA_CA_CERTS": ca} if ca else {}),
+        **(extra or {}),
     }
     with trio.fail_after(90):
         done = await trio.run_process(
@@ -172,3 +178,39 @@ async def test_a_made_up_error_event_changes_what_claude_code_does(nursery: trio
     result = await claude(f"http://127.0.0.1:{proxy_port}", refuser)
     assert result["is_error"] is False
     assert [stream for _, stream in requests(behind)] == [True, False]  # direct: [True, True]
+
+
+async def test_claude_code_with_its_own_credential_and_the_proxy_key_in_custom_headers(
+    nursery: trio.Nursery,
+) -> None:
+    """A team member's own key (or subscription token) goes upstream; the
+    proxy knows her by ANTHROPIC_CUSTOM_HEADERS="x-trioproxy-key: ...",
+    which never leaves the proxy."""
+    listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
+    refuser = listeners[0].socket.getsockname()[1]
+    behind, behind_port = await upstream(nursery, [])
+    secret = "carol-proxy-secret-0123456789"
+    callers = [
+        {
+            "name": "carol",
+            "secret_sha256": [hashlib.sha256(secret.encode()).hexdigest()],
+            "upstream_credential": "own",
+        }
+    ]
+    proxy_port = await nursery.start(
+        Server(make_config(upstream__url=f"http://127.0.0.1:{behind_port}", callers=callers)).serve
+    )
+    own = "sk-ant-api03-carols-own-key-0123456789"
+    result = await claude(
+        f"http://127.0.0.1:{proxy_port}",
+        refuser,
+        own,
+        extra={"ANTHROPIC_CUSTOM_HEADERS": f"x-trioproxy-key: {secret}"},
+    )
+    assert result["is_error"] is False, result
+    assert behind.seen
+    for seen in behind.seen:
+        headers = {n: v for n, v in seen.headers}
+        assert headers[b"x-api-key"] == own.encode()
+        assert b"x-trioproxy-key" not in headers
+        assert secret.encode() not in b"".join(v for _, v in seen.headers)

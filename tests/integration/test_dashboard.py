@@ -6,6 +6,7 @@ error rate passes 10 %. The screenshot is kept in the test's temp dir."""
 from __future__ import annotations
 
 import base64
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from tests.browser import Browser, find_chromium, in_ci
 from tests.helpers import h1_request, start_fake, start_proxy
 
 ALICE, BOB = "alice-secret-0123456789", "bob-secret-0123456789"
+CAROL = "carol-secret-0123456789"
 
 
 def chromium() -> str:
@@ -31,7 +33,7 @@ async def traffic(port: int, stop: trio.Event, fault: list[str]) -> None:
     put on every request (the fake upstream answers with it)."""
     i = 0
     while not stop.is_set():
-        key = ALICE if i % 3 else BOB
+        key = CAROL if i % 5 == 0 else ALICE if i % 3 else BOB
         stream = "true" if i % 2 else "false"
         body = (
             b'{"model":"claude-sonnet-4-5","max_tokens":30,"stream":' + stream.encode() + b","
@@ -63,6 +65,8 @@ def facts(b: Browser) -> dict[str, object]:
             latency: document.getElementById('t-lat').textContent,
             cache: document.getElementById('t-cache').textContent,
             providers: cells('providers'), codes: cells('codes'), callers: cells('callers'),
+            limits: cells('limits'),
+            bars: [...document.querySelectorAll('#limits .bar')].map((b) => b.title),
             alert: document.getElementById('alert').className,
             alertText: document.getElementById('alert').textContent,
           };
@@ -79,6 +83,14 @@ async def test_the_dashboard_draws_live_data_in_a_real_browser(
         nursery,
         fake.url,
         auth__secrets=f"alice:{ALICE},bob:{BOB}",
+        callers=[
+            {
+                "name": "carol",
+                "secret_sha256": [hashlib.sha256(CAROL.encode()).hexdigest()],
+                "rpm": 1000,
+                "budget": {"usd": 1, "window": "daily"},
+            }
+        ],
         upstream__api_key="sk-x",
         routing__breaker_window_s=3,  # the failing phase opens the breaker within seconds
     )
@@ -109,7 +121,12 @@ async def test_the_dashboard_draws_live_data_in_a_real_browser(
     assert [row[0] for row in seen["providers"]] == ["default"]  # type: ignore[attr-defined]
     assert seen["providers"][0][1] == "healthy"  # type: ignore[index]
     assert "200" in [row[0] for row in seen["codes"]]  # type: ignore[attr-defined]
-    assert {row[0] for row in seen["callers"]} == {"alice", "bob"}  # type: ignore[attr-defined]
+    assert {row[0] for row in seen["callers"]} == {"alice", "bob", "carol"}  # type: ignore[attr-defined]
+    # Each caller's use of its limits: carol's rpm and budget are bars.
+    assert {row[0] for row in seen["limits"]} == {"alice", "bob", "carol"}  # type: ignore[attr-defined]
+    bars = seen["bars"]
+    assert any("requests in the last minute" in t for t in bars)  # type: ignore[attr-defined]
+    assert any("USD daily" in t for t in bars)  # type: ignore[attr-defined]
     assert seen["alert"] == ""  # nothing wrong yet
     png = (tmp_path / "dashboard.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000

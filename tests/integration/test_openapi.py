@@ -54,9 +54,10 @@ async def test_every_own_endpoint_is_described_and_answers_match(nursery: trio.N
     assert r.status == 200
     spec = orjson.loads(r.body)
     assert spec["openapi"].startswith("3.1")
-    assert set(spec["paths"]) == {p.decode() for p in RESERVED_EXACT}
+    exact = {p for p in spec["paths"] if "{" not in p}  # /admin/callers/{name} is a template
+    assert exact == {p.decode() for p in RESERVED_EXACT}
     for ops in spec["paths"].values():
-        for op in ops.values():
+        for op in (v for k, v in ops.items() if k != "parameters"):
             for resp in op["responses"].values():  # every schema is valid JSON Schema
                 if "content" in resp and "application/json" in resp["content"]:
                     jsonschema.Draft202012Validator.check_schema(

@@ -3,8 +3,13 @@ from pathlib import Path
 import pytest
 
 from trioproxy.config import ConfigError, binding_problem, effective_settings, load_config
+from trioproxy.config.callers import digest, from_secrets, parse_callers
+from trioproxy.config.model import Caller
 from trioproxy.config.secrets import parse_secrets, secret_name
-from trioproxy.pipeline.auth import authenticate, inject_credential, presented_credential
+from trioproxy.errors import AuthenticationFailed
+from trioproxy.pipeline.access import identify
+from trioproxy.pipeline.auth import inject_credential, presented_credential
+from trioproxy.proto.events import RequestHead
 
 ALICE = "alice-secret-0123456789"
 BOB = "bob-secret-abcdefghijk"
@@ -32,15 +37,38 @@ def test_parse_secrets_rejects_without_quoting(text: str) -> None:
         assert secret not in str(info.value)
 
 
-def test_authenticate_both_header_styles_and_rotation() -> None:
+def _head(*headers: tuple[bytes, bytes]) -> RequestHead:
+    return RequestHead(b"POST", b"/v1/messages", list(headers), b"1.1")
+
+
+def test_identify_both_header_styles_rotation_and_the_proxy_key() -> None:
     secrets = parse_secrets(f"alice:{ALICE},bob:{BOB}", "t")
-    assert authenticate([(b"x-api-key", ALICE.encode())], secrets).name == "alice"  # type: ignore[union-attr]
-    assert authenticate([(b"authorization", b"Bearer " + BOB.encode())], secrets).name == "bob"  # type: ignore[union-attr]
-    assert authenticate([(b"authorization", b"bearer  " + BOB.encode())], secrets) is not None
-    assert authenticate([(b"x-api-key", b"wrong-wrong-wrong-wrong")], secrets) is None
-    assert authenticate([(b"x-api-key", ALICE.encode()[:-1])], secrets) is None
-    assert authenticate([(b"authorization", b"Basic " + ALICE.encode())], secrets) is None
-    assert authenticate([], secrets) is None
+    own = parse_callers(
+        [{"name": "carol", "secrets": ["carol-secret-0123456789"], "upstream_credential": "own"}],
+        "t",
+    )
+    index = {d: c for c in (*from_secrets(secrets), *own) for d in c.digests}
+
+    def lookup(secret: bytes) -> Caller | None:
+        return index.get(digest(secret))
+
+    assert identify(_head((b"x-api-key", ALICE.encode())), lookup).name == "alice"
+    assert identify(_head((b"authorization", b"Bearer " + BOB.encode())), lookup).name == "bob"
+    assert identify(_head((b"authorization", b"bearer  " + BOB.encode())), lookup).name == "bob"
+    # x-trioproxy-key wins: the other credential is the caller's own.
+    carol = _head((b"x-trioproxy-key", b"carol-secret-0123456789"), (b"x-api-key", b"sk-ant-own"))
+    assert identify(carol, lookup).name == "carol"
+    for bad in (
+        _head((b"x-api-key", b"wrong-wrong-wrong-wrong")),
+        _head((b"x-api-key", ALICE.encode()[:-1])),
+        _head((b"authorization", b"Basic " + ALICE.encode())),
+        _head(),
+        # an own-credential caller must use x-trioproxy-key
+        _head((b"x-api-key", b"carol-secret-0123456789")),
+    ):
+        with pytest.raises(AuthenticationFailed) as info:
+            identify(bad, lookup)
+        assert ALICE not in info.value.message and "carol-secret" not in info.value.message
     assert presented_credential([(b"authorization", b"Bearer a"), (b"x-api-key", b"b")]) == b"b"
 
 

@@ -23,7 +23,15 @@ Snapshot = dict[str, Any]
 _REQUEST_KEY = ("code", "caller", "model", "stream", "provider")
 _TOKEN_KEY = ("class", "caller", "model", "provider")
 _SUMMED = ("stream_errors", "client_disconnects", "retries", "in_flight", "watchers")
-_SUMMED_DICTS = ("bytes", "scrub_hits", "scrub_skipped", "active", "connections")
+_SUMMED_DICTS = (
+    "bytes",
+    "scrub_hits",
+    "scrub_skipped",
+    "active",
+    "connections",
+    "caller_spend_usd",
+)
+_LIMITED_KEY = ("caller", "reason")
 _HISTOGRAMS = ("duration_s", "time_to_headers_s")
 _PROVIDER_SUMS = ("in_flight", "retries", "failovers")
 
@@ -32,7 +40,8 @@ def counters(snap: Snapshot) -> Snapshot:
     """Only what keeps counting up (what outlives a worker): requests,
     tokens, bytes, errors, scrub counts and the histograms."""
     keep = ("requests", "tokens", "bytes", "stream_errors", "client_disconnects", "retries")
-    out = {k: snap[k] for k in (*keep, "scrub_hits", "scrub_skipped", *_HISTOGRAMS) if k in snap}
+    extra = ("scrub_hits", "scrub_skipped", "caller_limited", "caller_spend_usd")
+    out = {k: snap[k] for k in (*keep, *extra, *_HISTOGRAMS) if k in snap}
     return out
 
 
@@ -46,13 +55,14 @@ def merge(snaps: Sequence[Snapshot]) -> Snapshot:
     out: Snapshot = dict(base)
     out["requests"] = _sum_rows((s.get("requests", ()) for s in snaps), _REQUEST_KEY)
     out["tokens"] = _sum_rows((s.get("tokens", ()) for s in snaps), _TOKEN_KEY)
+    out["caller_limited"] = _sum_rows((s.get("caller_limited", ()) for s in snaps), _LIMITED_KEY)
     for key in _SUMMED:
         out[key] = sum(s.get(key, 0) for s in snaps)
     for key in _SUMMED_DICTS:
         total: Counter[str] = Counter()
         for s in snaps:
             total.update(s.get(key, {}))
-        out[key] = dict(sorted(total.items()))
+        out[key] = {k: round(v, 6) if isinstance(v, float) else v for k, v in sorted(total.items())}
     for key in _HISTOGRAMS:
         hists = [s[key] for s in snaps if key in s]
         out[key] = merge_histograms(hists) if hists else base.get(key)

@@ -105,6 +105,8 @@ class Metrics:
         self.unscrubbed: defaultdict[str, int] = defaultdict(int)  # by reason
         self.duration = Histogram(DURATION_BUCKETS)
         self.time_to_headers = Histogram(DURATION_BUCKETS)
+        self.limited: defaultdict[tuple[str, str], int] = defaultdict(int)  # (caller, reason)
+        self.spend: defaultdict[str, float] = defaultdict(float)  # caller -> USD
         self._models: set[str] = set()
 
     @classmethod
@@ -123,6 +125,9 @@ class Metrics:
         m.retries = snap["retries"]
         m.scrub_hits.update(snap["scrub_hits"])
         m.unscrubbed.update(snap["scrub_skipped"])
+        for r in snap.get("caller_limited", ()):
+            m.limited[(r["caller"], r["reason"])] += r["count"]
+        m.spend.update(snap.get("caller_spend_usd", {}))
         m.duration = Histogram.from_snapshot(snap["duration_s"])
         m.time_to_headers = Histogram.from_snapshot(snap["time_to_headers_s"])
         return m
@@ -154,6 +159,10 @@ class Metrics:
             self.scrub_hits[detector] += n
         if r.unscrubbed:
             self.unscrubbed[r.unscrubbed] += 1
+        if r.limited:
+            self.limited[(caller, r.limited)] += 1
+        if r.cost_usd:
+            self.spend[caller] += r.cost_usd
         self.duration.observe(r.duration_s)
         if r.time_to_headers_s is not None:
             self.time_to_headers.observe(r.time_to_headers_s)
@@ -244,6 +253,18 @@ class Metrics:
             "Request bodies passed unscrubbed while scrubbing is on, by reason",
             (("", {"reason": r}, n) for r, n in sorted(self.unscrubbed.items())),
         )
+        family(
+            "trioproxy_caller_limited_total",
+            "counter",
+            "Requests refused by a caller's own limit, by caller and reason (expired, model, rpm, tpm, max_concurrent, budget)",
+            (("", {"caller": a, "reason": r}, n) for (a, r), n in sorted(self.limited.items())),
+        )
+        family(
+            "trioproxy_caller_spend_usd_total",
+            "counter",
+            "Estimated spend by caller, priced with the pricing table",
+            (("", {"caller": a}, round(v, 6)) for a, v in sorted(self.spend.items())),
+        )
         for name, hist, help_ in (
             (
                 "trioproxy_request_duration_seconds",
@@ -294,6 +315,10 @@ class Metrics:
             "retries": self.retries,
             "scrub_hits": dict(self.scrub_hits),
             "scrub_skipped": dict(self.unscrubbed),
+            "caller_limited": [
+                {"caller": a, "reason": r, "count": n} for (a, r), n in sorted(self.limited.items())
+            ],
+            "caller_spend_usd": {a: round(v, 6) for a, v in sorted(self.spend.items())},
             "duration_s": self.duration.snapshot(),
             "time_to_headers_s": self.time_to_headers.snapshot(),
         }

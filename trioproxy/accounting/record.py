@@ -13,6 +13,8 @@ import orjson
 from trioproxy.accounting.usage import Usage
 from trioproxy.pipeline.traits import BodyTraits
 
+NO_CALLER = "-"  # the caller when auth is off: the same in the log, metrics and ledger
+
 
 @dataclass
 class RequestRecord:
@@ -23,7 +25,12 @@ class RequestRecord:
     peer: str = ""  # the client's address (HOST:PORT)
     started: float = field(default_factory=time.time)  # wall clock, for the log line
     started_monotonic: float = field(default_factory=time.monotonic)  # for durations
-    caller: str = ""
+    caller: str = NO_CALLER
+    client_addr: str = ""  # the client's IP (X-Forwarded-For's only with trust_front_proxy)
+    user_agent: str = ""
+    session_id: str = ""  # x-claude-code-session-id
+    limited: str = ""  # the caller's limit that refused the request (metrics: reason)
+    cost_usd: float = 0.0  # estimated, with the pricing table
     status: int = 0
     upstream_request_id: str = ""
     model_requested: str = ""

@@ -75,8 +75,13 @@ def admin_target(config_path: str | None, env: Mapping[str, str]) -> tuple[str, 
     return url, setting("admin", "token", "TRIOPROXY_ADMIN_TOKEN", "")
 
 
-def _call(
-    url: str, token: str, method: str, path: str, body: bytes | None, ctx: ssl.SSLContext | None
+def call(
+    url: str,
+    token: str,
+    method: str,
+    path: str,
+    body: bytes | None,
+    ctx: ssl.SSLContext | None = None,
 ) -> Any:
     headers = {"content-type": "application/json"}
     if token:
@@ -108,8 +113,8 @@ def switch(
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
     doc = {"mode": "single", "provider": provider} if provider else {"mode": "failover"}
-    mode = _call(url, token, "POST", "/admin/route", json.dumps(doc).encode(), ctx)
-    providers = _call(url, token, "GET", "/admin/providers", None, ctx)
+    mode = call(url, token, "POST", "/admin/route", json.dumps(doc).encode(), ctx)
+    providers = call(url, token, "GET", "/admin/providers", None, ctx)
     return mode, providers
 
 

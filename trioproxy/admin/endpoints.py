@@ -1,27 +1,26 @@
 """The proxy's own endpoints: /health, /livez, /metrics, /metrics.json,
 /metrics/stream, /dashboard, /openapi.json and /admin/* (providers, routing
-switch)."""
+switch, callers)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
-import trio
 
 from trioproxy.accounting.metrics import Metrics
+from trioproxy.admin.callers_api import handle as handle_callers
+from trioproxy.admin.callers_api import is_callers_path, read_json
 from trioproxy.admin.pages import dashboard_html, openapi_json
 from trioproxy.admin.snapshot import current_view, gauges, snapshot
 from trioproxy.admin.stream import serve_metrics_stream
 from trioproxy.config import is_loopback
 from trioproxy.errors import (
     AuthenticationFailed,
-    ClientTimeout,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
     ProxyError,
-    RequestTooLarge,
     error_response,
 )
 from trioproxy.inbound.exchange import ClientExchange, respond
@@ -40,6 +39,7 @@ RESERVED_EXACT: frozenset[bytes] = frozenset(
         b"/openapi.json",
         b"/admin/providers",
         b"/admin/route",
+        b"/admin/callers",
     }
 )
 ROUTE_BODY_MAX = 16 * 1024  # bytes; {"mode": ..., "provider": ...} is tiny
@@ -162,6 +162,9 @@ async def serve_own(
     try:
         if path == b"/admin/route" and method == b"POST":
             head, body = await _switch_route(ex, state, admin_listener)
+        elif is_callers_path(path):
+            _check_access(ex.head, state, admin_listener)
+            head, body = _json(*await handle_callers(ex, state))
         elif path == b"/metrics/stream" and method == b"GET":
             _check_access(ex.head, state, admin_listener)
             await serve_metrics_stream(ex, state)
@@ -188,20 +191,9 @@ async def _switch_route(
     router = state.router
     if router is None:
         raise NotFound("this server does not route to providers")
-    parts: list[bytes] = []
-    size = 0
-    with trio.move_on_after(state.config.timeouts.client_body_idle) as scope:
-        while (chunk := await ex.receive_body()) is not None:
-            size += len(chunk.data)
-            if size > ROUTE_BODY_MAX:
-                raise RequestTooLarge(f"/admin/route takes at most {ROUTE_BODY_MAX} bytes")
-            parts.append(chunk.data)
-            ex.ack(chunk.flow_controlled_length)
-    if scope.cancelled_caught:
-        raise ClientTimeout("the request body did not arrive in time")
     try:
-        doc = orjson.loads(b"".join(parts))
-    except orjson.JSONDecodeError:
+        doc = await read_json(ex, state, ROUTE_BODY_MAX)
+    except InvalidRequest:
         doc = None
     if not isinstance(doc, dict) or not isinstance(doc.get("mode"), str):
         raise InvalidRequest(

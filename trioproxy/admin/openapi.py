@@ -60,6 +60,7 @@ PROVIDER = _obj(
                 "open",
                 "cooldown",
                 "over_quota",
+                "unavailable",
             ]
         },
         "breaker": {"enum": ["closed", "half-open", "open"]},
@@ -112,6 +113,83 @@ ROUTING = _obj(
     }
 )
 
+NULLABLE_INT: Schema = {"type": ["integer", "null"], "minimum": 1}
+CALLER = _obj(
+    {
+        "name": STR,
+        "source": {
+            "enum": ["file", "config", "auth.secrets"],
+            "description": "where it is defined: only the callers file's are changed through /admin/callers",
+        },
+        "models": {"type": "array", "items": STR, "description": "allowlist (globs); empty: all"},
+        "rpm": NULLABLE_INT,
+        "tpm": NULLABLE_INT,
+        "max_concurrent": NULLABLE_INT,
+        "budget": {
+            "oneOf": [
+                {"type": "null"},
+                _obj(
+                    {
+                        "window": {"enum": ["daily", "weekly", "monthly"]},
+                        "usd": NULLABLE_NUM,
+                        "tokens": {"type": ["integer", "null"]},
+                    }
+                ),
+            ]
+        },
+        "expires": {**NULLABLE_NUM, "description": "Unix time"},
+        "upstream_credential": {"enum": ["provider", "own"]},
+        "secrets": {**INT, "description": "how many secrets it has (never the secrets)"},
+        "requests_last_minute": INT,
+        "tokens_last_minute": INT,
+        "in_flight": INT,
+        "spend_usd": {**NUM, "description": "in the budget window (monthly without a budget)"},
+        "spend_tokens": INT,
+        "budget_window": {"enum": ["daily", "weekly", "monthly"]},
+        "budget_remaining": {
+            **NULLABLE_NUM,
+            "description": "in the budget's unit (USD or tokens)",
+        },
+    }
+)
+CALLER_SETTINGS = _obj(
+    {
+        "name": STR,
+        "models": {"type": ["array", "null"], "items": STR},
+        "rpm": NULLABLE_INT,
+        "tpm": NULLABLE_INT,
+        "max_concurrent": NULLABLE_INT,
+        "budget": {"type": ["object", "null"]},
+        "budget_usd": NULLABLE_NUM,
+        "budget_tokens": NULLABLE_INT,
+        "budget_window": {"enum": ["daily", "weekly", "monthly", None]},
+        "expires": {"type": ["string", "null"], "description": "RFC 3339"},
+        "upstream_credential": {"enum": ["provider", "own", None]},
+        "rotate": {**BOOL, "description": "PATCH only: a new secret replaces the old ones"},
+    },
+    optional=(
+        "name",
+        "models",
+        "rpm",
+        "tpm",
+        "max_concurrent",
+        "budget",
+        "budget_usd",
+        "budget_tokens",
+        "budget_window",
+        "expires",
+        "upstream_credential",
+        "rotate",
+    ),
+)
+CALLERS_LIST = _obj(
+    {"callers_file": {"type": ["string", "null"]}, "callers": {"type": "array", "items": CALLER}}
+)
+CALLER_ANSWER = _obj(
+    {"caller": CALLER, "secret": {**STR, "description": "a new secret: shown this once"}},
+    optional=("secret",),
+)
+
 SNAPSHOT = _obj(
     {
         "time": {**NUM, "description": "Unix time of the snapshot"},
@@ -149,6 +227,17 @@ SNAPSHOT = _obj(
         "retries": INT,
         "scrub_hits": COUNTS,
         "scrub_skipped": COUNTS,
+        "caller_limited": {
+            "type": "array",
+            "items": _obj({"caller": STR, "reason": STR, "count": INT}),
+            "description": "requests refused by a caller's own limit",
+        },
+        "caller_spend_usd": {
+            "type": "object",
+            "additionalProperties": NUM,
+            "description": "estimated spend by caller",
+        },
+        "callers": {"type": "array", "items": CALLER},
         "duration_s": HISTOGRAM,
         "time_to_headers_s": HISTOGRAM,
         "in_flight": INT,
@@ -217,6 +306,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         403: "admin endpoints closed on this listener",
         404: "not on this listener",
         405: "method not allowed",
+        409: "conflict",
     }
     return {
         str(c): {"$ref": f"#/components/responses/E{c}", "description": words[c]} for c in codes
@@ -232,6 +322,10 @@ def _op(summary: str, responses: dict[str, Any], *, admin: bool, **extra: Any) -
         op["security"] = list(ADMIN)
         op["responses"].update(_errors(401, 403, 404))
     return op
+
+
+def _body(schema: Schema) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
 def _text(description: str) -> dict[str, Any]:
@@ -313,11 +407,36 @@ def spec() -> dict[str, Any]:
                     "Switch routing: failover, or every request to one provider (persisted)",
                     {"200": _json(ROUTE_ANSWER, "applied"), **_errors(400, 405)},
                     admin=True,
-                    requestBody={
-                        "required": True,
-                        "content": {"application/json": {"schema": ROUTE_REQUEST}},
-                    },
+                    requestBody=_body(ROUTE_REQUEST),
                 )
+            },
+            "/admin/callers": {
+                "get": _op(
+                    "Callers, their limits and their use of them now",
+                    {"200": _json(CALLERS_LIST, "now")},
+                    admin=True,
+                ),
+                "post": _op(
+                    "Add a caller to the callers file (applied at once); the answer holds its secret, shown this once",
+                    {"201": _json(CALLER_ANSWER, "added"), **_errors(400, 405, 409)},
+                    admin=True,
+                    requestBody=_body(CALLER_SETTINGS),
+                ),
+            },
+            "/admin/callers/{name}": {
+                "parameters": [{"name": "name", "in": "path", "required": True, "schema": STR}],
+                "get": _op("One caller", {"200": _json(CALLER_ANSWER, "now")}, admin=True),
+                "patch": _op(
+                    "Change a caller's limits (null removes one), or rotate its secret",
+                    {"200": _json(CALLER_ANSWER, "applied"), **_errors(400, 409)},
+                    admin=True,
+                    requestBody=_body(CALLER_SETTINGS),
+                ),
+                "delete": _op(
+                    "Revoke a caller (applied at once)",
+                    {"200": _json(_obj({"revoked": STR}), "revoked"), **_errors(409)},
+                    admin=True,
+                ),
             },
         },
         "components": {
@@ -332,7 +451,7 @@ def spec() -> dict[str, Any]:
             "schemas": {"Error": ERROR, "Snapshot": SNAPSHOT, "Routing": ROUTING},
             "responses": {
                 f"E{code}": _json(ERROR, "an error in Anthropic's shape")
-                for code in (400, 401, 403, 404, 405)
+                for code in (400, 401, 403, 404, 405, 409)
             },
         },
     }

@@ -8,6 +8,7 @@ import os
 import time
 from typing import Any
 
+from trioproxy.callers.policy import remaining
 from trioproxy.state import ServerState
 
 
@@ -34,7 +35,39 @@ def snapshot(state: ServerState) -> dict[str, Any]:
         "draining": state.draining,
         "uptime_s": round(state.uptime_s, 3),
         "routing": None if state.router is None else state.router.snapshot(),
+        "callers": callers_view(state),
     }
+
+
+def callers_view(state: ServerState) -> list[dict[str, Any]]:
+    """Each caller's policy and use against it (the shared counts: the same
+    in every worker to within a second). Never a secret or its digest."""
+    book, now = state.book, state.book.wall()
+    rows = []
+    for c in state.callers.callers():
+        use = book.usage(c, now)
+        budget = c.budget
+        rows.append(
+            {
+                "name": c.name,
+                "source": state.callers.source(c.name),
+                "models": list(c.models),
+                "rpm": c.rpm,
+                "tpm": c.tpm,
+                "max_concurrent": c.max_concurrent,
+                "budget": None
+                if budget is None
+                else {"window": budget.window, "usd": budget.usd, "tokens": budget.tokens},
+                "expires": c.expires,
+                "upstream_credential": c.upstream_credential,
+                "secrets": len(c.digests),
+                **use,
+                "budget_remaining": None
+                if budget is None
+                else round(remaining(budget, book.spend(c, now)), 6),
+            }
+        )
+    return rows
 
 
 Family = tuple[str, str, list[tuple[dict[str, str], float]]]
@@ -76,6 +109,21 @@ def gauges(snap: dict[str, Any]) -> dict[str, Family]:
         "gauge",
         "HTTP/2 streams in use on upstream connections, by provider",
         [({"provider": name}, c["h2_streams"]) for name, c in sorted(pools.items())],
+    )
+    families["trioproxy_caller_budget_remaining"] = (
+        "gauge",
+        "What is left of a caller's budget in its window, by caller and unit (usd or tokens)",
+        [
+            (
+                {
+                    "caller": c["name"],
+                    "unit": "usd" if c["budget"]["usd"] is not None else "tokens",
+                },
+                c["budget_remaining"],
+            )
+            for c in snap.get("callers", ())
+            if c["budget"] is not None
+        ],
     )
     routing = snap.get("routing")
     if routing is not None:

@@ -12,6 +12,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from trioproxy.config.callers import (
+    check_unique,
+    from_secrets,
+    parse_callers,
+    read_callers_file,
+)
 from trioproxy.config.model import (
     AuthConfig,
     Config,
@@ -83,14 +89,14 @@ def load_config(
             raise ConfigError(f"--config: file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
-        for name in ("providers", "aliases", "pricing"):
+        for name in STRUCTURED:
             if name in doc:
                 structured[name] = doc.pop(name)
         for key, value in _flatten(doc).items():
             if key not in _BY_KEY:
                 raise ConfigError(f"{key}: unknown setting in {path}")
             values[key] = (value, f"{key} (in {path})")
-    for name in ("providers", "aliases", "pricing"):
+    for name in STRUCTURED:
         if overrides and overrides.get(name) is not None:
             structured[name] = overrides[name]
     known_env = {s.env for s in SETTINGS} | provider_key_envs(structured.get("providers"))
@@ -101,9 +107,9 @@ def load_config(
         if s.env in env:
             values[s.key] = (env[s.env], s.env)
     for key, value in (overrides or {}).items():
-        if key not in _BY_KEY and key not in ("providers", "aliases", "pricing"):
+        if key not in _BY_KEY and key not in STRUCTURED:
             raise ConfigError(f"{key}: unknown setting (override)")
-        if value is not None and key not in ("providers", "aliases", "pricing"):
+        if value is not None and key not in STRUCTURED:
             values[key] = (value, "--" + key.split(".")[-1])
     parsed: dict[str, Any] = {}
     for s in SETTINGS:
@@ -118,6 +124,9 @@ def load_config(
             parsed[s.key] = s.default
     return _build(parsed, structured, env, explicit=set(values))
 
+
+# Tables of the TOML file that are not flat settings.
+STRUCTURED = ("providers", "aliases", "pricing", "callers")
 
 # Variables other parts of the system read, which the strict check must not reject.
 _FOREIGN_ENV: frozenset[str] = frozenset()
@@ -143,19 +152,22 @@ def _build(
             f"admin.listen {admin_listen}: the same address as listen {listen}; "
             "the admin listener needs a port of its own"
         )
-    auth = _build_auth(p)
+    auth = _build_auth(p, structured.get("callers"))
     routing = _build_routing(p, structured, env, explicit)
-    if auth.enabled:
+    # Callers that bring their own upstream credential need no provider key;
+    # the others are never routed to a provider without one (forward.py).
+    own_possible = bool(auth.callers_file) or any(c.own_credential for c in auth.callers)
+    if auth.enabled and not own_possible:
         for prov in routing.providers:
-            if prov.upstream.credential is None and prov.name == "default":
+            if not prov.keyed and prov.name == "default":
                 raise ConfigError(
                     "auth.secrets: caller secrets need a provider key to send upstream instead "
                     "(TRIOPROXY_UPSTREAM_API_KEY or TRIOPROXY_UPSTREAM_API_KEY_FILE)"
                 )
-            if prov.upstream.credential is None:
+            if not prov.keyed:
                 raise ConfigError(
                     f"providers[{prov.name}]: with caller auth on, every provider needs its key "
-                    "(api_key_env or api_key_file)"
+                    '(api_key_env, api_key_file, or auth = "oauth_file")'
                 )
     return Config(
         listen=listen,
@@ -322,15 +334,21 @@ def _read_secret_file(path: str, key: str) -> str:
         raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _build_auth(p: dict[str, Any]) -> AuthConfig:
+def _build_auth(p: dict[str, Any], callers_raw: object) -> AuthConfig:
     text = p["auth.secrets"]
     if p["auth.secrets_file"]:
         text += "\n" + _read_secret_file(p["auth.secrets_file"], "auth.secrets_file")
+    path = p["auth.callers_file"]
     try:
         secrets = parse_secrets(text, "auth.secrets")
+        callers = parse_callers(callers_raw, "[[callers]]")
+        # The file is read here too, so that check-config and the start
+        # refuse a broken one; the running server watches it (callers/).
+        in_file = read_callers_file(path) if path else ()
+        check_unique([*from_secrets(secrets), *callers, *in_file], "callers")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return AuthConfig(secrets, p["admin.token"].encode(), p["trust_front_proxy"])
+    return AuthConfig(secrets, p["admin.token"].encode(), p["trust_front_proxy"], callers, path)
 
 
 def _build_credential(p: dict[str, Any]) -> Credential | None:
@@ -381,13 +399,23 @@ def effective_settings(config: Config) -> list[tuple[str, str, str]]:
         if s.key == "state_dir":
             value = config.state_dir
         if s.key == "auth.secrets":
-            shown = (
-                ", ".join(f"{sec.name}:<redacted>" for sec in config.auth.secrets)
-                or "(none: auth off)"
+            shown = ", ".join(f"{sec.name}:<redacted>" for sec in config.auth.secrets) or (
+                "(none)" if config.auth.enabled else "(none: auth off)"
             )
         else:
             shown = "<redacted>" if (s.secret and value) else _shown(value)
         rows.append((s.key, s.env, shown))
+    auth = config.auth
+    if auth.callers or auth.callers_file:
+        try:
+            in_file = read_callers_file(auth.callers_file) if auth.callers_file else ()
+        except ValueError:
+            in_file = ()  # the load above would have refused it
+        names = [
+            c.name + (" (secrets in plain text: store secret_sha256)" if c.plaintext else "")
+            for c in (*auth.callers, *in_file)
+        ]
+        rows.append(("callers", "[[callers]] and auth.callers_file", ", ".join(names) or "(none)"))
     return rows
 
 

@@ -64,6 +64,50 @@ class Secret:
 
 
 @dataclass(frozen=True, slots=True)
+class Budget:
+    """What a caller may spend per calendar window (UTC)."""
+
+    window: str  # daily | weekly (from Monday) | monthly (from the 1st)
+    usd: float | None = None  # priced with the pricing table
+    tokens: int | None = None  # all four token classes together
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A caller of the proxy and its policy. Only the SHA-256 digests of its
+    secrets are kept: what the callers file stores and what a presented
+    credential is hashed to for the lookup."""
+
+    name: str
+    digests: frozenset[bytes] = field(repr=False)
+    models: tuple[str, ...] = ()  # globs; empty: every model
+    rpm: int | None = None  # requests per minute
+    tpm: int | None = None  # input + output tokens per minute
+    max_concurrent: int | None = None
+    budget: Budget | None = None
+    expires: float | None = None  # epoch seconds
+    upstream_credential: str = "provider"  # provider | own (the caller's key goes upstream)
+    plaintext: bool = False  # some secret was given in plain text (warned at start)
+
+    @property
+    def own_credential(self) -> bool:
+        return self.upstream_credential == "own"
+
+    @property
+    def limited(self) -> bool:
+        """Whether any check beyond the secret applies (the hot path skips
+        the book for a caller without limits)."""
+        return bool(
+            self.models
+            or self.rpm is not None
+            or self.tpm is not None
+            or self.max_concurrent is not None
+            or self.budget is not None
+            or self.expires is not None
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     pattern: str  # fnmatch glob on the served model name
     input: float  # USD per million tokens
@@ -114,6 +158,13 @@ class ProviderConfig:
     connect_timeout: float | None
     response_headers_timeout: float | None
     quota: QuotaConfig | None
+    oauth_file: str = ""  # a Claude subscription: its token is read from this file
+
+    @property
+    def keyed(self) -> bool:
+        """Whether the proxy sends a credential of its own (a key, or a
+        subscription's token), so a caller's secret is never sent in its place."""
+        return self.upstream.credential is not None or bool(self.oauth_file)
 
     @property
     def open_s(self) -> float:
@@ -165,7 +216,7 @@ class RoutingConfig:
     @property
     def passthrough(self) -> bool:
         """Some provider gets the caller's own credential (no key of its own)."""
-        return any(p.upstream.credential is None for p in self.providers)
+        return any(not p.keyed for p in self.providers)
 
     @property
     def needs_body(self) -> bool:
@@ -210,13 +261,17 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
-    secrets: tuple[Secret, ...]
+    secrets: tuple[Secret, ...]  # auth.secrets: callers without limits
     admin_token: bytes = field(repr=False)
     trust_front_proxy: bool
+    callers: tuple[Caller, ...] = ()  # [[callers]] in the TOML file
+    callers_file: str = ""  # auth.callers_file: read at start, watched while running
 
     @property
     def enabled(self) -> bool:
-        return bool(self.secrets)
+        """A callers file turns auth on even while it is empty: revoking the
+        last caller must not open the proxy."""
+        return bool(self.secrets or self.callers or self.callers_file)
 
 
 @dataclass(frozen=True, slots=True)

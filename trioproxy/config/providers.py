@@ -24,6 +24,7 @@ from trioproxy.config.model import (
     RoutingConfig,
     UpstreamConfig,
 )
+from trioproxy.config.oauth import read_oauth_file
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 WINDOWS = ("weekly", "daily", "rolling")
@@ -37,7 +38,8 @@ PROVIDER_KEYS: dict[str, str] = {
     "base_url": "the provider's Anthropic-compatible base URL, e.g. `https://api.minimax.io/anthropic`",
     "api_key_env": "environment variable holding the provider's key",
     "api_key_file": "file holding the provider's key (one of the two; neither: the caller's own credential passes through, loopback only)",
-    "auth": '`"x-api-key"` (default) or `"bearer"` (`Authorization: Bearer KEY`)',
+    "auth": '`"x-api-key"` (default), `"bearer"` (`Authorization: Bearer KEY`) or `"oauth_file"` (a Claude subscription: the access token of `oauth_credentials_file`)',
+    "oauth_credentials_file": 'with `auth = "oauth_file"`: Claude Code\'s credentials file (`~/.claude/.credentials.json`), re-read when it changes; never refreshed by the proxy',
     "family": "providers of one family accept each other's thinking signatures; default `anthropic` for `*.anthropic.com`, else the name",
     "priority": "lower is tried first (default 100; ties keep file order)",
     "enabled": "false takes the provider out of routing (default true)",
@@ -105,7 +107,28 @@ def _quota(raw: object, key: str) -> QuotaConfig:
     return QuotaConfig(tokens, window, hours, threshold)
 
 
+def _oauth_file(raw: dict[str, Any], key: str) -> str:
+    """The subscription's credentials file, checked for its shape now (an
+    expired token is not an error here: the file may be refreshed later)."""
+    if raw.get("auth") != "oauth_file":
+        if "oauth_credentials_file" in raw:
+            raise ValueError(f'{key}.oauth_credentials_file: only with auth = "oauth_file"')
+        return ""
+    if "api_key_env" in raw or "api_key_file" in raw:
+        raise ValueError(f'{key}: auth = "oauth_file" takes no api_key_env or api_key_file')
+    path = raw.get("oauth_credentials_file")
+    if not isinstance(path, str) or not path:
+        raise ValueError(f'{key}.oauth_credentials_file: required with auth = "oauth_file"')
+    try:
+        read_oauth_file(path)
+    except ValueError as exc:
+        raise ValueError(f"{key}.oauth_credentials_file: {exc}") from None
+    return path
+
+
 def _credential(raw: dict[str, Any], key: str, env: Mapping[str, str]) -> Credential | None:
+    if raw.get("auth") == "oauth_file":
+        return None
     if "api_key_env" in raw and "api_key_file" in raw:
         raise ValueError(f"{key}: set api_key_env or api_key_file, not both")
     if "api_key_env" in raw:
@@ -132,7 +155,7 @@ def _credential(raw: dict[str, Any], key: str, env: Mapping[str, str]) -> Creden
         return Credential(b"x-api-key", secret.encode())
     if style == "bearer":
         return Credential(b"authorization", b"Bearer " + secret.encode())
-    raise ValueError(f'{key}.auth: expected "x-api-key" or "bearer"')
+    raise ValueError(f'{key}.auth: expected "x-api-key", "bearer" or "oauth_file"')
 
 
 def breaker_policy(defaults: Mapping[str, Any], open_s: float) -> BreakerPolicy:
@@ -181,6 +204,7 @@ def parse_provider(
     )
     if ca_bundle and not Path(ca_bundle).is_file():
         raise ValueError(f"{key}.ca_bundle: file not found: {ca_bundle}")
+    oauth_file = _oauth_file(raw, key)
     upstream = UpstreamConfig(
         origin=origin,
         credential=_credential(raw, key, env),
@@ -213,6 +237,7 @@ def parse_provider(
         )
     family = raw.get("family") or ("anthropic" if origin.host.endswith("anthropic.com") else name)
     return ProviderConfig(
+        oauth_file=oauth_file,
         name=name,
         upstream=upstream,
         family=_typed(family, str, f"{key}.family", "a string"),

@@ -118,6 +118,13 @@ SETTINGS: tuple[Setting, ...] = (
         "file with one `name:secret` (or bare secret) per line, `#` comments; added to auth.secrets",
     ),
     Setting(
+        "auth.callers_file",
+        "TRIOPROXY_AUTH_CALLERS_FILE",
+        parse_str,
+        "",
+        "TOML file of `[[callers]]` with their limits, written by `trioproxy callers` and /admin/callers; watched: changes apply within 2 s, no restart. Set, it turns caller auth on even while empty",
+    ),
+    Setting(
         "admin.token",
         "TRIOPROXY_ADMIN_TOKEN",
         parse_str,

@@ -1,6 +1,6 @@
 """One try of a request on one provider, in two phases::
 
-    async with Attempt(trip, provider, pool, body, payload).open() as answer:
+    async with Attempt(trip, provider, pool, body, payload, credential).open() as answer:
         ... answer.head is the upstream's response head: the caller decides,
         in one place, whether it goes to the client (respond.relay) or is
         kept back for a retry or failover (answer.keep) ...
@@ -30,7 +30,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import trio
 
 from trioproxy._util import one_error
-from trioproxy.config.model import ProviderConfig
+from trioproxy.config.model import Credential, ProviderConfig
+from trioproxy.config.oauth import OAUTH_BETA
 from trioproxy.errors import Overloaded, UpstreamError, UpstreamTimeout, about_upstream
 from trioproxy.exchange.body import RequestBody
 from trioproxy.exchange.trip import Trip
@@ -86,7 +87,16 @@ class Answer:
 
 
 class Attempt:
-    __slots__ = ("_lease", "body", "headers_timeout", "payload", "pool", "provider", "trip")
+    __slots__ = (
+        "_lease",
+        "body",
+        "credential",
+        "headers_timeout",
+        "payload",
+        "pool",
+        "provider",
+        "trip",
+    )
 
     def __init__(
         self,
@@ -95,11 +105,14 @@ class Attempt:
         pool: UpstreamPool,
         body: RequestBody,
         payload: bytes | None,
+        credential: Credential | None,
     ) -> None:
         """``payload``: the body as this provider gets it, when it was read
         whole (else the client's body streams, replayed from the copy when
-        this is not the first try)."""
+        this is not the first try). ``credential``: what the proxy sends
+        for the caller (None: the caller's own credential goes through)."""
         self.trip = trip
+        self.credential = credential
         self.provider = provider
         self.pool = pool
         self.body = body
@@ -207,7 +220,9 @@ class Attempt:
             ex.head,
             self.pool.origin,
             upstream_is_h2=lease.protocol is Http.H2,
-            credential=provider.upstream.credential,
+            credential=self.credential,
+            # A subscription's token is accepted with the OAuth beta only.
+            add_beta=OAUTH_BETA if provider.oauth_file and self.credential is not None else b"",
             body_length=None if payload is None else len(payload),
             drop_betas=provider.drop_betas,
             identity=bool(trip.restore),

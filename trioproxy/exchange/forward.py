@@ -20,12 +20,14 @@ import time
 import trio
 
 from trioproxy.accounting.usage import requested_model
-from trioproxy.config.model import ProviderConfig
+from trioproxy.callers.policy import check_model
+from trioproxy.config.model import Credential, ProviderConfig
 from trioproxy.errors import (
     InvalidRequest,
     PermissionDenied,
     ProxyError,
     RateLimited,
+    Unavailable,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -38,6 +40,7 @@ from trioproxy.pipeline.auth import presented_credential
 from trioproxy.pipeline.forward import check_declared_length
 from trioproxy.proto.events import RequestHead, ResponseHead
 from trioproxy.routing.decide import (
+    OWN_KEY,
     Next,
     NoProvider,
     Outcome,
@@ -48,7 +51,7 @@ from trioproxy.routing.decide import (
     parse_retry_after,
 )
 from trioproxy.routing.health import PROVIDER
-from trioproxy.routing.router import Router
+from trioproxy.routing.router import Router, Unusable
 from trioproxy.upstream.pool import UpstreamPool
 
 log = logging.getLogger("trioproxy.exchange")
@@ -84,12 +87,25 @@ class Forwarding:
         whole: bytes | None = None  # the body read whole, for the stages and for retries
         try:
             stages = [s for make in REQUEST if (s := make(trip)) is not None]
-            if (stages or routing.needs_body) and ex.has_body:
+            caller = trip.caller
+            allowlist = caller is not None and bool(caller.models)
+            if (stages or routing.needs_body or allowlist) and ex.has_body:
                 whole = run_whole(stages, await body.read_all())
-                if routing.needs_body and (parsed := trip.parsed_body(whole)) is not None:
+                parsed = trip.parsed_body(whole)
+                if parsed is not None:
                     session = session or parsed.session_id
                     record.model_requested = parsed.model or ""
-            caller_key = _caller_key(ex.head) if routing.passthrough else ""
+                if allowlist:
+                    assert caller is not None
+                    model = parsed.model if parsed is not None else None
+                    refusal = check_model(caller, model and routing.resolve_alias(model))
+                    if refusal is not None:
+                        record.limited = refusal.reason
+                        raise PermissionDenied(refusal.message)
+            own = caller is not None and caller.own_credential
+            caller_key = _caller_key(ex.head) if routing.passthrough or own else ""
+            if own and caller_key:
+                caller_key = OWN_KEY + caller_key
             try:
                 plan = router.plan(pin=pin, session=session, caller_key=caller_key)
             except UnknownProvider as exc:
@@ -99,6 +115,17 @@ class Forwarding:
                 ) from None
             except NoProvider as exc:  # a quota the operator set: the proxy's own 429
                 raise RateLimited(exc.message, retry_after=exc.retry_after) from None
+            except Unusable as exc:  # a subscription's token expired: never sent
+                raise Unavailable(exc.message) from None
+            if caller is not None and not caller.own_credential:
+                # Never a provider without a key of its own: the caller's
+                # proxy secret would travel in its place.
+                plan = [p for p in plan if p.keyed]
+                if not plan:
+                    raise PermissionDenied(
+                        f"caller {caller.name} can only be served with its own upstream "
+                        'credential (upstream_credential = "own"): no provider here has a key'
+                    )
             # Thinking blocks in the history were signed by the session's last
             # provider (or, for a session we do not know, the first choice).
             trip.home = router.family_of(router.session_provider(session)) or plan[0].family
@@ -114,6 +141,23 @@ class Forwarding:
                 record.traits = trip.traits_stage.traits
             if not record.model_requested and body.first:
                 record.model_requested = requested_model(body.first[:4096])
+
+    def _credential(self, provider: ProviderConfig) -> Credential | None:
+        """What goes upstream for the caller: nothing of ours for a caller
+        with its own credential, a subscription's current token, or the
+        provider's key (None without one: the caller's credential passes,
+        which only happens with auth off or for callers bringing their own)."""
+        caller = self.trip.caller
+        if caller is not None and caller.own_credential:
+            return None
+        if provider.oauth_file:
+            credential = self.router.subscriptions.credential(provider.name)
+            if credential is None:  # expired since the plan was made
+                raise Unavailable(
+                    f"provider {provider.name} cannot be used: its subscription token expired"
+                )
+            return credential
+        return provider.upstream.credential
 
     def _pin(self) -> str | None:
         raw = self.trip.ex.head.header(PIN_HEADER)
@@ -153,11 +197,13 @@ class Forwarding:
                 edits = [s for make in PER_PROVIDER if (s := make(trip, provider)) is not None]
                 payload = run_whole(edits, whole) if edits else whole
             pool = self.pools[provider.name]
+            credential = self._credential(provider)
             retrying = False  # holding a place in the retry budget
             try:
                 while True:
                     try:
-                        async with Attempt(trip, provider, pool, body, payload).open() as answer:
+                        attempt = Attempt(trip, provider, pool, body, payload, credential)
+                        async with attempt.open() as answer:
                             if verdict.judge(answer.head, answer.latency):
                                 await relay(trip, answer, body, pool.origin)
                                 router.remember_session(session, provider.name)

@@ -2,7 +2,9 @@
 
 In order: a CORS preflight from a listed origin is answered (before auth,
 never forwarded, never counted); the proxy's own endpoints are served;
-anything else is a caller's request: authenticated, forwarded
+anything else is a caller's request: authenticated, held to its
+caller's limits (callers/: expiry, rates, concurrency, budget here; the
+model allowlist once the body is read, in forward.py), forwarded
 (forward.py), and accounted for: metrics and quotas at once, the access
 line and the ledger row through the journal (written off the loop), and a
 diagnostic line when the forward failed. Errors the proxy makes are mapped
@@ -14,16 +16,25 @@ from __future__ import annotations
 import logging
 import time
 
-from trioproxy.accounting.record import RequestRecord
+from trioproxy.accounting.pricing import caller_tokens, cost_usd
+from trioproxy.accounting.record import NO_CALLER, RequestRecord
 from trioproxy.admin.endpoints import is_own, serve_own
-from trioproxy.config.model import Config
-from trioproxy.errors import ProxyError, error_response
+from trioproxy.callers.policy import Refusal, check_expiry
+from trioproxy.config.model import Caller, Config
+from trioproxy.errors import (
+    AuthenticationFailed,
+    PermissionDenied,
+    ProxyError,
+    RateLimited,
+    error_response,
+)
 from trioproxy.exchange.cors import CorsExchange
 from trioproxy.exchange.forward import Forwarding
 from trioproxy.exchange.trip import Trip
 from trioproxy.inbound.exchange import ClientExchange, respond
-from trioproxy.pipeline.access import check_caller
+from trioproxy.pipeline.access import identify
 from trioproxy.pipeline.cors import allowed_origin, is_preflight, preflight_answer
+from trioproxy.proto.events import RequestHead
 from trioproxy.routing.router import Router, usage_tokens
 from trioproxy.state import ServerState
 from trioproxy.upstream.pool import UpstreamPool
@@ -57,6 +68,11 @@ class Proxy:
             ex.request_id, head.method.decode("latin-1"), head.path.decode("latin-1"), ex.protocol
         )
         record.peer = ex.peer
+        record.client_addr = client_addr(head, ex.peer, trusted=cfg.auth.trust_front_proxy)
+        if (agent := head.header(b"user-agent")) is not None:
+            record.user_agent = agent.decode("latin-1")[:200]
+        if (session := head.header(b"x-claude-code-session-id")) is not None:
+            record.session_id = session.decode("latin-1")[:100]
         target = head.target
         if b"?" in target:
             record.query = target.partition(b"?")[2].decode("latin-1")
@@ -64,8 +80,15 @@ class Proxy:
         if beta:
             record.anthropic_beta = beta.decode("latin-1")[:1000]
         trip = Trip(cfg, ex, record, state.listening.watchdog)
+        admitted: Caller | None = None  # holds a place in its caller's concurrency
         try:
-            record.caller = check_caller(head, cfg.auth) or ""
+            if state.callers.enabled:
+                caller = trip.caller = identify(head, state.callers.lookup)
+                record.caller = caller.name
+                if caller.limited:
+                    _refuse(record, check_expiry(caller, state.book.wall()))
+                    _refuse(record, state.book.admit(caller))
+                    admitted = caller
             await Forwarding(trip, self.pools, self.router).run()
         except ProxyError as exc:
             record.status, record.error = exc.status, exc.detail
@@ -74,18 +97,51 @@ class Proxy:
             record.client_disconnected = True  # cancelled: the client went away (or shutdown)
             raise
         finally:
+            if admitted is not None:
+                state.book.release(admitted.name)
             self._account(record, cfg)
 
     def _account(self, record: RequestRecord, cfg: Config) -> None:
         record.duration_s = time.monotonic() - record.started_monotonic
+        state = self.state
         if record.provider:
             # Abandoned streams count too: the provider served those tokens.
-            self.router.record_usage(record.provider, usage_tokens(record.usage))
-        state = self.state
+            usage = record.usage
+            self.router.record_usage(record.provider, usage_tokens(usage))
+            if state.callers.enabled and record.caller != NO_CALLER:
+                record.cost_usd = cost_usd(usage, record.model_requested, cfg.pricing)
+                state.book.record(record.caller, caller_tokens(usage), record.cost_usd)
         state.metrics.observe(record)
         state.journal.add(record, cfg)  # the access line and the ledger row, off the loop
         if record.forward_failed or record.status >= 500:  # ours or the upstream's 5xx
             diag.warning("%s", record.diagnostic())
+
+
+def client_addr(head: RequestHead, peer: str, *, trusted: bool) -> str:
+    """The client's IP: the socket's, or, behind a front proxy we trust, the
+    address that proxy appended last to ``X-Forwarded-For`` (entries before
+    it are whatever the client claimed)."""
+    if trusted:
+        forwarded = [v for n, v in head.headers if n == b"x-forwarded-for"]
+        if forwarded:
+            last = forwarded[-1].rsplit(b",", 1)[-1].strip().decode("latin-1")
+            if last:
+                return last[:64]
+    host = peer.rpartition(":")[0] if ":" in peer else peer
+    return host.removeprefix("[").removesuffix("]")
+
+
+def _refuse(record: RequestRecord, refusal: Refusal | None) -> None:
+    """A caller's limit, in the API's own terms: 401, 403 or 429 with
+    ``retry-after``; nothing is forwarded."""
+    if refusal is None:
+        return
+    record.limited = refusal.reason
+    if refusal.status == 401:
+        raise AuthenticationFailed(refusal.message)
+    if refusal.status == 403:
+        raise PermissionDenied(refusal.message)
+    raise RateLimited(refusal.message, retry_after=refusal.retry_after)
 
 
 async def _fail(ex: ClientExchange, exc: ProxyError) -> None:

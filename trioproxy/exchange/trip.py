@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from trioproxy.accounting.record import RequestRecord
-from trioproxy.config.model import Config
+from trioproxy.config.model import Caller, Config
 from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.pipeline.transform import ParsedBody, parse_body
 from trioproxy.scrub.engine import Scrubber
@@ -28,6 +28,7 @@ MESSAGES = b"/v1/messages"
 class Trip:
     __slots__ = (
         "_parsed",
+        "caller",
         "cfg",
         "ex",
         "home",
@@ -46,6 +47,7 @@ class Trip:
         self.ex = ex
         self.record = record
         self.watchdog = watchdog  # keeps the upstream body idle deadline
+        self.caller: Caller | None = None  # who asked (None: caller auth is off)
         self.restore: dict[str, str] = {}  # placeholder -> original, for the answer
         self.home = ""  # the provider family whose thinking signatures the history carries
         # A Messages request: its answer carries usage (and later, demotion applies).

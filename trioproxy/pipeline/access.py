@@ -5,30 +5,44 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+from collections.abc import Callable
 
 from trioproxy.config import AuthConfig
+from trioproxy.config.model import Caller
 from trioproxy.errors import AuthenticationFailed, PermissionDenied
-from trioproxy.pipeline.auth import authenticate, presented_credential
+from trioproxy.pipeline.auth import presented_credential
 from trioproxy.proto.events import RequestHead
 
 AUTH_HELP = (
     "present the proxy's shared secret as `x-api-key: <secret>` or "
-    "`Authorization: Bearer <secret>` (ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN)"
+    "`Authorization: Bearer <secret>` (ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN), "
+    "or as `x-trioproxy-key: <secret>`"
 )
 
 
-def check_caller(head: RequestHead, auth: AuthConfig) -> str | None:
-    """The caller's secret name, None when auth is off; 401 otherwise. The
-    message never echoes what was presented."""
-    if not auth.enabled:
-        return None
-    secret = authenticate(head.headers, auth.secrets)
-    if secret is None:
-        missing = presented_credential(head.headers) is None
-        raise AuthenticationFailed(
-            ("missing credentials: " if missing else "invalid credentials: ") + AUTH_HELP
-        )
-    return secret.name
+PROXY_KEY = b"x-trioproxy-key"  # a caller's proxy secret when its own key goes upstream
+OWN_HELP = (
+    "caller {name} brings its own upstream credential: present the proxy's secret as "
+    "`x-trioproxy-key: <secret>` (Claude Code: ANTHROPIC_CUSTOM_HEADERS) and your own key "
+    "as usual"
+)
+
+
+def identify(head: RequestHead, lookup: Callable[[bytes], Caller | None]) -> Caller:
+    """The caller presenting one of its secrets, else 401. ``x-trioproxy-key``
+    wins when present (the other credential headers are then the caller's
+    own, for upstream); a caller with its own upstream credential must use
+    it. The message never echoes what was presented."""
+    proxy_key = head.header(PROXY_KEY)
+    presented = proxy_key.strip() if proxy_key is not None else presented_credential(head.headers)
+    if presented is None:
+        raise AuthenticationFailed("missing credentials: " + AUTH_HELP)
+    caller = lookup(presented)
+    if caller is None:
+        raise AuthenticationFailed("invalid credentials: " + AUTH_HELP)
+    if caller.own_credential and proxy_key is None:
+        raise AuthenticationFailed(OWN_HELP.format(name=caller.name))
+    return caller
 
 
 def check_admin(head: RequestHead, auth: AuthConfig, *, loopback_only: bool) -> None:

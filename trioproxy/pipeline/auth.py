@@ -1,18 +1,16 @@
-"""Caller authentication and upstream credentials: pure decisions.
+"""Credentials in headers: what a caller presents, and the provider key
+put in its place.
 
 A caller presents a shared secret as ``x-api-key: <secret>`` or
-``Authorization: Bearer <secret>`` (Claude Code sends one or the other). It is
-compared in constant time against every configured secret, with no early exit,
-so timing does not tell which secret (or which prefix) was close. Secrets are
-known by their configured name, or by a short keyed hash when they have none:
-that name is what logs, errors and accounting see, never the secret.
+``Authorization: Bearer <secret>`` (Claude Code sends one or the other).
+Callers are looked up by the SHA-256 of what they present (config/callers.py,
+callers/directory.py): a table lookup, so no comparison of secrets happens
+whose timing could tell how close a guess came. Callers are known by their
+name: that is what logs, errors and accounting see, never the secret.
 """
 
 from __future__ import annotations
 
-import hmac
-
-from trioproxy.config.model import Secret
 from trioproxy.proto.events import Headers
 
 CALLER_CREDENTIAL_HEADERS: frozenset[bytes] = frozenset({b"authorization", b"x-api-key"})
@@ -29,18 +27,6 @@ def presented_credential(headers: Headers) -> bytes | None:
             if scheme.lower() == b"bearer":
                 bearer = token.strip()
     return bearer
-
-
-def authenticate(headers: Headers, secrets: tuple[Secret, ...]) -> Secret | None:
-    """The matching secret, or None. Every configured secret is compared."""
-    presented = presented_credential(headers)
-    if presented is None:
-        return None
-    match: Secret | None = None
-    for secret in secrets:
-        if hmac.compare_digest(presented, secret.value) and match is None:
-            match = secret
-    return match
 
 
 def inject_credential(headers: Headers, header: bytes, value: bytes) -> Headers:

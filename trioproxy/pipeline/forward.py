@@ -19,6 +19,7 @@ def upstream_head(
     body_length: int | None = None,
     drop_betas: frozenset[bytes] = frozenset(),
     identity: bool = False,
+    add_beta: bytes = b"",
 ) -> RequestHead:
     """Method, path and query byte-exact (prefixed by the origin's base path);
     end-to-end headers verbatim and in order; `host` set to the upstream's.
@@ -27,7 +28,8 @@ def upstream_head(
     the body was rewritten for this provider and is sent with this length.
     ``drop_betas``: `anthropic-beta` values this provider rejects.
     ``identity``: ask for an uncompressed response (the proxy must read it
-    to put scrubbed values back)."""
+    to put scrubbed values back). ``add_beta``: an `anthropic-beta` value
+    the credential needs, added unless the client sent it."""
     headers = request_headers_for_upstream(head.headers, upstream_is_h2=upstream_is_h2)
     if credential is not None:
         headers = inject_credential(headers, credential.header, credential.value)
@@ -36,6 +38,8 @@ def upstream_head(
         headers.append((b"content-length", str(body_length).encode()))
     if drop_betas:
         headers = _without_betas(headers, drop_betas)
+    if add_beta:
+        headers = _with_beta(headers, add_beta)
     if identity:
         headers = [(n, v) for n, v in headers if n != b"accept-encoding"]
         headers.append((b"accept-encoding", b"identity"))
@@ -72,5 +76,19 @@ def _without_betas(
             value = drop_betas(value, drop)
             if not value:
                 continue
+        out.append((name, value))
+    return out
+
+
+def _with_beta(headers: list[tuple[bytes, bytes]], beta: bytes) -> list[tuple[bytes, bytes]]:
+    values = [v for n, v in headers if n == b"anthropic-beta"]
+    if any(beta == item.strip() for v in values for item in v.split(b",")):
+        return headers
+    if not values:
+        return [*headers, (b"anthropic-beta", beta)]
+    out, done = [], False
+    for name, value in headers:
+        if name == b"anthropic-beta" and not done:
+            value, done = value + b"," + beta, True
         out.append((name, value))
     return out

@@ -24,8 +24,11 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
 # Not hop-by-hop, but owned by the proxy: `host` is rewritten to the upstream's
 # and `expect: 100-continue` is answered by the proxy itself, so forwarding it
 # would make the upstream wait for a 100 that nobody reads.
-# x-trioproxy-provider pins a request to a provider: it is for us, not upstream.
-PROXY_OWNED: frozenset[bytes] = frozenset({b"host", b"expect", b"x-trioproxy-provider"})
+# x-trioproxy-provider pins a request to a provider and x-trioproxy-key is a
+# caller's proxy secret: they are for us, never for the upstream.
+PROXY_OWNED: frozenset[bytes] = frozenset(
+    {b"host", b"expect", b"x-trioproxy-provider", b"x-trioproxy-key"}
+)
 
 
 def connection_tokens(headers: Headers) -> frozenset[bytes]:

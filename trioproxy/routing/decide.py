@@ -153,10 +153,16 @@ class RouteMode:
     provider: str | None
 
 
+OWN_KEY = "own:"  # prefixes the caller key of a caller that brings its own credential
+
+
 def cooldown_key(provider: ProviderConfig, caller_key: str) -> str:
     """Whose 429 this provider's cooldown is about: its own key (inject
-    mode), or the caller's credential passing through."""
-    return PROVIDER if provider.upstream.credential is not None or not caller_key else caller_key
+    mode), or the caller's credential passing through (always, for a caller
+    whose own credential goes upstream: ``OWN_KEY``)."""
+    if caller_key.startswith(OWN_KEY):
+        return caller_key
+    return PROVIDER if provider.keyed or not caller_key else caller_key
 
 
 def candidates(

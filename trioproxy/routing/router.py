@@ -11,6 +11,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import trio
@@ -20,6 +21,7 @@ from trioproxy.config.model import ProviderConfig, RoutingConfig
 from trioproxy.routing.decide import RouteMode, candidates, retry_budget_allows
 from trioproxy.routing.health import PROVIDER, ProviderHealth
 from trioproxy.routing.quota import HOUR, RETAIN_HOURS, QuotaBook, QuotaStatus
+from trioproxy.routing.subscriptions import Subscriptions
 from trioproxy.store.base import (
     AFFINITY,
     HEALTH,
@@ -27,6 +29,7 @@ from trioproxy.store.base import (
     Event,
     Inbox,
     Outbox,
+    Participant,
     StateStore,
     StoreUnavailable,
 )
@@ -60,6 +63,9 @@ class Router:
         self.mode = RouteMode(routing.mode, routing.single)
         self._affinity: OrderedDict[str, str] = OrderedDict()
         self.store: StateStore | None = None
+        self.participants: list[Participant] = []  # share through this router's sync
+        self.subscriptions = Subscriptions(routing, wall=wall)  # auth = "oauth_file" providers
+        self.unusable: dict[str, str] = {}  # provider -> why it cannot be used (its token)
         self._events: list[Event] = []  # for the next sync
         self._published: dict[str, tuple[float | None, frozenset[tuple[str, float]]]] = {}
         self.store_down = False  # the last sync failed (/livez and a metric show it)
@@ -72,10 +78,13 @@ class Router:
     def plan(
         self, *, pin: str | None, session: str | None, caller_key: str = ""
     ) -> list[ProviderConfig]:
-        """Raises decide.UnknownProvider / decide.NoProvider."""
+        """Raises decide.UnknownProvider / decide.NoProvider / Unusable."""
         now = trio.current_time()
+        routing = self.routing
+        if self.unusable:
+            routing = self._usable_routing(pin)
         return candidates(
-            self.routing,
+            routing,
             self.mode,
             self.health,
             self._over_quota_until,
@@ -84,6 +93,22 @@ class Router:
             session_provider=self.session_provider(session),
             caller_key=caller_key,
         )
+
+    def _usable_routing(self, pin: str | None) -> RoutingConfig:
+        """The routing without the providers whose credential cannot be used:
+        they are never sent a request. When the provider asked for (pinned,
+        single mode) or every provider is one of them, Unusable says why."""
+        chosen = pin or (self.mode.provider if self.mode.mode == "single" else None)
+        if chosen is not None and chosen in self.unusable:
+            raise Unusable(f"provider {chosen} cannot be used: {self.unusable[chosen]}")
+        providers = tuple(
+            replace(p, enabled=False) if p.name in self.unusable else p
+            for p in self.routing.providers
+        )
+        if chosen is None and not any(p.enabled for p in providers):
+            name, why = next(iter(self.unusable.items()))
+            raise Unusable(f"no provider can be used now: provider {name}: {why}")
+        return replace(self.routing, providers=providers)
 
     def retry_allowed(self) -> bool:
         """Room in the retry budget for one more same-provider retry."""
@@ -180,6 +205,8 @@ class Router:
         setting in the configuration replaces a runtime switch."""
         old_configured = self._configured()
         self.routing = routing
+        self.subscriptions.reconfigure(routing)
+        self.unusable = self.subscriptions.report()
         for p in routing.providers:
             self.health_of(p.name)
         if self._configured() != old_configured or (
@@ -238,13 +265,21 @@ class Router:
             return
         self._health_events()
         out = Outbox(quota=self.quotas.take_pending(), events=self._events)
+        own = Outbox(quota=dict(out.quota), events=list(out.events))
         self._events = []
+        parts = [p.outgoing() for p in self.participants]
+        for part in parts:
+            out.quota.update(part.quota)
+            out.events.extend(part.events)
+            out.counters.update(part.counters)
         since = int(self.wall() // HOUR) - RETAIN_HOURS
         try:
             inbox = await store.sync(out, since_hour=since)
         except StoreUnavailable as exc:
-            self.quotas.give_back(out.quota)
-            self._events = out.events + self._events
+            self.quotas.give_back(own.quota)
+            self._events = own.events + self._events
+            for p, part in zip(self.participants, parts, strict=True):
+                p.returned(part)
             if not self.store_down:
                 log.error(
                     "state store %s unreachable, serving on this process's view: %s", store, exc
@@ -255,9 +290,12 @@ class Router:
             log.warning("state store %s reachable again; views resynced", store)
             self.store_down = False
         self._apply(inbox)
+        for p in self.participants:
+            p.incoming(inbox)
 
     def _apply(self, inbox: Inbox) -> None:
-        self.quotas.settle(inbox.quota)
+        # Participants' quota series carry a colon, which provider names cannot.
+        self.quotas.settle({k: n for k, n in inbox.quota.items() if ":" not in k[0]})
         self.quotas.prune(self.wall())
         now, wall = trio.current_time(), self.wall()
         for e in inbox.events:
@@ -321,6 +359,17 @@ class Router:
                 with trio.move_on_after(CLOSE_GRACE, shield=True):
                     await self.sync()
 
+    async def watch_subscriptions(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Keep ``unusable`` up to date with the subscriptions' credentials
+        files until cancelled."""
+
+        def apply(unusable: dict[str, str]) -> None:
+            self.unusable = unusable
+
+        await self.subscriptions.serve(apply, task_status=task_status)
+
     # -- reporting -------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """For GET /admin/providers."""
@@ -333,6 +382,9 @@ class Router:
             state: str = h.state(now, p.breaker)
             if quota is not None and quota.over:
                 state = "over_quota"
+            unusable = self.unusable.get(p.name)
+            if unusable is not None:
+                state = "unavailable"
             until = h.cooldown_until(PROVIDER)
             cooldown = until if until > now else None
             requests, failed = h.window_counts(now, p.breaker)
@@ -357,7 +409,7 @@ class Router:
                     "credentials_cooling": h.cooling(now),
                     "in_flight": h.in_flight,
                     "latency_avg_s": None if h.latency_avg is None else round(h.latency_avg, 4),
-                    "last_error": h.last_error,
+                    "last_error": unusable or h.last_error,
                     "quota": None if quota is None else quota.as_dict(),
                     "retries": self.retries.get(p.name, 0),
                     "failovers": self.failovers.get(p.name, 0),
@@ -370,6 +422,15 @@ class Router:
             "providers": rows,
             "state_store": store,
         }
+
+
+class Unusable(Exception):
+    """Every provider that could serve has a credential that cannot be used
+    (a subscription's expired token): never sent, so the proxy answers."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def _describe(mode: RouteMode) -> str:

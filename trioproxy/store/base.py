@@ -8,12 +8,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 QuotaKey = tuple[str, int]  # (provider, hour since the epoch)
+# A counter of callers' use: (series, bucket, until). The writer fixes
+# ``until`` (epoch seconds after which no window counts the bucket) for a
+# given (series, bucket), so the stores can drop old rows without knowing
+# what a series measures.
+CounterKey = tuple[str, int, int]
 
 # Event kinds. An event is the latest word on its (kind, key): a newer one
 # for the same provider or session replaces it.
 HEALTH = "health"  # key: provider; value: {"open_until": wall | None, "cooldowns": {key: wall}}
 AFFINITY = "affinity"  # key: session id; value: {"provider": name}
 MODE = "mode"  # key: ""; value: {"mode": ..., "provider": ..., "configured": [...]}
+INFLIGHT = "inflight"  # key: process; value: {"at": wall, "callers": {name: requests in flight}}
 
 
 def origin() -> str:
@@ -40,9 +46,10 @@ class Outbox:
 
     quota: dict[QuotaKey, int] = field(default_factory=dict)  # increments
     events: list[Event] = field(default_factory=list)
+    counters: dict[CounterKey, int] = field(default_factory=dict)  # increments
 
     def __bool__(self) -> bool:
-        return bool(self.quota or self.events)
+        return bool(self.quota or self.events or self.counters)
 
 
 @dataclass(slots=True)
@@ -51,6 +58,19 @@ class Inbox:
 
     quota: dict[QuotaKey, int] = field(default_factory=dict)  # totals of recently changed buckets
     events: list[Event] = field(default_factory=list)  # from the others, oldest first
+    counters: dict[CounterKey, int] = field(default_factory=dict)  # totals, as quota
+
+
+class Participant(Protocol):
+    """Something besides the router that shares state through its sync
+    (the callers' book): it hands over its part of the outbox, takes it
+    back when the store was down, and reads the inbox."""
+
+    def outgoing(self) -> Outbox: ...
+
+    def returned(self, part: Outbox) -> None: ...
+
+    def incoming(self, inbox: Inbox) -> None: ...
 
 
 class StateStore(Protocol):

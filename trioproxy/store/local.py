@@ -48,6 +48,14 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS events_at ON events (at)",
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS counters (
+        series TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        until INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        updated INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (series, bucket)
+    )""",
 )
 ROUTE_KEY = "route"
 
@@ -112,11 +120,20 @@ class LocalFile:
         inbox = Inbox()
         db.execute("BEGIN IMMEDIATE")
         try:
-            if out.quota:
+            if out.quota or out.counters:
                 # A version, not a time: bumped inside the write lock, so it
                 # follows commit order however long a writer took to get here,
                 # and a reader that saw version v has seen every row up to v.
                 db.execute("UPDATE meta SET v = v + 1 WHERE k = 'version'")
+            if out.counters:
+                db.executemany(
+                    "INSERT INTO counters (series, bucket, until, n, updated) "
+                    "VALUES (?, ?, ?, ?, (SELECT v FROM meta WHERE k = 'version')) "
+                    "ON CONFLICT (series, bucket) DO UPDATE "
+                    "SET n = n + excluded.n, updated = excluded.updated",
+                    [(s, b, u, n) for (s, b, u), n in out.counters.items()],
+                )
+            if out.quota:
                 db.executemany(
                     "INSERT INTO quota_buckets (provider, hour, tokens, updated) "
                     "VALUES (?, ?, ?, (SELECT v FROM meta WHERE k = 'version')) "
@@ -134,6 +151,11 @@ class LocalFile:
                 (since_hour, -1 if self._seen_version is None else self._seen_version),
             )
             inbox.quota = {(str(p), int(h)): int(n) for p, h, n in rows}
+            rows = db.execute(
+                "SELECT series, bucket, until, n FROM counters WHERE until >= ? AND updated > ?",
+                (now, -1 if self._seen_version is None else self._seen_version),
+            )
+            inbox.counters = {(str(s), int(b), int(u)): int(n) for s, b, u, n in rows}
             version = db.execute("SELECT v FROM meta WHERE k = 'version'").fetchone()[0]
             for eid, kind, key, value in db.execute(
                 "SELECT id, kind, key, value FROM events WHERE id > ? AND origin != ? ORDER BY id",
@@ -146,6 +168,7 @@ class LocalFile:
             if now - self._last_prune > PRUNE_EVERY:
                 db.execute("DELETE FROM events WHERE at < ?", (now - EVENTS_KEPT,))
                 db.execute("DELETE FROM quota_buckets WHERE hour < ?", (since_hour,))
+                db.execute("DELETE FROM counters WHERE until < ?", (now,))
                 self._last_prune = now
             db.execute("COMMIT")
         except BaseException:
@@ -185,13 +208,13 @@ class LocalStore:
         return self._file.path
 
     @classmethod
-    async def open(cls, state_dir: str) -> LocalStore:
+    async def open(cls, state_dir: str, *, wall: Callable[[], float] = time.time) -> LocalStore:
         """Raises StoreUnavailable when the directory is unusable."""
         try:
             file = await trio.to_thread.run_sync(LocalFile, state_dir, origin())
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"state directory {state_dir}: {exc}") from exc
-        return cls(file)
+        return cls(file, wall=wall)
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         async with self._lock:

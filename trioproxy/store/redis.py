@@ -11,6 +11,9 @@ append):
   and read from the last id this process saw (XRANGE with an exclusive
   start); a process's first read only notes where the stream ends, so no
   history is replayed.
+- callers' counters: one hash, ``PREFIX:counters``, field
+  ``series|bucket|until``, HINCRBY'd and read back whole like quota;
+  fields past their ``until`` are removed.
 - the routing mode: ``PREFIX:route``, a JSON string.
 """
 
@@ -18,9 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import coredis
 import coredis.exceptions
 import orjson
@@ -41,6 +46,7 @@ class RedisStore:
         self._client = client
         self._shown = url_shown
         self._quota = f"{prefix}:quota".encode()
+        self._counters = f"{prefix}:counters".encode()
         self._events = f"{prefix}:events".encode()
         self._route = f"{prefix}:route".encode()
         self._origin = origin().encode()
@@ -77,7 +83,15 @@ class RedisStore:
         try:
             with trio.fail_after(SYNC_TIMEOUT * 2):
                 return await fn()
-        except (coredis.exceptions.RedisError, OSError, trio.TooSlowError) as exc:
+        except (
+            coredis.exceptions.RedisError,
+            OSError,
+            trio.TooSlowError,
+            # The client's own streams, closed under it when the proxy is
+            # cancelled (the last sync on the way out is shielded).
+            anyio.ClosedResourceError,
+            anyio.BrokenResourceError,
+        ) as exc:
             raise StoreUnavailable(f"{self._shown}: {exc!r}") from exc
 
     async def sync(self, out: Outbox, *, since_hour: int) -> Inbox:
@@ -88,6 +102,8 @@ class RedisStore:
         async with self._client.pipeline(transaction=False) as p:
             for (provider, hour), n in out.quota.items():
                 p.hincrby(self._quota, f"{provider}|{hour}", n)
+            for (series, bucket, until), n in out.counters.items():
+                p.hincrby(self._counters, f"{series}|{bucket}|{until}", n)
             for e in out.events:
                 p.xadd(
                     self._events,
@@ -97,6 +113,7 @@ class RedisStore:
                     trim_operator=coredis.PureToken.APPROXIMATELY,
                 )
             totals = p.hgetall(self._quota)
+            counters = p.hgetall(self._counters)
             if first:
                 tail = p.xrevrange(self._events, b"+", b"-", count=1)
             else:
@@ -112,6 +129,17 @@ class RedisStore:
                 stale.append(field)
             else:
                 inbox.quota[(name, int(hour_text))] = int(value)
+        wall = time.time()
+        expired: list[bytes] = []
+        for field, value in (await counters).items():
+            series, _, rest = _text(field).partition("|")
+            bucket_text, _, until_text = rest.partition("|")
+            if not (bucket_text.lstrip("-").isdigit() and until_text.isdigit()):
+                continue
+            if int(until_text) < wall:
+                expired.append(field)
+            else:
+                inbox.counters[(series, int(bucket_text), int(until_text))] = int(value)
         entries = await tail
         if first:
             self._last = entries[0].identifier if entries else b"0-0"  # type: ignore[assignment]
@@ -126,9 +154,12 @@ class RedisStore:
                 if isinstance(value, dict):
                     inbox.events.append(Event(kind, key, value))
         now = trio.current_time()
-        if stale and now >= self._next_prune:
+        if (stale or expired) and now >= self._next_prune:
             self._next_prune = now + PRUNE_EVERY
-            await self._client.hdel(self._quota, stale)
+            if stale:
+                await self._client.hdel(self._quota, stale)
+            if expired:
+                await self._client.hdel(self._counters, expired)
         return inbox
 
     async def load_mode(self) -> dict[str, Any] | None:
