@@ -16,7 +16,7 @@ import orjson
 import pytest
 import trio
 
-from tests.helpers import h1_request, start_fake, start_proxy, unless_in_ci
+from tests.helpers import clean_env, h1_request, serving, start_fake, start_proxy, unless_in_ci
 
 SECRET = "alice-secret-0123456789"
 DIGEST = hashlib.sha256(SECRET.encode()).hexdigest()
@@ -31,6 +31,30 @@ def key_file(tmp_path: Path) -> str:
     path = tmp_path / "provider.key"
     path.write_text("sk-ant-api03-provider-key")
     return str(path)
+
+
+async def test_a_10_rpm_limit_holds_across_two_workers(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The same with `serve --workers 2`: the kernel spreads the connections
+    over both workers, which share their counts through the state file."""
+    fake = await start_fake(nursery)
+    toml = tmp_path / "trioproxy.toml"
+    toml.write_text(
+        f'[upstream]\nurl = "{fake.url}"\napi_key_file = "{key_file(tmp_path)}"\n'
+        f'[[callers]]\nname = "alice"\nsecret_sha256 = ["{DIGEST}"]\nrpm = 10\n'
+    )
+    async with serving("--config", str(toml), "--workers", "2", env=clean_env()) as proxy:
+        assert b"(2 workers)" in proxy.log
+        statuses = []
+        for _ in range(30):
+            r = await h1_request(proxy.port, "POST", "/v1/messages", [("x-api-key", SECRET)], JSON)
+            statuses.append(r.status)
+            await trio.sleep(1 / RATE)
+    admitted = statuses.count(200)
+    assert statuses.count(429) == 30 - admitted
+    assert 10 <= admitted <= 10 + RATE, statuses
+    assert SECRET.encode() not in proxy.log
 
 
 @pytest.mark.parametrize("store", ["state-file", "redis"])
