@@ -3,7 +3,8 @@
     python -m bench.dashboard [--seconds 90] [--out bench/results/dashboard.png]
 
 Starts two fake upstreams as providers (one with a token quota), a proxy
-with three callers, sends mixed traffic (streaming and not, a few faults)
+with three callers (one, "ci", with limits: rpm, a model allowlist and a
+daily budget), sends mixed traffic (streaming and not, a few faults)
 for a while, then has headless Chromium (Debian package) take the picture.
 Progress is printed every 10 s.
 """
@@ -11,6 +12,7 @@ Progress is printed every 10 s.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import os
 import random
@@ -29,6 +31,7 @@ CALLERS = {
     "bob": "bob-0123456789abcdef",
     "ci": "ci-0123456789abcdef",
 }
+CI = CALLERS["ci"]
 MODELS = ["claude-sonnet-4-5", "claude-opus-4-1", "claude-haiku-4-5"]
 
 
@@ -42,7 +45,7 @@ def traffic(port: int, stop: threading.Event, rate: float) -> None:
     rnd = random.Random(7)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     while not stop.is_set():
-        caller = rnd.choices(list(CALLERS), weights=[5, 3, 1])[0]
+        caller = rnd.choices(list(CALLERS), weights=[5, 3, 2])[0]
         stream = rnd.random() < 0.7
         body = (
             f'{{"model":"{rnd.choice(MODELS)}","max_tokens":{rnd.randint(20, 400)},'
@@ -100,9 +103,13 @@ def main() -> int:
             "[[providers]]\n"
             f'name = "backup"\nbase_url = "http://127.0.0.1:{fakes[1]}"\n'
             'api_key_env = "DASH_KEY"\npriority = 2\n'
+            "[[callers]]\n"
+            f'name = "ci"\nsecret_sha256 = ["{hashlib.sha256(CI.encode()).hexdigest()}"]\n'
+            'rpm = 40\nmodels = ["claude-sonnet-*", "claude-haiku-*"]\n'
+            'budget = { usd = 1, window = "daily" }\n'
         )
         port = free_port()
-        secrets = ",".join(f"{n}:{s}" for n, s in CALLERS.items())
+        secrets = ",".join(f"{n}:{s}" for n, s in CALLERS.items() if n != "ci")
         proxy_env = {**env, "DASH_KEY": "sk-fake", "TRIOPROXY_AUTH_SECRETS": secrets}
         cmd = [
             sys.executable,
@@ -119,7 +126,7 @@ def main() -> int:
         workers = [threading.Thread(target=traffic, args=(port, stop, 4.0)) for _ in range(4)]
         for w in workers:
             w.start()
-        browser = Browser(exe, width=1280, height=1010)
+        browser = Browser(exe, width=1280, height=1180)
         try:
             browser.open(f"http://127.0.0.1:{port}/dashboard")
             t0 = time.monotonic()

@@ -97,7 +97,9 @@ def test_histograms_merge_as_if_observed_by_one(groups: list[list[float]]) -> No
     assert merged["buckets"] == expected["buckets"]
     assert merged["count"] == expected["count"]
     assert merged["p50_le"] == expected["p50_le"] and merged["p99_le"] == expected["p99_le"]
-    assert merged["sum"] == pytest.approx(expected["sum"])
+    # Each snapshot's sum is rounded to 6 decimals, so the merged sum may be
+    # off by half a millionth per part (hypothesis found 0.328125 + 0.3359375).
+    assert merged["sum"] == pytest.approx(expected["sum"], abs=1e-6 * len(groups))
 
 
 def test_histograms_with_other_buckets_are_refused() -> None:

@@ -22,7 +22,15 @@ Snapshot = dict[str, Any]
 
 _REQUEST_KEY = ("code", "caller", "model", "stream", "provider")
 _TOKEN_KEY = ("class", "caller", "model", "provider")
-_SUMMED = ("stream_errors", "client_disconnects", "retries", "in_flight", "watchers")
+_SUMMED = (
+    "stream_errors",
+    "stream_pings",
+    "demoted",
+    "client_disconnects",
+    "retries",
+    "in_flight",
+    "watchers",
+)
 _SUMMED_DICTS = (
     "bytes",
     "scrub_hits",
@@ -39,7 +47,16 @@ _PROVIDER_SUMS = ("in_flight", "retries", "failovers")
 def counters(snap: Snapshot) -> Snapshot:
     """Only what keeps counting up (what outlives a worker): requests,
     tokens, bytes, errors, scrub counts and the histograms."""
-    keep = ("requests", "tokens", "bytes", "stream_errors", "client_disconnects", "retries")
+    keep = (
+        "requests",
+        "tokens",
+        "bytes",
+        "stream_errors",
+        "stream_pings",
+        "demoted",
+        "client_disconnects",
+        "retries",
+    )
     extra = ("scrub_hits", "scrub_skipped", "caller_limited", "caller_spend_usd")
     out = {k: snap[k] for k in (*keep, *extra, *_HISTOGRAMS) if k in snap}
     return out

@@ -99,6 +99,8 @@ class Metrics:
         self.tokens: defaultdict[tuple[str, str, str, str], int] = defaultdict(int)
         self.bytes = {"in": 0, "out": 0}
         self.stream_errors = 0
+        self.pings = 0  # keep-alive events written to silent streams
+        self.demoted = 0  # non-streaming requests sent upstream as streams
         self.client_disconnects = 0
         self.retries = 0
         self.scrub_hits: defaultdict[str, int] = defaultdict(int)  # by detector
@@ -121,6 +123,8 @@ class Metrics:
             m.tokens[(t["class"], t["caller"], t["model"], t["provider"])] += t["count"]
         m.bytes = dict(snap["bytes"])
         m.stream_errors = snap["stream_errors"]
+        m.pings = snap.get("stream_pings", 0)
+        m.demoted = snap.get("demoted", 0)
         m.client_disconnects = snap["client_disconnects"]
         m.retries = snap["retries"]
         m.scrub_hits.update(snap["scrub_hits"])
@@ -153,6 +157,8 @@ class Metrics:
         self.bytes["in"] += r.bytes_in
         self.bytes["out"] += r.bytes_out
         self.stream_errors += r.usage.stream_errors
+        self.pings += r.pings
+        self.demoted += r.demoted
         self.client_disconnects += int(r.client_disconnected)
         self.retries += r.retries
         for detector, n in r.scrub_detail.items():
@@ -228,6 +234,18 @@ class Metrics:
             "counter",
             "event: error inside 200 streams",
             [("", {}, self.stream_errors)],
+        )
+        family(
+            "trioproxy_stream_pings_total",
+            "counter",
+            "Keep-alive `event: ping`s written while an upstream stream was silent",
+            [("", {}, self.pings)],
+        )
+        family(
+            "trioproxy_demoted_total",
+            "counter",
+            "Non-streaming requests sent upstream as streams and answered as JSON",
+            [("", {}, self.demoted)],
         )
         family(
             "trioproxy_client_disconnects_total",
@@ -311,6 +329,8 @@ class Metrics:
             ],
             "bytes": dict(self.bytes),
             "stream_errors": self.stream_errors,
+            "stream_pings": self.pings,
+            "demoted": self.demoted,
             "client_disconnects": self.client_disconnects,
             "retries": self.retries,
             "scrub_hits": dict(self.scrub_hits),

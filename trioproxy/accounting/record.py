@@ -31,6 +31,8 @@ class RequestRecord:
     session_id: str = ""  # x-claude-code-session-id
     limited: str = ""  # the caller's limit that refused the request (metrics: reason)
     cost_usd: float = 0.0  # estimated, with the pricing table
+    demoted: bool = False  # sent upstream as a stream, answered as JSON
+    pings: int = 0  # keep-alive events written during the upstream's silence
     status: int = 0
     upstream_request_id: str = ""
     model_requested: str = ""

@@ -223,6 +223,8 @@ SNAPSHOT = _obj(
         },
         "bytes": _obj({"in": INT, "out": INT}),
         "stream_errors": INT,
+        "stream_pings": {**INT, "description": "keep-alive pings written to silent streams"},
+        "demoted": {**INT, "description": "non-streaming requests sent upstream as streams"},
         "client_disconnects": INT,
         "retries": INT,
         "scrub_hits": COUNTS,

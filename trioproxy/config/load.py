@@ -201,6 +201,7 @@ def _build(
         log_format=p["log_format"],
         log_slow_seconds=p["log_slow_seconds"],
         stream_failure=p["stream_failure"],
+        stream_keepalive_s=p["stream_keepalive_s"],
         cors_allow_origins=p["cors.allow_origins"],
         usage_ledger=p["usage.ledger"],
         usage_retention_days=p["usage.retention_days"],
@@ -288,6 +289,7 @@ def _build_routing(
             connect_timeout=None,
             response_headers_timeout=None,
             quota=None,
+            demote_nonstreaming=p["demote_nonstreaming"],
         )
     try:
         return build_routing(providers_raw, structured.get("aliases"), p, env, default)

@@ -159,6 +159,7 @@ class ProviderConfig:
     response_headers_timeout: float | None
     quota: QuotaConfig | None
     oauth_file: str = ""  # a Claude subscription: its token is read from this file
+    demote_nonstreaming: bool = False  # send non-streaming Messages requests as streams
 
     @property
     def keyed(self) -> bool:
@@ -217,6 +218,11 @@ class RoutingConfig:
     def passthrough(self) -> bool:
         """Some provider gets the caller's own credential (no key of its own)."""
         return any(not p.keyed for p in self.providers)
+
+    @property
+    def demotes(self) -> bool:
+        """Some provider gets non-streaming requests as streams."""
+        return any(p.demote_nonstreaming for p in self.providers if p.enabled)
 
     @property
     def needs_body(self) -> bool:
@@ -298,6 +304,7 @@ class Config:
     log_format: str
     log_slow_seconds: float
     stream_failure: str = "cut"  # cut | error_event
+    stream_keepalive_s: float = 0.0  # 0: no pings
     cors_allow_origins: tuple[str, ...] = ()
     usage_ledger: bool = True
     usage_retention_days: int = 90

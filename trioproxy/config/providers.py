@@ -56,6 +56,7 @@ PROVIDER_KEYS: dict[str, str] = {
     "http2": "overrides `upstream.http2`",
     "h2_prior_knowledge": "overrides `upstream.h2_prior_knowledge` (http:// only)",
     "ca_bundle": "overrides `upstream.ca_bundle`",
+    "demote_nonstreaming": "overrides `demote_nonstreaming` for this provider",
     "quota": 'token budget: `{ tokens = N, window = "weekly" | "daily" | "rolling", hours = N (rolling), threshold = 0.9 }`',
 }
 
@@ -66,6 +67,10 @@ def _typed(value: object, kind: type | tuple[type, ...], key: str, what: str) ->
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         raise ValueError(f"{key}: expected {what}")
     return value
+
+
+def _flag(raw: Mapping[str, Any], name: str, default: bool, key: str) -> bool:
+    return bool(_typed(raw.get(name, default), bool, f"{key}.{name}", "true/false"))
 
 
 def _seconds(value: object, key: str) -> float:
@@ -189,14 +194,7 @@ def parse_provider(
     origin = parse_origin(
         _typed(raw["base_url"], str, f"{key}.base_url", "a URL"), f"{key}.base_url"
     )
-    prior = bool(
-        _typed(
-            raw.get("h2_prior_knowledge", defaults["upstream.h2_prior_knowledge"]),
-            bool,
-            f"{key}.h2_prior_knowledge",
-            "true/false",
-        )
-    )
+    prior = _flag(raw, "h2_prior_knowledge", defaults["upstream.h2_prior_knowledge"], key)
     if prior and origin.scheme != "http":
         raise ValueError(f"{key}.h2_prior_knowledge: only for http:// base URLs")
     ca_bundle = _typed(
@@ -238,6 +236,7 @@ def parse_provider(
     family = raw.get("family") or ("anthropic" if origin.host.endswith("anthropic.com") else name)
     return ProviderConfig(
         oauth_file=oauth_file,
+        demote_nonstreaming=_flag(raw, "demote_nonstreaming", defaults["demote_nonstreaming"], key),
         name=name,
         upstream=upstream,
         family=_typed(family, str, f"{key}.family", "a string"),

@@ -374,6 +374,20 @@ SETTINGS: tuple[Setting, ...] = (
         "when the upstream breaks a stream mid-response: cut (the client's stream ends the same way, so it retries as it would direct) or error_event (a final SSE `event: error`)",
     ),
     Setting(
+        "demote_nonstreaming",
+        "TRIOPROXY_DEMOTE_NONSTREAMING",
+        parse_bool,
+        False,
+        "send non-streaming Messages requests upstream as streams and rebuild the JSON answer, so no header timeout on the way fires during a long generation (per provider: `demote_nonstreaming`)",
+    ),
+    Setting(
+        "stream_keepalive_s",
+        "TRIOPROXY_STREAM_KEEPALIVE",
+        parse_nonneg_seconds,
+        0.0,
+        "after this many seconds without a byte from the upstream, an SSE response gets an `event: ping` at an event boundary (15 behind Cloudflare or Traefik); 0: off",
+    ),
+    Setting(
         "timeouts.connect",
         "TRIOPROXY_CONNECT_TIMEOUT",
         parse_seconds,

@@ -89,7 +89,8 @@ class Forwarding:
             stages = [s for make in REQUEST if (s := make(trip)) is not None]
             caller = trip.caller
             allowlist = caller is not None and bool(caller.models)
-            if (stages or routing.needs_body or allowlist) and ex.has_body:
+            demotes = trip.messages and routing.demotes
+            if (stages or routing.needs_body or allowlist or demotes) and ex.has_body:
                 whole = run_whole(stages, await body.read_all())
                 parsed = trip.parsed_body(whole)
                 if parsed is not None:

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import time
 
+import trio
+
+from trioproxy._util import one_error
 from trioproxy.errors import (
     ProxyError,
     UpstreamError,
@@ -26,7 +29,7 @@ from trioproxy.errors import (
     about_upstream,
     sse_error_event,
 )
-from trioproxy.exchange.attempt import ERROR_BODY_MAX, Answer
+from trioproxy.exchange.attempt import Answer
 from trioproxy.exchange.body import RequestBody
 from trioproxy.exchange.stages import Chain, response_chain
 from trioproxy.exchange.trip import Trip
@@ -39,7 +42,7 @@ _BOUNDARIES = (b"\n\n", b"\r\n\r\n", b"\r\r")  # an SSE event ends with a blank 
 def _note(trip: Trip, head: ResponseHead) -> None:
     record = trip.record
     record.status = head.status
-    record.stream = is_event_stream(head.headers)
+    record.stream = is_event_stream(head.headers) and not trip.demoted
     record.upstream_request_id = (head.header(b"request-id") or b"").decode("latin-1")[:100]
 
 
@@ -55,46 +58,36 @@ async def relay(trip: Trip, answer: Answer, body: RequestBody, origin: object) -
     )
     chain = response_chain(trip, upstream)
     if chain is not None:
-        head = chain.head(head)
         if chain.whole:
-            data = await _read_whole(trip, answer, origin)
-            data = chain.feed(data) + chain.end()
+            try:
+                data = await _through_whole(trip, answer, chain, origin)
+            except BaseException:
+                _finish_usage(trip, complete=False)
+                raise
             _finish_usage(trip, complete=True)
-            await deliver(trip, head, data)
+            await deliver(trip, chain.head(head), data)
             return
+        head = chain.head(head)
     await ex.send_head(head)
-    idle = trip.cfg.timeouts.upstream_body_idle
-    kept = True  # the request body is kept for a retry until response bytes reached the client
-    tail = b"\n\n"  # the last bytes written: is the client at an SSE event boundary?
+    out = _Out(trip, body)
     try:
-        with trip.watchdog.guard(idle) as guard:
-            while (chunk := await answer.receive()) is not None:
-                guard.disarm()  # a slow client is not an idle upstream
-                if chain is not None:
-                    chunk = chain.feed(chunk)
-                    if not chunk:
-                        guard.extend(idle)
-                        continue
-                await ex.send_body(chunk)
-                record.bytes_out += len(chunk)
-                tail = chunk[-4:]
-                if kept:
-                    body.forget()  # from here on it is never replayed: do not hold it
-                    kept = False
-                guard.extend(idle)
-        if guard.expired:
-            raise about_upstream(
-                UpstreamTimeout, origin, f"sent nothing for {idle:g} s mid-response"
-            )
-        if chain is not None and (rest := chain.end()):
-            await ex.send_body(rest)
-            record.bytes_out += len(rest)
+        keepalive = trip.cfg.stream_keepalive_s
+        if chain is not None and keepalive and is_event_stream(head.headers):
+            with one_error():
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(out.keep_alive, chain, keepalive)
+                    try:
+                        await _pump(trip, answer, chain, out, origin)
+                    finally:
+                        await out.stop(nursery.cancel_scope)
+        else:
+            await _pump(trip, answer, chain, out, origin)
     except (UpstreamError, UpstreamTimeout) as exc:
         _finish_usage(trip, complete=False)
         if not ex.response_started:
             raise  # nothing reached the client: retried, failed over or answered
         await _mirror(
-            trip, exc, chain, tail, framed=has_header(upstream.headers, b"content-length")
+            trip, exc, chain, out.tail, framed=has_header(upstream.headers, b"content-length")
         )
         return
     except BaseException:
@@ -102,6 +95,79 @@ async def relay(trip: Trip, answer: Answer, body: RequestBody, origin: object) -
         raise
     _finish_usage(trip, complete=True)
     await ex.end()
+
+
+class _Out:
+    """The client's side of a relay: what was written, and the one lock
+    that keeps a keep-alive write from interleaving with the upstream's
+    bytes (taken only when keep-alives are on)."""
+
+    __slots__ = ("body", "kept", "last", "lock", "tail", "trip")
+
+    def __init__(self, trip: Trip, body: RequestBody) -> None:
+        self.trip = trip
+        self.body = body
+        self.kept = True  # the request body is kept for a retry until bytes reached the client
+        self.tail = b"\n\n"  # the last bytes written: is the client at an SSE event boundary?
+        self.last = trio.current_time()  # when the upstream last sent something
+        self.lock: trio.Lock | None = None
+
+    async def send(self, chunk: bytes) -> None:
+        if self.lock is None:
+            await self._write(chunk)
+            return
+        async with self.lock:
+            await self._write(chunk)
+
+    async def _write(self, chunk: bytes) -> None:
+        await self.trip.ex.send_body(chunk)
+        self.trip.record.bytes_out += len(chunk)
+        self.tail = chunk[-4:]
+        if self.kept:
+            self.body.forget()  # from here on it is never replayed: do not hold it
+            self.kept = False
+
+    async def keep_alive(self, chain: Chain, every: float) -> None:
+        """Until cancelled: after ``every`` seconds without upstream bytes,
+        what the stages offer for the silence (a ping) goes to the client;
+        then again after another ``every`` seconds of silence."""
+        self.lock = trio.Lock()
+        while True:
+            await trio.sleep_until(self.last + every)
+            if trio.current_time() < self.last + every:
+                continue  # the upstream spoke meanwhile
+            self.last = trio.current_time()
+            if data := chain.idle():
+                await self.send(data)
+
+    async def stop(self, scope: trio.CancelScope) -> None:
+        """Stop the keep-alives, never in the middle of one's write."""
+        if self.lock is None:
+            scope.cancel()
+            return
+        with trio.CancelScope(shield=True):
+            async with self.lock:
+                scope.cancel()
+
+
+async def _pump(trip: Trip, answer: Answer, chain: Chain | None, out: _Out, origin: object) -> None:
+    """The upstream's bytes to the client as they come, through the stages."""
+    idle = trip.cfg.timeouts.upstream_body_idle
+    with trip.watchdog.guard(idle) as guard:
+        while (chunk := await answer.receive()) is not None:
+            out.last = trio.current_time()
+            guard.disarm()  # a slow client is not an idle upstream
+            if chain is not None:
+                chunk = chain.feed(chunk)
+                if not chunk:
+                    guard.extend(idle)
+                    continue
+            await out.send(chunk)
+            guard.extend(idle)
+    if guard.expired:
+        raise about_upstream(UpstreamTimeout, origin, f"sent nothing for {idle:g} s mid-response")
+    if chain is not None and (rest := chain.end()):
+        await out.send(rest)
 
 
 async def _mirror(
@@ -125,15 +191,23 @@ async def _mirror(
     await ex.abort()
 
 
-async def _read_whole(trip: Trip, answer: Answer, origin: object) -> bytes:
-    """An answer a stage needs whole, read within the cap (nothing has
-    reached the client yet: a failure here is raised, not mirrored)."""
-    data = await answer.keep(trip.cfg.timeouts.upstream_body_idle)
-    if data is None:
-        raise about_upstream(
-            UpstreamError, origin, f"answer broke off or was over {ERROR_BODY_MAX} bytes"
-        )
-    return data
+async def _through_whole(trip: Trip, answer: Answer, chain: Chain, origin: object) -> bytes:
+    """An answer a stage needs whole (a JSON answer restored whole, a
+    demoted stream), fed to the chain as it arrives: the stages keep what
+    they need, within their own caps. Nothing has reached the client yet,
+    so a failure here (the upstream's, or a stream that cannot be rebuilt)
+    is raised: retried, failed over or answered, never mirrored."""
+    idle = trip.cfg.timeouts.upstream_body_idle
+    out: list[bytes] = []
+    with trip.watchdog.guard(idle) as guard:
+        while (chunk := await answer.receive()) is not None:
+            if data := chain.feed(chunk):
+                out.append(data)
+            guard.extend(idle)
+    if guard.expired:
+        raise about_upstream(UpstreamTimeout, origin, f"sent nothing for {idle:g} s mid-response")
+    out.append(chain.end())
+    return b"".join(out)
 
 
 async def deliver(trip: Trip, head: ResponseHead, data: bytes) -> None:

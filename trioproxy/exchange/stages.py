@@ -5,9 +5,12 @@ A stage is a filter on one message, with a look at its head::
     head(head)   -> head    the head the next stage (and then the peer) sees
     feed(chunk)  -> bytes   what to pass on now (b"": held back, or nothing)
     end()        -> bytes   what it still holds, once the body has ended
+    idle()       -> bytes   what to write while the upstream is silent
     whole                   True: it must see the whole body before the head
                             may go on (its length changes: a restored JSON
-                            answer, a demoted stream rebuilt as one JSON)
+                            answer, a demoted stream rebuilt as one JSON);
+                            a whole chain's heads are asked after ``end``,
+                            so such a stage may set the status too
 
 A stage that only watches returns what it was given, unchanged and uncopied.
 Stages are composed per message, only those that apply: each stage class
@@ -25,7 +28,12 @@ Response side (upstream -> client), in ``RESPONSE`` order:
 2. ``RestoreStage``: the request's placeholders are put back, in SSE deltas
    as they stream, or in a JSON answer (whole up to 1 MiB, so its
    content-length stays exact; larger, as it streams).
-   (Demotion, the conversation log and ping injection come after these.)
+3. ``DemoteStage``: a demoted request's stream rebuilt into one JSON
+   Message (whole: the head follows the body, with the stream's status).
+4. ``PingStage``: during the upstream's silence an SSE answer gets
+   ``event: ping`` at event boundaries (``stream_keepalive_s``); the relay
+   asks ``idle()`` after that many seconds without upstream bytes.
+   (The conversation log goes before the pings.)
 
 Request side. As the client's body is read (``READING``, streaming):
 
@@ -39,14 +47,18 @@ then ``PER_PROVIDER`` order:
 1. ``ScrubStage``: credentials and identifiers become placeholders.
 2. ``EditStage``: the model mapped, top-level fields dropped, thinking
    blocks stripped on a family change, as each provider wants them.
+3. ``DemoteEdit``: a non-streaming Messages request asks for a stream
+   (``demote_nonstreaming``), by a byte-level edit.
    Dropped ``anthropic-beta`` values are a head edit (pipeline/forward.py).
    (Translation to another API's request will go here.)
 Both need the JSON: when one applies, the exchange reads the body whole
 (within ``limits.max_body_bytes``) and keeps it for retries and failover.
 
-A new response transform is one class with ``make`` (see ``Stage``) added to
-``RESPONSE``; the exchange never learns its details, and it never learns
-the transport.
+A new response transform is one class with ``make`` (see ``Stage`` in
+stage.py) in answer_stages.py, added to ``RESPONSE`` here; a request
+transform goes to request_stages.py and ``REQUEST`` / ``PER_PROVIDER``. The
+exchange never learns a stage's details, and a stage never learns the
+transport.
 """
 
 from __future__ import annotations
@@ -54,150 +66,31 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from trioproxy.accounting.usage import Usage, UsageObserver
 from trioproxy.config.model import ProviderConfig
-from trioproxy.pipeline.traits import BodyTraits
-from trioproxy.pipeline.transform import rewrite
+from trioproxy.exchange.answer_stages import (
+    DemoteStage,
+    PingStage,
+    RestoreStage,
+    UsageStage,
+)
+from trioproxy.exchange.request_stages import DemoteEdit, EditStage, ScrubStage, TraitsStage
+from trioproxy.exchange.stage import Chain, Stage
 from trioproxy.proto.events import ResponseHead
-from trioproxy.proto.headers import content_length, is_event_stream
-from trioproxy.scrub.restore import JSONRestorer, SSERestorer, restore_json
 
 if TYPE_CHECKING:
     from trioproxy.exchange.trip import Trip
 
-WHOLE_JSON_MAX = 1024 * 1024  # bytes of a JSON answer restored whole (exact content-length)
-
-
-class Stage:
-    """The interface, with the identity as every default."""
-
-    __slots__ = ()
-    whole = False
-
-    def head(self, head: ResponseHead) -> ResponseHead:
-        return head
-
-    def feed(self, chunk: bytes) -> bytes:
-        return chunk
-
-    def end(self) -> bytes:
-        return b""
-
-
-class Chain:
-    """Stages run in order: each one's output is the next one's input."""
-
-    __slots__ = ("stages", "whole")
-
-    def __init__(self, stages: Sequence[Stage]) -> None:
-        self.stages = tuple(stages)
-        self.whole = any(s.whole for s in self.stages)
-
-    def head(self, head: ResponseHead) -> ResponseHead:
-        for s in self.stages:
-            head = s.head(head)
-        return head
-
-    def feed(self, chunk: bytes) -> bytes:
-        for s in self.stages:
-            if not chunk:
-                return b""
-            chunk = s.feed(chunk)
-        return chunk
-
-    def end(self) -> bytes:
-        """Whatever each stage still holds, passed through the ones after it."""
-        pending = b""
-        for s in self.stages:
-            if pending:
-                pending = s.feed(pending)
-            pending += s.end()
-        return pending
-
-
-def _without_length(head: ResponseHead) -> ResponseHead:
-    return ResponseHead(
-        head.status, [(n, v) for n, v in head.headers if n != b"content-length"], head.reason
-    )
-
-
-# -- response stages ------------------------------------------------------------
-class UsageStage(Stage):
-    """Watches a Messages answer for usage (accounting, quotas): keeps
-    references to the first and last few KiB, decodes them at the end."""
-
-    __slots__ = ("observer",)
-
-    def __init__(self, stream: bool) -> None:
-        self.observer = UsageObserver(event_stream=stream)
-
-    @classmethod
-    def make(cls, trip: Trip, head: ResponseHead) -> UsageStage | None:
-        if not trip.messages or not 200 <= head.status < 300:
-            return None
-        stage = cls(is_event_stream(head.headers))
-        trip.usage_stage = stage
-        return stage
-
-    def feed(self, chunk: bytes) -> bytes:
-        self.observer.feed(chunk)
-        return chunk
-
-    def finish(self, *, complete: bool) -> Usage:
-        return self.observer.finish(complete=complete)
-
-
-class RestoreStage(Stage):
-    """Puts the request's placeholders back into its answer."""
-
-    __slots__ = ("_restorer",)
-
-    def __init__(self, restorer: SSERestorer | JSONRestorer) -> None:
-        self._restorer = restorer
-
-    @classmethod
-    def make(cls, trip: Trip, head: ResponseHead) -> Stage | None:
-        if not trip.restore:
-            return None
-        if is_event_stream(head.headers):
-            return cls(SSERestorer(trip.restore))
-        declared = content_length(head.headers)
-        if declared is not None and declared <= WHOLE_JSON_MAX:
-            return RestoreWhole(trip.restore)
-        return cls(JSONRestorer(trip.restore))
-
-    def head(self, head: ResponseHead) -> ResponseHead:
-        return _without_length(head)  # restored values change the length: chunked
-
-    def feed(self, chunk: bytes) -> bytes:
-        return self._restorer.feed(chunk)
-
-    def end(self) -> bytes:
-        return self._restorer.finish()
-
-
-class RestoreWhole(Stage):
-    """A JSON answer up to WHOLE_JSON_MAX, restored whole so that its
-    content-length stays exact (the exchange sends the head after the body)."""
-
-    __slots__ = ("_chunks", "_mapping")
-    whole = True
-
-    def __init__(self, mapping: dict[str, str]) -> None:
-        self._mapping = mapping
-        self._chunks: list[bytes] = []
-
-    def feed(self, chunk: bytes) -> bytes:
-        self._chunks.append(chunk)
-        return b""
-
-    def end(self) -> bytes:
-        return restore_json(b"".join(self._chunks), self._mapping)
+__all__ = ["Chain", "Stage", "reading_chain", "response_chain", "run_whole"]
 
 
 StageMaker = Callable[["Trip", ResponseHead], Stage | None]
 # The response stages, in the order a chunk passes them (upstream -> client).
-RESPONSE: tuple[StageMaker, ...] = (UsageStage.make, RestoreStage.make)
+RESPONSE: tuple[StageMaker, ...] = (
+    UsageStage.make,
+    RestoreStage.make,
+    DemoteStage.make,
+    PingStage.make,
+)
 
 
 def response_chain(trip: Trip, head: ResponseHead) -> Chain | None:
@@ -206,94 +99,6 @@ def response_chain(trip: Trip, head: ResponseHead) -> Chain | None:
     return Chain(stages) if stages else None
 
 
-# -- request stages ----------------------------------------------------------------
-class TraitsStage(Stage):
-    """Watches the request body as it is read, for the diagnostic line."""
-
-    __slots__ = ("traits",)
-
-    def __init__(self) -> None:
-        self.traits = BodyTraits()
-
-    @classmethod
-    def make(cls, trip: Trip) -> TraitsStage | None:
-        if not trip.ex.has_body:
-            return None
-        stage = cls()
-        trip.traits_stage = stage
-        return stage
-
-    def feed(self, chunk: bytes) -> bytes:
-        self.traits.feed(chunk)
-        return chunk
-
-
-class _Whole(Stage):
-    """A request stage that needs the whole body (the JSON) to do its work."""
-
-    __slots__ = ("_chunks", "_trip")
-    whole = True
-
-    def __init__(self, trip: Trip) -> None:
-        self._trip = trip
-        self._chunks: list[bytes] = []
-
-    def feed(self, chunk: bytes) -> bytes:
-        self._chunks.append(chunk)
-        return b""
-
-    def _body(self) -> bytes:
-        return self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-
-
-class ScrubStage(_Whole):
-    """Credentials and identifiers become placeholders; the mapping to put
-    them back is kept on the trip for RestoreStage (never logged). Runs
-    once per request, whatever the provider."""
-
-    __slots__ = ()
-
-    @classmethod
-    def make(cls, trip: Trip) -> ScrubStage | None:
-        return cls(trip) if trip.cfg.scrub is not None and trip.ex.head.method == b"POST" else None
-
-    def end(self) -> bytes:
-        return self._trip.scrub(self._body())
-
-
-class EditStage(_Whole):
-    """The body as one provider wants it (pipeline/transform.py): the model
-    mapped, fields dropped, thinking blocks stripped on a family change. The
-    same bytes when nothing changes; parsed once per request."""
-
-    __slots__ = ("_provider",)
-
-    def __init__(self, trip: Trip, provider: ProviderConfig) -> None:
-        super().__init__(trip)
-        self._provider = provider
-
-    @classmethod
-    def make(cls, trip: Trip, provider: ProviderConfig) -> EditStage | None:
-        return cls(trip, provider) if trip.cfg.routing.needs_body else None
-
-    def end(self) -> bytes:
-        body = self._body()
-        trip, provider = self._trip, self._provider
-        parsed = trip.parsed_body(body)
-        if parsed is None:
-            return body  # not a JSON object: forwarded as it is, the provider judges it
-        model = parsed.model
-        if model is not None:
-            model = provider.map_model(trip.cfg.routing.resolve_alias(model))
-        return rewrite(
-            parsed,
-            model=model,
-            drop_fields=provider.drop_fields,
-            strip_thinking=provider.family != trip.home,
-        )
-
-
-# The request body as it is read from the client (streaming, before anything else).
 READING: tuple[Callable[[Trip], Stage | None], ...] = (TraitsStage.make,)
 
 
@@ -305,7 +110,10 @@ def reading_chain(trip: Trip) -> Chain | None:
 
 # The request stages that need the JSON, in order: once per request, then per provider.
 REQUEST: tuple[Callable[[Trip], Stage | None], ...] = (ScrubStage.make,)
-PER_PROVIDER: tuple[Callable[[Trip, ProviderConfig], Stage | None], ...] = (EditStage.make,)
+PER_PROVIDER: tuple[Callable[[Trip, ProviderConfig], Stage | None], ...] = (
+    EditStage.make,
+    DemoteEdit.make,
+)
 
 
 def run_whole(stages: Sequence[Stage], body: bytes) -> bytes:

@@ -18,7 +18,8 @@ from trioproxy.scrub.engine import Scrubber
 from trioproxy.transport.watchdog import Watchdog
 
 if TYPE_CHECKING:
-    from trioproxy.exchange.stages import TraitsStage, UsageStage
+    from trioproxy.exchange.answer_stages import UsageStage
+    from trioproxy.exchange.request_stages import TraitsStage
 
 log = logging.getLogger("trioproxy.exchange")
 
@@ -30,6 +31,7 @@ class Trip:
         "_parsed",
         "caller",
         "cfg",
+        "demoted",
         "ex",
         "home",
         "messages",
@@ -48,6 +50,7 @@ class Trip:
         self.record = record
         self.watchdog = watchdog  # keeps the upstream body idle deadline
         self.caller: Caller | None = None  # who asked (None: caller auth is off)
+        self.demoted = False  # this attempt's body asks for a stream the client did not
         self.restore: dict[str, str] = {}  # placeholder -> original, for the answer
         self.home = ""  # the provider family whose thinking signatures the history carries
         # A Messages request: its answer carries usage (and later, demotion applies).

@@ -217,7 +217,8 @@ class FakeUpstream:
                 rid,
             )
             return
-        if faults.slow_headers:
+        streaming = request.get("stream") is True
+        if faults.slow_headers and not streaming:
             await trio.sleep(faults.slow_headers)
         if faults.hang_up:
             await ex.abort()
@@ -225,9 +226,25 @@ class FakeUpstream:
         if faults.status is not None:
             await self._status_fault(ex, faults, rid)
             return
-        plan = plan_for(request, body, text_bytes=faults.text_bytes, tools=self.tools)
+        plan = plan_for(
+            request,
+            body,
+            text_bytes=faults.text_bytes,
+            tools=self.tools,
+            max_tokens_cut=faults.max_tokens_cut,
+        )
         if not request.get("stream"):
+            if faults.error_after is not None:  # overloaded during generation: the API's 529
+                await _json(
+                    ex,
+                    529,
+                    error_json("overloaded_error", "Overloaded (fake, mid-stream)", rid),
+                    rid,
+                    [(b"x-should-retry", b"true")],
+                )
+                return
             doc = message_json(plan)
+            limits: Headers = [(b"anthropic-ratelimit-requests-limit", b"4000")]
             if faults.drop_after is not None:  # half the JSON body, then abort
                 await ex.send_head(
                     ResponseHead(
@@ -241,7 +258,7 @@ class FakeUpstream:
                 await ex.send_body(doc[: len(doc) // 2])
                 await ex.abort()
                 return
-            await _json(ex, 200, doc, rid)
+            await _json(ex, 200, doc, rid, limits)
             return
         await self._stream(ex, stream_events(plan, delta_chars=faults.delta_chars), faults, rid)
 
@@ -279,6 +296,10 @@ class FakeUpstream:
                 ],
             )
         )
+        if faults.slow_headers:
+            # A stream's head comes at once, as the API sends it; what is
+            # slow is the first event (a long prefill, a long think).
+            await trio.sleep(faults.slow_headers)
         for n, event in enumerate(events):
             if faults.drop_after is not None and n == faults.drop_after:
                 await ex.abort()

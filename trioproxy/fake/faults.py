@@ -7,7 +7,8 @@ Comma-separated tokens, each ``name`` or ``name=value``:
   529[=retry_after_s]   overloaded_error (retry-after only when given)
   500 / 502 / 503 / 504 api_error with that status (=S: with retry-after S)
   400 / 401 / 403 / 404 / 413  the matching client error
-  slow-headers=S        wait S seconds before the response headers
+  slow-headers=S        wait S seconds before the response headers (a stream:
+                        its head at once, its first event S seconds later)
   hang-up               close the connection (h2: reset the stream) instead of answering
   event-delay=S         wait S seconds between SSE events
   drop-mid-stream[=N]   after N events (default 3) abort the response (h1: close, h2: RST_STREAM)
@@ -16,6 +17,7 @@ Comma-separated tokens, each ``name`` or ``name=value``:
   stall[=N]             after N events send nothing more, ever
   text-bytes=N          reply text of about N bytes (for big responses)
   delta-chars=N         characters of text per SSE delta (default 24)
+  max-tokens-cut        honour max_tokens: the text stops there (stop_reason max_tokens)
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Faults:
     delta_chars: int = 24
     hang_up: bool = False
     no_retry_after: bool = False
+    max_tokens_cut: bool = False
 
 
 class FaultSyntaxError(ValueError):
@@ -62,6 +65,8 @@ def parse_faults(raw: bytes | None) -> Faults:
                 kw["hang_up"] = True
             elif name == "no-retry-after":
                 kw["no_retry_after"] = True
+            elif name == "max-tokens-cut":
+                kw["max_tokens_cut"] = True
             elif name == "slow-headers":
                 kw["slow_headers"] = float(value)
             elif name == "event-delay":

@@ -39,15 +39,25 @@ class Plan:
     thinking: bool
     tool: dict[str, Any] | None
     usage: Usage
+    stop_reason: str = "end_turn"
+    stop_sequence: str | None = None
 
 
 def plan_for(
-    request: dict[str, Any], raw_body: bytes, *, text_bytes: int | None = None, tools: bool = True
+    request: dict[str, Any],
+    raw_body: bytes,
+    *,
+    text_bytes: int | None = None,
+    tools: bool = True,
+    max_tokens_cut: bool = False,
 ) -> Plan:
     """Deterministic: the same request always gets the same answer. With
     ``tools`` it calls the request's first tool (as a model would when told
     to use one); without, it only ever answers in text."""
-    digest = hashlib.sha256(raw_body).hexdigest()
+    # The same answer whether it is asked for as a stream or not: the id and
+    # the input tokens come from the request without its "stream" flag.
+    basis = orjson.dumps({k: v for k, v in request.items() if k != "stream"})
+    digest = hashlib.sha256(basis).hexdigest()
     model = str(request.get("model") or MODELS[1])
     text = DEFAULT_TEXT
     messages = request.get("messages")
@@ -65,10 +75,28 @@ def plan_for(
             "name": str(offered[0].get("name", "tool")),
             "input": {"query": "weather in Paris", "units": "metric"},
         }
+    choice = request.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "none":
+        tool = None
     thinking = (
         isinstance(request.get("thinking"), dict) and request["thinking"].get("type") == "enabled"
     )
-    input_tokens = max(1, len(raw_body) // 4)
+    stop_reason, stop_sequence = "tool_use" if tool else "end_turn", None
+    for seq in request.get("stop_sequences") or []:
+        if isinstance(seq, str) and seq and seq in text:
+            text, tool = text[: text.index(seq)], None
+            stop_reason, stop_sequence = "stop_sequence", seq
+            break
+    max_tokens = request.get("max_tokens")
+    if (
+        max_tokens_cut
+        and isinstance(max_tokens, int)
+        and 0 < max_tokens < len(text) // 4 + (20 if tool else 0)
+    ):
+        # About four characters a token, as the usage below counts them.
+        text, tool = text[: max_tokens * 4], None
+        stop_reason, stop_sequence = "max_tokens", None
+    input_tokens = max(1, len(basis) // 4)
     cached = b'"cache_control"' in raw_body
     usage = Usage(
         input_tokens=input_tokens if not cached else max(1, input_tokens // 4),
@@ -76,7 +104,9 @@ def plan_for(
         cache_read_input_tokens=(input_tokens // 4) if cached else 0,
         output_tokens=max(1, len(text) // 4) + (20 if tool else 0) + (10 if thinking else 0),
     )
-    return Plan(f"msg_fake_{digest[:24]}", model, text, thinking, tool, usage)
+    return Plan(
+        f"msg_fake_{digest[:24]}", model, text, thinking, tool, usage, stop_reason, stop_sequence
+    )
 
 
 def _content(plan: Plan) -> list[dict[str, Any]]:
@@ -106,8 +136,8 @@ def message_json(plan: Plan) -> bytes:
             "role": "assistant",
             "model": plan.model,
             "content": _content(plan),
-            "stop_reason": "tool_use" if plan.tool else "end_turn",
-            "stop_sequence": None,
+            "stop_reason": plan.stop_reason,
+            "stop_sequence": plan.stop_sequence,
             "usage": plan.usage.as_dict(),
         }
     )
@@ -234,10 +264,7 @@ def stream_events(plan: Plan, *, delta_chars: int = 24) -> list[bytes]:
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {
-                    "stop_reason": "tool_use" if plan.tool else "end_turn",
-                    "stop_sequence": None,
-                },
+                "delta": {"stop_reason": plan.stop_reason, "stop_sequence": plan.stop_sequence},
                 "usage": u.as_dict(),  # cumulative, as the real API sends it
             },
         )

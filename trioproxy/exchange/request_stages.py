@@ -1,0 +1,126 @@
+"""The request stages (client -> upstream); ``stages.py`` lists them in
+order and says what each is for."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from trioproxy.config.model import ProviderConfig
+from trioproxy.exchange.stage import Stage
+from trioproxy.pipeline.demote import streaming_body
+from trioproxy.pipeline.traits import BodyTraits
+from trioproxy.pipeline.transform import rewrite
+
+if TYPE_CHECKING:
+    from trioproxy.exchange.trip import Trip
+
+
+class TraitsStage(Stage):
+    """Watches the request body as it is read, for the diagnostic line."""
+
+    __slots__ = ("traits",)
+
+    def __init__(self) -> None:
+        self.traits = BodyTraits()
+
+    @classmethod
+    def make(cls, trip: Trip) -> TraitsStage | None:
+        if not trip.ex.has_body:
+            return None
+        stage = cls()
+        trip.traits_stage = stage
+        return stage
+
+    def feed(self, chunk: bytes) -> bytes:
+        self.traits.feed(chunk)
+        return chunk
+
+
+class _Whole(Stage):
+    """A request stage that needs the whole body (the JSON) to do its work."""
+
+    __slots__ = ("_chunks", "_trip")
+    whole = True
+
+    def __init__(self, trip: Trip) -> None:
+        self._trip = trip
+        self._chunks: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._chunks.append(chunk)
+        return b""
+
+    def _body(self) -> bytes:
+        return self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+
+
+class ScrubStage(_Whole):
+    """Credentials and identifiers become placeholders; the mapping to put
+    them back is kept on the trip for RestoreStage (never logged). Runs
+    once per request, whatever the provider."""
+
+    __slots__ = ()
+
+    @classmethod
+    def make(cls, trip: Trip) -> ScrubStage | None:
+        return cls(trip) if trip.cfg.scrub is not None and trip.ex.head.method == b"POST" else None
+
+    def end(self) -> bytes:
+        return self._trip.scrub(self._body())
+
+
+class EditStage(_Whole):
+    """The body as one provider wants it (pipeline/transform.py): the model
+    mapped, fields dropped, thinking blocks stripped on a family change. The
+    same bytes when nothing changes; parsed once per request."""
+
+    __slots__ = ("_provider",)
+
+    def __init__(self, trip: Trip, provider: ProviderConfig) -> None:
+        super().__init__(trip)
+        self._provider = provider
+
+    @classmethod
+    def make(cls, trip: Trip, provider: ProviderConfig) -> EditStage | None:
+        return cls(trip, provider) if trip.cfg.routing.needs_body else None
+
+    def end(self) -> bytes:
+        body = self._body()
+        trip, provider = self._trip, self._provider
+        parsed = trip.parsed_body(body)
+        if parsed is None:
+            return body  # not a JSON object: forwarded as it is, the provider judges it
+        model = parsed.model
+        if model is not None:
+            model = provider.map_model(trip.cfg.routing.resolve_alias(model))
+        return rewrite(
+            parsed,
+            model=model,
+            drop_fields=provider.drop_fields,
+            strip_thinking=provider.family != trip.home,
+        )
+
+
+class DemoteEdit(_Whole):
+    """A non-streaming Messages request asks this provider for a stream
+    (a byte-level edit: every other byte as sent); the trip remembers, so
+    DemoteStage rebuilds the answer. Per provider: each may say otherwise."""
+
+    __slots__ = ()
+
+    @classmethod
+    def make(cls, trip: Trip, provider: ProviderConfig) -> DemoteEdit | None:
+        trip.demoted = trip.record.demoted = False
+        return cls(trip) if provider.demote_nonstreaming and trip.messages else None
+
+    def end(self) -> bytes:
+        body = self._body()
+        parsed = self._trip.parsed_body(body)
+        edited = None if parsed is None else streaming_body(body, parsed.doc)
+        if edited is None:
+            return body
+        self._trip.demoted = self._trip.record.demoted = True
+        return edited
+
+
+# The request body as it is read from the client (streaming, before anything else).
