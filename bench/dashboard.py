@@ -77,6 +77,7 @@ def main() -> int:
         return 2
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIOPROXY_")}
     env["TRIOPROXY_LOG_LEVEL"] = "warning"
+    env["TRIOPROXY_DRAIN_GRACE"] = "0"  # stop at once when done (no load balancer to warn)
     procs: list[subprocess.Popen[bytes]] = []
     work = tempfile.mkdtemp(prefix="trioproxy-dash-")
     try:
@@ -105,7 +106,7 @@ def main() -> int:
             'api_key_env = "DASH_KEY"\npriority = 2\n'
             "[[callers]]\n"
             f'name = "ci"\nsecret_sha256 = ["{hashlib.sha256(CI.encode()).hexdigest()}"]\n'
-            'rpm = 40\nmodels = ["claude-sonnet-*", "claude-haiku-*"]\n'
+            'rpm = 240\nmodels = ["claude-sonnet-*", "claude-haiku-*"]\n'
             'budget = { usd = 1, window = "daily" }\n'
         )
         port = free_port()
