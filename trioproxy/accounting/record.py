@@ -33,6 +33,7 @@ class RequestRecord:
     cost_usd: float = 0.0  # estimated, with the pricing table
     demoted: bool = False  # sent upstream as a stream, answered as JSON
     pings: int = 0  # keep-alive events written during the upstream's silence
+    dropped: str = ""  # features dropped translating for a Chat Completions provider
     status: int = 0
     upstream_request_id: str = ""
     model_requested: str = ""

@@ -160,6 +160,8 @@ class ProviderConfig:
     quota: QuotaConfig | None
     oauth_file: str = ""  # a Claude subscription: its token is read from this file
     demote_nonstreaming: bool = False  # send non-streaming Messages requests as streams
+    kind: str = "anthropic"  # anthropic | openai (Chat Completions, translated both ways)
+    reasoning: bool = False  # openai: thinking is sent as reasoning_effort
 
     @property
     def keyed(self) -> bool:
@@ -230,7 +232,11 @@ class RoutingConfig:
         session id in metadata, a model to map, fields to drop, thinking
         blocks to strip on a family change."""
         enabled = [p for p in self.providers if p.enabled]
-        return bool(self.aliases) or len(enabled) > 1 or any(p.edits_body for p in enabled)
+        return (
+            bool(self.aliases)
+            or len(enabled) > 1
+            or any(p.edits_body or p.kind == "openai" for p in enabled)
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,8 @@ PROVIDER_KEYS: dict[str, str] = {
     "h2_prior_knowledge": "overrides `upstream.h2_prior_knowledge` (http:// only)",
     "ca_bundle": "overrides `upstream.ca_bundle`",
     "demote_nonstreaming": "overrides `demote_nonstreaming` for this provider",
+    "kind": '`"anthropic"` (default) or `"openai"`: a Chat Completions API (OpenAI, DeepSeek, OpenRouter, Groq, Ollama, vLLM, LiteLLM ...), `base_url` as OpenAI clients take it (`https://api.openai.com/v1`); requests and answers are translated',
+    "reasoning": '`kind = "openai"` only: send `thinking` as `reasoning_effort` (low/medium/high by budget); otherwise it is dropped',
     "quota": 'token budget: `{ tokens = N, window = "weekly" | "daily" | "rolling", hours = N (rolling), threshold = 0.9 }`',
 }
 
@@ -234,7 +236,18 @@ def parse_provider(
             f"{key}.drop_fields: {sorted(drop_fields & _UNDROPPABLE)[0]} cannot be dropped"
         )
     family = raw.get("family") or ("anthropic" if origin.host.endswith("anthropic.com") else name)
+    kind = raw.get("kind", "anthropic")
+    if kind not in ("anthropic", "openai"):
+        raise ValueError(f'{key}.kind: expected "anthropic" or "openai"')
+    if kind == "openai" and oauth_file:
+        raise ValueError(
+            f'{key}: a Claude subscription (auth = "oauth_file") is of kind "anthropic"'
+        )
+    if "reasoning" in raw and kind != "openai":
+        raise ValueError(f'{key}.reasoning: only for kind = "openai"')
     return ProviderConfig(
+        kind=kind,
+        reasoning=_flag(raw, "reasoning", False, key),
         oauth_file=oauth_file,
         demote_nonstreaming=_flag(raw, "demote_nonstreaming", defaults["demote_nonstreaming"], key),
         name=name,

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from trioproxy.accounting.usage import Usage, UsageObserver
 from trioproxy.errors import UpstreamError
 from trioproxy.exchange.stage import Stage, without_length
+from trioproxy.openai.answer import BadAnswer, to_error, to_message
+from trioproxy.openai.stream import ChatStreamTranslator, StreamError
 from trioproxy.pipeline.demote import DemoteFailed, MessageAssembler
 from trioproxy.proto.events import ResponseHead
 from trioproxy.proto.headers import content_length, is_event_stream
@@ -166,3 +168,72 @@ class PingStage(Stage):
             return b""
         self._trip.record.pings += 1
         return PING
+
+
+class ChatStreamStage(Stage):
+    """A Chat Completions stream as Anthropic's events, chunk by chunk
+    (openai/stream.py): first of the response stages, so every later one
+    (usage, restore, demotion, pings) reads Anthropic's shapes."""
+
+    __slots__ = ("_translator",)
+
+    def __init__(self) -> None:
+        self._translator = ChatStreamTranslator()
+
+    def head(self, head: ResponseHead) -> ResponseHead:
+        return without_length(head)
+
+    def feed(self, chunk: bytes) -> bytes:
+        try:
+            return self._translator.feed(chunk)
+        except StreamError as exc:
+            raise UpstreamError(f"the provider's stream could not be translated: {exc}") from None
+
+    def end(self) -> bytes:
+        try:
+            return self._translator.end()
+        except StreamError as exc:
+            raise UpstreamError(f"the provider's stream could not be translated: {exc}") from None
+
+
+class ChatAnswerStage(Stage):
+    """A Chat Completions JSON answer as one Message, or its error in
+    Anthropic's shape and status (whole: the status may change, and the
+    length does)."""
+
+    __slots__ = ("_chunks", "_request_id", "_status")
+    whole = True
+
+    def __init__(self, status: int, request_id: str) -> None:
+        self._status = status
+        self._request_id = request_id
+        self._chunks: list[bytes] = []
+
+    def head(self, head: ResponseHead) -> ResponseHead:
+        headers = [(n, v) for n, v in head.headers if n not in (b"content-type", b"content-length")]
+        headers.append((b"content-type", b"application/json"))
+        return ResponseHead(self._status, headers, b"")
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._chunks.append(chunk)
+        return b""
+
+    def end(self) -> bytes:
+        data = b"".join(self._chunks)
+        if self._status != 200:
+            self._status, body = to_error(self._status, data, self._request_id)
+            return body
+        try:
+            return to_message(data)
+        except BadAnswer as exc:
+            raise UpstreamError(f"the provider's answer could not be translated: {exc}") from None
+
+
+def translate_answer(trip: Trip, head: ResponseHead) -> Stage | None:
+    """The answer of a Chat Completions provider, in the Messages API's terms."""
+    if not trip.openai or not trip.messages:
+        return None
+    if head.status == 200 and is_event_stream(head.headers):
+        return ChatStreamStage()
+    rid = (head.header(b"x-request-id") or head.header(b"request-id") or b"").decode("latin-1")
+    return ChatAnswerStage(head.status, rid)

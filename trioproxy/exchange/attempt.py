@@ -223,6 +223,7 @@ class Attempt:
             credential=self.credential,
             # A subscription's token is accepted with the OAuth beta only.
             add_beta=OAUTH_BETA if provider.oauth_file and self.credential is not None else b"",
+            chat=provider.kind == "openai",
             body_length=None if payload is None else len(payload),
             drop_betas=provider.drop_betas,
             identity=bool(trip.restore),

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import time
 
+import orjson
 import trio
 
 from trioproxy.accounting.usage import requested_model
@@ -24,6 +25,7 @@ from trioproxy.callers.policy import check_model
 from trioproxy.config.model import Credential, ProviderConfig
 from trioproxy.errors import (
     InvalidRequest,
+    NotFound,
     PermissionDenied,
     ProxyError,
     RateLimited,
@@ -33,7 +35,7 @@ from trioproxy.errors import (
 )
 from trioproxy.exchange.attempt import Attempt
 from trioproxy.exchange.body import RequestBody
-from trioproxy.exchange.respond import deliver_kept, relay
+from trioproxy.exchange.respond import deliver, deliver_kept, relay
 from trioproxy.exchange.stages import PER_PROVIDER, REQUEST, reading_chain, run_whole
 from trioproxy.exchange.trip import Trip
 from trioproxy.pipeline.auth import presented_credential
@@ -57,6 +59,8 @@ from trioproxy.upstream.pool import UpstreamPool
 log = logging.getLogger("trioproxy.exchange")
 
 PIN_HEADER = b"x-trioproxy-provider"
+COUNT_TOKENS = b"/v1/messages/count_tokens"
+ESTIMATE_HEADER = b"x-trioproxy-estimate"
 SESSION_HEADER = b"x-claude-code-session-id"
 
 
@@ -118,6 +122,17 @@ class Forwarding:
                 raise RateLimited(exc.message, retry_after=exc.retry_after) from None
             except Unusable as exc:  # a subscription's token expired: never sent
                 raise Unavailable(exc.message) from None
+            if ex.head.path == COUNT_TOKENS and plan[0].kind == "openai":
+                await _estimate_tokens(trip, whole if whole is not None else await body.read_all())
+                return
+            if not trip.messages:
+                # A Chat Completions provider is asked only what can be translated.
+                plan = [p for p in plan if p.kind != "openai"]
+                if not plan:
+                    raise NotFound(
+                        f"{ex.head.path.decode('latin-1')}: the provider here speaks Chat "
+                        "Completions; only POST /v1/messages is translated for it"
+                    )
             if caller is not None and not caller.own_credential:
                 # Never a provider without a key of its own: the caller's
                 # proxy secret would travel in its place.
@@ -180,7 +195,8 @@ class Forwarding:
     ) -> None:
         trip, router, body = self.trip, self.router, self.body
         ex, record = trip.ex, trip.record
-        kept: tuple[ResponseHead, bytes | None] | None = None  # the last answer held back
+        # The last answer held back, and whether a Chat Completions provider gave it.
+        kept: tuple[ResponseHead, bytes | None, bool] | None = None
         error: ProxyError | None = None  # the last failure without an answer
         tried: list[str] = []
         for index, provider in enumerate(plan):
@@ -193,6 +209,7 @@ class Forwarding:
                 more=index < len(plan) - 1,
                 key=cooldown_key(provider, caller_key),
             )
+            trip.openai = provider.kind == "openai"
             payload = whole
             if whole is not None:
                 edits = [s for make in PER_PROVIDER if (s := make(trip, provider)) is not None]
@@ -210,7 +227,7 @@ class Forwarding:
                                 router.remember_session(session, provider.name)
                                 return
                             held = await answer.keep(trip.cfg.timeouts.upstream_body_idle)
-                            kept, error = (answer.head, held), None
+                            kept, error = (answer.head, held, trip.openai), None
                     except (UpstreamError, UpstreamTimeout) as exc:
                         if ex.response_started:
                             raise
@@ -250,7 +267,7 @@ class Forwarding:
         if kept is not None:
             # Some provider answered (maybe not the last one tried): clients
             # match on the API's own words, so that answer goes back verbatim.
-            head, data = kept
+            head, data, trip.openai = kept
             if data is None:
                 trip.record.status = head.status
                 raise UpstreamError(
@@ -355,6 +372,17 @@ class Verdict:
             health.failed(visit, now, self.provider.breaker, self.reason)
         else:
             health.answered_not_now(visit)
+
+
+async def _estimate_tokens(trip: Trip, body: bytes) -> None:
+    """count_tokens for a Chat Completions provider, which has none: about
+    four bytes a token, and a header that says it is an estimate."""
+    doc = orjson.dumps({"input_tokens": max(1, len(body) // 4)})
+    head = ResponseHead(
+        200, [(b"content-type", b"application/json"), (ESTIMATE_HEADER, b"bytes/4")]
+    )
+    trip.record.status = 200
+    await deliver(trip, head, doc)
 
 
 def _caller_key(head: RequestHead) -> str:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import orjson
+
 from trioproxy.config.model import ProviderConfig
+from trioproxy.errors import InvalidRequest
 from trioproxy.exchange.stage import Stage
+from trioproxy.openai.request import Untranslatable, to_chat
 from trioproxy.pipeline.demote import streaming_body
 from trioproxy.pipeline.traits import BodyTraits
 from trioproxy.pipeline.transform import rewrite
@@ -124,3 +128,32 @@ class DemoteEdit(_Whole):
 
 
 # The request body as it is read from the client (streaming, before anything else).
+
+
+class TranslateRequest(_Whole):
+    """The Messages request as a Chat Completions one for a provider of
+    kind "openai" (openai/request.py); what it drops is noted in the access
+    line, what it cannot drop is a 400 naming it."""
+
+    __slots__ = ("_provider",)
+
+    def __init__(self, trip: Trip, provider: ProviderConfig) -> None:
+        super().__init__(trip)
+        self._provider = provider
+
+    @classmethod
+    def make(cls, trip: Trip, provider: ProviderConfig) -> TranslateRequest | None:
+        trip.openai = provider.kind == "openai"
+        return cls(trip, provider) if trip.openai and trip.messages else None
+
+    def end(self) -> bytes:
+        body = self._body()
+        parsed = self._trip.parsed_body(body)
+        if parsed is None:
+            raise InvalidRequest("the request body is not a JSON object")
+        try:
+            out = to_chat(parsed.doc, parsed.model or "", reasoning=self._provider.reasoning)
+        except Untranslatable as exc:
+            raise InvalidRequest(f"provider {self._provider.name}: {exc}") from None
+        self._trip.record.dropped = ",".join(out.notes)
+        return orjson.dumps(out.body)

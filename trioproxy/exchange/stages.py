@@ -21,8 +21,10 @@ its bytes are neither copied nor looked at.
 
 Response side (upstream -> client), in ``RESPONSE`` order:
 
-   (Translation from another API goes first: the stages below read
-   Anthropic's shapes.)
+0. ``ChatStreamStage`` / ``ChatAnswerStage`` (``translate_answer``): a
+   Chat Completions provider's answer in Anthropic's shapes, stream chunk
+   by chunk, JSON or error whole; first, so the stages below read
+   Anthropic's shapes.
 1. ``UsageStage``: token usage, the served model and `event: error`s are
    observed for accounting and quotas (watches).
 2. ``RestoreStage``: the request's placeholders are put back, in SSE deltas
@@ -49,6 +51,8 @@ then ``PER_PROVIDER`` order:
    blocks stripped on a family change, as each provider wants them.
 3. ``DemoteEdit``: a non-streaming Messages request asks for a stream
    (``demote_nonstreaming``), by a byte-level edit.
+4. ``TranslateRequest``: for a provider of kind "openai", the request as
+   Chat Completions (openai/request.py).
    Dropped ``anthropic-beta`` values are a head edit (pipeline/forward.py).
    (Translation to another API's request will go here.)
 Both need the JSON: when one applies, the exchange reads the body whole
@@ -72,8 +76,15 @@ from trioproxy.exchange.answer_stages import (
     PingStage,
     RestoreStage,
     UsageStage,
+    translate_answer,
 )
-from trioproxy.exchange.request_stages import DemoteEdit, EditStage, ScrubStage, TraitsStage
+from trioproxy.exchange.request_stages import (
+    DemoteEdit,
+    EditStage,
+    ScrubStage,
+    TraitsStage,
+    TranslateRequest,
+)
 from trioproxy.exchange.stage import Chain, Stage
 from trioproxy.proto.events import ResponseHead
 
@@ -86,6 +97,7 @@ __all__ = ["Chain", "Stage", "reading_chain", "response_chain", "run_whole"]
 StageMaker = Callable[["Trip", ResponseHead], Stage | None]
 # The response stages, in the order a chunk passes them (upstream -> client).
 RESPONSE: tuple[StageMaker, ...] = (
+    translate_answer,
     UsageStage.make,
     RestoreStage.make,
     DemoteStage.make,
@@ -113,6 +125,7 @@ REQUEST: tuple[Callable[[Trip], Stage | None], ...] = (ScrubStage.make,)
 PER_PROVIDER: tuple[Callable[[Trip, ProviderConfig], Stage | None], ...] = (
     EditStage.make,
     DemoteEdit.make,
+    TranslateRequest.make,
 )
 
 

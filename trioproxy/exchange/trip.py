@@ -35,6 +35,7 @@ class Trip:
         "ex",
         "home",
         "messages",
+        "openai",
         "record",
         "restore",
         "traits_stage",
@@ -51,6 +52,7 @@ class Trip:
         self.watchdog = watchdog  # keeps the upstream body idle deadline
         self.caller: Caller | None = None  # who asked (None: caller auth is off)
         self.demoted = False  # this attempt's body asks for a stream the client did not
+        self.openai = False  # this attempt goes to a Chat Completions provider (translated)
         self.restore: dict[str, str] = {}  # placeholder -> original, for the answer
         self.home = ""  # the provider family whose thinking signatures the history carries
         # A Messages request: its answer carries usage (and later, demotion applies).

@@ -18,6 +18,7 @@ Comma-separated tokens, each ``name`` or ``name=value``:
   text-bytes=N          reply text of about N bytes (for big responses)
   delta-chars=N         characters of text per SSE delta (default 24)
   max-tokens-cut        honour max_tokens: the text stops there (stop_reason max_tokens)
+  parallel-tools        (the OpenAI fake) call the first two tools at once
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Faults:
     hang_up: bool = False
     no_retry_after: bool = False
     max_tokens_cut: bool = False
+    parallel_tools: bool = False
 
 
 class FaultSyntaxError(ValueError):
@@ -67,6 +69,8 @@ def parse_faults(raw: bytes | None) -> Faults:
                 kw["no_retry_after"] = True
             elif name == "max-tokens-cut":
                 kw["max_tokens_cut"] = True
+            elif name == "parallel-tools":
+                kw["parallel_tools"] = True
             elif name == "slow-headers":
                 kw["slow_headers"] = float(value)
             elif name == "event-delay":

@@ -9,6 +9,8 @@ from trioproxy.pipeline.transform import drop_betas
 from trioproxy.proto.events import RequestHead
 from trioproxy.proto.headers import content_length, request_headers_for_upstream
 
+CHAT_PATH = b"/chat/completions"  # appended to an OpenAI-style base URL (".../v1")
+
 
 def upstream_head(
     head: RequestHead,
@@ -20,6 +22,7 @@ def upstream_head(
     drop_betas: frozenset[bytes] = frozenset(),
     identity: bool = False,
     add_beta: bytes = b"",
+    chat: bool = False,
 ) -> RequestHead:
     """Method, path and query byte-exact (prefixed by the origin's base path);
     end-to-end headers verbatim and in order; `host` set to the upstream's.
@@ -29,7 +32,9 @@ def upstream_head(
     ``drop_betas``: `anthropic-beta` values this provider rejects.
     ``identity``: ask for an uncompressed response (the proxy must read it
     to put scrubbed values back). ``add_beta``: an `anthropic-beta` value
-    the credential needs, added unless the client sent it."""
+    the credential needs, added unless the client sent it. ``chat``: the
+    provider speaks Chat Completions: the request goes to its
+    ``/chat/completions``, without Anthropic's own headers."""
     headers = request_headers_for_upstream(head.headers, upstream_is_h2=upstream_is_h2)
     if credential is not None:
         headers = inject_credential(headers, credential.header, credential.value)
@@ -43,9 +48,14 @@ def upstream_head(
     if identity:
         headers = [(n, v) for n, v in headers if n != b"accept-encoding"]
         headers.append((b"accept-encoding", b"identity"))
+    if chat:
+        headers = [(n, v) for n, v in headers if not n.startswith(b"anthropic-")]
     if not upstream_is_h2:
         headers.insert(0, (b"host", origin.authority))
-    target = origin.base_path.encode() + head.target if origin.base_path else head.target
+    if chat:
+        target = origin.base_path.encode() + CHAT_PATH
+    else:
+        target = origin.base_path.encode() + head.target if origin.base_path else head.target
     return RequestHead(
         method=head.method,
         target=target,

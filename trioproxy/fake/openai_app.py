@@ -1,0 +1,70 @@
+"""The fake Chat Completions API (OpenAI, DeepSeek, vLLM ... as trioproxy
+sees them): ``POST .../chat/completions``, JSON or SSE, the same faults as
+the Anthropic fake (x-fake-fault), for offline tests and the demo."""
+
+from __future__ import annotations
+
+import orjson
+import trio
+
+from trioproxy.fake.app import FakeUpstream
+from trioproxy.fake.faults import FaultSyntaxError, parse_faults
+from trioproxy.fake.openai import chat_chunks, chat_error, chat_json, chat_plan
+from trioproxy.inbound.exchange import ClientExchange, respond
+from trioproxy.proto.events import Headers, ResponseHead
+
+CHAT = b"/chat/completions"
+
+
+class OpenAIFake(FakeUpstream):
+    async def _route(self, ex: ClientExchange, body: bytes, rid: str) -> None:
+        if not (ex.head.path.endswith(CHAT) and ex.head.method == b"POST"):
+            await _answer(ex, 404, chat_error(404, "no such route (fake)"), rid)
+            return
+        try:
+            raw = ex.head.header(b"x-fake-fault")
+            if raw is None and self.script:
+                raw = self.script.popleft()
+            faults = parse_faults(raw if raw is not None else self.default_faults)
+            request = orjson.loads(body)
+        except (FaultSyntaxError, orjson.JSONDecodeError) as exc:
+            await _answer(ex, 400, chat_error(400, f"bad request (fake): {exc}"), rid)
+            return
+        if faults.status is not None:
+            extra: Headers = []
+            if faults.status == 429:
+                extra.append((b"retry-after", f"{faults.retry_after or 1:g}".encode()))
+            await _answer(ex, faults.status, chat_error(faults.status, "fake failure"), rid, extra)
+            return
+        if faults.slow_headers and not request.get("stream"):
+            await trio.sleep(faults.slow_headers)
+        plan = chat_plan(request, body, parallel=faults.parallel_tools)
+        if not request.get("stream"):
+            await _answer(ex, 200, chat_json(plan), rid)
+            return
+        await ex.send_head(
+            ResponseHead(
+                200,
+                [(b"content-type", b"text/event-stream"), (b"x-request-id", rid.encode())],
+            )
+        )
+        for n, chunk in enumerate(chat_chunks(plan)):
+            if faults.drop_after is not None and n == faults.drop_after:
+                await ex.abort()
+                return
+            if faults.event_delay and n:
+                await trio.sleep(faults.event_delay)
+            await ex.send_body(chunk)
+        await ex.end()
+
+
+async def _answer(
+    ex: ClientExchange, status: int, body: bytes, rid: str, extra: Headers | None = None
+) -> None:
+    headers: Headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", rid.encode()),
+        *(extra or []),
+    ]
+    await respond(ex, ResponseHead(status, headers), body)
