@@ -20,6 +20,7 @@ import trustme
 
 from tests.helpers import make_config, unless_in_ci
 from trioproxy.fake.app import FakeUpstream
+from trioproxy.fake.openai_app import OpenAIFake
 from trioproxy.server import Server
 
 CLAUDE = Path(__file__).parents[1] / "js" / "node_modules" / ".bin" / "claude"
@@ -51,6 +52,7 @@ async def claude(
     api_key: str = "sk-ant-test",
     ca: str | None = None,
     extra: dict[str, str] | None = None,
+    cwd: str | None = None,
 ) -> dict[str, Any]:
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -73,7 +75,7 @@ async def claude(
         done = await trio.run_process(
             [str(CLAUDE), "-p", "say hi", "--output-format", "json"],
             env=env,
-            cwd=tempfile.mkdtemp(prefix="cc-cwd-"),
+            cwd=cwd or tempfile.mkdtemp(prefix="cc-cwd-"),
             stdin=b"",
             capture_stdout=True,
             capture_stderr=True,
@@ -214,3 +216,41 @@ async def test_claude_code_with_its_own_credential_and_the_proxy_key_in_custom_h
         assert headers[b"x-api-key"] == own.encode()
         assert b"x-trioproxy-key" not in headers
         assert secret.encode() not in b"".join(v for _, v in seen.headers)
+
+
+@pytest.mark.parametrize("tool_round_trip", [False, True], ids=["text", "read-tool"])
+async def test_claude_code_through_an_openai_provider(
+    nursery: trio.Nursery, tmp_path: Path, tool_round_trip: bool
+) -> None:
+    """Claude Code speaks Messages to the proxy; a Chat Completions API
+    answers. `-p` works; with a tool round trip the model asks to Read a
+    file, Claude Code runs the tool and sends its result back, translated."""
+    listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
+    refuser = listeners[0].socket.getsockname()[1]
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    secret_file = cwd / "notes.txt"
+    secret_file.write_text("the launch code is 4217\n")
+    call = ("Read", {"file_path": str(secret_file)}) if tool_round_trip else None
+    fake = OpenAIFake(tools=False, call=call)
+    fake_port = await nursery.start(Server(make_config()).serve_app, fake)
+    key = tmp_path / "openai.key"
+    key.write_text("sk-openai-fake-0123456789")
+    provider = {
+        "name": "gpt",
+        "kind": "openai",
+        "base_url": f"http://127.0.0.1:{fake_port}/v1",
+        "api_key_file": str(key),
+        "auth": "bearer",
+        "models": {"default": "gpt-4o"},
+    }
+    proxy_port = await nursery.start(Server(make_config(providers=[provider])).serve)
+    result = await claude(f"http://127.0.0.1:{proxy_port}", refuser, cwd=str(cwd))
+    assert result["is_error"] is False, result
+    assert result["result"].startswith("Hello from trioproxy")
+    asked = [orjson.loads(b) for b in fake.bodies]
+    assert all(a["model"] == "gpt-4o" for a in asked)
+    if tool_round_trip:
+        tool_messages = [m for a in asked for m in a["messages"] if m["role"] == "tool"]
+        assert tool_messages and "4217" in tool_messages[0]["content"]
+        assert result["num_turns"] >= 2

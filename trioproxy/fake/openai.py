@@ -25,17 +25,31 @@ class ChatPlan:
     completion_tokens: int = 0
 
 
-def chat_plan(request: dict[str, Any], raw: bytes, *, parallel: bool = False) -> ChatPlan:
+def chat_plan(
+    request: dict[str, Any],
+    raw: bytes,
+    *,
+    parallel: bool = False,
+    tools_used: bool = True,
+    call: tuple[str, dict[str, Any]] | None = None,
+) -> ChatPlan:
     """Deterministic, like the Anthropic fake: the first tool is called when
-    tools are offered (and not refused by tool_choice "none"); ``parallel``
-    calls the first two."""
+    tools are offered (and not refused by tool_choice "none", or by
+    ``tools_used``); ``parallel`` calls the first two. ``call`` (name,
+    arguments): call that tool instead, once: not after a tool result."""
     basis = orjson.dumps(
         {k: v for k, v in request.items() if k not in ("stream", "stream_options")}
     )
     digest = hashlib.sha256(basis).hexdigest()
     tools = [t for t in request.get("tools") or [] if isinstance(t, dict)]
     calls: list[dict[str, Any]] = []
-    if tools and request.get("tool_choice") != "none":
+    history = [m for m in request.get("messages") or [] if isinstance(m, dict)]
+    answered = any(m.get("role") == "tool" for m in history)
+    offered = {(t.get("function") or {}).get("name") for t in tools}
+    if call is not None and call[0] in offered and not answered:
+        arguments = orjson.dumps(call[1]).decode()
+        calls.append({"id": "call_fake_0", "name": call[0], "arguments": arguments})
+    elif tools and tools_used and call is None and request.get("tool_choice") != "none":
         for n, t in enumerate(tools[: 2 if parallel else 1]):
             calls.append(
                 {

@@ -4,6 +4,8 @@ the Anthropic fake (x-fake-fault), for offline tests and the demo."""
 
 from __future__ import annotations
 
+from collections import deque
+
 import orjson
 import trio
 
@@ -17,7 +19,22 @@ CHAT = b"/chat/completions"
 
 
 class OpenAIFake(FakeUpstream):
+    def __init__(
+        self,
+        *,
+        faults: bytes | None = None,
+        tools: bool = True,
+        call: tuple[str, dict[str, object]] | None = None,
+    ) -> None:
+        """``call``: answer the first turn with this tool call (name,
+        arguments) when the request offers it, as a model would (an agent
+        then runs it and asks again); otherwise as the Anthropic fake."""
+        super().__init__(faults=faults, tools=tools)
+        self.call = call
+        self.bodies: deque[bytes] = deque(maxlen=100)  # the last requests, for tests
+
     async def _route(self, ex: ClientExchange, body: bytes, rid: str) -> None:
+        self.bodies.append(body)
         if not (ex.head.path.endswith(CHAT) and ex.head.method == b"POST"):
             await _answer(ex, 404, chat_error(404, "no such route (fake)"), rid)
             return
@@ -38,7 +55,9 @@ class OpenAIFake(FakeUpstream):
             return
         if faults.slow_headers and not request.get("stream"):
             await trio.sleep(faults.slow_headers)
-        plan = chat_plan(request, body, parallel=faults.parallel_tools)
+        plan = chat_plan(
+            request, body, parallel=faults.parallel_tools, tools_used=self.tools, call=self.call
+        )
         if not request.get("stream"):
             await _answer(ex, 200, chat_json(plan), rid)
             return

@@ -56,10 +56,12 @@ def to_chat(doc: dict[str, Any], model: str, *, reasoning: bool = False) -> Tran
     if system:
         messages.append({"role": "system", "content": _system_text(system, out)})
     for i, m in enumerate(doc.get("messages") or []):
-        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
-            raise Untranslatable(f"messages[{i}]: expected a user or assistant message")
+        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant", "system"):
+            raise Untranslatable(f"messages[{i}]: expected a user, assistant or system message")
         if m["role"] == "user":
             messages.extend(_user(m.get("content"), out, i))
+        elif m["role"] == "system":  # Claude Code sends one mid-conversation
+            messages.append({"role": "system", "content": _system_text(m.get("content"), out)})
         else:
             messages.append(_assistant(m.get("content"), out))
     body["messages"] = messages
