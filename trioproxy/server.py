@@ -147,7 +147,20 @@ class Server:
                 kept.append(replace(prov, enabled=False))
         if not any(p.enabled for p in kept):
             raise ConfigError("providers: the new configuration leaves no usable provider")
-        routing = replace(new.routing, providers=tuple(sorted(kept, key=lambda p: p.priority)))
+        names = {p.name for p in kept}
+        routes = tuple(
+            r for r in new.routing.routes if r.provider in names and set(r.fallbacks) <= names
+        )
+        for r in new.routing.routes:
+            if r not in routes:
+                log.warning(
+                    "reload: route %s names a provider that needs a restart; not used yet", r.name
+                )
+        routing = replace(
+            new.routing,
+            providers=tuple(sorted(kept, key=lambda p: p.priority)),
+            routes=routes,
+        )
         if new.listen != old.listen:
             log.warning(
                 "reload: listen %s -> %s needs a restart; still on %s",

@@ -20,7 +20,10 @@ import trustme
 
 from tests.helpers import make_config, unless_in_ci
 from trioproxy.fake.app import FakeUpstream
+from trioproxy.fake.messages import Plan, Usage, message_json, stream_events
 from trioproxy.fake.openai_app import OpenAIFake
+from trioproxy.inbound.exchange import ClientExchange, respond
+from trioproxy.proto.events import ResponseHead
 from trioproxy.server import Server
 
 CLAUDE = Path(__file__).parents[1] / "js" / "node_modules" / ".bin" / "claude"
@@ -254,3 +257,94 @@ async def test_claude_code_through_an_openai_provider(
         tool_messages = [m for a in asked for m in a["messages"] if m["role"] == "tool"]
         assert tool_messages and "4217" in tool_messages[0]["content"]
         assert result["num_turns"] >= 2
+
+
+class _LaunchesAgent:
+    """The main agent's model: on its first turn it launches the `reviewer`
+    subagent (Claude Code's Agent tool), then answers in text."""
+
+    def __init__(self) -> None:
+        self.inner = FakeUpstream(tools=False)
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, ex: ClientExchange) -> None:
+        parts = []
+        while (chunk := await ex.receive_body()) is not None:
+            parts.append(chunk.data)
+            ex.ack(chunk.flow_controlled_length)
+        body = b"".join(parts)
+        self.bodies.append(body)
+        doc = orjson.loads(body)
+        offered = {t.get("name") for t in doc.get("tools", [])}
+        answered = b"tool_result" in body
+        if "Agent" in offered and not answered:
+            tool = {
+                "name": "Agent",
+                "input": {
+                    "description": "review",
+                    "prompt": "review it",
+                    "subagent_type": "reviewer",
+                },
+            }
+            plan = Plan(
+                "msg_main_1", "claude-sonnet-4-6", "", False, tool, Usage(10, 0, 0, 5), "tool_use"
+            )
+        else:
+            plan = Plan(
+                "msg_main_2", "claude-sonnet-4-6", "Reviewed.", False, None, Usage(10, 0, 0, 5)
+            )
+        if doc.get("stream"):
+            await ex.send_head(ResponseHead(200, [(b"content-type", b"text/event-stream")]))
+            for event in stream_events(plan):
+                await ex.send_body(event)
+            await ex.end()
+            return
+        data = message_json(plan)
+        await respond(ex, ResponseHead(200, [(b"content-type", b"application/json")]), data)
+
+
+async def test_claude_code_subagent_routed_to_an_openai_provider_by_rule(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A [[routes]] rule matching the `reviewer` subagent sends its requests
+    to a Chat Completions provider; the main agent's stay on Anthropic's."""
+    listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
+    refuser = listeners[0].socket.getsockname()[1]
+    cwd = tmp_path / "work"
+    agents = cwd / ".claude" / "agents"
+    agents.mkdir(parents=True)
+    (agents / "reviewer.md").write_text(
+        "---\nname: reviewer\ndescription: Reviews code\n---\n\n"
+        "You are a meticulous code reviewer.\nLook for bugs first.\n"
+    )
+    main = _LaunchesAgent()
+    main_port = await nursery.start(Server(make_config()).serve_app, main)
+    gpt = OpenAIFake(tools=False)
+    gpt_port = await nursery.start(Server(make_config()).serve_app, gpt)
+    key = tmp_path / "openai.key"
+    key.write_text("sk-openai-fake-0123456789")
+    config = make_config(
+        providers=[
+            {"name": "anthropic", "base_url": f"http://127.0.0.1:{main_port}"},
+            {
+                "name": "gpt",
+                "kind": "openai",
+                "base_url": f"http://127.0.0.1:{gpt_port}/v1",
+                "api_key_file": str(key),
+                "auth": "bearer",
+                "priority": 200,
+            },
+        ],
+        routes=[{"match": {"subagent": "reviewer"}, "provider": "gpt", "model": "gpt-4o"}],
+        routing__agents_dirs=str(agents),
+    )
+    proxy_port = await nursery.start(Server(config).serve)
+    result = await claude(f"http://127.0.0.1:{proxy_port}", refuser, cwd=str(cwd))
+    assert result["is_error"] is False, result
+    routed = [orjson.loads(b) for b in gpt.bodies]
+    assert result["result"] == "Reviewed."
+    assert routed, "the subagent's requests reached the OpenAI provider"
+    assert all(r["model"] == "gpt-4o" for r in routed)
+    assert "You are a meticulous code reviewer." in routed[0]["messages"][0]["content"]
+    for body in main.bodies:  # the main agent's turns stayed where they were
+        assert b"You are a meticulous code reviewer." not in body

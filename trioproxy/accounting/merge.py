@@ -38,6 +38,7 @@ _SUMMED_DICTS = (
     "active",
     "connections",
     "caller_spend_usd",
+    "routes",
 )
 _LIMITED_KEY = ("caller", "reason")
 _HISTOGRAMS = ("duration_s", "time_to_headers_s")
@@ -57,7 +58,7 @@ def counters(snap: Snapshot) -> Snapshot:
         "client_disconnects",
         "retries",
     )
-    extra = ("scrub_hits", "scrub_skipped", "caller_limited", "caller_spend_usd")
+    extra = ("scrub_hits", "scrub_skipped", "caller_limited", "caller_spend_usd", "routes")
     out = {k: snap[k] for k in (*keep, *extra, *_HISTOGRAMS) if k in snap}
     return out
 

@@ -109,6 +109,7 @@ class Metrics:
         self.time_to_headers = Histogram(DURATION_BUCKETS)
         self.limited: defaultdict[tuple[str, str], int] = defaultdict(int)  # (caller, reason)
         self.spend: defaultdict[str, float] = defaultdict(float)  # caller -> USD
+        self.routes: defaultdict[str, int] = defaultdict(int)  # [[routes]] rule -> requests
         self._models: set[str] = set()
 
     @classmethod
@@ -132,6 +133,7 @@ class Metrics:
         for r in snap.get("caller_limited", ()):
             m.limited[(r["caller"], r["reason"])] += r["count"]
         m.spend.update(snap.get("caller_spend_usd", {}))
+        m.routes.update(snap.get("routes", {}))
         m.duration = Histogram.from_snapshot(snap["duration_s"])
         m.time_to_headers = Histogram.from_snapshot(snap["time_to_headers_s"])
         return m
@@ -169,6 +171,8 @@ class Metrics:
             self.limited[(caller, r.limited)] += 1
         if r.cost_usd:
             self.spend[caller] += r.cost_usd
+        if r.route:
+            self.routes[r.route] += 1
         self.duration.observe(r.duration_s)
         if r.time_to_headers_s is not None:
             self.time_to_headers.observe(r.time_to_headers_s)
@@ -278,6 +282,12 @@ class Metrics:
             (("", {"caller": a, "reason": r}, n) for (a, r), n in sorted(self.limited.items())),
         )
         family(
+            "trioproxy_route_requests_total",
+            "counter",
+            "Requests that matched a [[routes]] rule, by rule",
+            (("", {"route": r}, n) for r, n in sorted(self.routes.items())),
+        )
+        family(
             "trioproxy_caller_spend_usd_total",
             "counter",
             "Estimated spend by caller, priced with the pricing table",
@@ -339,6 +349,7 @@ class Metrics:
                 {"caller": a, "reason": r, "count": n} for (a, r), n in sorted(self.limited.items())
             ],
             "caller_spend_usd": {a: round(v, 6) for a, v in sorted(self.spend.items())},
+            "routes": dict(sorted(self.routes.items())),
             "duration_s": self.duration.snapshot(),
             "time_to_headers_s": self.time_to_headers.snapshot(),
         }

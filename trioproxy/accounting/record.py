@@ -34,6 +34,7 @@ class RequestRecord:
     demoted: bool = False  # sent upstream as a stream, answered as JSON
     pings: int = 0  # keep-alive events written during the upstream's silence
     dropped: str = ""  # features dropped translating for a Chat Completions provider
+    route: str = ""  # the [[routes]] rule the request matched
     status: int = 0
     upstream_request_id: str = ""
     model_requested: str = ""

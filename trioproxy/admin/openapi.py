@@ -240,6 +240,7 @@ SNAPSHOT = _obj(
             "description": "estimated spend by caller",
         },
         "callers": {"type": "array", "items": CALLER},
+        "routes": {**COUNTS, "description": "requests that matched each [[routes]] rule"},
         "duration_s": HISTOGRAM,
         "time_to_headers_s": HISTOGRAM,
         "in_flight": INT,

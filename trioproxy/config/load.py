@@ -9,6 +9,7 @@ import os
 import ssl
 import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from trioproxy.config.providers import (
     parse_origin,
     provider_key_envs,
 )
+from trioproxy.config.routes import load_agents, parse_routes
 from trioproxy.config.secrets import parse_secrets
 from trioproxy.config.settings import _BY_KEY, SETTINGS, default_state_dir
 
@@ -126,7 +128,7 @@ def load_config(
 
 
 # Tables of the TOML file that are not flat settings.
-STRUCTURED = ("providers", "aliases", "pricing", "callers")
+STRUCTURED = ("providers", "aliases", "pricing", "callers", "routes")
 
 # Variables other parts of the system read, which the strict check must not reject.
 _FOREIGN_ENV: frozenset[str] = frozenset()
@@ -292,9 +294,13 @@ def _build_routing(
             demote_nonstreaming=p["demote_nonstreaming"],
         )
     try:
-        return build_routing(providers_raw, structured.get("aliases"), p, env, default)
+        routing = build_routing(providers_raw, structured.get("aliases"), p, env, default)
+        raw_routes = structured.get("routes")
+        agents = load_agents(p["routing.agents_dirs"]) if p["routing.agents_dirs"] else {}
+        routes = parse_routes(raw_routes, routing.names, agents)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    return replace(routing, routes=routes) if routes else routing
 
 
 def _build_pricing(raw: object) -> tuple[Price, ...]:
@@ -418,6 +424,8 @@ def effective_settings(config: Config) -> list[tuple[str, str, str]]:
             for c in (*auth.callers, *in_file)
         ]
         rows.append(("callers", "[[callers]] and auth.callers_file", ", ".join(names) or "(none)"))
+    for n, route in enumerate(config.routing.routes):
+        rows.append((f"routes[{n}]", route.name, route.describe()))
     return rows
 
 

@@ -190,6 +190,53 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Route:
+    """A ``[[routes]]`` rule: every matcher given must hold; the first
+    rule that matches sends the request to ``provider`` (then
+    ``fallbacks``), asking for ``model`` when set."""
+
+    name: str
+    provider: str
+    model: str | None = None
+    fallbacks: tuple[str, ...] = ()
+    subagent: str | None = None
+    # The agent's prompt as (length in characters, keyed digest): Claude Code
+    # sends it at the start of a system block, with its own text after it.
+    subagent_prompt: tuple[int, bytes] | None = field(default=None, repr=False)
+    match_model: str | None = None  # a glob on the requested model
+    thinking: bool | None = None
+    min_input_tokens: int | None = None
+    tools_include: str | None = None  # a glob on the request's tool names
+    caller: str | None = None
+    header: tuple[bytes, bytes | None] | None = None  # (name, value); None: present
+
+    def describe(self) -> str:
+        """For check-config: the rule on one line."""
+        parts = [
+            f"{k}={v}"
+            for k, v in (
+                ("subagent", self.subagent),
+                ("model", self.match_model),
+                ("thinking", self.thinking),
+                ("min_input_tokens", self.min_input_tokens),
+                ("tools_include", self.tools_include),
+                ("caller", self.caller),
+                (
+                    "header",
+                    None
+                    if self.header is None
+                    else b"=".join(x for x in self.header if x is not None).decode("latin-1"),
+                ),
+            )
+            if v is not None
+        ]
+        action = self.provider + (f" (model {self.model})" if self.model else "")
+        if self.fallbacks:
+            action += ", then " + ", ".join(self.fallbacks)
+        return f"{' and '.join(parts) or 'always'} -> {action}"
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingConfig:
     providers: tuple[ProviderConfig, ...]  # in priority order
     aliases: tuple[tuple[str, str], ...]
@@ -199,6 +246,7 @@ class RoutingConfig:
     retry_after_cap: float
     backoff: float
     retry_budget: float = 0.2  # same-provider retries in flight / requests in flight
+    routes: tuple[Route, ...] = ()  # [[routes]], in order: the first match wins
 
     def get(self, name: str) -> ProviderConfig | None:
         for p in self.providers:
@@ -234,6 +282,7 @@ class RoutingConfig:
         enabled = [p for p in self.providers if p.enabled]
         return (
             bool(self.aliases)
+            or bool(self.routes)
             or len(enabled) > 1
             or any(p.edits_body or p.kind == "openai" for p in enabled)
         )

@@ -150,3 +150,11 @@ def parse_log_level(raw: object) -> str:
     if value not in ("debug", "info", "warning", "error"):
         raise ValueError("expected one of debug, info, warning, error")
     return value
+
+
+def parse_paths(raw: object) -> tuple[str, ...]:
+    """Paths, comma-separated (environment) or a TOML list; kept as given."""
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ValueError("expected a list of paths")
+    return tuple(i.strip() for i in items if i.strip())

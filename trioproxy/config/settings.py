@@ -22,6 +22,7 @@ from trioproxy.config.parsers import (
     parse_mode,
     parse_nonneg_seconds,
     parse_origins,
+    parse_paths,
     parse_positive_int,
     parse_redis_url,
     parse_scrub_mode,
@@ -238,6 +239,13 @@ SETTINGS: tuple[Setting, ...] = (
         parse_str,
         "",
         "the provider of single mode",
+    ),
+    Setting(
+        "routing.agents_dirs",
+        "TRIOPROXY_ROUTING_AGENTS_DIRS",
+        parse_paths,
+        (),
+        "directories of Claude Code agent definitions (`<name>.md`, as in `.claude/agents`) that `[[routes]]` match by `subagent`; read at start and on reload",
     ),
     Setting(
         "routing.allow_pin",

@@ -22,7 +22,7 @@ import trio
 
 from trioproxy.accounting.usage import requested_model
 from trioproxy.callers.policy import check_model
-from trioproxy.config.model import Credential, ProviderConfig
+from trioproxy.config.model import Credential, ProviderConfig, Route
 from trioproxy.errors import (
     InvalidRequest,
     NotFound,
@@ -54,6 +54,7 @@ from trioproxy.routing.decide import (
 )
 from trioproxy.routing.health import PROVIDER
 from trioproxy.routing.router import Router, Unusable
+from trioproxy.routing.routes import RequestFacts, choose
 from trioproxy.upstream.pool import UpstreamPool
 
 log = logging.getLogger("trioproxy.exchange")
@@ -100,6 +101,19 @@ class Forwarding:
                 if parsed is not None:
                     session = session or parsed.session_id
                     record.model_requested = parsed.model or ""
+                    if routing.routes:
+                        trip.route = choose(
+                            routing.routes,
+                            RequestFacts(
+                                parsed.doc,
+                                len(whole),
+                                record.caller,
+                                ex.head.headers,
+                                routing.resolve_alias(parsed.model or ""),
+                            ),
+                        )
+                        if trip.route is not None:
+                            record.route = trip.route.name
                 if allowlist:
                     assert caller is not None
                     model = parsed.model if parsed is not None else None
@@ -112,7 +126,10 @@ class Forwarding:
             if own and caller_key:
                 caller_key = OWN_KEY + caller_key
             try:
-                plan = router.plan(pin=pin, session=session, caller_key=caller_key)
+                if trip.route is not None and pin is None:
+                    plan = self._route_plan(trip.route, caller_key)
+                else:
+                    plan = router.plan(pin=pin, session=session, caller_key=caller_key)
             except UnknownProvider as exc:
                 raise InvalidRequest(
                     f"x-trioproxy-provider: no provider named {exc.args[0]!r} "
@@ -147,7 +164,10 @@ class Forwarding:
             trip.home = router.family_of(router.session_provider(session)) or plan[0].family
             router.forwarding += 1
             try:
-                await self._try_all(plan, whole, session, caller_key)
+                # A request a rule routed does not move its session: the main
+                # agent's turns stay where they were while a subagent's go elsewhere.
+                remembered = session if trip.route is None else None
+                await self._try_all(plan, whole, remembered, caller_key)
             finally:
                 router.forwarding -= 1
         finally:
@@ -157,6 +177,25 @@ class Forwarding:
                 record.traits = trip.traits_stage.traits
             if not record.model_requested and body.first:
                 record.model_requested = requested_model(body.first[:4096])
+
+    def _route_plan(self, route: Route, caller_key: str) -> list[ProviderConfig]:
+        """A rule's provider, then its fallbacks: the request's failover list
+        (each asked whatever its health, as a pinned request is; one over
+        its quota or with an unusable credential is skipped)."""
+        plan: list[ProviderConfig] = []
+        first: Exception | None = None
+        for name in (route.provider, *route.fallbacks):
+            try:
+                got = self.router.plan(pin=name, session=None, caller_key=caller_key)
+            except (NoProvider, Unusable) as exc:
+                first = first or exc
+                continue
+            plan.extend(p for p in got if p.enabled and p not in plan)
+        if not plan:
+            if first is not None:
+                raise first
+            raise NoProvider(f"route {route.name}: no provider of it is enabled", 0.0)
+        return plan
 
     def _credential(self, provider: ProviderConfig) -> Credential | None:
         """What goes upstream for the caller: nothing of ours for a caller

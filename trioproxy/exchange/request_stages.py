@@ -95,7 +95,10 @@ class EditStage(_Whole):
         if parsed is None:
             return body  # not a JSON object: forwarded as it is, the provider judges it
         model = parsed.model
-        if model is not None:
+        route = trip.route
+        if route is not None and route.model and provider.name == route.provider:
+            model = route.model  # the rule names the model its provider is asked for
+        elif model is not None:
             model = provider.map_model(trip.cfg.routing.resolve_alias(model))
         return rewrite(
             parsed,

@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from trioproxy.accounting.record import RequestRecord
-from trioproxy.config.model import Caller, Config
+from trioproxy.config.model import Caller, Config, Route
 from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.pipeline.transform import ParsedBody, parse_body
 from trioproxy.scrub.engine import Scrubber
@@ -38,6 +38,7 @@ class Trip:
         "openai",
         "record",
         "restore",
+        "route",
         "traits_stage",
         "usage_stage",
         "watchdog",
@@ -53,6 +54,7 @@ class Trip:
         self.caller: Caller | None = None  # who asked (None: caller auth is off)
         self.demoted = False  # this attempt's body asks for a stream the client did not
         self.openai = False  # this attempt goes to a Chat Completions provider (translated)
+        self.route: Route | None = None  # the [[routes]] rule the request matched
         self.restore: dict[str, str] = {}  # placeholder -> original, for the answer
         self.home = ""  # the provider family whose thinking signatures the history carries
         # A Messages request: its answer carries usage (and later, demotion applies).
