@@ -88,10 +88,20 @@ def _parser() -> argparse.ArgumentParser:
         "fake-upstream", help="run the fake Anthropic API alone (HTTP/1.1 and h2c)"
     )
     fake.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:8788")
+    fake.add_argument(
+        "--openai",
+        action="store_true",
+        help="the Chat Completions API instead (POST .../chat/completions)",
+    )
     demo = sub.add_parser(
         "demo", help="fake upstream + proxy + a sample streaming request; keeps running"
     )
     demo.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:8787")
+    demo.add_argument(
+        "--openai",
+        action="store_true",
+        help="the fake speaks Chat Completions; the proxy translates (a provider of kind openai)",
+    )
     dev = sub.add_parser(
         "dev-cert", help="write a local test CA and server certificate (not for production)"
     )
@@ -159,8 +169,9 @@ async def _run_supervisor(config: Config, loader: Callable[[], Config], argv: li
     return await sup.run(ready)
 
 
-async def _run_fake(config: Config) -> int:
+async def _run_fake(config: Config, openai: bool = False) -> int:
     from trioproxy.fake.app import FakeUpstream
+    from trioproxy.fake.openai_app import OpenAIFake
     from trioproxy.server import Server
 
     server = Server(config)
@@ -169,7 +180,8 @@ async def _run_fake(config: Config) -> int:
         await nursery.start(server.serve_signals)
 
         async def _serve(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-            await server.serve_app(FakeUpstream(), task_status=task_status)
+            app = OpenAIFake() if openai else FakeUpstream()
+            await server.serve_app(app, task_status=task_status)
             nursery.cancel_scope.cancel()
 
         port = await nursery.start(_serve)
@@ -312,11 +324,13 @@ def main(argv: list[str] | None = None) -> int:
                 _run_supervisor, config, loader, list(sys.argv[1:] if argv is None else argv)
             )
         if args.command == "fake-upstream":
-            return trio.run(_run_fake, config)
+            return trio.run(_run_fake, config, args.openai)
         from trioproxy.config import parse_hostport as _hp
         from trioproxy.demo import run_demo
 
-        trio.run(run_demo, _hp(args.listen, "--listen"), dict(os.environ))
+        trio.run(
+            partial(run_demo, openai=args.openai), _hp(args.listen, "--listen"), dict(os.environ)
+        )
         return 0
     except (ConfigError, BaseExceptionGroup) as exc:
         error = _config_error(exc)

@@ -13,6 +13,7 @@ import trio
 
 from trioproxy.config import Config, Endpoint, load_config
 from trioproxy.fake.app import FakeUpstream
+from trioproxy.fake.openai_app import OpenAIFake
 from trioproxy.proto.sse import SSEParser
 from trioproxy.server import Server
 
@@ -82,21 +83,34 @@ async def stream_sample(port: int, out: TextIO) -> int:
                 return events
 
 
-async def run_demo(listen: Endpoint, env: dict[str, str], out: TextIO = sys.stdout) -> None:
+async def run_demo(
+    listen: Endpoint, env: dict[str, str], out: TextIO = sys.stdout, *, openai: bool = False
+) -> None:
     """Run until SIGINT/SIGTERM: the proxy drains first, then the fake upstream
-    it may still be using."""
+    it may still be using. ``openai``: the fake speaks Chat Completions and
+    the proxy translates (a provider of kind "openai")."""
     fake_cfg, _ = demo_configs(listen, env)
     fake_server = Server(fake_cfg)
     async with trio.open_nursery() as outer:
-        fake_port = await outer.start(fake_server.serve_app, FakeUpstream())
-        proxy_cfg = load_config(
-            env=env,
-            overrides={
-                "listen": str(listen),
-                "upstream.url": f"http://127.0.0.1:{fake_port}",
-                "upstream.h2_prior_knowledge": "true",
-            },
+        fake_port = await outer.start(
+            fake_server.serve_app, OpenAIFake(tools=False) if openai else FakeUpstream()
         )
+        where: dict[str, object] = {
+            "upstream.url": f"http://127.0.0.1:{fake_port}",
+            "upstream.h2_prior_knowledge": "true",
+        }
+        if openai:
+            where = {
+                "providers": [
+                    {
+                        "name": "openai-fake",
+                        "kind": "openai",
+                        "base_url": f"http://127.0.0.1:{fake_port}/v1",
+                        "models": {"default": "gpt-fake"},
+                    }
+                ]
+            }
+        proxy_cfg = load_config(env=env, overrides={"listen": str(listen), **where})
         proxy = Server(proxy_cfg)
         proxy_done = trio.Event()
 
@@ -107,8 +121,10 @@ async def run_demo(listen: Endpoint, env: dict[str, str], out: TextIO = sys.stdo
         async with trio.open_nursery() as signals:
             await signals.start(proxy.serve_signals)
             port = await outer.start(serve_proxy)
+            kind = "Chat Completions (translated)" if openai else "Anthropic"
             print(
-                f"trioproxy demo: fake upstream on 127.0.0.1:{fake_port}, proxy on {listen.host}:{port}",
+                f"trioproxy demo: fake {kind} upstream on 127.0.0.1:{fake_port}, "
+                f"proxy on {listen.host}:{port}",
                 file=out,
             )
             await stream_sample(port, out)
