@@ -177,3 +177,39 @@ async def test_tokens_are_counted_in_anthropics_classes(
     metrics = proxy.server.state.metrics
     tokens = {cls: n for (cls, _, _, _), n in metrics.tokens.items()}
     assert tokens["cache_read_input"] > 0 and tokens["input"] > 0 and tokens["output"] > 0
+
+
+async def test_scrubbing_and_caller_limits_work_on_translated_requests(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The secret is a placeholder in what the Chat Completions provider
+    gets; a caller's rpm counts translated requests like any other."""
+    import hashlib
+
+    gh = "ghp_" + "a1B2c3D4e5" * 3 + "f6G7h8"
+    secret = "alice-secret-0123456789"
+    fake, proxy = await setup(
+        nursery,
+        tmp_path,
+        scrub__mode="pseudonymize",
+        scrub__hmac_key="ab" * 32,
+        callers=[
+            {
+                "name": "alice",
+                "secret_sha256": [hashlib.sha256(secret.encode()).hexdigest()],
+                "rpm": 1,
+            }
+        ],
+    )
+    body = orjson.dumps(
+        {
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": f"my token is {gh}"}],
+        }
+    )
+    r = await h1_request(proxy.port, "POST", "/v1/messages", [("x-api-key", secret)], body)
+    assert r.status == 200 and orjson.loads(r.body)["type"] == "message"
+    assert gh.encode() not in fake.last_body and b"ghp_" not in fake.last_body
+    r = await h1_request(proxy.port, "POST", "/v1/messages", [("x-api-key", secret)], body)
+    assert r.status == 429 and fake.requests == 1
