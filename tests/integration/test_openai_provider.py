@@ -213,3 +213,26 @@ async def test_scrubbing_and_caller_limits_work_on_translated_requests(
     assert gh.encode() not in fake.last_body and b"ghp_" not in fake.last_body
     r = await h1_request(proxy.port, "POST", "/v1/messages", [("x-api-key", secret)], body)
     assert r.status == 429 and fake.requests == 1
+
+
+async def test_sdk_stream_with_parallel_tool_calls(nursery: trio.Nursery, tmp_path: Path) -> None:
+    _fake, proxy = await setup(nursery, tmp_path)
+    tools = [*TOOLS, {"name": "get_time", "input_schema": {"type": "object"}}]
+
+    def stream() -> anthropic.types.Message:
+        with (
+            client(proxy, default_headers={"x-fake-fault": "parallel-tools"}) as c,
+            c.messages.stream(
+                model="claude-sonnet-4-6",
+                max_tokens=100,
+                tools=tools,
+                messages=[{"role": "user", "content": "weather and time?"}],
+            ) as s,
+        ):
+            return s.get_final_message()
+
+    msg = await trio.to_thread.run_sync(stream)
+    calls = [b for b in msg.content if b.type == "tool_use"]
+    assert [c.name for c in calls] == ["get_weather", "get_time"]
+    assert [c.input for c in calls] == [{"query": "weather in Paris", "n": n} for n in (0, 1)]
+    assert msg.stop_reason == "tool_use"
