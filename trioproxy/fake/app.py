@@ -125,17 +125,17 @@ class FakeUpstream:
         if path == b"/v1/messages" and method == b"POST":
             await self._messages(ex, body, rid)
         elif path == b"/v1/messages/count_tokens" and method == b"POST":
-            await _json(ex, 200, orjson.dumps({"input_tokens": max(1, len(body) // 4)}), rid)
+            await json_answer(ex, 200, orjson.dumps({"input_tokens": max(1, len(body) // 4)}), rid)
         elif path == b"/v1/models" and method == b"GET":
-            await _json(ex, 200, models_json(), rid)
+            await json_answer(ex, 200, models_json(), rid)
         elif path == b"/api/hello" and method in (b"GET", b"HEAD"):
-            await _json(ex, 200, orjson.dumps({"message": "hello"}), rid)
+            await json_answer(ex, 200, orjson.dumps({"message": "hello"}), rid)
         elif path.startswith(b"/echo"):
             await self._echo(ex, body, rid)
         elif path.startswith(b"/bytes/") and method == b"GET":
             await self._bytes(ex, path, rid)
         else:
-            await _json(
+            await json_answer(
                 ex,
                 404,
                 error_json("not_found_error", f"Not found: {path.decode('latin-1')}", rid),
@@ -169,7 +169,7 @@ class FakeUpstream:
         try:
             total = int(path.rsplit(b"/", 1)[1])
         except ValueError:
-            await _json(ex, 400, error_json("invalid_request_error", "bad size", rid), rid)
+            await json_answer(ex, 400, error_json("invalid_request_error", "bad size", rid), rid)
             return
         await ex.send_head(
             ResponseHead(
@@ -197,12 +197,12 @@ class FakeUpstream:
                 raw = self.script.popleft()
             faults = parse_faults(raw if raw is not None else self.default_faults)
         except FaultSyntaxError as exc:
-            await _json(ex, 400, error_json("invalid_request_error", str(exc), rid), rid)
+            await json_answer(ex, 400, error_json("invalid_request_error", str(exc), rid), rid)
             return
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
-            await _json(
+            await json_answer(
                 ex,
                 400,
                 error_json("invalid_request_error", "request body is not valid JSON", rid),
@@ -210,7 +210,7 @@ class FakeUpstream:
             )
             return
         if not isinstance(request, dict) or "messages" not in request or "model" not in request:
-            await _json(
+            await json_answer(
                 ex,
                 400,
                 error_json("invalid_request_error", "model and messages are required", rid),
@@ -235,7 +235,7 @@ class FakeUpstream:
         )
         if not request.get("stream"):
             if faults.error_after is not None:  # overloaded during generation: the API's 529
-                await _json(
+                await json_answer(
                     ex,
                     529,
                     error_json("overloaded_error", "Overloaded (fake, mid-stream)", rid),
@@ -258,7 +258,7 @@ class FakeUpstream:
                 await ex.send_body(doc[: len(doc) // 2])
                 await ex.abort()
                 return
-            await _json(ex, 200, doc, rid, limits)
+            await json_answer(ex, 200, doc, rid, limits)
             return
         await self._stream(ex, stream_events(plan, delta_chars=faults.delta_chars), faults, rid)
 
@@ -280,7 +280,7 @@ class FakeUpstream:
             extra.append((b"x-should-retry", b"true"))
         if retry_after is not None:
             extra.append((b"retry-after", f"{retry_after:g}".encode()))
-        await _json(ex, status, error_json(kind, msg, rid), rid, extra)
+        await json_answer(ex, status, error_json(kind, msg, rid), rid, extra)
 
     async def _stream(
         self, ex: ClientExchange, events: list[bytes], faults: Faults, rid: str
@@ -327,13 +327,21 @@ class FakeUpstream:
         await ex.end()
 
 
-async def _json(
-    ex: ClientExchange, status: int, body: bytes, rid: str, extra: Headers | None = None
+async def json_answer(
+    ex: ClientExchange,
+    status: int,
+    body: bytes,
+    rid: str,
+    extra: Headers | None = None,
+    *,
+    id_header: bytes = b"request-id",
 ) -> None:
+    """A JSON answer with its request id (Anthropic says ``request-id``,
+    OpenAI ``x-request-id``)."""
     headers: Headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"request-id", rid.encode()),
+        (id_header, rid.encode()),
         *(extra or []),
     ]
     await respond(ex, ResponseHead(status, headers), body)

@@ -9,10 +9,10 @@ from collections import deque
 import orjson
 import trio
 
-from trioproxy.fake.app import FakeUpstream
+from trioproxy.fake.app import FakeUpstream, json_answer
 from trioproxy.fake.faults import FaultSyntaxError, parse_faults
 from trioproxy.fake.openai import chat_chunks, chat_error, chat_json, chat_plan
-from trioproxy.inbound.exchange import ClientExchange, respond
+from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.proto.events import Headers, ResponseHead
 
 CHAT = b"/chat/completions"
@@ -80,10 +80,4 @@ class OpenAIFake(FakeUpstream):
 async def _answer(
     ex: ClientExchange, status: int, body: bytes, rid: str, extra: Headers | None = None
 ) -> None:
-    headers: Headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", rid.encode()),
-        *(extra or []),
-    ]
-    await respond(ex, ResponseHead(status, headers), body)
+    await json_answer(ex, status, body, rid, extra, id_header=b"x-request-id")
