@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import trio
 import trio.testing
@@ -87,8 +89,25 @@ async def test_metrics_count_requests_tokens_and_stay_bounded(nursery: trio.Nurs
         "trioproxy_provider_quota_limit_tokens": "gauge",
         "trioproxy_provider_retries": "counter",
         "trioproxy_provider_failovers": "counter",
+        "trioproxy_stream_pings": "counter",
+        "trioproxy_demoted": "counter",
+        "trioproxy_build_info": "gauge",
+        "process_cpu_seconds": "counter",
+        "process_resident_memory_bytes": "gauge",
+        "process_open_fds": "gauge",
+        "process_max_fds": "gauge",
+        "process_start_time_seconds": "gauge",
     }
     assert {n: families[n].type for n in every_family if n in families} == every_family
+    assert set(every_family) <= set(families)
+    from trioproxy import __version__
+
+    build = families["trioproxy_build_info"].samples
+    assert [(s.labels["version"], s.value) for s in build] == [(__version__, 1)]
+    assert families["process_resident_memory_bytes"].samples[0].value > 10_000_000
+    assert families["process_open_fds"].samples[0].value >= 3
+    started = families["process_start_time_seconds"].samples[0].value
+    assert time.time() - 3 * 3600 < started <= time.time()  # this test process (pytest)
     assert {s.labels["class"] for s in requests.samples} == {"2xx"}
     idle = [s for s in families["trioproxy_upstream_connections"].samples]
     assert {(s.labels["provider"], s.labels["state"]) for s in idle} >= {("default", "h1_idle")}

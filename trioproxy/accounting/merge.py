@@ -104,6 +104,16 @@ def merge(snaps: Sequence[Snapshot]) -> Snapshot:
         for s in live
     ]
     out["routing"] = _merge_routing([s.get("routing") for s in live])
+    procs = [s["process"] for s in live if "process" in s]
+    if procs:
+        out["process"] = {
+            **{
+                k: sum(p[k] for p in procs)
+                for k in ("cpu_seconds", "resident_memory_bytes", "open_fds")
+            },
+            "max_fds": procs[0]["max_fds"],
+            "start_time_seconds": min(p["start_time_seconds"] for p in procs),
+        }
     return out
 
 

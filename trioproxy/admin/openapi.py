@@ -241,6 +241,15 @@ SNAPSHOT = _obj(
         },
         "callers": {"type": "array", "items": CALLER},
         "routes": {**COUNTS, "description": "requests that matched each [[routes]] rule"},
+        "process": _obj(
+            {
+                "cpu_seconds": NUM,
+                "resident_memory_bytes": INT,
+                "open_fds": INT,
+                "max_fds": INT,
+                "start_time_seconds": NUM,
+            }
+        ),
         "duration_s": HISTOGRAM,
         "time_to_headers_s": HISTOGRAM,
         "in_flight": INT,

@@ -8,6 +8,8 @@ import os
 import time
 from typing import Any
 
+from trioproxy import __version__
+from trioproxy.admin.process import process_figures
 from trioproxy.callers.policy import remaining
 from trioproxy.state import ServerState
 
@@ -36,6 +38,7 @@ def snapshot(state: ServerState) -> dict[str, Any]:
         "uptime_s": round(state.uptime_s, 3),
         "routing": None if state.router is None else state.router.snapshot(),
         "callers": callers_view(state),
+        "process": process_figures(),
     }
 
 
@@ -109,6 +112,42 @@ def gauges(snap: dict[str, Any]) -> dict[str, Family]:
         "gauge",
         "HTTP/2 streams in use on upstream connections, by provider",
         [({"provider": name}, c["h2_streams"]) for name, c in sorted(pools.items())],
+    )
+    proc = snap.get("process")
+    if proc is not None:
+        families.update(
+            {
+                "process_cpu_seconds_total": (
+                    "counter",
+                    "User and system CPU time, seconds (every worker's)",
+                    [({}, proc["cpu_seconds"])],
+                ),
+                "process_resident_memory_bytes": (
+                    "gauge",
+                    "Resident memory, bytes (every worker's)",
+                    [({}, proc["resident_memory_bytes"])],
+                ),
+                "process_open_fds": (
+                    "gauge",
+                    "Open file descriptors (every worker's)",
+                    [({}, proc["open_fds"])],
+                ),
+                "process_max_fds": (
+                    "gauge",
+                    "The limit on open file descriptors of one process",
+                    [({}, proc["max_fds"])],
+                ),
+                "process_start_time_seconds": (
+                    "gauge",
+                    "When the oldest process of the view started, seconds since the epoch",
+                    [({}, proc["start_time_seconds"])],
+                ),
+            }
+        )
+    families["trioproxy_build_info"] = (
+        "gauge",
+        "1, labelled with the running version",
+        [({"version": __version__}, 1)],
     )
     families["trioproxy_caller_budget_remaining"] = (
         "gauge",
