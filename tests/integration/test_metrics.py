@@ -102,6 +102,15 @@ async def test_metrics_count_requests_tokens_and_stay_bounded(nursery: trio.Nurs
     assert set(every_family) <= set(families)
     from trioproxy import __version__
 
+    first = families["trioproxy_time_to_first_token_seconds"]
+    assert first.type == "histogram"
+    counts = {
+        (x.labels["provider"], x.labels["model"]): x.value
+        for x in first.samples
+        if x.name.endswith("_count")
+    }
+    assert counts and all(p == "default" for p, _ in counts)
+    assert sum(counts.values()) == snap_ok_messages(requests)
     build = families["trioproxy_build_info"].samples
     assert [(s.labels["version"], s.value) for s in build] == [(__version__, 1)]
     assert families["process_resident_memory_bytes"].samples[0].value > 10_000_000
@@ -120,3 +129,9 @@ async def test_metrics_count_requests_tokens_and_stay_bounded(nursery: trio.Nurs
     snap = orjson.loads((await h1_request(proxy.port, "GET", "/metrics.json", admin)).body)
     assert sum(x["count"] for x in snap["requests"]) == 43
     assert snap["duration_s"]["count"] == 43 and "in_flight" in snap
+
+
+def snap_ok_messages(requests: object) -> float:
+    """2xx Messages answers counted by trioproxy_requests_total (every
+    request of this test is one)."""
+    return sum(x.value for x in requests.samples if x.labels["class"] == "2xx")  # type: ignore[attr-defined]

@@ -139,3 +139,26 @@ def test_a_round_ends_when_the_silent_worker_exits() -> None:
     assert round_.done.is_set()
     view = tally.result(rid, a)
     assert view is not None and sum(r["count"] for r in view["requests"]) == 2
+
+
+def test_first_token_histograms_merge_per_provider_and_model() -> None:
+    from trioproxy.accounting.merge import merge
+    from trioproxy.accounting.metrics import Metrics
+    from trioproxy.accounting.record import RequestRecord
+
+    snaps = []
+    for delays in ([0.1, 0.3], [0.2]):
+        m = Metrics()
+        for d in delays:
+            r = RequestRecord("r", "POST", "/v1/messages", "h1", status=200, provider="a")
+            r.usage.model = "claude-x"
+            r.time_to_first_byte_s = d
+            m.observe(r)
+        snaps.append(m.snapshot())
+    merged = merge(snaps)["time_to_first_token_s"]
+    assert [(x["provider"], x["model"], x["histogram"]["count"]) for x in merged] == [
+        ("a", "claude-x", 3)
+    ]
+    assert merged[0]["histogram"]["sum"] == pytest.approx(0.6)
+    text = Metrics.from_snapshot({**snaps[0], **{"time_to_first_token_s": merged}}).prometheus({})
+    assert b'trioproxy_time_to_first_token_seconds_count{provider="a",model="claude-x"} 3' in text

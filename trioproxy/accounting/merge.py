@@ -58,7 +58,14 @@ def counters(snap: Snapshot) -> Snapshot:
         "client_disconnects",
         "retries",
     )
-    extra = ("scrub_hits", "scrub_skipped", "caller_limited", "caller_spend_usd", "routes")
+    extra = (
+        "scrub_hits",
+        "scrub_skipped",
+        "caller_limited",
+        "caller_spend_usd",
+        "routes",
+        "time_to_first_token_s",
+    )
     out = {k: snap[k] for k in (*keep, *extra, *_HISTOGRAMS) if k in snap}
     return out
 
@@ -74,6 +81,9 @@ def merge(snaps: Sequence[Snapshot]) -> Snapshot:
     out["requests"] = _sum_rows((s.get("requests", ()) for s in snaps), _REQUEST_KEY)
     out["tokens"] = _sum_rows((s.get("tokens", ()) for s in snaps), _TOKEN_KEY)
     out["caller_limited"] = _sum_rows((s.get("caller_limited", ()) for s in snaps), _LIMITED_KEY)
+    out["time_to_first_token_s"] = _merge_labelled(
+        s.get("time_to_first_token_s", ()) for s in snaps
+    )
     for key in _SUMMED:
         out[key] = sum(s.get(key, 0) for s in snaps)
     for key in _SUMMED_DICTS:
@@ -145,6 +155,18 @@ def _quantile(bounds: list[float], cumulative: list[int], count: int, q: float) 
         if seen >= q * count:
             return bound
     return float("inf")
+
+
+def _merge_labelled(tables: Iterable[Iterable[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Histograms by (provider, model), merged per label set."""
+    by: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rows in tables:
+        for row in rows:
+            by.setdefault((row["provider"], row["model"]), []).append(row["histogram"])
+    return [
+        {"provider": p, "model": m, "histogram": merge_histograms(hists)}
+        for (p, m), hists in sorted(by.items())
+    ]
 
 
 def _sum_rows(

@@ -107,6 +107,8 @@ class Metrics:
         self.unscrubbed: defaultdict[str, int] = defaultdict(int)  # by reason
         self.duration = Histogram(DURATION_BUCKETS)
         self.time_to_headers = Histogram(DURATION_BUCKETS)
+        # (provider, model) -> time to the first response byte of 2xx Messages answers
+        self.first_token: dict[tuple[str, str], Histogram] = {}
         self.limited: defaultdict[tuple[str, str], int] = defaultdict(int)  # (caller, reason)
         self.spend: defaultdict[str, float] = defaultdict(float)  # caller -> USD
         self.routes: defaultdict[str, int] = defaultdict(int)  # [[routes]] rule -> requests
@@ -136,6 +138,10 @@ class Metrics:
         m.routes.update(snap.get("routes", {}))
         m.duration = Histogram.from_snapshot(snap["duration_s"])
         m.time_to_headers = Histogram.from_snapshot(snap["time_to_headers_s"])
+        for row in snap.get("time_to_first_token_s", ()):
+            m.first_token[(row["provider"], row["model"])] = Histogram.from_snapshot(
+                row["histogram"]
+            )
         return m
 
     def _model(self, model: str) -> str:
@@ -176,6 +182,12 @@ class Metrics:
         self.duration.observe(r.duration_s)
         if r.time_to_headers_s is not None:
             self.time_to_headers.observe(r.time_to_headers_s)
+        if r.time_to_first_byte_s is not None and 200 <= r.status < 300 and r.usage.model:
+            key = (provider, model)
+            h = self.first_token.get(key)
+            if h is None:
+                h = self.first_token[key] = Histogram(DURATION_BUCKETS)
+            h.observe(r.time_to_first_byte_s)
 
     # -- exposition ------------------------------------------------------------
     def prometheus(
@@ -305,17 +317,16 @@ class Metrics:
                 "Until the upstream's response headers",
             ),
         ):
-            samples: list[tuple[str, dict[str, str], float]] = []
-            running = 0
-            for bound, n in zip(hist.buckets, hist.counts, strict=True):
-                running += n
-                samples.append(("_bucket", {"le": _num(bound)}, running))
-            samples += [
-                ("_bucket", {"le": "+Inf"}, hist.count),
-                ("_sum", {}, hist.sum),
-                ("_count", {}, hist.count),
-            ]
-            family(name, "histogram", help_, samples)
+            family(name, "histogram", help_, _histogram_samples(hist, {}))
+        samples: list[tuple[str, dict[str, str], float]] = []
+        for (p, m), hist in sorted(self.first_token.items()):
+            samples += _histogram_samples(hist, {"provider": p, "model": m})
+        family(
+            "trioproxy_time_to_first_token_seconds",
+            "histogram",
+            "Until the first byte of a successful Messages answer reached the client (a stream's first event), by provider and model",
+            samples,
+        )
         for name, (kind, help_, values) in extra.items():
             family(name, kind, help_, (("", labels, v) for labels, v in values))
         return ("\n".join(out) + "\n").encode()
@@ -352,7 +363,27 @@ class Metrics:
             "routes": dict(sorted(self.routes.items())),
             "duration_s": self.duration.snapshot(),
             "time_to_headers_s": self.time_to_headers.snapshot(),
+            "time_to_first_token_s": [
+                {"provider": p, "model": m, "histogram": h.snapshot()}
+                for (p, m), h in sorted(self.first_token.items())
+            ],
         }
+
+
+def _histogram_samples(
+    hist: Histogram, labels: dict[str, str]
+) -> list[tuple[str, dict[str, str], float]]:
+    out: list[tuple[str, dict[str, str], float]] = []
+    running = 0
+    for bound, n in zip(hist.buckets, hist.counts, strict=True):
+        running += n
+        out.append(("_bucket", {**labels, "le": _num(bound)}, running))
+    out += [
+        ("_bucket", {**labels, "le": "+Inf"}, hist.count),
+        ("_sum", labels, hist.sum),
+        ("_count", labels, hist.count),
+    ]
+    return out
 
 
 def _num(value: float) -> str:

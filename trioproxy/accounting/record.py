@@ -40,6 +40,7 @@ class RequestRecord:
     model_requested: str = ""
     stream: bool = False
     time_to_headers_s: float | None = None
+    time_to_first_byte_s: float | None = None  # the first response body byte sent to the client
     duration_s: float = 0.0
     bytes_in: int = 0
     bytes_out: int = 0
@@ -76,6 +77,8 @@ class RequestRecord:
         }
         if self.time_to_headers_s is not None:
             doc["time_to_headers_s"] = round(self.time_to_headers_s, 4)
+        if self.time_to_first_byte_s is not None:
+            doc["time_to_first_byte_s"] = round(self.time_to_first_byte_s, 4)
         doc["duration_s"] = round(self.duration_s, 4)
         return doc
 

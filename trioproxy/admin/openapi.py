@@ -252,6 +252,11 @@ SNAPSHOT = _obj(
         ),
         "duration_s": HISTOGRAM,
         "time_to_headers_s": HISTOGRAM,
+        "time_to_first_token_s": {
+            "type": "array",
+            "items": _obj({"provider": STR, "model": STR, "histogram": HISTOGRAM}),
+            "description": "until the first byte of a successful Messages answer reached the client",
+        },
         "in_flight": INT,
         "active": {**COUNTS, "description": "requests being handled, by client protocol"},
         "watchers": {**INT, "description": "of those, /metrics/stream readers"},

@@ -120,12 +120,14 @@ class _Out:
             await self._write(chunk)
 
     async def _write(self, chunk: bytes) -> None:
+        record = self.trip.record
         await self.trip.ex.send_body(chunk)
-        self.trip.record.bytes_out += len(chunk)
+        record.bytes_out += len(chunk)
         self.tail = chunk[-4:]
         if self.kept:
             self.body.forget()  # from here on it is never replayed: do not hold it
             self.kept = False
+            record.time_to_first_byte_s = time.monotonic() - record.started_monotonic
 
     async def keep_alive(self, chain: Chain, every: float) -> None:
         """Until cancelled: after ``every`` seconds without upstream bytes,
@@ -218,7 +220,9 @@ async def deliver(trip: Trip, head: ResponseHead, data: bytes) -> None:
     await ex.send_head(ResponseHead(head.status, headers, head.reason))
     if data and ex.head.method != b"HEAD":
         await ex.send_body(data)
-        trip.record.bytes_out += len(data)
+        record = trip.record
+        record.bytes_out += len(data)
+        record.time_to_first_byte_s = time.monotonic() - record.started_monotonic
     await ex.end()
 
 
