@@ -129,6 +129,17 @@ async def test_metrics_count_requests_tokens_and_stay_bounded(nursery: trio.Nurs
     snap = orjson.loads((await h1_request(proxy.port, "GET", "/metrics.json", admin)).body)
     assert sum(x["count"] for x in snap["requests"]) == 43
     assert snap["duration_s"]["count"] == 43 and "in_flight" in snap
+    assert {x["origin"] for x in snap["requests"]} == {"upstream"}
+    # The proxy's own answer is told apart from the upstream's.
+    bad = await h1_request(proxy.port, "POST", "/v1/messages", [("x-api-key", "wrong-" * 4)], BODY)
+    assert bad.status == 401
+    text = (await h1_request(proxy.port, "GET", "/metrics", admin)).body.decode()
+    own = [
+        ln
+        for ln in text.splitlines()
+        if ln.startswith("trioproxy_requests_total{") and 'code="401"' in ln
+    ]
+    assert len(own) == 1 and 'origin="proxy"' in own[0] and 'provider="-"' in own[0]
 
 
 def snap_ok_messages(requests: object) -> float:

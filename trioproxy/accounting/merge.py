@@ -20,7 +20,7 @@ from typing import Any
 
 Snapshot = dict[str, Any]
 
-_REQUEST_KEY = ("code", "caller", "model", "stream", "provider")
+_REQUEST_KEY = ("code", "caller", "model", "stream", "provider", "origin")
 _TOKEN_KEY = ("class", "caller", "model", "provider")
 _SUMMED = (
     "stream_errors",

@@ -95,7 +95,9 @@ class Histogram:
 class Metrics:
     def __init__(self) -> None:
         # (code, caller, model, stream, provider) -> count
-        self.requests: defaultdict[tuple[str, str, str, str, str], int] = defaultdict(int)
+        # (code, caller, model, stream, provider, origin) -> count; origin: who
+        # answered, "upstream" or "proxy" (its own errors and refusals)
+        self.requests: defaultdict[tuple[str, str, str, str, str, str], int] = defaultdict(int)
         self.tokens: defaultdict[tuple[str, str, str, str], int] = defaultdict(int)
         self.bytes = {"in": 0, "out": 0}
         self.stream_errors = 0
@@ -121,7 +123,7 @@ class Metrics:
         m = cls()
         for r in snap["requests"]:
             key = (r["code"], r["caller"], r["model"], "true" if r["stream"] else "false")
-            m.requests[(*key, r["provider"])] += r["count"]
+            m.requests[(*key, r["provider"], r.get("origin", "upstream"))] += r["count"]
         for t in snap["tokens"]:
             m.tokens[(t["class"], t["caller"], t["model"], t["provider"])] += t["count"]
         m.bytes = dict(snap["bytes"])
@@ -157,7 +159,7 @@ class Metrics:
         caller = r.caller or "-"
         stream = "true" if r.stream else "false"
         provider = r.provider or "-"
-        self.requests[(str(r.status), caller, model, stream, provider)] += 1
+        self.requests[(str(r.status), caller, model, stream, provider, r.origin)] += 1
         for cls in TOKEN_CLASSES:
             value = getattr(r.usage, cls)
             if value:
@@ -213,7 +215,7 @@ class Metrics:
         family(
             "trioproxy_requests_total",
             "counter",
-            "Proxied requests by status class and code, caller, model, streaming and provider",
+            "Proxied requests by status class and code, caller, model, streaming, provider and origin (upstream: the provider's answer; proxy: the proxy's own)",
             (
                 (
                     "",
@@ -224,10 +226,11 @@ class Metrics:
                         "model": m,
                         "stream": s,
                         "provider": p,
+                        "origin": o,
                     },
                     n,
                 )
-                for (c, a, m, s, p), n in sorted(self.requests.items())
+                for (c, a, m, s, p, o), n in sorted(self.requests.items())
             ),
         )
         family(
@@ -340,9 +343,10 @@ class Metrics:
                     "model": m,
                     "stream": s == "true",
                     "provider": p,
+                    "origin": o,
                     "count": n,
                 }
-                for (c, a, m, s, p), n in sorted(self.requests.items())
+                for (c, a, m, s, p, o), n in sorted(self.requests.items())
             ],
             "tokens": [
                 {"class": c, "caller": a, "model": m, "provider": p, "count": n}

@@ -35,6 +35,7 @@ class RequestRecord:
     pings: int = 0  # keep-alive events written during the upstream's silence
     dropped: str = ""  # features dropped translating for a Chat Completions provider
     route: str = ""  # the [[routes]] rule the request matched
+    origin: str = "upstream"  # who answered: upstream, or proxy (its own errors and refusals)
     status: int = 0
     upstream_request_id: str = ""
     model_requested: str = ""

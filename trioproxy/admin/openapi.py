@@ -203,6 +203,10 @@ SNAPSHOT = _obj(
                     "model": STR,
                     "stream": BOOL,
                     "provider": STR,
+                    "origin": {
+                        "enum": ["upstream", "proxy"],
+                        "description": "who answered: the provider, or the proxy itself",
+                    },
                     "count": INT,
                 }
             ),

@@ -420,7 +420,7 @@ async def _estimate_tokens(trip: Trip, body: bytes) -> None:
     head = ResponseHead(
         200, [(b"content-type", b"application/json"), (ESTIMATE_HEADER, b"bytes/4")]
     )
-    trip.record.status = 200
+    trip.record.status, trip.record.origin = 200, "proxy"
     await deliver(trip, head, doc)
 
 

@@ -92,6 +92,7 @@ class Proxy:
             await Forwarding(trip, self.pools, self.router).run()
         except ProxyError as exc:
             record.status, record.error = exc.status, exc.detail
+            record.origin = "proxy"
             await _fail(ex, exc)
         except BaseException:
             record.client_disconnected = True  # cancelled: the client went away (or shutdown)
