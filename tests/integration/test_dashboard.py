@@ -61,6 +61,7 @@ def facts(b: Browser) -> dict[str, object]:
             points: {requests: pts('chart-requests'), tokens: pts('chart-tokens'),
                      latency: pts('chart-latency')},
             max: {requests: max('chart-requests'), tokens: max('chart-tokens')},
+            errorsTop: +document.getElementById('chart-errors').dataset.top,
             rps: document.getElementById('t-rps').textContent,
             latency: document.getElementById('t-lat').textContent,
             cache: document.getElementById('t-cache').textContent,
@@ -153,6 +154,7 @@ async def test_the_dashboard_draws_live_data_in_a_real_browser(
     # the failures also opened the breaker (the only provider is still asked:
     # its own 500s reach the clients)
     assert "provider default: circuit open" in str(seen["alertText"])
+    assert 0 < float(seen["errorsTop"]) <= 1  # the error-rate axis stops at 100 %
     assert "500" in [row[0] for row in seen["codes"]]  # type: ignore[attr-defined]
 
 
