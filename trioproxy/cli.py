@@ -15,7 +15,7 @@ from functools import partial
 import trio
 
 from trioproxy import __version__
-from trioproxy.callers import command as callers_command
+from trioproxy.admin import callers_cli as callers_command
 from trioproxy.config import (
     Config,
     ConfigError,

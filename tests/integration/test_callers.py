@@ -57,7 +57,20 @@ async def test_a_10_rpm_limit_holds_across_two_workers(
     assert SECRET.encode() not in proxy.log
 
 
-@pytest.mark.parametrize("store", ["state-file", "redis"])
+@pytest.mark.parametrize(
+    "store",
+    [
+        "state-file",
+        # skipped only on a developer's machine without Redis; in CI a missing
+        # redis-server fails (.ci/run installs it)
+        pytest.param(
+            "redis",
+            marks=unless_in_ci(
+                shutil.which("redis-server") is None, "redis-server is not installed"
+            ),
+        ),
+    ],
+)
 @pytest.mark.filterwarnings("ignore:Unclosed <MemoryObject:ResourceWarning")
 async def test_a_10_rpm_limit_holds_across_two_instances(
     nursery: trio.Nursery, tmp_path: Path, store: str, request: pytest.FixtureRequest
@@ -66,9 +79,6 @@ async def test_a_10_rpm_limit_holds_across_two_instances(
     counts (as two workers do through the state file, or two machines
     through Redis): at most 10, plus one second of traffic, get through."""
     if store == "redis":
-        if shutil.which("redis-server") is None:
-            unless_in_ci(True, "redis-server is not installed")
-            pytest.skip("redis-server is not installed")
         shared: dict[str, Any] = {"state__redis_url": request.getfixturevalue("redis").url}
     else:
         shared = {"state_dir": tempfile.mkdtemp(prefix="trioproxy-test-state-")}

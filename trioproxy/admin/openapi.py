@@ -9,29 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 from trioproxy import __version__
+from trioproxy.admin.openapi_callers import CALLER, CALLER_ANSWER, CALLER_SETTINGS, CALLERS_LIST
+from trioproxy.admin.schema import (
+    BOOL,
+    COUNTS,
+    INT,
+    NULLABLE_NUM,
+    NUM,
+    STR,
+    Schema,
+    obj,
+)
 
-Schema = dict[str, Any]
-
-
-def _obj(
-    props: dict[str, Schema], *, closed: bool = True, optional: tuple[str, ...] = ()
-) -> Schema:
-    return {
-        "type": "object",
-        "properties": props,
-        "required": [k for k in props if k not in optional],
-        "additionalProperties": not closed,
-    }
-
-
-INT: Schema = {"type": "integer", "minimum": 0}
-NUM: Schema = {"type": "number"}
-STR: Schema = {"type": "string"}
-BOOL: Schema = {"type": "boolean"}
-COUNTS: Schema = {"type": "object", "additionalProperties": INT}
-NULLABLE_NUM: Schema = {"type": ["number", "null"]}
-
-HISTOGRAM = _obj(
+HISTOGRAM = obj(
     {
         "count": INT,
         "sum": NUM,
@@ -45,7 +35,7 @@ HISTOGRAM = _obj(
     }
 )
 
-PROVIDER = _obj(
+PROVIDER = obj(
     {
         "name": STR,
         "base_url": STR,
@@ -85,7 +75,7 @@ PROVIDER = _obj(
         "quota": {
             "oneOf": [
                 {"type": "null"},
-                _obj(
+                obj(
                     {
                         "used": INT,
                         "limit": INT,
@@ -101,102 +91,25 @@ PROVIDER = _obj(
     }
 )
 
-ROUTING = _obj(
+ROUTING = obj(
     {
         "mode": {"enum": ["failover", "single"]},
         "provider": {"type": ["string", "null"]},
         "providers": {"type": "array", "items": PROVIDER},
         "state_store": {
-            "oneOf": [{"type": "null"}, _obj({"up": BOOL, "name": STR})],
+            "oneOf": [{"type": "null"}, obj({"up": BOOL, "name": STR})],
             "description": "where routing state is shared, and whether it answers",
         },
     }
 )
 
-NULLABLE_INT: Schema = {"type": ["integer", "null"], "minimum": 1}
-CALLER = _obj(
-    {
-        "name": STR,
-        "source": {
-            "enum": ["file", "config", "auth.secrets"],
-            "description": "where it is defined: only the callers file's are changed through /admin/callers",
-        },
-        "models": {"type": "array", "items": STR, "description": "allowlist (globs); empty: all"},
-        "rpm": NULLABLE_INT,
-        "tpm": NULLABLE_INT,
-        "max_concurrent": NULLABLE_INT,
-        "budget": {
-            "oneOf": [
-                {"type": "null"},
-                _obj(
-                    {
-                        "window": {"enum": ["daily", "weekly", "monthly"]},
-                        "usd": NULLABLE_NUM,
-                        "tokens": {"type": ["integer", "null"]},
-                    }
-                ),
-            ]
-        },
-        "expires": {**NULLABLE_NUM, "description": "Unix time"},
-        "upstream_credential": {"enum": ["provider", "own"]},
-        "secrets": {**INT, "description": "how many secrets it has (never the secrets)"},
-        "requests_last_minute": INT,
-        "tokens_last_minute": INT,
-        "in_flight": INT,
-        "spend_usd": {**NUM, "description": "in the budget window (monthly without a budget)"},
-        "spend_tokens": INT,
-        "budget_window": {"enum": ["daily", "weekly", "monthly"]},
-        "budget_remaining": {
-            **NULLABLE_NUM,
-            "description": "in the budget's unit (USD or tokens)",
-        },
-    }
-)
-CALLER_SETTINGS = _obj(
-    {
-        "name": STR,
-        "models": {"type": ["array", "null"], "items": STR},
-        "rpm": NULLABLE_INT,
-        "tpm": NULLABLE_INT,
-        "max_concurrent": NULLABLE_INT,
-        "budget": {"type": ["object", "null"]},
-        "budget_usd": NULLABLE_NUM,
-        "budget_tokens": NULLABLE_INT,
-        "budget_window": {"enum": ["daily", "weekly", "monthly", None]},
-        "expires": {"type": ["string", "null"], "description": "RFC 3339"},
-        "upstream_credential": {"enum": ["provider", "own", None]},
-        "rotate": {**BOOL, "description": "PATCH only: a new secret replaces the old ones"},
-    },
-    optional=(
-        "name",
-        "models",
-        "rpm",
-        "tpm",
-        "max_concurrent",
-        "budget",
-        "budget_usd",
-        "budget_tokens",
-        "budget_window",
-        "expires",
-        "upstream_credential",
-        "rotate",
-    ),
-)
-CALLERS_LIST = _obj(
-    {"callers_file": {"type": ["string", "null"]}, "callers": {"type": "array", "items": CALLER}}
-)
-CALLER_ANSWER = _obj(
-    {"caller": CALLER, "secret": {**STR, "description": "a new secret: shown this once"}},
-    optional=("secret",),
-)
-
-SNAPSHOT = _obj(
+SNAPSHOT = obj(
     {
         "time": {**NUM, "description": "Unix time of the snapshot"},
         "pid": {**INT, "description": "the worker process that took it (merged: the one asked)"},
         "requests": {
             "type": "array",
-            "items": _obj(
+            "items": obj(
                 {
                     "code": STR,
                     "caller": STR,
@@ -213,7 +126,7 @@ SNAPSHOT = _obj(
         },
         "tokens": {
             "type": "array",
-            "items": _obj(
+            "items": obj(
                 {
                     "class": {
                         "enum": ["input", "cache_creation_input", "cache_read_input", "output"]
@@ -225,7 +138,7 @@ SNAPSHOT = _obj(
                 }
             ),
         },
-        "bytes": _obj({"in": INT, "out": INT}),
+        "bytes": obj({"in": INT, "out": INT}),
         "stream_errors": INT,
         "stream_pings": {**INT, "description": "keep-alive pings written to silent streams"},
         "demoted": {**INT, "description": "non-streaming requests sent upstream as streams"},
@@ -235,7 +148,7 @@ SNAPSHOT = _obj(
         "scrub_skipped": COUNTS,
         "caller_limited": {
             "type": "array",
-            "items": _obj({"caller": STR, "reason": STR, "count": INT}),
+            "items": obj({"caller": STR, "reason": STR, "count": INT}),
             "description": "requests refused by a caller's own limit",
         },
         "caller_spend_usd": {
@@ -245,7 +158,7 @@ SNAPSHOT = _obj(
         },
         "callers": {"type": "array", "items": CALLER},
         "routes": {**COUNTS, "description": "requests that matched each [[routes]] rule"},
-        "process": _obj(
+        "process": obj(
             {
                 "cpu_seconds": NUM,
                 "resident_memory_bytes": INT,
@@ -258,7 +171,7 @@ SNAPSHOT = _obj(
         "time_to_headers_s": HISTOGRAM,
         "time_to_first_token_s": {
             "type": "array",
-            "items": _obj({"provider": STR, "model": STR, "histogram": HISTOGRAM}),
+            "items": obj({"provider": STR, "model": STR, "histogram": HISTOGRAM}),
             "description": "until the first byte of a successful Messages answer reached the client",
         },
         "in_flight": INT,
@@ -267,7 +180,7 @@ SNAPSHOT = _obj(
         "connections": {**COUNTS, "description": "client connections by protocol"},
         "pools": {
             "type": "object",
-            "additionalProperties": _obj(
+            "additionalProperties": obj(
                 {"h1_idle": INT, "h1_active": INT, "h2": INT, "opening": INT, "h2_streams": INT}
             ),
         },
@@ -277,24 +190,24 @@ SNAPSHOT = _obj(
         "workers": {**INT, "description": "worker processes merged into this view"},
         "by_worker": {
             "type": "array",
-            "items": _obj({"pid": INT, "requests": INT, "in_flight": INT, "draining": BOOL}),
+            "items": obj({"pid": INT, "requests": INT, "in_flight": INT, "draining": BOOL}),
             "description": "per live worker: requests it counted, in flight now, draining",
         },
     },
     optional=("workers", "by_worker"),
 )
 
-ERROR = _obj(
+ERROR = obj(
     {
         "type": {"const": "error"},
-        "error": _obj({"type": STR, "message": STR}),
+        "error": obj({"type": STR, "message": STR}),
         "request_id": STR,
     },
     optional=("request_id",),
 )
 
-HEALTH = _obj({"status": {"enum": ["ok", "draining"]}})
-LIVEZ = _obj(
+HEALTH = obj({"status": {"enum": ["ok", "draining"]}})
+LIVEZ = obj(
     {
         "status": {"enum": ["ok", "draining"]},
         "in_flight": INT,
@@ -308,10 +221,10 @@ LIVEZ = _obj(
         },
     }
 )
-ROUTE_REQUEST = _obj(
+ROUTE_REQUEST = obj(
     {"mode": {"enum": ["failover", "single"]}, "provider": STR}, optional=("provider",)
 )
-ROUTE_ANSWER = _obj(
+ROUTE_ANSWER = obj(
     {"mode": {"enum": ["failover", "single"]}, "provider": {"type": ["string", "null"]}}
 )
 
@@ -455,7 +368,7 @@ def spec() -> dict[str, Any]:
                 ),
                 "delete": _op(
                     "Revoke a caller (applied at once)",
-                    {"200": _json(_obj({"revoked": STR}), "revoked"), **_errors(409)},
+                    {"200": _json(obj({"revoked": STR}), "revoked"), **_errors(409)},
                     admin=True,
                 ),
             },

@@ -75,6 +75,30 @@ def callers_view(state: ServerState) -> list[dict[str, Any]]:
 
 Family = tuple[str, str, list[tuple[dict[str, str], float]]]
 
+# The standard process_* series: (name, snapshot key, kind, help).
+_PROCESS = (
+    (
+        "process_cpu_seconds_total",
+        "cpu_seconds",
+        "counter",
+        "User and system CPU time, seconds (every worker's)",
+    ),
+    (
+        "process_resident_memory_bytes",
+        "resident_memory_bytes",
+        "gauge",
+        "Resident memory, bytes (every worker's)",
+    ),
+    ("process_open_fds", "open_fds", "gauge", "Open file descriptors (every worker's)"),
+    ("process_max_fds", "max_fds", "gauge", "The limit on open file descriptors of one process"),
+    (
+        "process_start_time_seconds",
+        "start_time_seconds",
+        "gauge",
+        "When the oldest process of the view started, seconds since the epoch",
+    ),
+)
+
 
 def gauges(snap: dict[str, Any]) -> dict[str, Family]:
     """The gauge families of a snapshot (one worker's, or all merged)."""
@@ -115,35 +139,8 @@ def gauges(snap: dict[str, Any]) -> dict[str, Family]:
     )
     proc = snap.get("process")
     if proc is not None:
-        families.update(
-            {
-                "process_cpu_seconds_total": (
-                    "counter",
-                    "User and system CPU time, seconds (every worker's)",
-                    [({}, proc["cpu_seconds"])],
-                ),
-                "process_resident_memory_bytes": (
-                    "gauge",
-                    "Resident memory, bytes (every worker's)",
-                    [({}, proc["resident_memory_bytes"])],
-                ),
-                "process_open_fds": (
-                    "gauge",
-                    "Open file descriptors (every worker's)",
-                    [({}, proc["open_fds"])],
-                ),
-                "process_max_fds": (
-                    "gauge",
-                    "The limit on open file descriptors of one process",
-                    [({}, proc["max_fds"])],
-                ),
-                "process_start_time_seconds": (
-                    "gauge",
-                    "When the oldest process of the view started, seconds since the epoch",
-                    [({}, proc["start_time_seconds"])],
-                ),
-            }
-        )
+        for name, key, kind, help_ in _PROCESS:
+            families[name] = (kind, help_, [({}, proc[key])])
     families["trioproxy_build_info"] = (
         "gauge",
         "1, labelled with the running version",

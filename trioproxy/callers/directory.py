@@ -78,19 +78,17 @@ class Directory:
         stamp = file_stamp(path) if path else None
         if not initial and stamp == self._stamp:
             return False
+        static = (*from_secrets(self._auth.secrets), *self._auth.callers)
         try:
             from_file = read_callers_file(path) if path else ()
-            static = (*from_secrets(self._auth.secrets), *self._auth.callers)
             check_unique((*static, *from_file), "callers")
         except ValueError as exc:
-            if initial:
-                from_file = ()
-                static = (*from_secrets(self._auth.secrets), *self._auth.callers)
-            else:
+            if not initial:
                 log.error("callers file not applied; the callers stay as they were: %s", exc)
                 self._stamp = stamp
                 return False
             log.error("callers file not applied: %s", exc)
+            from_file = ()
         self._stamp = stamp
         before = set(self.by_name)
         self._from_file = from_file

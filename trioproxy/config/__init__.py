@@ -14,12 +14,10 @@ from __future__ import annotations
 from trioproxy.config.load import (
     ConfigError,
     binding_problem,
-    effective_settings,
     is_loopback,
     load_checked,
     load_config,
     parse_hostport,
-    settings_markdown,
 )
 from trioproxy.config.model import (
     AuthConfig,
@@ -39,6 +37,7 @@ from trioproxy.config.model import (
     UpstreamConfig,
 )
 from trioproxy.config.settings import SETTINGS, default_state_dir
+from trioproxy.config.show import effective_settings, settings_markdown
 
 __all__ = [
     "SETTINGS",

@@ -399,54 +399,6 @@ def binding_problem(config: Config) -> str | None:
     )
 
 
-def effective_settings(config: Config) -> list[tuple[str, str, str]]:
-    """(key, env, shown value) for check-config; secrets redacted."""
-    rows = []
-    for s in SETTINGS:
-        value = config.raw.get(s.key, s.default)
-        if s.key == "state_dir":
-            value = config.state_dir
-        if s.key == "auth.secrets":
-            shown = ", ".join(f"{sec.name}:<redacted>" for sec in config.auth.secrets) or (
-                "(none)" if config.auth.enabled else "(none: auth off)"
-            )
-        else:
-            shown = "<redacted>" if (s.secret and value) else _shown(value)
-        rows.append((s.key, s.env, shown))
-    auth = config.auth
-    if auth.callers or auth.callers_file:
-        try:
-            in_file = read_callers_file(auth.callers_file) if auth.callers_file else ()
-        except ValueError:
-            in_file = ()  # the load above would have refused it
-        names = [
-            c.name + (" (secrets in plain text: store secret_sha256)" if c.plaintext else "")
-            for c in (*auth.callers, *in_file)
-        ]
-        rows.append(("callers", "[[callers]] and auth.callers_file", ", ".join(names) or "(none)"))
-    for n, route in enumerate(config.routing.routes):
-        rows.append((f"routes[{n}]", route.name, route.describe()))
-    return rows
-
-
-def _shown(value: object) -> str:
-    """A value as a user writes it (lists comma-separated, as in the environment)."""
-    return ", ".join(value) if isinstance(value, tuple) else str(value)
-
-
-def settings_markdown() -> str:
-    """The README's settings table (a test checks the README carries it)."""
-    lines = ["| TOML key | Environment variable | Default | Meaning |", "|---|---|---|---|"]
-    for s in SETTINGS:
-        default = (
-            "see meaning"
-            if s.default is None
-            else ("(unset)" if s.default in ("", ()) else _shown(s.default))
-        )
-        lines.append(f"| `{s.key}` | `{s.env}` | `{default}` | {s.doc} |")
-    return "\n".join(lines) + "\n"
-
-
 def is_loopback(host: str) -> bool:
     """127.0.0.0/8, ::1 and `localhost` only; `0.0.0.0`, `::` and any other
     name count as reachable from elsewhere."""

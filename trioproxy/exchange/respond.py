@@ -69,10 +69,12 @@ async def relay(trip: Trip, answer: Answer, body: RequestBody, origin: object) -
             return
         head = chain.head(head)
     await ex.send_head(head)
-    out = _Out(trip, body)
+    keepalive = trip.cfg.stream_keepalive_s
+    pinged = chain is not None and bool(keepalive) and is_event_stream(head.headers)
+    out = _Out(trip, body, keepalive=pinged)
     try:
-        keepalive = trip.cfg.stream_keepalive_s
-        if chain is not None and keepalive and is_event_stream(head.headers):
+        if pinged:
+            assert chain is not None
             with one_error():
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(out.keep_alive, chain, keepalive)
@@ -104,13 +106,15 @@ class _Out:
 
     __slots__ = ("body", "kept", "last", "lock", "tail", "trip")
 
-    def __init__(self, trip: Trip, body: RequestBody) -> None:
+    def __init__(self, trip: Trip, body: RequestBody, *, keepalive: bool = False) -> None:
         self.trip = trip
         self.body = body
         self.kept = True  # the request body is kept for a retry until bytes reached the client
         self.tail = b"\n\n"  # the last bytes written: is the client at an SSE event boundary?
-        self.last = trio.current_time()  # when the upstream last sent something
-        self.lock: trio.Lock | None = None
+        # With keep-alives only: when the upstream last sent something, and
+        # the lock that keeps a ping from interleaving with its bytes.
+        self.last = trio.current_time() if keepalive else 0.0
+        self.lock: trio.Lock | None = trio.Lock() if keepalive else None
 
     async def send(self, chunk: bytes) -> None:
         if self.lock is None:
@@ -133,7 +137,6 @@ class _Out:
         """Until cancelled: after ``every`` seconds without upstream bytes,
         what the stages offer for the silence (a ping) goes to the client;
         then again after another ``every`` seconds of silence."""
-        self.lock = trio.Lock()
         while True:
             await trio.sleep_until(self.last + every)
             if trio.current_time() < self.last + every:
@@ -144,9 +147,7 @@ class _Out:
 
     async def stop(self, scope: trio.CancelScope) -> None:
         """Stop the keep-alives, never in the middle of one's write."""
-        if self.lock is None:
-            scope.cancel()
-            return
+        assert self.lock is not None
         with trio.CancelScope(shield=True):
             async with self.lock:
                 scope.cancel()
@@ -156,8 +157,10 @@ async def _pump(trip: Trip, answer: Answer, chain: Chain | None, out: _Out, orig
     """The upstream's bytes to the client as they come, through the stages."""
     idle = trip.cfg.timeouts.upstream_body_idle
     with trip.watchdog.guard(idle) as guard:
+        pinged = out.lock is not None
         while (chunk := await answer.receive()) is not None:
-            out.last = trio.current_time()
+            if pinged:
+                out.last = trio.current_time()
             guard.disarm()  # a slow client is not an idle upstream
             if chain is not None:
                 chunk = chain.feed(chunk)

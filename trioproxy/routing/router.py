@@ -268,8 +268,7 @@ class Router:
         own = Outbox(quota=dict(out.quota), events=list(out.events))
         self._events = []
         parts = [p.outgoing() for p in self.participants]
-        for part in parts:
-            out.quota.update(part.quota)
+        for part in parts:  # participants share counters and events; quotas are the router's
             out.events.extend(part.events)
             out.counters.update(part.counters)
         since = int(self.wall() // HOUR) - RETAIN_HOURS
@@ -294,8 +293,7 @@ class Router:
             p.incoming(inbox)
 
     def _apply(self, inbox: Inbox) -> None:
-        # Participants' quota series carry a colon, which provider names cannot.
-        self.quotas.settle({k: n for k, n in inbox.quota.items() if ":" not in k[0]})
+        self.quotas.settle(inbox.quota)
         self.quotas.prune(self.wall())
         now, wall = trio.current_time(), self.wall()
         for e in inbox.events:

@@ -63,8 +63,9 @@ class Inbox:
 
 class Participant(Protocol):
     """Something besides the router that shares state through its sync
-    (the callers' book): it hands over its part of the outbox, takes it
-    back when the store was down, and reads the inbox."""
+    (the callers' book): it hands over its counters and events, takes them
+    back when the store was down, and reads the inbox. Quota buckets are
+    the router's own."""
 
     def outgoing(self) -> Outbox: ...
 

@@ -1,4 +1,5 @@
-"""`trioproxy callers`: manage callers without a restart.
+"""`trioproxy callers`: manage callers without a restart (an admin client,
+like `trioproxy switch`; the changes themselves are callers/manage.py).
 
 ``add``, ``rotate``, ``revoke`` and ``set`` change the callers file
 (``auth.callers_file``, found like the other commands find their settings:
