@@ -1,11 +1,15 @@
-"""A picture of /dashboard with traffic flowing, for the README.
+"""Pictures of /dashboard with traffic flowing and of the conversation
+log's viewer, for the README.
 
     python -m bench.dashboard [--seconds 90] [--out bench/results/dashboard.png]
+                              [--viewer-out bench/results/viewer.png]
 
 Starts two fake upstreams as providers (one with a token quota), a proxy
 with three callers (one, "ci", with limits: rpm, a model allowlist and a
 daily budget), sends mixed traffic (streaming and not, a few faults)
 for a while, then has headless Chromium (Debian package) take the picture.
+With the conversation log on, a Claude Code-like session (thinking, a tool
+round trip) goes through the official SDK, and the viewer shows it.
 Progress is printed every 10 s.
 """
 
@@ -25,6 +29,7 @@ from pathlib import Path
 
 from bench.procs import free_port, wait_listening
 from tests.browser import Browser, find_chromium
+from tests.integration.test_viewer import SESSION, converse
 
 CALLERS = {
     "alice": "alice-0123456789abcdef",
@@ -70,6 +75,7 @@ def main() -> int:
     )
     ap.add_argument("--seconds", type=float, default=90)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "dashboard.png"))
+    ap.add_argument("--viewer-out", default=str(Path(__file__).parent / "results" / "viewer.png"))
     args = ap.parse_args()
     exe = find_chromium()
     if exe is None:
@@ -97,6 +103,7 @@ def main() -> int:
         config = Path(work) / "trioproxy.toml"
         config.write_text(
             f'state_dir = "{work}"\n'
+            'log_bodies = "all"\n'
             "[[providers]]\n"
             f'name = "anthropic"\nbase_url = "http://127.0.0.1:{fakes[0]}"\n'
             'api_key_env = "DASH_KEY"\npriority = 1\n'
@@ -136,12 +143,19 @@ def main() -> int:
                 seen = browser.evaluate("+document.body.dataset.snapshots || 0")
                 print(f"[dashboard] {time.monotonic() - t0:5.0f} s, {seen} snapshots", flush=True)
             browser.screenshot(Path(args.out))
+            converse(f"http://127.0.0.1:{port}", CALLERS["alice"])
+            time.sleep(1.0)  # the journal writes within a fraction of a second
+            browser.open(f"http://127.0.0.1:{port}/admin/requests?session={SESSION}")
+            browser.wait_for("document.querySelectorAll('#rows tr').length === 2")
+            browser.evaluate("document.querySelector('#rows tr').click()")
+            browser.wait_for("document.querySelectorAll('#conversation .turn').length === 2")
+            browser.screenshot(Path(args.viewer_out))
         finally:
             browser.close()
             stop.set()
             for w in workers:
                 w.join()
-        print(f"wrote {args.out}")
+        print(f"wrote {args.out} and {args.viewer_out}")
         return 0
     finally:
         for proc in procs:

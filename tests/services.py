@@ -1,10 +1,16 @@
-"""Real services the tests start for themselves: redis-server, HAProxy."""
+"""Real services the tests start for themselves: redis-server, HAProxy,
+Postgres."""
 
 from __future__ import annotations
 
+import glob
+import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -125,3 +131,98 @@ class HAProxy:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+def postgres_bin() -> Path | None:
+    """Debian keeps the server programs off PATH, by major version."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+class PostgresServer:
+    """A Postgres cluster of the tests' own (Debian's package): initdb in a
+    temporary directory, trust auth for user ``trioproxy`` on 127.0.0.1,
+    durability off (a test cluster). As root it runs as the ``postgres``
+    user, which initdb insists on."""
+
+    def __init__(self, bindir: Path) -> None:
+        self.bin = bindir
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="trioproxy-pg-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._user: str | None = None
+        if os.geteuid() == 0:
+            self._user = "postgres"
+            os.chown(self.dir, pwd.getpwnam("postgres").pw_uid, -1)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://trioproxy@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        data = self.dir / "data"
+        subprocess.run(
+            [
+                str(self.bin / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "trioproxy",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            user=self._user,
+        )
+        self.proc = subprocess.Popen(
+            [
+                str(self.bin / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.dir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            user=self._user,
+        )
+        import psycopg
+
+        for _ in range(200):
+            try:
+                psycopg.connect(self.url(), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        raise RuntimeError("postgres did not start")
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            self.proc.wait(20)
+        shutil.rmtree(self.dir, ignore_errors=True)

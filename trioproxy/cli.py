@@ -24,6 +24,7 @@ from trioproxy.config import (
     load_config,
     parse_hostport,
 )
+from trioproxy.convlog import export_cli as log_command
 from trioproxy.sdnotify import notify
 from trioproxy.workers.channel import WorkerFds
 
@@ -84,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     usage.add_argument("--state-dir", help="where the ledger is (default: from the configuration)")
     callers_command.add_parser(sub)
+    log_command.add_parser(sub)
     fake = sub.add_parser(
         "fake-upstream", help="run the fake Anthropic API alone (HTTP/1.1 and h2c)"
     )
@@ -252,10 +254,14 @@ def _usage(args: argparse.Namespace) -> int:
         env = dict(os.environ)
         if args.env_file:
             env = {**read_env_file(args.env_file), **env}
-        state_dir, prices = settings(args.config, env)
+        where = settings(args.config, env)
         since = parse_since(args.since, time.time())
         lines, total = summarize(
-            args.state_dir or state_dir, since=since, by=args.by, prices=prices
+            args.state_dir or where.state_dir,
+            since=since,
+            by=args.by,
+            prices=where.prices,
+            database_url="" if args.state_dir else where.database_url,
         )
     except (UsageError, SwitchError) as exc:
         print(f"trioproxy usage: {exc}", file=sys.stderr)
@@ -274,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         return _switch(args)
     if args.command == "callers":
         return callers_command.run(args)
+    if args.command == "log":
+        return log_command.run(args)
     try:
         if args.command in ("serve", "check-config"):
             overrides = {

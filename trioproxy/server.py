@@ -15,6 +15,7 @@ A second signal cancels everything outright.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import socket
@@ -27,10 +28,12 @@ from functools import partial
 import trio
 
 from trioproxy._util import first_of
-from trioproxy.accounting.journal import Journal
+from trioproxy.accounting.journal import Journal, Keeping
 from trioproxy.admin.endpoints import AdminApp
 from trioproxy.config import Config, ConfigError, binding_problem, is_loopback, load_checked
 from trioproxy.config.model import ProviderConfig
+from trioproxy.convlog.reader import LogReader
+from trioproxy.db.open import open_database
 from trioproxy.exchange.proxy import Proxy
 from trioproxy.inbound.conn import handle_connection, make_server_ssl_context
 from trioproxy.inbound.exchange import App
@@ -373,16 +376,27 @@ class Server:
                 await background.start(self.state.callers.serve)
                 await background.start(self.router.watch_subscriptions)
                 journal = Journal(
-                    ledger_dir=cfg.state_dir if cfg.usage_ledger else None,
-                    retention_days=cfg.usage_retention_days,
+                    opener=functools.partial(open_database, cfg.database_url, cfg.state_dir),
+                    keeping=Keeping(
+                        ledger=cfg.usage_ledger,
+                        ledger_days=cfg.usage_retention_days,
+                        log=cfg.log_bodies != "off",
+                        log_days=cfg.log_retention_days,
+                    ),
                 )
                 self.state.journal = journal
-                await background.start(journal.serve)
-                await self.serve_app(
-                    Proxy(self.state, pools, self.router),
-                    admin_app=AdminApp(self.state),
-                    task_status=task_status,
+                reader = self.state.log_reader = LogReader(
+                    functools.partial(open_database, cfg.database_url, cfg.state_dir, readonly=True)
                 )
+                await background.start(journal.serve)
+                try:
+                    await self.serve_app(
+                        Proxy(self.state, pools, self.router),
+                        admin_app=AdminApp(self.state),
+                        task_status=task_status,
+                    )
+                finally:
+                    await reader.aclose()
                 background.cancel_scope.cancel()
 
     async def serve_signals(

@@ -16,6 +16,7 @@ from trioproxy.accounting.metrics import Metrics
 from trioproxy.callers.book import CallerBook
 from trioproxy.callers.directory import Directory
 from trioproxy.config.model import Config
+from trioproxy.convlog.reader import LogReader
 from trioproxy.inbound.context import Listening
 from trioproxy.routing.router import Router
 from trioproxy.upstream.pool import UpstreamPool
@@ -43,6 +44,7 @@ class ServerState:
     router: Router | None = None  # set by the proxy server (admin endpoints read it)
     pools: dict[str, UpstreamPool] = field(default_factory=dict)  # by provider, while serving
     journal: Journal = field(default_factory=Journal)  # access lines and ledger rows
+    log_reader: LogReader | None = None  # the viewer's read connection to the database
     peers: Peers | None = None  # the other workers, when this is one of several
     callers: Directory = field(init=False)  # who may call, with their policies
     book: CallerBook = field(default_factory=CallerBook)  # what each caller used

@@ -14,9 +14,9 @@ import trio
 
 from tests.helpers import Running, h1_request, make_config, start_fake
 from tests.unit.test_ledger_report import row
-from trioproxy.accounting.journal import Journal
-from trioproxy.accounting.ledger import FILENAME, LedgerDB
+from trioproxy.accounting.journal import Journal, Keeping
 from trioproxy.accounting.record import RequestRecord
+from trioproxy.db.open import open_database
 from trioproxy.server import Server
 
 ALICE, BOB = "alice-secret-0123456789", "bob-secret-0123456789"
@@ -87,19 +87,24 @@ async def test_rows_match_the_metrics_and_the_cli_reads_them_live(
 
 async def test_queued_rows_are_written_at_shutdown_and_old_rows_pruned(tmp_path: Path) -> None:
     old = time.time() - 100 * 86400
-    db = LedgerDB(str(tmp_path / FILENAME))
-    db.insert([row(old, "old", "m"), row(time.time() - 86400, "recent", "m")])
+    db = open_database("", str(tmp_path))
+    db.insert_usage(
+        [row(old, "old", "m").values(), row(time.time() - 86400, "recent", "m").values()]
+    )
     db.close()
-    journal = Journal(ledger_dir=str(tmp_path), retention_days=90)
+    journal = Journal(
+        opener=lambda: open_database("", str(tmp_path)),
+        keeping=Keeping(ledger=True, ledger_days=90),
+    )
     cfg = make_config()
     async with trio.open_nursery() as nursery:
         await nursery.start(journal.serve)  # prunes at start
         for i in range(3):
             journal.add(RequestRecord(f"req_{i}", "POST", "/v1/messages", "h1", status=200), cfg)
         nursery.cancel_scope.cancel()  # before the batch window is up
-    db = LedgerDB(str(tmp_path / FILENAME))
+    db = open_database("", str(tmp_path))
     try:
-        callers = [r["caller"] for r in db.rows(0)]
+        callers = [r["caller"] for r in db.usage_rows(0)]
     finally:
         db.close()
     assert callers == ["recent", "-", "-", "-"]  # "old" was past 90 days

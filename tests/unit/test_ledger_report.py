@@ -1,5 +1,5 @@
 """The usage ledger's report: spans, pricing, sums by group, and the three
-output formats, over a real SQLite file written by LedgerDB."""
+output formats, over a real SQLite ledger (db/)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from trioproxy.accounting.ledger import FILENAME, LedgerDB, Row
+from trioproxy.accounting.ledger import Row
 from trioproxy.accounting.pricing import price_for
 from trioproxy.accounting.report import UsageError, parse_since, render, settings, summarize
 from trioproxy.config.pricing import DEFAULT_PRICES, parse_pricing
+from trioproxy.db.open import open_database
 
 NOW = 1_795_000_000.0  # 2026-11-18
 
@@ -40,14 +41,17 @@ def row(ts: float, caller: str, model: str, *, status: int = 200, **tokens: int)
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Path:
-    db = LedgerDB(str(tmp_path / FILENAME))
-    db.insert(
+    db = open_database("", str(tmp_path))
+    db.insert_usage(
         [
-            row(NOW - 10, "alice", "claude-sonnet-4-5", i=1_000_000, o=100_000),
-            row(NOW - 20, "alice", "claude-opus-4-1", cw=1_000_000, cr=2_000_000),
-            row(NOW - 30, "bob", "claude-sonnet-4-5", status=529),
-            row(NOW - 40, "bob", "MiniMax-M2", i=500_000, o=10),
-            row(NOW - 8 * 86400, "carol", "claude-sonnet-4-5", i=10**9),  # before --since 7d
+            r.values()
+            for r in [
+                row(NOW - 10, "alice", "claude-sonnet-4-5", i=1_000_000, o=100_000),
+                row(NOW - 20, "alice", "claude-opus-4-1", cw=1_000_000, cr=2_000_000),
+                row(NOW - 30, "bob", "claude-sonnet-4-5", status=529),
+                row(NOW - 40, "bob", "MiniMax-M2", i=500_000, o=10),
+                row(NOW - 8 * 86400, "carol", "claude-sonnet-4-5", i=10**9),  # before --since 7d
+            ]
         ]
     )
     db.close()
@@ -119,10 +123,16 @@ def test_three_formats(ledger: Path) -> None:
 
 
 def test_missing_ledger_and_settings(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="no usage ledger"):
+    with pytest.raises(UsageError, match="no database at"):
         summarize(str(tmp_path), since=0, by="model", prices=DEFAULT_PRICES)
     cfg = tmp_path / "c.toml"
     cfg.write_text('state_dir = "/srv/x"\n[pricing."my-model"]\ninput = 2\n')
-    state_dir, prices = settings(str(cfg), {})
-    assert state_dir == "/srv/x" and prices[0].pattern == "my-model"
-    assert settings(str(cfg), {"TRIOPROXY_STATE_DIR": "/y"})[0] == "/y"
+    where = settings(str(cfg), {})
+    assert where.state_dir == "/srv/x" and where.prices[0].pattern == "my-model"
+    assert where.database_url == ""
+    assert settings(str(cfg), {"TRIOPROXY_STATE_DIR": "/y"}).state_dir == "/y"
+    url = "postgresql://u:pw@db/trioproxy"
+    assert settings(str(cfg), {"TRIOPROXY_DATABASE_URL": url}).database_url == url
+    cfg.write_text('[storage]\ndatabase_url = "mysql://x"\n')
+    with pytest.raises(UsageError, match="postgresql://"):
+        settings(str(cfg), {})

@@ -1,5 +1,6 @@
-"""The per-request journal: the access line and the usage-ledger row of
-every finished request, written off the event loop in batches.
+"""The per-request journal: the access line, the usage-ledger row and the
+conversation-log row (``log_bodies``) of every finished request, written
+off the event loop in batches.
 
 Why this shape: the loop's share of a request's bookkeeping is one list
 append. Rendering a line, building a row, the logging machinery and the
@@ -17,24 +18,33 @@ write to stderr, a transaction) are paid per batch, not per request.
 * Bounded: if the thread falls behind long enough to queue MAX_PENDING
   requests, further ones are dropped and counted (``dropped``, logged once
   a batch) rather than holding up requests or growing without limit.
+* Conversation-log rows are built in the thread (bodies joined, zstd,
+  an SSE answer rebuilt: convlog/rows.py). Their bodies are held by
+  reference until then; past MAX_LOG_BYTES held, a request's log row is
+  dropped and counted (``log_dropped``), its line and ledger row are not.
 * On shutdown what is queued is written, within a bounded shield.
-* Ledger rows older than the retention are deleted at start and hourly;
-  the ledger has its own file (ledger.py) so ``trioproxy usage`` can read
-  while the proxy runs.
+* Rows older than their retention (usage.retention_days,
+  log.retention_days) are deleted at start and hourly.
+* The database (db/) is opened in a thread; when it cannot be (Postgres
+  down, a read-only disk), requests are served anyway, their rows are
+  counted lost, and opening is tried again every REOPEN_EVERY.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sqlite3
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import trio
 
-from trioproxy.accounting.ledger import FILENAME, LedgerDB, Row
+from trioproxy.accounting.ledger import Row
 from trioproxy.accounting.record import RequestRecord
 from trioproxy.config.model import Config
+from trioproxy.convlog.capture import Capture
+from trioproxy.convlog.rows import RowMaker
+from trioproxy.db.base import Database, StorageError
 
 log = logging.getLogger("trioproxy.ledger")
 access = logging.getLogger("trioproxy.access")
@@ -44,103 +54,209 @@ FLUSH_EVERY = 0.2  # seconds: a line or row is written at most about this late
 PRUNE_EVERY = 3600.0  # seconds between ledger retention sweeps
 CLOSE_GRACE = 5.0  # seconds to write what is queued at shutdown
 SLICE = 16  # requests rendered between checkpoints (about 0.15 ms of work)
+MAX_LOG_BYTES = 256 * 1024 * 1024  # body bytes held for log rows not yet written
+REOPEN_EVERY = 30.0  # seconds between attempts to open a database that failed
 
-Entry = tuple[RequestRecord, Config]  # the config the request ran under (format, slow)
+# The config the request ran under (format, slow), and its bodies when logged.
+Entry = tuple[RequestRecord, Config, Capture | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Keeping:
+    """What the journal writes down besides the access lines."""
+
+    ledger: bool = False  # usage.ledger
+    ledger_days: float = 90.0
+    log: bool = False  # log_bodies is not off
+    log_days: float = 14.0
+
+    @property
+    def database(self) -> bool:
+        return self.ledger or self.log
 
 
 class Journal:
     """``add`` from the request path; ``serve`` in the server's background
-    nursery. ``ledger_dir`` None: access lines only (usage.ledger off)."""
+    nursery. ``opener`` opens (and migrates) the database, blocking; None:
+    access lines only."""
 
-    def __init__(self, *, ledger_dir: str | None = None, retention_days: float = 90.0) -> None:
-        self.ledger_path = os.path.join(ledger_dir, FILENAME) if ledger_dir else None
-        self.retention_s = retention_days * 86400
+    def __init__(
+        self,
+        *,
+        opener: Callable[[], Database] | None = None,
+        keeping: Keeping | None = None,
+        max_log_bytes: int = MAX_LOG_BYTES,
+    ) -> None:
+        self._opener = opener
+        self._max_log_bytes = max_log_bytes
+        self.keeping = keeping or Keeping()
         self._pending: list[Entry] = []
+        self._log_held = 0  # bytes the pending captures keep alive
         self.dropped = 0  # requests neither logged nor recorded (writer behind)
         self._dropped_logged = 0
+        self.log_dropped = 0  # conversation-log rows dropped (too much held)
         self.written = 0  # requests written (lines logged and rows committed)
         self.rows_lost = 0  # ledger rows a database error lost
+        self.log_rows_lost = 0  # conversation-log rows a database error lost
+        self.log_written = 0  # conversation-log rows committed
+        self._maker: RowMaker | None = None
+        self._db: Database | None = None
+        self._reopen_at = 0.0
 
-    def add(self, record: RequestRecord, cfg: Config) -> None:
+    def log_counts(self) -> dict[str, int]:
+        return {
+            "written": self.log_written,
+            "dropped": self.log_dropped,
+            "lost": self.log_rows_lost,
+        }
+
+    def add(self, record: RequestRecord, cfg: Config, capture: Capture | None = None) -> None:
         """On the loop: never blocks, never renders."""
         if len(self._pending) >= MAX_PENDING:
             self.dropped += 1
             return
-        self._pending.append((record, cfg))
+        if capture is not None:
+            held = capture.held
+            if self._log_held + held > self._max_log_bytes:
+                self.log_dropped += 1
+                capture = None
+            else:
+                self._log_held += held
+        self._pending.append((record, cfg, capture))
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Runs until cancelled; then writes what is queued (bounded by
-        CLOSE_GRACE) and closes the ledger."""
-        db: LedgerDB | None = None
-        if self.ledger_path is not None:
-            os.makedirs(os.path.dirname(self.ledger_path), exist_ok=True)
-            db = await trio.to_thread.run_sync(LedgerDB, self.ledger_path)
+        CLOSE_GRACE) and closes the database."""
         try:
-            await self._prune(db)
+            await self._open()
+            await self._prune()
             task_status.started()
             next_prune = trio.current_time() + PRUNE_EVERY
             while True:
                 await trio.sleep(FLUSH_EVERY)  # the batching window, not a timeout
-                await self._flush(db)
+                if self._db is None and trio.current_time() >= self._reopen_at:
+                    await self._open()
+                await self._flush()
                 if trio.current_time() >= next_prune:
-                    await self._prune(db)
+                    await self._prune()
                     next_prune = trio.current_time() + PRUNE_EVERY
         finally:
             with trio.move_on_after(CLOSE_GRACE, shield=True):
-                await self._flush(db)
-                if db is not None:
-                    await trio.to_thread.run_sync(db.close)
+                await self._flush()
+                if self._db is not None:
+                    await trio.to_thread.run_sync(self._db.close)
+                    self._db = None
 
-    async def _flush(self, db: LedgerDB | None) -> None:
+    async def _open(self) -> None:
+        if self._opener is None or not self.keeping.database:
+            return
+        try:
+            self._db = await trio.to_thread.run_sync(self._opener)
+        except StorageError as exc:
+            self._reopen_at = trio.current_time() + REOPEN_EVERY
+            log.error(
+                "database: %s; requests are served, their ledger and log rows are lost "
+                "until it can be opened (tried again every %g s)",
+                exc,
+                REOPEN_EVERY,
+            )
+
+    async def _flush(self) -> None:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
+        self._log_held = 0
+        db = self._db
         lines: list[str] = []
         rows: list[tuple[object, ...]] = []
+        logged: list[tuple[RequestRecord, Capture, Config]] = []
         info = access.isEnabledFor(logging.INFO)
+        ledger = db is not None and self.keeping.ledger
         # Rendered here, a slice at a time with a checkpoint in between:
         # requests wait for one slice at most. (In a thread the same work
         # would hold the GIL for milliseconds at a time, and the loop would
         # wait that long to get it back: the p99 of every request.)
         for start in range(0, len(batch), SLICE):
-            for record, cfg in batch[start : start + SLICE]:
+            for record, cfg, capture in batch[start : start + SLICE]:
                 if (record.time_to_headers_s or 0.0) > cfg.log_slow_seconds:
                     access.warning(record.render(cfg.log_format))
                 elif info:
                     lines.append(record.render(cfg.log_format))
-                if db is not None:
+                if ledger:
                     rows.append(Row.of(record).values())
+                if capture is not None:
+                    logged.append((record, capture, cfg))
             await trio.lowlevel.checkpoint()
+        if db is None:
+            self.rows_lost += len(batch) if self.keeping.ledger else 0
+            self.log_rows_lost += len(logged)
+            logged = []
         # A thread is not abandoned on cancel: once handed over, the batch
         # is written.
-        await trio.to_thread.run_sync(self._write, lines, rows, db)
+        await trio.to_thread.run_sync(self._write, lines, rows, logged, db)
         self.written += len(batch)
         if self.dropped != self._dropped_logged:
             self._dropped_logged = self.dropped
             log.warning("journal: %d requests not logged so far (writer fell behind)", self.dropped)
 
-    def _write(self, lines: list[str], rows: list[tuple[object, ...]], db: LedgerDB | None) -> None:
-        """In a worker thread: the lines as one log record, the rows as one
-        transaction (sqlite3 releases the GIL while it works)."""
+    def _write(
+        self,
+        lines: list[str],
+        rows: list[tuple[object, ...]],
+        logged: list[tuple[RequestRecord, Capture, Config]],
+        db: Database | None,
+    ) -> None:
+        """In a worker thread: the lines as one log record, the ledger rows
+        and the log rows as a transaction each (the databases release the
+        GIL while they work; building log rows holds it, a row at a time)."""
         if lines:
             access.info("\n".join(lines))
-        if db is None or not rows:
-            return
-        try:
-            db.insert_values(rows)
-        except sqlite3.Error as exc:
-            # A full or read-only disk must not take the proxy down.
-            self.rows_lost += len(rows)
-            log.error("usage ledger: %d rows not written (%s)", len(rows), exc)
-
-    async def _prune(self, db: LedgerDB | None) -> None:
         if db is None:
             return
-        before = time.time() - self.retention_s
-        try:
-            gone = await trio.to_thread.run_sync(db.prune, before)
-        except sqlite3.Error as exc:
-            log.error("usage ledger: retention sweep failed (%s)", exc)
+        if rows:
+            try:
+                db.insert_usage(rows)
+            except StorageError as exc:
+                # A full or read-only disk, a lost connection: never the proxy down.
+                self.rows_lost += len(rows)
+                log.error("usage ledger: %d rows not written (%s)", len(rows), exc)
+                self._lost(db)
+                return
+        if logged:
+            maker = self._maker = self._maker or RowMaker()
+            entries = [maker.row(r, capture, cfg.pricing) for r, capture, cfg in logged]
+            try:
+                db.insert_log(entries)
+            except StorageError as exc:
+                self.log_rows_lost += len(entries)
+                log.error("conversation log: %d rows not written (%s)", len(entries), exc)
+                self._lost(db)
+                return
+            self.log_written += len(entries)
+
+    def _lost(self, db: Database) -> None:
+        """After a failed write: a connection that may be broken is closed
+        and opened again later (the loop does; this is the writer thread,
+        and the loop is not touching ``_db`` while it waits for it)."""
+        if self._opener is not None and db.dialect == "postgres":
+            db.close()
+            self._db = None
+
+    async def _prune(self) -> None:
+        db = self._db
+        if db is None:
             return
-        if gone:
-            log.info("usage ledger: %d rows past the retention deleted", gone)
+        now = time.time()
+        sweeps = []
+        if self.keeping.ledger:
+            sweeps.append(("usage ledger", db.prune_usage, now - self.keeping.ledger_days * 86400))
+        # Always: log_bodies may have been turned on by a reload.
+        sweeps.append(("conversation log", db.prune_log, now - self.keeping.log_days * 86400))
+        for what, prune, before in sweeps:
+            try:
+                gone = await trio.to_thread.run_sync(prune, before)
+            except StorageError as exc:
+                log.error("%s: retention sweep failed (%s)", what, exc)
+                continue
+            if gone:
+                log.info("%s: %d rows past the retention deleted", what, gone)

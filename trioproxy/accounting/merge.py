@@ -39,6 +39,7 @@ _SUMMED_DICTS = (
     "connections",
     "caller_spend_usd",
     "routes",
+    "log_rows",
 )
 _LIMITED_KEY = ("caller", "reason")
 _HISTOGRAMS = ("duration_s", "time_to_headers_s")
@@ -65,6 +66,7 @@ def counters(snap: Snapshot) -> Snapshot:
         "caller_spend_usd",
         "routes",
         "time_to_first_token_s",
+        "log_rows",
     )
     out = {k: snap[k] for k in (*keep, *extra, *_HISTOGRAMS) if k in snap}
     return out

@@ -96,7 +96,7 @@ class RequestRecord:
                 "body_bytes": self.bytes_in,
                 "has_thinking": traits.thinking if traits else None,
                 "anthropic_beta": self.anthropic_beta,
-                "query": _redacted_query(self.query),
+                "query": redacted_query(self.query),
                 "elapsed_s": round(self.duration_s, 4),
                 "status": self.status,
                 "provider": self.provider,
@@ -136,7 +136,7 @@ _NOT_LOGGED = frozenset(
 _SECRET_PARAM = re.compile(r"key|token|secret|auth|sig|password", re.IGNORECASE)
 
 
-def _redacted_query(query: str) -> str:
+def redacted_query(query: str) -> str:
     """A query string with the values of credential-like parameters hidden."""
     if not query:
         return ""

@@ -9,9 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import sqlite3
 import time
 import tomllib
 from collections.abc import Mapping
@@ -20,11 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trioproxy.accounting.ledger import FILENAME
 from trioproxy.accounting.pricing import price_for
 from trioproxy.config import default_state_dir
 from trioproxy.config.model import Price
+from trioproxy.config.parsers import parse_database_url
 from trioproxy.config.pricing import DEFAULT_PRICES, parse_pricing
+from trioproxy.db.base import StorageError
+from trioproxy.db.open import open_database
 
 TOKENS = (
     "input_tokens",
@@ -32,12 +32,7 @@ TOKENS = (
     "cache_read_input_tokens",
     "output_tokens",
 )
-GROUPS = {
-    "caller": "caller",
-    "model": "model",
-    "provider": "provider",
-    "day": "date(ts, 'unixepoch')",  # UTC
-}
+GROUPS = ("caller", "model", "provider", "day")  # day: UTC
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
 _UNIT_S = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -46,7 +41,7 @@ class UsageError(Exception):
     pass
 
 
-def parse_since(raw: str, now: float) -> float:
+def parse_since(raw: str, now: float, name: str = "--since") -> float:
     """``7d``, ``24h``, ``30m``, ``2w``, or a date ``2026-11-01`` (UTC)."""
     m = _SPAN.match(raw.strip())
     if m:
@@ -55,13 +50,24 @@ def parse_since(raw: str, now: float) -> float:
         day = datetime.strptime(raw.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
         raise UsageError(
-            f"--since: expected a span like 7d, 24h, 30m, 2w or a date like 2026-11-01, not {raw!r}"
+            f"{name}: expected a span like 7d, 24h, 30m, 2w or a date like 2026-11-01, not {raw!r}"
         ) from None
     return day.timestamp()
 
 
-def settings(config_path: str | None, env: Mapping[str, str]) -> tuple[str, tuple[Price, ...]]:
-    """(state directory, prices) as the server would see them."""
+@dataclass(frozen=True)
+class Where:
+    """Where the ledger and the log are, and the prices, as the server
+    would see them."""
+
+    state_dir: str
+    database_url: str = field(repr=False)
+    prices: tuple[Price, ...]
+
+
+def settings(config_path: str | None, env: Mapping[str, str]) -> Where:
+    """Read from the TOML file and the environment, without validating the
+    rest of the configuration (no provider key needed)."""
     doc: dict[str, Any] = {}
     if config_path:
         try:
@@ -71,11 +77,16 @@ def settings(config_path: str | None, env: Mapping[str, str]) -> tuple[str, tupl
     state_dir = (
         env.get("TRIOPROXY_STATE_DIR") or str(doc.get("state_dir") or "") or default_state_dir(env)
     )
+    storage = doc.get("storage")
+    url = env.get("TRIOPROXY_DATABASE_URL") or (
+        storage.get("database_url", "") if isinstance(storage, dict) else ""
+    )
     try:
         prices = parse_pricing(doc.get("pricing")) + DEFAULT_PRICES
+        url = parse_database_url(url)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return state_dir, prices
+    return Where(state_dir, url, prices)
 
 
 @dataclass
@@ -99,31 +110,30 @@ class Line:
 
 
 def summarize(
-    state_dir: str, *, since: float, by: str, prices: tuple[Price, ...]
+    state_dir: str,
+    *,
+    since: float,
+    by: str,
+    prices: tuple[Price, ...],
+    database_url: str = "",
 ) -> tuple[list[Line], Line]:
     """Lines by ``by`` (largest cost, then most tokens, first; days in
     order) and the total."""
     if by not in GROUPS:
         raise UsageError(f"--by: one of {', '.join(GROUPS)}")
-    path = os.path.join(state_dir, FILENAME)
-    if not os.path.exists(path):
-        raise UsageError(f"no usage ledger at {path} (has the proxy run with usage.ledger on?)")
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        db = open_database(database_url, state_dir, readonly=True)
         try:
-            sums = ", ".join(f"SUM({t})" for t in TOKENS)
-            rows = db.execute(
-                f"SELECT {GROUPS[by]}, model, COUNT(*), SUM(error), {sums} "
-                "FROM requests WHERE ts >= ? GROUP BY 1, 2",
-                (since,),
-            ).fetchall()
+            rows = db.usage_sums(by, since)
         finally:
             db.close()
-    except sqlite3.Error as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
+    except StorageError as exc:
+        raise UsageError(f"cannot read the usage ledger: {exc}") from None
     lines: dict[str, Line] = {}
     total = Line("total")
-    for key, model, count, errors, *tokens in rows:
+    for row in rows:
+        key, model, count, errors = row["k"], row["model"], row["n"], row["errors"]
+        tokens = [row[t] for t in TOKENS]
         counts = dict(zip(TOKENS, (int(t or 0) for t in tokens), strict=True))
         price = price_for(model, prices)
         for line in (lines.setdefault(str(key), Line(str(key))), total):

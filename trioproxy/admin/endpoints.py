@@ -1,6 +1,6 @@
 """The proxy's own endpoints: /health, /livez, /metrics, /metrics.json,
 /metrics/stream, /dashboard, /openapi.json and /admin/* (providers, routing
-switch, callers)."""
+switch, callers, the conversation log's viewer and its API)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from trioproxy.accounting.metrics import Metrics
+from trioproxy.admin import viewer_api as viewer
 from trioproxy.admin.callers_api import handle as handle_callers
 from trioproxy.admin.callers_api import is_callers_path, read_json
 from trioproxy.admin.pages import dashboard_html, openapi_json
@@ -40,6 +41,8 @@ RESERVED_EXACT: frozenset[bytes] = frozenset(
         b"/admin/providers",
         b"/admin/route",
         b"/admin/callers",
+        b"/admin/requests",
+        b"/admin/api/requests",
     }
 )
 ROUTE_BODY_MAX = 16 * 1024  # bytes; {"mode": ..., "provider": ...} is tiny
@@ -48,7 +51,7 @@ ADMIN_EXACT: frozenset[bytes] = frozenset(
     {b"/metrics", b"/metrics.json", b"/metrics/stream", b"/dashboard"}
 )
 # Opened by browsers: a 401 there asks for the token (as a Basic password).
-BROWSER_PATHS: frozenset[bytes] = frozenset({b"/dashboard", b"/metrics/stream"})
+BROWSER_PATHS: frozenset[bytes] = frozenset({b"/dashboard", b"/metrics/stream", viewer.PAGE})
 RESERVED_PREFIXES: tuple[bytes, ...] = (b"/admin/",)
 # Answered from the whole server's view: every worker's counts merged.
 VIEWED: frozenset[bytes] = frozenset(
@@ -165,6 +168,14 @@ async def serve_own(
         elif is_callers_path(path):
             _check_access(ex.head, state, admin_listener)
             head, body = _json(*await handle_callers(ex, state))
+        elif viewer.is_viewer_path(path):
+            _check_access(ex.head, state, admin_listener)
+            if path == viewer.PAGE:
+                if method not in (b"GET", b"HEAD"):
+                    raise MethodNotAllowed("/admin/requests accepts GET and HEAD")
+                head, body = _answer(200, viewer.viewer_html(), b"text/html; charset=utf-8")
+            else:
+                head, body = _json(*await viewer.handle(ex, state))
         elif path == b"/metrics/stream" and method == b"GET":
             _check_access(ex.head, state, admin_listener)
             await serve_metrics_stream(ex, state)

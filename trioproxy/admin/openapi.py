@@ -10,6 +10,9 @@ from typing import Any
 
 from trioproxy import __version__
 from trioproxy.admin.openapi_callers import CALLER, CALLER_ANSWER, CALLER_SETTINGS, CALLERS_LIST
+from trioproxy.admin.openapi_log import CONVERSATION, LIST_PARAMETERS
+from trioproxy.admin.openapi_log import DETAIL as LOG_DETAIL
+from trioproxy.admin.openapi_log import LIST as LOG_LIST
 from trioproxy.admin.schema import (
     BOOL,
     COUNTS,
@@ -158,6 +161,10 @@ SNAPSHOT = obj(
         },
         "callers": {"type": "array", "items": CALLER},
         "routes": {**COUNTS, "description": "requests that matched each [[routes]] rule"},
+        "log_rows": {
+            **COUNTS,
+            "description": "conversation-log rows: written, dropped (writer behind), lost (database refused)",
+        },
         "process": obj(
             {
                 "cpu_seconds": NUM,
@@ -241,6 +248,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "not on this listener",
         405: "method not allowed",
         409: "conflict",
+        503: "the database cannot be read",
     }
     return {
         str(c): {"$ref": f"#/components/responses/E{c}", "description": words[c]} for c in codes
@@ -357,6 +365,37 @@ def spec() -> dict[str, Any]:
                     requestBody=_body(CALLER_SETTINGS),
                 ),
             },
+            "/admin/requests": {
+                "get": _op(
+                    "The conversation log's viewer (one self-contained page)",
+                    {"200": {"description": "HTML", "content": {"text/html": {"schema": STR}}}},
+                    admin=True,
+                )
+            },
+            "/admin/api/requests": {
+                "get": _op(
+                    "Logged requests, newest first, without bodies (log_bodies)",
+                    {"200": _json(LOG_LIST, "a page"), **_errors(400, 503)},
+                    admin=True,
+                    parameters=LIST_PARAMETERS,
+                )
+            },
+            "/admin/api/requests/{id}": {
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": STR}],
+                "get": _op(
+                    "One logged request: headers, timing, tokens, cost, bodies",
+                    {"200": _json(LOG_DETAIL, "stored"), **_errors(404, 503)},
+                    admin=True,
+                ),
+            },
+            "/admin/api/requests/{id}/conversation": {
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": STR}],
+                "get": _op(
+                    "The request's session (x-claude-code-session-id) as turns",
+                    {"200": _json(CONVERSATION, "stored"), **_errors(404, 503)},
+                    admin=True,
+                ),
+            },
             "/admin/callers/{name}": {
                 "parameters": [{"name": "name", "in": "path", "required": True, "schema": STR}],
                 "get": _op("One caller", {"200": _json(CALLER_ANSWER, "now")}, admin=True),
@@ -385,7 +424,7 @@ def spec() -> dict[str, Any]:
             "schemas": {"Error": ERROR, "Snapshot": SNAPSHOT, "Routing": ROUTING},
             "responses": {
                 f"E{code}": _json(ERROR, "an error in Anthropic's shape")
-                for code in (400, 401, 403, 404, 405, 409)
+                for code in (400, 401, 403, 404, 405, 409, 503)
             },
         },
     }

@@ -39,6 +39,7 @@ def snapshot(state: ServerState) -> dict[str, Any]:
         "routing": None if state.router is None else state.router.snapshot(),
         "callers": callers_view(state),
         "process": process_figures(),
+        "log_rows": state.journal.log_counts(),
     }
 
 
@@ -119,6 +120,12 @@ def gauges(snap: dict[str, Any]) -> dict[str, Family]:
             "gauge",
             "Worker processes whose counts are in this view",
             [({}, snap.get("workers", 1))],
+        ),
+        "trioproxy_log_rows_total": (
+            "counter",
+            "Conversation-log rows (log_bodies) by outcome: written; dropped (too many "
+            "bodies waiting for the writer); lost (the database refused them)",
+            [({"outcome": k}, v) for k, v in sorted(snap.get("log_rows", {}).items())],
         ),
     }
     pools = snap["pools"]

@@ -363,6 +363,10 @@ class Config:
     cors_allow_origins: tuple[str, ...] = ()
     usage_ledger: bool = True
     usage_retention_days: int = 90
+    log_bodies: str = "off"  # off | errors | all: the conversation log
+    log_max_body_bytes: int = 4 * 1024 * 1024
+    log_retention_days: int = 14
+    database_url: str = field(default="", repr=False)  # Postgres; may hold a password
     pricing: tuple[Price, ...] = ()  # [pricing] entries first, then the built-in list prices
     workers: int = 1  # 0: one per CPU
     state_redis_url: str = field(default="", repr=False)  # may hold a password

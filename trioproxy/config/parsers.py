@@ -117,6 +117,7 @@ parse_stream_failure = _choice("cut", "error_event")
 parse_mode = _choice("failover", "single")
 parse_scrub_mode = _choice("off", "pseudonymize")
 parse_log_format = _choice("json", "logfmt")
+parse_log_bodies = _choice("off", "errors", "all")
 parse_origins = _list_of(_origin_entry)
 parse_allow = _list_of(_allow_entry)
 
@@ -135,6 +136,15 @@ def parse_redis_url(raw: object) -> str:
         raise ValueError(
             "expected redis://[[user]:password@]host[:port][/db], rediss://... or unix://..."
         )
+    return url
+
+
+def parse_database_url(raw: object) -> str:
+    """ "" (SQLite in state_dir) or a Postgres URL as libpq takes it; the
+    password may be in it."""
+    url = parse_str(raw).strip()
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError("expected postgresql://[user[:password]@]host[:port]/dbname[?...]")
     return url
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trioproxy.accounting.usage import Usage, UsageObserver
+from trioproxy.convlog.capture import Capture
 from trioproxy.errors import UpstreamError
 from trioproxy.exchange.stage import Stage, without_length
 from trioproxy.openai.answer import BadAnswer, to_error, to_message
@@ -20,6 +21,30 @@ if TYPE_CHECKING:
     from trioproxy.exchange.trip import Trip
 
 WHOLE_JSON_MAX = 1024 * 1024  # bytes of a JSON answer restored whole (exact content-length)
+
+
+class LogResponseStage(Stage):
+    """Watches the answer as it arrives from the upstream, for the
+    conversation log: its head, and references to its chunks (up to
+    ``log.max_body_bytes``); before every other stage, so what is kept is
+    what the upstream sent."""
+
+    __slots__ = ("_capture",)
+
+    def __init__(self, capture: Capture) -> None:
+        self._capture = capture
+
+    @classmethod
+    def make(cls, trip: Trip, head: ResponseHead) -> LogResponseStage | None:
+        capture = trip.capture
+        if capture is None:
+            return None
+        capture.response_headers = head.headers
+        return cls(capture)
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._capture.keep_response(chunk)
+        return chunk
 
 
 class UsageStage(Stage):

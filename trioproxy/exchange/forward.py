@@ -97,6 +97,8 @@ class Forwarding:
             demotes = trip.messages and routing.demotes
             if (stages or routing.needs_body or allowlist or demotes) and ex.has_body:
                 whole = run_whole(stages, await body.read_all())
+                if trip.capture is not None:
+                    trip.capture.went(whole)
                 parsed = trip.parsed_body(whole)
                 if parsed is not None:
                     session = session or parsed.session_id
@@ -253,6 +255,8 @@ class Forwarding:
             if whole is not None:
                 edits = [s for make in PER_PROVIDER if (s := make(trip, provider)) is not None]
                 payload = run_whole(edits, whole) if edits else whole
+                if trip.capture is not None and payload is not None:
+                    trip.capture.went(payload)
             pool = self.pools[provider.name]
             credential = self._credential(provider)
             retrying = False  # holding a place in the retry budget

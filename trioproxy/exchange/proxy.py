@@ -21,6 +21,7 @@ from trioproxy.accounting.record import NO_CALLER, RequestRecord
 from trioproxy.admin.endpoints import is_own, serve_own
 from trioproxy.callers.policy import Refusal, check_expiry
 from trioproxy.config.model import Caller, Config
+from trioproxy.convlog.capture import Capture
 from trioproxy.errors import (
     AuthenticationFailed,
     PermissionDenied,
@@ -80,6 +81,8 @@ class Proxy:
         if beta:
             record.anthropic_beta = beta.decode("latin-1")[:1000]
         trip = Trip(cfg, ex, record, state.listening.watchdog)
+        if cfg.log_bodies != "off":
+            trip.capture = Capture(cfg.log_max_body_bytes, head.headers)
         admitted: Caller | None = None  # holds a place in its caller's concurrency
         try:
             if state.callers.enabled:
@@ -93,16 +96,16 @@ class Proxy:
         except ProxyError as exc:
             record.status, record.error = exc.status, exc.detail
             record.origin = "proxy"
-            await _fail(ex, exc)
+            await _fail(ex, exc, trip.capture)
         except BaseException:
             record.client_disconnected = True  # cancelled: the client went away (or shutdown)
             raise
         finally:
             if admitted is not None:
                 state.book.release(admitted.name)
-            self._account(record, cfg)
+            self._account(record, cfg, trip.capture)
 
-    def _account(self, record: RequestRecord, cfg: Config) -> None:
+    def _account(self, record: RequestRecord, cfg: Config, capture: Capture | None) -> None:
         record.duration_s = time.monotonic() - record.started_monotonic
         state = self.state
         if record.provider:
@@ -113,7 +116,10 @@ class Proxy:
                 record.cost_usd = cost_usd(usage, record.model_requested, cfg.pricing)
                 state.book.record(record.caller, caller_tokens(usage), record.cost_usd)
         state.metrics.observe(record)
-        state.journal.add(record, cfg)  # the access line and the ledger row, off the loop
+        if capture is not None and cfg.log_bodies == "errors" and not failed(record):
+            capture = None
+        # The access line, the ledger row and the log row, off the loop.
+        state.journal.add(record, cfg, capture)
         if record.forward_failed or record.status >= 500:  # ours or the upstream's 5xx
             diag.warning("%s", record.diagnostic())
 
@@ -145,11 +151,20 @@ def _refuse(record: RequestRecord, refusal: Refusal | None) -> None:
     raise RateLimited(refusal.message, retry_after=refusal.retry_after)
 
 
-async def _fail(ex: ClientExchange, exc: ProxyError) -> None:
+def failed(record: RequestRecord) -> bool:
+    """A request ``log_bodies = "errors"`` keeps: an error status (the
+    upstream's or ours), an error event in a stream, or a forward broken
+    mid-response."""
+    return record.status >= 400 or record.usage.stream_errors > 0 or record.forward_failed
+
+
+async def _fail(ex: ClientExchange, exc: ProxyError, capture: Capture | None) -> None:
     """The proxy's own answer, in Anthropic's shape; a response already
     under way is cut instead (never a body that looks complete)."""
     if ex.response_started:
         await ex.abort()
         return
     head, body = error_response(exc, ex.request_id)
+    if capture is not None:
+        capture.answer(head.headers, body)
     await respond(ex, head, body)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from trioproxy.config.model import ProviderConfig
+from trioproxy.convlog.capture import Capture
 from trioproxy.errors import InvalidRequest
 from trioproxy.exchange.stage import Stage
 from trioproxy.openai.request import Untranslatable, to_chat
@@ -37,6 +38,26 @@ class TraitsStage(Stage):
 
     def feed(self, chunk: bytes) -> bytes:
         self.traits.feed(chunk)
+        return chunk
+
+
+class LogRequestStage(Stage):
+    """Watches the request body as it is read, for the conversation log:
+    keeps references to the chunks (up to ``log.max_body_bytes``)."""
+
+    __slots__ = ("_capture",)
+
+    def __init__(self, capture: Capture) -> None:
+        self._capture = capture
+
+    @classmethod
+    def make(cls, trip: Trip) -> LogRequestStage | None:
+        if trip.capture is None or not trip.ex.has_body:
+            return None
+        return cls(trip.capture)
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._capture.keep_request(chunk)
         return chunk
 
 

@@ -21,27 +21,34 @@ its bytes are neither copied nor looked at.
 
 Response side (upstream -> client), in ``RESPONSE`` order:
 
-0. ``ChatStreamStage`` / ``ChatAnswerStage`` (``translate_answer``): a
+0. ``LogResponseStage``: the answer as it arrived, for the conversation
+   log (``log_bodies``; watches, keeps references within
+   ``log.max_body_bytes``); first, so it keeps the upstream's own bytes,
+   placeholders and all.
+1. ``ChatStreamStage`` / ``ChatAnswerStage`` (``translate_answer``): a
    Chat Completions provider's answer in Anthropic's shapes, stream chunk
    by chunk, JSON or error whole; first, so the stages below read
    Anthropic's shapes.
-1. ``UsageStage``: token usage, the served model and `event: error`s are
+2. ``UsageStage``: token usage, the served model and `event: error`s are
    observed for accounting and quotas (watches).
-2. ``RestoreStage``: the request's placeholders are put back, in SSE deltas
+3. ``RestoreStage``: the request's placeholders are put back, in SSE deltas
    as they stream, or in a JSON answer (whole up to 1 MiB, so its
    content-length stays exact; larger, as it streams).
-3. ``DemoteStage``: a demoted request's stream rebuilt into one JSON
+4. ``DemoteStage``: a demoted request's stream rebuilt into one JSON
    Message (whole: the head follows the body, with the stream's status).
-4. ``PingStage``: during the upstream's silence an SSE answer gets
+5. ``PingStage``: during the upstream's silence an SSE answer gets
    ``event: ping`` at event boundaries (``stream_keepalive_s``); the relay
    asks ``idle()`` after that many seconds without upstream bytes.
-   (The conversation log goes before the pings.)
 
 Request side. As the client's body is read (``READING``, streaming):
 
 1. ``TraitsStage``: whether the body asks for a stream or uses thinking,
    for the diagnostic line of a failed forward (watches; keeps references
    to the first and last 16 KiB, copies nothing).
+2. ``LogRequestStage``: the body as read, for the conversation log
+   (watches; references within ``log.max_body_bytes``). When a stage
+   below rewrites the body, the log keeps the rewritten one instead (the
+   one the upstream got: scrubbed, edited, translated).
 
 Then, when a stage must see the JSON, in ``REQUEST`` (once per request)
 then ``PER_PROVIDER`` order:
@@ -54,8 +61,7 @@ then ``PER_PROVIDER`` order:
 4. ``TranslateRequest``: for a provider of kind "openai", the request as
    Chat Completions (openai/request.py).
    Dropped ``anthropic-beta`` values are a head edit (pipeline/forward.py).
-   (Translation to another API's request will go here.)
-Both need the JSON: when one applies, the exchange reads the body whole
+Each needs the JSON: when one applies, the exchange reads the body whole
 (within ``limits.max_body_bytes``) and keeps it for retries and failover.
 
 A new response transform is one class with ``make`` (see ``Stage`` in
@@ -73,6 +79,7 @@ from typing import TYPE_CHECKING
 from trioproxy.config.model import ProviderConfig
 from trioproxy.exchange.answer_stages import (
     DemoteStage,
+    LogResponseStage,
     PingStage,
     RestoreStage,
     UsageStage,
@@ -81,6 +88,7 @@ from trioproxy.exchange.answer_stages import (
 from trioproxy.exchange.request_stages import (
     DemoteEdit,
     EditStage,
+    LogRequestStage,
     ScrubStage,
     TraitsStage,
     TranslateRequest,
@@ -97,6 +105,7 @@ __all__ = ["Chain", "Stage", "reading_chain", "response_chain", "run_whole"]
 StageMaker = Callable[["Trip", ResponseHead], Stage | None]
 # The response stages, in the order a chunk passes them (upstream -> client).
 RESPONSE: tuple[StageMaker, ...] = (
+    LogResponseStage.make,
     translate_answer,
     UsageStage.make,
     RestoreStage.make,
@@ -111,7 +120,7 @@ def response_chain(trip: Trip, head: ResponseHead) -> Chain | None:
     return Chain(stages) if stages else None
 
 
-READING: tuple[Callable[[Trip], Stage | None], ...] = (TraitsStage.make,)
+READING: tuple[Callable[[Trip], Stage | None], ...] = (TraitsStage.make, LogRequestStage.make)
 
 
 def reading_chain(trip: Trip) -> Chain | None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from trioproxy.accounting.record import RequestRecord
 from trioproxy.config.model import Caller, Config, Route
+from trioproxy.convlog.capture import Capture
 from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.pipeline.transform import ParsedBody, parse_body
 from trioproxy.scrub.engine import Scrubber
@@ -30,6 +31,7 @@ class Trip:
     __slots__ = (
         "_parsed",
         "caller",
+        "capture",
         "cfg",
         "demoted",
         "ex",
@@ -62,6 +64,7 @@ class Trip:
         self.usage_stage: UsageStage | None = None  # set when the answer's stages are made
         self.traits_stage: TraitsStage | None = None  # set when the body's stages are made
         self._parsed: ParsedBody | None = None
+        self.capture: Capture | None = None  # the bodies, for the conversation log
 
     def parsed_body(self, body: bytes) -> ParsedBody | None:
         """``body`` parsed as a JSON object, once per distinct body (the

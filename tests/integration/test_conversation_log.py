@@ -1,0 +1,270 @@
+"""The conversation log through the proxy (``log_bodies``): what is stored
+is what the upstream received and what came back; with scrubbing on no
+secret reaches the database (SQLite file or Postgres tables, read raw and
+decompressed); ``errors`` keeps failures only; retention; a full queue
+drops log rows, never requests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import trio
+import zstandard
+
+from tests.helpers import Running, h1_request, make_config, start_fake
+from tests.integration.test_scrub_proxy import GH, KEY, PEM, request
+from trioproxy.accounting.journal import Journal, Keeping
+from trioproxy.accounting.record import RequestRecord
+from trioproxy.convlog.capture import Capture
+from trioproxy.db.base import Database, LogQuery
+from trioproxy.db.open import FILENAME, open_database
+from trioproxy.server import Server
+
+UNZSTD = zstandard.ZstdDecompressor()
+SECRET_KEY = "sk-ant-api03-" + "x" * 20
+
+
+async def start(nursery: trio.Nursery, fake: Running, **cfg: Any) -> Running:
+    server = Server(make_config(upstream__url=fake.url, upstream__api_key="sk-provider-key", **cfg))
+    return Running(server, await nursery.start(server.serve))
+
+
+async def written(proxy: Running, n: int) -> None:
+    journal = proxy.server.state.journal
+    with trio.fail_after(10):  # batches go out within a fraction of a second
+        while journal.log_written < n:  # noqa: ASYNC110 (a worker thread writes)
+            await trio.sleep(0.05)
+
+
+def body_of(row: dict[str, Any], column: str) -> bytes:
+    blob = row[column]
+    return b"" if blob is None else UNZSTD.decompress(bytes(blob))
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    db = open_database("", str(tmp_path))
+    yield db
+    db.close()
+
+
+async def test_stored_bodies_are_what_the_upstream_got_and_the_client_got(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    fake = await start_fake(nursery)
+    assert fake.fake is not None
+    proxy = await start(nursery, fake, state_dir=str(tmp_path), log_bodies="all")
+    heads = [("x-api-key", SECRET_KEY), ("x-claude-code-session-id", "sess-1")]
+    got: dict[str, bytes] = {}
+    sent: dict[str, str] = {}
+    for name, body in (
+        ("json", request("hi there")),
+        ("sse", request("stream please", stream=True)),
+        ("error", request("fail")),
+    ):
+        extra = [("x-fake-fault", "400")] if name == "error" else []
+        r = await h1_request(proxy.port, "POST", "/v1/messages?beta=true", heads + extra, body)
+        assert r.status == (400 if name == "error" else 200)
+        got[name] = r.body
+        sent[name] = fake.fake.seen[-1].body_sha256
+    await written(proxy, 3)
+    db = open_database("", str(tmp_path), readonly=True)
+    try:
+        rows = {r["request_id"]: r for r in db.list_log(LogQuery())}
+        assert len(rows) == 3
+        entries = [db.get_log(rid) for rid in sorted(rows, key=lambda k: rows[k]["ts"])]
+    finally:
+        db.close()
+    for name, entry in zip(("json", "sse", "error"), entries, strict=True):
+        assert entry is not None
+        request_body = body_of(entry, "request_body")
+        assert hashlib.sha256(request_body).hexdigest() == sent[name]  # as the upstream got it
+        assert body_of(entry, "response_body") == got[name]  # as the client got it
+        assert entry["session"] == "sess-1" and entry["path"] == "/v1/messages?beta=true"
+        headers = dict(orjson.loads(entry["request_headers"]))
+        assert headers["x-api-key"] == "<redacted>" and SECRET_KEY not in entry["request_headers"]
+        assert entry["provider"] == "default" and entry["time_to_headers_s"] is not None
+    json_entry, sse_entry, error_entry = entries
+    # `trioproxy log export`: the same entries, as JSON Lines, oldest first.
+    exported = await _export(
+        ["--since", "1d", "--format", "jsonl"], TRIOPROXY_STATE_DIR=str(tmp_path)
+    )
+    lines = [orjson.loads(x) for x in exported.splitlines()]
+    assert [x["request_id"] for x in lines] == [e["request_id"] for e in entries]
+    assert lines[1]["message"]["content"][0]["type"] == "text"
+    assert lines[0]["request_body"]["messages"][0]["content"] == "hi there"
+    assert lines[2]["status"] == 400 and lines[2]["response_body"]["type"] == "error"
+    assert json_entry["status"] == 200 and json_entry["message"] is None  # JSON is its own message
+    assert json_entry["output_tokens"] > 0 and json_entry["error"] == 0
+    message = orjson.loads(body_of(sse_entry, "message"))  # the stream rebuilt
+    assert message["type"] == "message" and message["content"][0]["type"] == "text"
+    assert message["usage"]["output_tokens"] == sse_entry["output_tokens"] > 0
+    assert sse_entry["stream"] == 1 and sse_entry["time_to_first_token_s"] is not None
+    assert error_entry["status"] == 400 and error_entry["error"] == 1
+    assert error_entry["origin"] == "upstream"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_with_scrubbing_no_secret_reaches_the_database(
+    nursery: trio.Nursery, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else ""
+    fake = await start_fake(nursery)
+    proxy = await start(
+        nursery,
+        fake,
+        state_dir=str(tmp_path),
+        log_bodies="all",
+        storage__database_url=url,
+        scrub__mode="pseudonymize",
+        scrub__hmac_key=KEY,
+    )
+    said = f"repeat after me: token {GH}, key {PEM}, mail bob@example.com"
+    secrets = [GH, "MHcCAQEEIByz", "bob@example.com", SECRET_KEY]
+    heads = [("authorization", f"Bearer {SECRET_KEY}")]
+    for extra in ({}, {"stream": True}):
+        r = await h1_request(proxy.port, "POST", "/v1/messages", heads, _said(said, **extra))
+        assert r.status == 200 and GH.encode() in r.body  # the client got its values back
+    await written(proxy, 2)
+    db = open_database(url, str(tmp_path), readonly=True)
+    try:
+        entries = [db.get_log(r["request_id"]) for r in db.list_log(LogQuery())]
+    finally:
+        db.close()
+    assert len(entries) == 2
+    for entry in entries:
+        assert entry is not None
+        assert b"<GITHUB_TOKEN_1>" in body_of(entry, "request_body")  # the scrubbed request
+        assert b"<GITHUB_TOKEN_1>" in body_of(entry, "response_body")  # before restore
+        stored = b"\n".join(
+            body_of(entry, c) if c in _BLOBS else str(v).encode() for c, v in entry.items()
+        )
+        for secret in secrets:
+            assert secret.encode() not in stored, secret
+    raw = await _raw_storage(tmp_path, url)
+    for secret in secrets:
+        assert secret.encode() not in raw, secret
+    env = {"TRIOPROXY_DATABASE_URL": url} if url else {"TRIOPROXY_STATE_DIR": str(tmp_path)}
+    exported = await _export(["--since", "1h"], **env)
+    assert len(exported.splitlines()) == 2 and b"<GITHUB_TOKEN_1>" in exported
+    for secret in secrets:
+        assert secret.encode() not in exported, secret
+
+
+async def _export(args: list[str], **env: str) -> bytes:
+    result = await trio.run_process(
+        [sys.executable, "-m", "trioproxy", "log", "export", *args],
+        capture_stdout=True,
+        capture_stderr=True,
+        env={**os.environ, **env},
+    )
+    return bytes(result.stdout)
+
+
+async def test_export_errors_are_one_line(tmp_path: Path) -> None:
+    for args, words in (
+        (["--since", "soon"], b"--since"),
+        (["--state-dir", str(tmp_path / "none")], b"no database at"),
+    ):
+        result = await trio.run_process(
+            [sys.executable, "-m", "trioproxy", "log", "export", *args],
+            capture_stderr=True,
+            check=False,
+        )
+        assert result.returncode == 1 and words in result.stderr
+        assert b"Traceback" not in result.stderr
+
+
+def _said(text: str, **extra: object) -> bytes:
+    return request(text, **extra)
+
+
+_BLOBS = ("request_body", "response_body", "message")
+
+
+async def _raw_storage(tmp_path: Path, url: str) -> bytes:
+    """Every byte the database keeps: the SQLite files as they are on disk,
+    or every Postgres table dumped as text."""
+    if not url:
+        files = await trio.to_thread.run_sync(lambda: list(tmp_path.glob(FILENAME + "*")))
+        assert files
+        return b"".join([await trio.Path(p).read_bytes() for p in files])
+    import psycopg
+
+    out = []
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+        for (table,) in tables:
+            for values in conn.execute(f'SELECT * FROM "{table}"').fetchall():
+                out.append(repr(values).encode())
+    return b"\n".join(out)
+
+
+async def test_errors_mode_keeps_failures_only(nursery: trio.Nursery, tmp_path: Path) -> None:
+    fake = await start_fake(nursery)
+    proxy = await start(
+        nursery,
+        fake,
+        state_dir=str(tmp_path),
+        log_bodies="errors",
+        auth__secrets="alice:alice-secret-0123456789",
+    )
+    ok = [("x-api-key", "alice-secret-0123456789")]
+    assert (await h1_request(proxy.port, "POST", "/v1/messages", ok, request("a"))).status == 200
+    limited = [*ok, ("x-fake-fault", "429")]
+    r = await h1_request(proxy.port, "POST", "/v1/messages", limited, request("b"))
+    assert r.status == 429
+    wrong = [("x-api-key", "not-a-caller")]
+    r = await h1_request(proxy.port, "POST", "/v1/messages", wrong, request("c"))
+    assert r.status == 401
+    await written(proxy, 2)
+    await trio.sleep(0.5)  # a batch later: the 200 was not written either
+    db = open_database("", str(tmp_path), readonly=True)
+    try:
+        rows = db.list_log(LogQuery())
+        own = db.get_log(next(x["request_id"] for x in rows if x["status"] == 401))
+    finally:
+        db.close()
+    assert sorted((x["status"], x["origin"]) for x in rows) == [(401, "proxy"), (429, "upstream")]
+    assert own is not None
+    answer = orjson.loads(body_of(own, "response_body"))  # the proxy's own error, as sent
+    assert answer["error"]["type"] == "authentication_error"
+
+
+async def test_retention_and_a_full_queue(tmp_path: Path) -> None:
+    db = open_database("", str(tmp_path))
+    from tests.integration.test_storage import log_row
+
+    db.insert_log([log_row("ancient", 1_000_000_000.0), log_row("recent", 4_000_000_000.0)])
+    db.close()
+    journal = Journal(
+        opener=lambda: open_database("", str(tmp_path)),
+        keeping=Keeping(log=True, log_days=14),
+        max_log_bytes=3000,
+    )
+    cfg = make_config()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.serve)  # prunes at start
+        for i in range(3):
+            capture = Capture(1 << 20, [])
+            capture.keep_request(b"x" * 1200)
+            record = RequestRecord(f"req_{i}", "POST", "/v1/messages", "h1", status=200)
+            journal.add(record, cfg, capture)
+        nursery.cancel_scope.cancel()  # before the batch window is up: written at close
+    assert journal.log_counts() == {"written": 2, "dropped": 1, "lost": 0}
+    assert journal.written == 3  # the request itself was not dropped: its line went out
+    db = open_database("", str(tmp_path))
+    try:
+        ids = [r["request_id"] for r in db.list_log(LogQuery())]
+    finally:
+        db.close()
+    assert ids == ["req_1", "req_0", "recent"] or sorted(ids) == ["recent", "req_0", "req_1"]

@@ -1,0 +1,132 @@
+"""/openapi.json's schemas for the conversation log's API
+(/admin/api/requests...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trioproxy.admin.schema import INT, NULLABLE_NUM, NUM, STR, Schema, obj
+
+ANY: Schema = {}
+FLAG: Schema = {"enum": [0, 1]}
+TOKENS = obj(
+    {
+        "input_tokens": INT,
+        "cache_creation_input_tokens": INT,
+        "cache_read_input_tokens": INT,
+        "output_tokens": INT,
+    }
+)
+ENTRY_PROPS: dict[str, Schema] = {
+    "request_id": {**STR, "description": "the proxy's id (its access line's)"},
+    "ts": {**NUM, "description": "Unix time the request arrived"},
+    "caller": STR,
+    "provider": {**STR, "description": "the provider that answered (or was tried last)"},
+    "providers_tried": {**STR, "description": "comma-separated, in order"},
+    "model": {**STR, "description": "as served, else as requested"},
+    "model_requested": STR,
+    "method": STR,
+    "path": {**STR, "description": "with the query string (credential-like values redacted)"},
+    "status": INT,
+    "origin": {"enum": ["upstream", "proxy"]},
+    "error": FLAG,
+    "error_text": STR,
+    "stream": FLAG,
+    "session": {**STR, "description": "x-claude-code-session-id"},
+    "route": STR,
+    "upstream_request_id": STR,
+    "retries": INT,
+    "failovers": INT,
+    "time_to_headers_s": NULLABLE_NUM,
+    "time_to_first_token_s": NULLABLE_NUM,
+    "duration_s": NUM,
+    **TOKENS["properties"],
+    "cost_usd": {**NUM, "description": "estimated with the pricing table"},
+    "request_bytes": INT,
+    "request_truncated": FLAG,
+    "response_bytes": INT,
+    "response_truncated": FLAG,
+}
+ENTRY = obj(ENTRY_PROPS)
+HEADERS: Schema = {
+    "type": "array",
+    "items": {"type": "array", "prefixItems": [STR, STR], "minItems": 2, "maxItems": 2},
+    "description": "[name, value] pairs in order; credentials' values are <redacted>",
+}
+DETAIL = obj(
+    {
+        **ENTRY_PROPS,
+        "request_headers": HEADERS,
+        "response_headers": HEADERS,
+        "request_body": {
+            **ANY,
+            "description": "as sent upstream (scrubbed when scrubbing is on): JSON, or text",
+        },
+        "response_body": {
+            **ANY,
+            "description": "as received: JSON, or the text of an event stream",
+        },
+        "message": {
+            "type": ["object", "null"],
+            "description": "an event stream rebuilt into its Message (null: not a stream, or cut short)",
+        },
+    }
+)
+LIST = obj(
+    {
+        "log_bodies": {"enum": ["off", "errors", "all"]},
+        "requests": {"type": "array", "items": ENTRY},
+        "next_before": {
+            **NULLABLE_NUM,
+            "description": "pass as before= for the next page (null: no more)",
+        },
+    }
+)
+TURN = obj(
+    {
+        "request_id": STR,
+        "ts": NUM,
+        "model": STR,
+        "status": INT,
+        "caller": STR,
+        "new_thread": {
+            "type": "boolean",
+            "description": "its history does not continue the previous request's (a subagent, /clear)",
+        },
+        "system": {**ANY, "description": "the system prompt, when it is new or changed"},
+        "messages": {"type": "array", "description": "the messages this request added"},
+        "answer": {"type": ["object", "null"], "description": "the Message it got"},
+        "error": ANY,
+        "tokens": TOKENS,
+        "cost_usd": NUM,
+        "duration_s": NULLABLE_NUM,
+    }
+)
+CONVERSATION = obj(
+    {"session": STR, "turns": {"type": "array", "items": TURN}, "tokens": TOKENS, "cost_usd": NUM}
+)
+
+
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": STR,
+        "description": description,
+    }
+
+
+LIST_PARAMETERS = [
+    _query("caller", "exactly this caller"),
+    _query("model", "served or requested"),
+    _query("provider", "the provider that answered"),
+    _query("status", "a code (429), a class (5xx), error or ok"),
+    _query("session", "x-claude-code-session-id"),
+    _query("route", "the [[routes]] rule matched"),
+    _query("since", "7d, 24h, 30m, 2026-11-01 or Unix time"),
+    _query("until", "as since"),
+    _query("q", "text searched in the system prompt, the last user turn and the answer"),
+    _query("before", "a page: entries older than this ts (next_before)"),
+    _query("limit", "1 to 500 (default 50)"),
+]

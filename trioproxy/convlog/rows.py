@@ -1,0 +1,174 @@
+"""A capture and its request's record as one conversation-log row (writer
+thread side): bodies joined and compressed, an SSE answer rebuilt into its
+Message, credentials in headers redacted, the search text extracted."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+import zstandard
+
+from trioproxy.accounting.pricing import cost_usd
+from trioproxy.accounting.record import RequestRecord, redacted_query
+from trioproxy.config.model import Price
+from trioproxy.convlog.capture import Capture
+from trioproxy.db.schema import LOG_COLUMNS
+from trioproxy.pipeline.demote import DemoteFailed, MessageAssembler
+from trioproxy.proto.events import Headers
+
+SEARCH_MAX = 32 * 1024  # characters of prompt and of answer kept for search
+ZSTD_LEVEL = 3  # zstd's default: about 300 MB/s here, a Messages body shrinks 5-10x
+REDACTED = "<redacted>"
+# Header names whose values are credentials (the API's, ours, a front proxy's).
+_SECRET_HEADER = re.compile(
+    r"authorization|api[-_]?key|secret|password|cookie|(^|-)token$|^x-trioproxy-key$"
+)
+
+
+class RowMaker:
+    """One per writer thread (a zstd compressor is not shared between threads)."""
+
+    def __init__(self) -> None:
+        self._zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+
+    def row(
+        self, record: RequestRecord, capture: Capture, prices: tuple[Price, ...] = ()
+    ) -> tuple[object, ...]:
+        """``prices``: to estimate the cost when the request path did not
+        (it does only for callers with budgets)."""
+        request = _request_body(capture)
+        request_total = capture.request_seen if capture.sent is None else len(request)
+        request = request[: capture.cap]
+        response = _joined(capture.response_chunks)[: capture.cap]
+        event_stream = _is_event_stream(capture.response_headers)
+        message = _rebuilt(response, record.request_id) if event_stream else None
+        answer_doc = message if message is not None else (_json(response) if response else None)
+        u = record.usage
+        path = record.path + (f"?{redacted_query(record.query)}" if record.query else "")
+        doc: dict[str, Any] = {
+            "request_id": record.request_id,
+            "ts": record.started,
+            "caller": record.caller or "-",
+            "provider": record.provider or "-",
+            "providers_tried": record.providers_tried,
+            "model": u.model or record.model_requested or "-",
+            "model_requested": record.model_requested or "-",
+            "method": record.method,
+            "path": path,
+            "status": record.status,
+            "origin": record.origin,
+            "error": int(record.status >= 400 or u.stream_errors > 0 or record.forward_failed),
+            "error_text": record.error,
+            "stream": int(record.stream),
+            "session": record.session_id,
+            "route": record.route,
+            "upstream_request_id": record.upstream_request_id,
+            "retries": record.retries,
+            "failovers": record.failovers,
+            "time_to_headers_s": _rounded(record.time_to_headers_s),
+            "time_to_first_token_s": _rounded(record.time_to_first_byte_s),
+            "duration_s": round(record.duration_s, 4),
+            "input_tokens": u.input_tokens,
+            "cache_creation_input_tokens": u.cache_creation_input_tokens,
+            "cache_read_input_tokens": u.cache_read_input_tokens,
+            "output_tokens": u.output_tokens,
+            "cost_usd": record.cost_usd
+            or (cost_usd(u, record.model_requested, prices) if prices else 0.0),
+            "request_headers": headers_json(capture.request_headers),
+            "response_headers": headers_json(capture.response_headers),
+            "request_bytes": request_total,
+            "request_truncated": int(request_total > capture.cap),
+            "request_body": self._zstd.compress(request) if request else None,
+            "response_bytes": capture.response_seen,
+            "response_truncated": int(capture.response_seen > capture.cap),
+            "response_body": self._zstd.compress(response) if response else None,
+            "message": self._zstd.compress(orjson.dumps(message)) if message else None,
+            "search": search_text(_json(request), answer_doc),
+        }
+        return tuple(doc[c] for c in LOG_COLUMNS)
+
+
+def headers_json(headers: Headers) -> str:
+    """[[name, value], ...] with credentials' values redacted."""
+    out = []
+    for name, value in headers:
+        text = name.decode("latin-1")
+        out.append([text, REDACTED if _SECRET_HEADER.search(text) else value.decode("latin-1")])
+    return orjson.dumps(out).decode()
+
+
+def search_text(request: Any, answer: Any) -> str:
+    """What the viewer's search looks in: the system prompt's start, the
+    last user turn and the answer's text (each within SEARCH_MAX)."""
+    parts: list[str] = []
+    if isinstance(request, dict):
+        system = request.get("system")
+        parts.append(_text(system)[:SEARCH_MAX] if system else "")
+        messages = request.get("messages")
+        if isinstance(messages, list):
+            users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+            if users:
+                parts.append(_text(users[-1].get("content"))[:SEARCH_MAX])
+    if isinstance(answer, dict):
+        parts.append(_text(answer.get("content"))[:SEARCH_MAX])
+    return "\n".join(p for p in parts if p)
+
+
+def _text(value: Any) -> str:
+    """The readable text of a content value: strings, text blocks, tool
+    inputs and results, thinking."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(t for v in value if (t := _text(v)))
+    if isinstance(value, dict):
+        kind = value.get("type")
+        if kind == "text":
+            return str(value.get("text", ""))
+        if kind == "thinking":
+            return str(value.get("thinking", ""))
+        if kind == "tool_use":
+            return f"{value.get('name', '')} {orjson.dumps(value.get('input')).decode()}"
+        if kind == "tool_result":
+            return _text(value.get("content"))
+    return ""
+
+
+def _request_body(capture: Capture) -> bytes:
+    if capture.sent is not None:
+        return capture.sent
+    return _joined(capture.request_chunks)
+
+
+def _joined(chunks: list[bytes]) -> bytes:
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _rebuilt(raw: bytes, request_id: str) -> dict[str, Any] | None:
+    """The Message an SSE answer adds up to (None when it does not: cut
+    short, truncated, an error, or not Anthropic's events)."""
+    assembler = MessageAssembler(request_id=request_id)
+    try:
+        assembler.feed(raw)
+        status, body = assembler.result()
+    except DemoteFailed:
+        return None
+    doc = _json(body)
+    return doc if status == 200 and isinstance(doc, dict) else None
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _is_event_stream(headers: Headers) -> bool:
+    return any(n == b"content-type" and b"text/event-stream" in v for n, v in headers)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)

@@ -1,0 +1,225 @@
+"""The storage interface both backends implement: a few primitives per
+backend (sqlite.py, postgres.py) and every query written once, here.
+
+Synchronous and for one thread at a time: the journal's writer thread
+owns one, each reader (the viewer, ``trioproxy usage``, ``log export``)
+opens its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from trioproxy.db.schema import (
+    LATEST,
+    LOG_COLUMNS,
+    LOG_SUMMARY,
+    MIGRATIONS,
+    USAGE_COLUMNS,
+    statements,
+)
+
+Row = dict[str, Any]
+
+
+class StorageError(Exception):
+    """The database cannot be reached or refused a statement (a full disk,
+    a lost connection, a bad URL); the message says which database."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    """Filters of the conversation log's list; empty means any."""
+
+    caller: str = ""
+    model: str = ""  # as served, or as requested
+    provider: str = ""
+    status: str = ""  # "429", "4xx", "error" (any failure), "ok"
+    session: str = ""
+    route: str = ""
+    since: float | None = None
+    until: float | None = None
+    text: str = ""  # searched in the prompts and answers
+    before: float | None = None  # the page: rows older than this ts
+    limit: int = 50
+
+
+class Database:
+    """Backend primitives: ``_run``, ``_many``, ``_fetch``, ``_transaction``,
+    ``close``; ``dialect`` and ``like`` (the case-insensitive LIKE)."""
+
+    dialect = ""
+    like = "LIKE"
+    day = ""  # the UTC date of ``ts`` as YYYY-MM-DD
+    where = ""  # what the database is, for messages (a path; never a password)
+
+    # -- primitives (per backend) ---------------------------------------------
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        raise NotImplementedError
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        raise NotImplementedError
+
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _lock_migrations(self) -> None:
+        """Inside the migration transaction: other instances wait."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- schema ----------------------------------------------------------------
+    def migrate(self) -> int:
+        """Apply what is missing, each migration in its own transaction;
+        the version now in place."""
+        self._run("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        for version, sql in MIGRATIONS:
+            with self._transaction():
+                self._lock_migrations()
+                if version <= self.version():
+                    continue
+                for statement in statements(sql, self.dialect):
+                    self._run(statement)
+                self._run("DELETE FROM schema_version")
+                self._run("INSERT INTO schema_version VALUES (?)", (version,))
+        return self.version()
+
+    def version(self) -> int:
+        rows = self._fetch("SELECT MAX(version) AS v FROM schema_version")
+        return int(rows[0]["v"] or 0) if rows else 0
+
+    @property
+    def current(self) -> bool:
+        return self.version() >= LATEST
+
+    # -- the usage ledger -------------------------------------------------------
+    def insert_usage(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Rows in USAGE_COLUMNS order, in one transaction."""
+        with self._transaction():
+            self._many(_INSERT_USAGE, rows)
+
+    def prune_usage(self, before: float) -> int:
+        with self._transaction():
+            return self._run("DELETE FROM requests WHERE ts < ?", (before,))
+
+    def usage_rows(self, since: float) -> list[Row]:
+        return self._fetch("SELECT * FROM requests WHERE ts >= ? ORDER BY ts", (since,))
+
+    def usage_sums(self, column: str, since: float) -> list[Row]:
+        """Requests, errors and tokens by (``column``, model) since then;
+        ``column`` is one of the ledger's, or "day"."""
+        key = self.day if column == "day" else _GROUP[column]
+        return self._fetch(
+            f"SELECT {key} AS k, model, COUNT(*) AS n, SUM(error) AS errors, "
+            + ", ".join(f"SUM({t}) AS {t}" for t in _TOKENS)
+            + " FROM requests WHERE ts >= ? GROUP BY 1, 2",
+            (since,),
+        )
+
+    # -- the conversation log ---------------------------------------------------
+    def insert_log(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Rows in LOG_COLUMNS order, in one transaction; a request id seen
+        before (a replayed batch) is kept as first written."""
+        with self._transaction():
+            self._many(_INSERT_LOG, rows)
+
+    def prune_log(self, before: float) -> int:
+        with self._transaction():
+            return self._run("DELETE FROM exchanges WHERE ts < ?", (before,))
+
+    def list_log(self, q: LogQuery) -> list[Row]:
+        """Newest first, without bodies."""
+        where, params = self._where(q)
+        sql = f"SELECT {', '.join(LOG_SUMMARY)} FROM exchanges"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts DESC LIMIT ?"
+        return self._fetch(sql, (*params, max(1, min(q.limit, 500))))
+
+    def get_log(self, request_id: str) -> Row | None:
+        rows = self._fetch("SELECT * FROM exchanges WHERE request_id = ?", (request_id,))
+        return rows[0] if rows else None
+
+    def session_log(self, session: str, limit: int = 200) -> list[Row]:
+        """A session's requests, oldest first (the last ``limit``)."""
+        rows = self._fetch(
+            "SELECT * FROM exchanges WHERE session = ? ORDER BY ts DESC LIMIT ?",
+            (session, limit),
+        )
+        rows.reverse()
+        return rows
+
+    def export_log(self, since: float, batch: int = 200) -> Iterator[Row]:
+        """Every row since then, oldest first, a batch in memory at a time."""
+        after, last = since, ""
+        while True:
+            rows = self._fetch(
+                "SELECT * FROM exchanges WHERE (ts > ?) OR (ts = ? AND request_id > ?) "
+                "ORDER BY ts, request_id LIMIT ?",
+                (after, after, last, batch),
+            )
+            if not rows:
+                return
+            yield from rows
+            after, last = rows[-1]["ts"], rows[-1]["request_id"]
+
+    def _where(self, q: LogQuery) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column in ("caller", "provider", "session", "route"):
+            value = getattr(q, column)
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if q.model:
+            where.append("(model = ? OR model_requested = ?)")
+            params += [q.model, q.model]
+        status = q.status.strip().lower()
+        if status == "error":
+            where.append("error = 1")
+        elif status == "ok":
+            where.append("error = 0")
+        elif len(status) == 3 and status.endswith("xx") and status[0].isdigit():
+            base = int(status[0]) * 100
+            where.append("status >= ? AND status < ?")
+            params += [base, base + 100]
+        elif status.isdigit():
+            where.append("status = ?")
+            params.append(int(status))
+        for bound, op in ((q.since, ">="), (q.until, "<"), (q.before, "<")):
+            if bound is not None:
+                where.append(f"ts {op} ?")
+                params.append(bound)
+        if q.text:
+            where.append(f"search {self.like} ? ESCAPE '\\'")
+            params.append("%" + _escape_like(q.text) + "%")
+        return where, params
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+_TOKENS = (
+    "input_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "output_tokens",
+)
+_GROUP = {
+    "caller": "caller",
+    "model": "model",
+    "provider": "provider",
+}
+_INSERT_USAGE = f"INSERT INTO requests ({', '.join(USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
+_INSERT_LOG = (
+    f"INSERT INTO exchanges ({', '.join(LOG_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(LOG_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING"
+)
