@@ -21,6 +21,7 @@ VARIANTS = (
     "trioproxy h2c-up",
     "trioproxy h2-tls-up",
     "trioproxy scrub",
+    "trioproxy log=all",
     "trioproxy 2 workers",
     "trioproxy 2 workers reloaded",
 )
@@ -29,6 +30,7 @@ VARIANT_HEADINGS = {
     "trioproxy h2c-up": "h2c upstream",
     "trioproxy h2-tls-up": "h2 over TLS upstream",
     "trioproxy scrub": "HTTP/1.1 upstream, scrubbing on",
+    "trioproxy log=all": "HTTP/1.1 upstream, conversation log on (all)",
     "trioproxy 2 workers": "2 workers on both cores, HTTP/1.1 upstream",
     "trioproxy 2 workers reloaded": "2 workers, reloaded twice during the run",
 }
@@ -106,7 +108,11 @@ def render(results: dict[str, Any], png: Path | None = None) -> str:
             )
     variant_rows = _variants(sc)
     if variant_rows:
-        lines += ["", "trioproxy by upstream path, and with scrubbing on (nothing to find):", ""]
+        lines += [
+            "",
+            "trioproxy by upstream path, with scrubbing on (nothing to find), and with the conversation log on:",
+            "",
+        ]
         lines += variant_rows
     if png is not None:
         lines += ["", _plot(results, png)]

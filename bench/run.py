@@ -53,6 +53,7 @@ SCRUB_KEY = "ab" * 32
 VARIANTS = ("trioproxy", "trioproxy h2c-up", "trioproxy h2-tls-up", "trioproxy scrub")
 WORKERS = "trioproxy 2 workers"  # A only: both cores
 RELOADED = "trioproxy 2 workers reloaded"  # A only: WORKERS with two SIGHUPs during the run
+LOGGED = "trioproxy log=all"  # A and G: the conversation log keeping every request
 
 
 @dataclass
@@ -180,6 +181,8 @@ class Bench:
             if variant.startswith("trioproxy 2 workers"):
                 env["TRIOPROXY_WORKERS"] = "2"
                 cpus = f"{PROXY_CPU},{LOAD_CPU}"  # both cores: the load and origin share one
+            if variant == LOGGED:
+                env["TRIOPROXY_LOG_BODIES"] = "all"
             if variant == "trioproxy scrub":
                 env |= {
                     "TRIOPROXY_SCRUB_MODE": "pseudonymize",
@@ -319,7 +322,7 @@ class Bench:
             self.nginx("fake"),
             self.floor(fake),
             self.floor(fake, h11=True),
-            *(self.trioproxy(v, "fake") for v in VARIANTS),
+            *(self.trioproxy(v, "fake") for v in (*VARIANTS, LOGGED)),
         ]
         rows = {}
         for t in targets:
@@ -384,7 +387,7 @@ def main() -> int:
             method="POST",
             body=1024,
             conns=64,
-            variants=(*VARIANTS, WORKERS),
+            variants=(*VARIANTS, LOGGED, WORKERS),
         )
         bench.wrk_scenario(
             "B",

@@ -178,3 +178,106 @@ async def test_dashboard_and_stream_ask_a_browser_for_the_admin_token(
     # The JSON endpoints keep their plain 401 (no browser prompt for scripts).
     r = await h1_request(proxy.port, "GET", "/metrics.json")
     assert r.status == 401 and r.header(b"www-authenticate") is None
+
+
+async def test_history_survives_a_reload_and_the_window_selector(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The charts' history comes from the usage ledger: after the traffic
+    stopped, a freshly loaded page still draws it; the window selector
+    changes the charts and the tables; an error links to its log entry."""
+    exe = chromium()
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(
+        nursery,
+        fake.url,
+        auth__secrets=f"alice:{ALICE},bob:{BOB},carol:{CAROL}",
+        upstream__api_key="sk-x",
+        log_bodies="errors",
+    )
+    stop, fault = trio.Event(), [""]
+    with trio.move_on_after(2.0):
+        await traffic(proxy.port, stop, fault)
+    fault[0] = "429"
+    with trio.move_on_after(0.5):
+        await traffic(proxy.port, stop, fault)
+    wrong = [("x-api-key", "not-a-caller")]
+    assert (await h1_request(proxy.port, "POST", "/v1/messages", wrong, b"{}")).status == 401
+    journal = proxy.server.state.journal
+    with trio.fail_after(10):
+        while journal.log_written < 2:  # noqa: ASYNC110 (a worker thread writes)
+            await trio.sleep(0.05)
+    await trio.sleep(0.5)  # the last ledger batch
+    url = f"http://127.0.0.1:{proxy.port}/dashboard"
+
+    def drive() -> dict[str, object]:
+        b = Browser(exe)
+        seen: dict[str, object] = {}
+        try:
+            for attempt in ("first", "reloaded"):
+                b.open(url)  # a new page load each time: nothing kept in the page
+                b.wait_for(
+                    "+document.body.dataset.history >= 1 && document.body.dataset.usage === '15m'"
+                    " && document.querySelectorAll('#errors tbody tr').length >= 2"
+                )
+                seen[attempt] = b.evaluate(
+                    """(() => {
+                      const c = (id) => document.getElementById(id).dataset;
+                      const cells = (id) => [...document.querySelectorAll('#' + id + ' tbody tr')]
+                        .map((tr) => [...tr.children].map((td) => td.textContent));
+                      return {
+                        snapshots: +(document.body.dataset.snapshots || 0),
+                        requestsMax: +c('chart-requests').max, tokensMax: +c('chart-tokens').max,
+                        errorsTop: +c('chart-errors').top, window: +c('chart-requests').window,
+                        callers: cells('callers'), models: cells('models'), codes: cells('codes'),
+                        links: [...document.querySelectorAll('#errors a')].map((a) => a.getAttribute('href')),
+                      };
+                    })()"""
+                )
+            b.screenshot(tmp_path / "dashboard-15m.png")
+            b.evaluate("document.querySelector('#window [data-w=\"1h\"]').click()")
+            b.wait_for(
+                "document.getElementById('chart-requests').dataset.window === '3600'"
+                " && document.body.dataset.usage === '1h'"
+            )
+            seen["hour"] = b.evaluate(
+                "[document.querySelector('#window .on').textContent,"
+                " document.querySelector('.wlabel').textContent,"
+                " +document.getElementById('chart-requests').dataset.max]"
+            )
+            b.evaluate("document.querySelector('#window [data-w=\"24h\"]').click()")
+            b.wait_for("document.getElementById('chart-requests').dataset.window === '86400'")
+            b.screenshot(tmp_path / "dashboard-24h.png")
+            link = seen["reloaded"]["links"][0]  # type: ignore[index]
+            b.open(f"http://127.0.0.1:{proxy.port}{link}")
+            b.wait_for("document.querySelector('#detail h2') !== null")
+            seen["opened"] = b.evaluate(
+                "[...document.querySelectorAll('#detail .fact .v')].map((e) => e.textContent)"
+            )
+            return seen
+        finally:
+            b.close()
+
+    seen = await trio.to_thread.run_sync(drive)
+    for attempt in ("first", "reloaded"):
+        page = seen[attempt]
+        assert isinstance(page, dict)
+        # Drawn from the ledger: no traffic has flowed since, live rates are zero.
+        assert page["requestsMax"] > 0 and page["tokensMax"] > 0, page
+        assert page["window"] == 900 and 0 < page["errorsTop"] <= 1
+        named = [r for r in page["callers"] if r[0] != "-"]  # "-": the refused 401, no caller
+        assert {r[0] for r in named} == {"alice", "bob", "carol"}
+        assert all(float(r[5]) > 0 for r in named)  # cost per caller
+        assert [r[0] for r in page["models"]] == [
+            "claude-sonnet-4-5",
+            "-",
+        ]  # "-": the 401 (no body read)
+        codes = {r[0] for r in page["codes"]}
+        assert {"200", "429", "401 (proxy)"} <= codes  # the proxy's own apart
+        assert page["links"] and all(x.startswith("/admin/requests#id=req_") for x in page["links"])
+    assert seen["hour"][:2] == ["1 h", "(last 1 h)"] and seen["hour"][2] > 0  # type: ignore[index]
+    opened = seen["opened"]
+    assert isinstance(opened, list) and any(v.startswith("4") for v in opened)  # a 429 or the 401
+    for name in ("dashboard-15m.png", "dashboard-24h.png"):
+        png = (tmp_path / name).read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 20_000

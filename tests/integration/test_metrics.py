@@ -59,9 +59,10 @@ async def test_metrics_count_requests_tokens_and_stay_bounded(nursery: trio.Nurs
         len({s.labels["model"] for s in requests.samples}) <= 32 + 2
     )  # bounded: others count as "other"
     tokens = {
-        (s.labels["class"], s.labels["model"]): s.value
-        for s in families["trioproxy_tokens"].samples
+        (s.labels["type"], s.labels["model"]): s.value for s in families["trioproxy_tokens"].samples
     }
+    # One meaning per label name: "class" is a status class wherever it appears.
+    assert all("class" not in s.labels for s in families["trioproxy_tokens"].samples)
     assert tokens[("input", "claude-opus-4-7")] > 0 and tokens[("output", "claude-opus-4-7")] > 0
     assert families["trioproxy_request_duration_seconds"].type == "histogram"
     every_family = {  # as the parser names them: counters without _total

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -96,7 +97,8 @@ def test_a_ledger_from_before_versioning_is_taken_over(tmp_path: Path) -> None:
         " error INTEGER NOT NULL);"
     )
     old.execute(
-        "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row(T0, "x", "m").values()
+        "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        row(T0, "x", "m").values()[:-1],
     )
     old.commit()
     old.close()
@@ -206,3 +208,38 @@ def test_errors_name_the_database_and_never_a_password(tmp_path: Path) -> None:
     with pytest.raises(StorageError) as caught:
         open_database("postgresql://u:hunter2@127.0.0.1:1/x?connect_timeout=2", "")
     assert "hunter2" not in str(caught.value) and "u@127.0.0.1:1" in str(caught.value)
+
+
+def test_the_dashboards_history(database: Database) -> None:
+    def at(ts: float, **kw: Any) -> tuple[object, ...]:
+        return row(ts, "alice", "claude-sonnet-4-6", **kw).values()
+
+    base = 1_795_000_020.0  # a multiple of 10 and of 60
+    database.insert_usage(
+        [
+            at(base + 1, i=100, o=10, duration=0.02),
+            at(base + 2, i=50, o=5, duration=0.4),
+            at(base + 3, status=529, duration=3.0),
+            at(base + 12, status=401, origin="proxy", duration=0.001),
+            at(base + 13, status=429, origin="proxy", duration=0.001),
+            at(base - 100, i=999),  # before the window
+        ]
+    )
+    bounds = (0.01, 0.1, 1.0, 10.0)
+    buckets = {r["b"]: r for r in database.history(base, 10, bounds)}
+    assert sorted(buckets) == [179_500_002, 179_500_003]  # ts // 10, floor on both
+    first, second = buckets[179_500_002], buckets[179_500_003]
+    assert (first["n"], first["errors"], first["proxy_errors"]) == (3, 1, 0)
+    assert (first["tin"], first["tout"]) == (150, 15)
+    assert [first[f"le_{i}"] for i in range(4)] == [0, 1, 2, 3]  # a cumulative histogram
+    # A 401 is not an error on the dashboard (the caller's mistake); the proxy's 429 is.
+    assert (second["n"], second["errors"], second["proxy_errors"]) == (2, 1, 1)
+    codes = [(r["status"], r["origin"], r["count"]) for r in database.status_counts(base)]
+    assert codes == [
+        (200, "upstream", 2),
+        (401, "proxy", 1),
+        (429, "proxy", 1),
+        (529, "upstream", 1),
+    ]
+    recent = database.recent_errors(base, 2)
+    assert [(r["status"], r["origin"]) for r in recent] == [(429, "proxy"), (401, "proxy")]

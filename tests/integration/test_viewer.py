@@ -164,6 +164,17 @@ async def test_the_api_answers_as_described(nursery: trio.Nursery, tmp_path: Pat
     )
     assert dict(first["request_headers"])["authorization"] == "<redacted>"
 
+    # The dashboard's ledger endpoints, against their schemas too.
+    history = await get("/admin/api/history?window=1h")
+    assert sum(p["requests"] for p in history["points"]) == 4 and history["step_s"] == 15
+    assert [e["status"] for e in history["errors"]] == [429]
+    assert history["errors"][0]["request_id"] == everything[0]  # the viewer's id: a link
+    usage = await get("/admin/api/usage?window=24h&by=model")
+    assert {x["key"] for x in usage["lines"]} == {"claude-sonnet-4-6", "claude-opus-4-7"}
+    assert usage["total"]["requests"] == 4 and usage["total"]["cost_usd"] > 0
+    await get("/admin/api/history?window=2d", 400)
+    await get("/admin/api/usage?by=day", 400)
+
     talk = await get(f"/admin/api/requests/{everything[2]}/conversation")
     assert talk["session"] == SESSION and len(talk["turns"]) == 2
     one, two = talk["turns"]

@@ -19,7 +19,16 @@ from trioproxy.db.open import open_database
 NOW = 1_795_000_000.0  # 2026-11-18
 
 
-def row(ts: float, caller: str, model: str, *, status: int = 200, **tokens: int) -> Row:
+def row(
+    ts: float,
+    caller: str,
+    model: str,
+    *,
+    status: int = 200,
+    origin: str = "upstream",
+    duration: float = 1.0,
+    **tokens: int,
+) -> Row:
     return Row(
         ts=ts,
         request_id="r",
@@ -33,9 +42,10 @@ def row(ts: float, caller: str, model: str, *, status: int = 200, **tokens: int)
         cache_creation_input_tokens=tokens.get("cw", 0),
         cache_read_input_tokens=tokens.get("cr", 0),
         output_tokens=tokens.get("o", 0),
-        duration_s=1.0,
+        duration_s=duration,
         complete=True,
         error=status >= 400,
+        origin=origin,
     )
 
 

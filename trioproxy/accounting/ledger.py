@@ -33,6 +33,7 @@ class Row:
     duration_s: float
     complete: bool  # usage seen to the end (an abandoned stream: False)
     error: bool  # a status >= 400 or an error event inside a 200 stream
+    origin: str  # upstream, or proxy (its own errors and refusals)
 
     def values(self) -> tuple[object, ...]:
         """The columns in table order (``dataclasses.astuple`` deep-copies)."""
@@ -57,6 +58,7 @@ class Row:
             duration_s=round(r.duration_s, 4),
             complete=u.complete,
             error=r.status >= 400 or u.stream_errors > 0,
+            origin=r.origin,
         )
 
 

@@ -236,9 +236,10 @@ class Metrics:
         family(
             "trioproxy_tokens_total",
             "counter",
-            "Tokens by class (input, cache_creation_input, cache_read_input, output)",
+            "Tokens by type (input, cache_creation_input, cache_read_input, output)",
             (
-                ("", {"class": c, "caller": a, "model": m, "provider": p}, n)
+                # "type", not "class": on trioproxy_requests_total "class" is the status class.
+                ("", {"type": c, "caller": a, "model": m, "provider": p}, n)
                 for (c, a, m, p), n in sorted(self.tokens.items())
             ),
         )

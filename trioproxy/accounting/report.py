@@ -129,6 +129,13 @@ def summarize(
             db.close()
     except StorageError as exc:
         raise UsageError(f"cannot read the usage ledger: {exc}") from None
+    return lines_from(rows, by, prices)
+
+
+def lines_from(
+    rows: list[dict[str, Any]], by: str, prices: tuple[Price, ...]
+) -> tuple[list[Line], Line]:
+    """``usage_sums`` rows as priced lines and their total (pure)."""
     lines: dict[str, Line] = {}
     total = Line("total")
     for row in rows:

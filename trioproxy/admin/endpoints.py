@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from trioproxy.accounting.metrics import Metrics
+from trioproxy.admin import history_api as history
 from trioproxy.admin import viewer_api as viewer
 from trioproxy.admin.callers_api import handle as handle_callers
 from trioproxy.admin.callers_api import is_callers_path, read_json
@@ -43,6 +44,8 @@ RESERVED_EXACT: frozenset[bytes] = frozenset(
         b"/admin/callers",
         b"/admin/requests",
         b"/admin/api/requests",
+        b"/admin/api/history",
+        b"/admin/api/usage",
     }
 )
 ROUTE_BODY_MAX = 16 * 1024  # bytes; {"mode": ..., "provider": ...} is tiny
@@ -168,6 +171,9 @@ async def serve_own(
         elif is_callers_path(path):
             _check_access(ex.head, state, admin_listener)
             head, body = _json(*await handle_callers(ex, state))
+        elif history.is_history_path(path):
+            _check_access(ex.head, state, admin_listener)
+            head, body = _json(*await history.handle(ex, state))
         elif viewer.is_viewer_path(path):
             _check_access(ex.head, state, admin_listener)
             if path == viewer.PAGE:

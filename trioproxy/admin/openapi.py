@@ -10,9 +10,11 @@ from typing import Any
 
 from trioproxy import __version__
 from trioproxy.admin.openapi_callers import CALLER, CALLER_ANSWER, CALLER_SETTINGS, CALLERS_LIST
-from trioproxy.admin.openapi_log import CONVERSATION, LIST_PARAMETERS
+from trioproxy.admin.openapi_log import CONVERSATION, LIST_PARAMETERS, WINDOW_PARAMETERS
 from trioproxy.admin.openapi_log import DETAIL as LOG_DETAIL
+from trioproxy.admin.openapi_log import HISTORY as LOG_HISTORY
 from trioproxy.admin.openapi_log import LIST as LOG_LIST
+from trioproxy.admin.openapi_log import USAGE as LOG_USAGE
 from trioproxy.admin.schema import (
     BOOL,
     COUNTS,
@@ -395,6 +397,30 @@ def spec() -> dict[str, Any]:
                     {"200": _json(CONVERSATION, "stored"), **_errors(404, 503)},
                     admin=True,
                 ),
+            },
+            "/admin/api/history": {
+                "get": _op(
+                    "The dashboard's history from the usage ledger: buckets, status codes, last errors",
+                    {"200": _json(LOG_HISTORY, "the window"), **_errors(400, 404, 503)},
+                    admin=True,
+                    parameters=WINDOW_PARAMETERS,
+                )
+            },
+            "/admin/api/usage": {
+                "get": _op(
+                    "Requests, errors, tokens and estimated cost in the window, by caller or model",
+                    {"200": _json(LOG_USAGE, "the window"), **_errors(400, 404, 503)},
+                    admin=True,
+                    parameters=[
+                        *WINDOW_PARAMETERS,
+                        {
+                            "name": "by",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"enum": ["caller", "model"]},
+                        },
+                    ],
+                )
             },
             "/admin/callers/{name}": {
                 "parameters": [{"name": "name", "in": "path", "required": True, "schema": STR}],

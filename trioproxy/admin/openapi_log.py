@@ -130,3 +130,70 @@ LIST_PARAMETERS = [
     _query("before", "a page: entries older than this ts (next_before)"),
     _query("limit", "1 to 500 (default 50)"),
 ]
+
+
+HISTORY_POINT = obj(
+    {
+        "t": {**NUM, "description": "the bucket's end, Unix time"},
+        "requests": INT,
+        "rps": NUM,
+        "errors": {**INT, "description": "5xx, 429 and stream errors"},
+        "proxy_errors": {**INT, "description": "of those, the proxy's own"},
+        "input_tokens_per_s": NUM,
+        "output_tokens_per_s": NUM,
+        "cache_read_tokens": INT,
+        "input_tokens": INT,
+        "p50": NULLABLE_NUM,
+        "p99": NULLABLE_NUM,
+    }
+)
+HISTORY = obj(
+    {
+        "window": {"enum": ["15m", "1h", "24h"]},
+        "step_s": INT,
+        "now": NUM,
+        "log_bodies": {"enum": ["off", "errors", "all"]},
+        "points": {"type": "array", "items": HISTORY_POINT, "description": "buckets with requests"},
+        "codes": {
+            "type": "array",
+            "items": obj({"status": INT, "origin": {"enum": ["upstream", "proxy"]}, "count": INT}),
+        },
+        "errors": {
+            "type": "array",
+            "items": obj(
+                {
+                    "ts": NUM,
+                    "request_id": STR,
+                    "status": INT,
+                    "origin": {"enum": ["upstream", "proxy"]},
+                    "caller": STR,
+                    "model": STR,
+                    "provider": STR,
+                }
+            ),
+            "description": "the window's last failed requests, newest first",
+        },
+    }
+)
+USAGE_LINE = obj(
+    {
+        "key": STR,
+        "requests": INT,
+        "errors": INT,
+        "input_tokens": INT,
+        "cache_creation_input_tokens": INT,
+        "cache_read_input_tokens": INT,
+        "output_tokens": INT,
+        "cost_usd": NUM,
+        "unpriced_models": {"type": "array", "items": STR},
+    }
+)
+USAGE = obj(
+    {
+        "window": {"enum": ["15m", "1h", "24h"]},
+        "by": {"enum": ["caller", "model"]},
+        "lines": {"type": "array", "items": USAGE_LINE},
+        "total": USAGE_LINE,
+    }
+)
+WINDOW_PARAMETERS = [_query("window", "15m (default), 1h or 24h")]

@@ -54,6 +54,7 @@ class Database:
     dialect = ""
     like = "LIKE"
     day = ""  # the UTC date of ``ts`` as YYYY-MM-DD
+    bucket = ""  # ``ts`` divided by a parameter, rounded down to a whole number
     where = ""  # what the database is, for messages (a path; never a password)
 
     # -- primitives (per backend) ---------------------------------------------
@@ -121,6 +122,40 @@ class Database:
             + ", ".join(f"SUM({t}) AS {t}" for t in _TOKENS)
             + " FROM requests WHERE ts >= ? GROUP BY 1, 2",
             (since,),
+        )
+
+    def history(self, since: float, step: int, bounds: Sequence[float]) -> list[Row]:
+        """Ledger rows since then in buckets of ``step`` seconds (``b``: the
+        bucket's number, ts // step): requests, errors (5xx, 429, stream
+        errors), the proxy's own errors, tokens, and for each duration bound
+        how many took at most that long (``le_0``...: a histogram)."""
+        les = ", ".join(
+            f"SUM(CASE WHEN duration_s <= {float(b)!r} THEN 1 ELSE 0 END) AS le_{i}"
+            for i, b in enumerate(bounds)
+        )
+        return self._fetch(
+            f"SELECT {self.bucket} AS b, COUNT(*) AS n, SUM({_FAILED}) AS errors, "
+            f"SUM(CASE WHEN origin = 'proxy' AND {_FAILED} = 1 THEN 1 ELSE 0 END) AS proxy_errors, "
+            "SUM(input_tokens + cache_creation_input_tokens + cache_read_input_tokens) AS tin, "
+            "SUM(output_tokens) AS tout, SUM(cache_read_input_tokens) AS cache_read, "
+            f"{les} FROM requests WHERE ts >= ? GROUP BY 1 ORDER BY 1",
+            (step, since),
+        )
+
+    def status_counts(self, since: float) -> list[Row]:
+        """Requests by status and origin since then."""
+        return self._fetch(
+            "SELECT status, origin, COUNT(*) AS count FROM requests WHERE ts >= ? "
+            "GROUP BY status, origin ORDER BY status, origin",
+            (since,),
+        )
+
+    def recent_errors(self, since: float, limit: int) -> list[Row]:
+        """The last failed requests since then, newest first."""
+        return self._fetch(
+            "SELECT ts, request_id, status, origin, caller, model, provider FROM requests "
+            "WHERE ts >= ? AND error = 1 ORDER BY ts DESC LIMIT ?",
+            (since, limit),
         )
 
     # -- the conversation log ---------------------------------------------------
@@ -212,6 +247,10 @@ _TOKENS = (
     "cache_creation_input_tokens",
     "cache_read_input_tokens",
     "output_tokens",
+)
+# What the dashboard counts as an error: 5xx, 429, an error event in a 200 stream.
+_FAILED = (
+    "(CASE WHEN status >= 500 OR status = 429 OR (error = 1 AND status < 400) THEN 1 ELSE 0 END)"
 )
 _GROUP = {
     "caller": "caller",

@@ -25,6 +25,7 @@ class PostgresDB(Database):
     dialect = "postgres"
     like = "ILIKE"
     day = "to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+    bucket = "CAST(FLOOR(ts / ?) AS BIGINT)"  # a plain cast would round
 
     def __init__(self, url: str) -> None:
         self.where = _without_password(url)

@@ -4,7 +4,9 @@ opened; ``schema_version`` records the last one applied.
 A migration is written once, with the column types that differ between
 SQLite and Postgres as placeholders ({REAL}, {BLOB}, {INT}). Migration 1 is
 the ledger as it was before versioning (``IF NOT EXISTS``), so an existing
-usage.sqlite3 is taken over as it is.
+usage.sqlite3 is taken over as it is; 2 adds the conversation log; 3 says
+who answered each ledger row (the dashboard keeps the proxy's own errors
+apart).
 """
 
 from __future__ import annotations
@@ -80,6 +82,12 @@ CREATE INDEX exchanges_session ON exchanges (session, ts);
 CREATE INDEX exchanges_caller ON exchanges (caller, ts);
 """,
     ),
+    (
+        3,
+        """
+ALTER TABLE requests ADD COLUMN origin TEXT NOT NULL DEFAULT 'upstream';
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]
@@ -105,6 +113,7 @@ USAGE_COLUMNS = (
     "duration_s",
     "complete",
     "error",
+    "origin",
 )
 
 LOG_COLUMNS = (

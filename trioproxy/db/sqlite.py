@@ -18,6 +18,7 @@ class SQLiteDB(Database):
     dialect = "sqlite"
     like = "LIKE"  # case-insensitive for ASCII
     day = "date(ts, 'unixepoch')"
+    bucket = "CAST(ts / ? AS INTEGER)"  # ts is positive: truncation is floor
 
     def __init__(self, path: str, *, readonly: bool = False) -> None:
         self.where = path
