@@ -201,19 +201,23 @@ def test_makefile_has_the_operator_targets() -> None:
 
 
 def test_workers_and_redis_render_and_check(tmp_path: Path) -> None:
-    """trioproxy_workers goes to the TOML, trioproxy_state_redis_url (it may
-    hold a password) to the environment file; check mode takes both."""
+    """trioproxy_workers and the conversation log go to the TOML,
+    trioproxy_state_redis_url and trioproxy_database_url (they may hold a
+    password) to the environment file; check mode takes them all."""
     import json
 
     scale = json.dumps(
         {
             "trioproxy_workers": "auto",
             "trioproxy_state_redis_url": "redis://:redis-pw-0123@10.0.0.5:6379/0",
+            "trioproxy_database_url": "postgresql://tp:pg-pw-0123@10.0.0.6/trioproxy",
+            "trioproxy_log_bodies": "errors",
+            "trioproxy_log_retention_days": 30,
         }
     )
     checked = local_play(tmp_path, "--check", "--diff", "--skip-tags", "firewall", "-e", scale)
     assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr
-    assert "redis-pw-0123" not in checked.stdout
+    assert "redis-pw-0123" not in checked.stdout and "pg-pw-0123" not in checked.stdout
     r = local_play(tmp_path, "--tags", "config", "-e", scale)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr
     etc = tmp_path / "etc"
@@ -226,6 +230,9 @@ def test_workers_and_redis_render_and_check(tmp_path: Path) -> None:
     cfg = load_config(str(etc / "trioproxy.toml"), env=env)
     assert cfg.workers == 0  # auto: one per CPU
     assert cfg.state_redis_url == "redis://:redis-pw-0123@10.0.0.5:6379/0"
+    assert cfg.database_url == "postgresql://tp:pg-pw-0123@10.0.0.6/trioproxy"
+    assert "pg-pw-0123" not in (etc / "trioproxy.toml").read_text()  # the password: env file only
+    assert cfg.log_bodies == "errors" and cfg.log_retention_days == 30
 
 
 def test_the_wheel_changes_exactly_when_the_code_does(tmp_path: Path) -> None:
