@@ -102,9 +102,7 @@ async def start(nursery: trio.Nursery, tmp_path: Path, **cfg: Any) -> Running:
         make_config(
             upstream__url=fake.url,
             upstream__api_key="sk-provider",
-            state_dir=str(tmp_path),
-            log_bodies="all",
-            **cfg,
+            **{"state_dir": str(tmp_path), "log_bodies": "all", **cfg},
         )
     )
     return Running(server, await nursery.start(server.serve))
@@ -268,3 +266,13 @@ async def test_the_viewer_in_a_real_browser(nursery: trio.Nursery, tmp_path: Pat
     for name in ("list", "filtered", "search", "conversation"):
         png = (out / f"viewer-{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+async def test_without_a_log_the_api_says_so(nursery: trio.Nursery, tmp_path: Path) -> None:
+    proxy = await start(nursery, tmp_path, log_bodies="off", usage__ledger=False)
+    r = await h1_request(proxy.port, "GET", "/admin/api/requests")
+    assert r.status == 404 and b"log_bodies is off" in r.body
+    r = await h1_request(proxy.port, "GET", "/admin/api/history")
+    assert r.status == 404 and b"usage.ledger" in r.body
+    r = await h1_request(proxy.port, "POST", "/admin/api/requests", [], b"{}")
+    assert r.status == 405 and orjson.loads(r.body)["type"] == "error"

@@ -49,8 +49,9 @@ async def handle(ex: ClientExchange, state: ServerState) -> tuple[int, Any]:
     if head.method not in (b"GET", b"HEAD"):
         raise MethodNotAllowed(f"{head.path.decode('latin-1')} accepts GET and HEAD")
     reader = state.log_reader
-    if reader is None:
-        raise NotFound("this server keeps no conversation log")
+    cfg = state.config
+    if reader is None or (cfg.log_bodies == "off" and not cfg.usage_ledger):
+        raise NotFound("this server keeps no conversation log (log_bodies is off)")
     rest = head.path[len(API) :].strip(b"/").decode("utf-8", errors="replace")
     logging_on = state.config.log_bodies
     try:
