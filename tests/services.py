@@ -162,7 +162,14 @@ class PostgresServer:
         return f"postgresql://trioproxy@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> None:
+        """initdb (the first time) and start; again after ``halt``, on the
+        same data and port."""
         data = self.dir / "data"
+        if not data.exists():
+            self._initdb(data)
+        self._run(data)
+
+    def _initdb(self, data: Path) -> None:
         subprocess.run(
             [
                 str(self.bin / "initdb"),
@@ -180,6 +187,8 @@ class PostgresServer:
             capture_output=True,
             user=self._user,
         )
+
+    def _run(self, data: Path) -> None:
         self.proc = subprocess.Popen(
             [
                 str(self.bin / "postgres"),
@@ -221,8 +230,12 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server, keeping its data (an outage)."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown: connections are cut
             self.proc.wait(20)
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)

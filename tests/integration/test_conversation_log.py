@@ -268,3 +268,65 @@ async def test_retention_and_a_full_queue(tmp_path: Path) -> None:
     finally:
         db.close()
     assert ids == ["req_1", "req_0", "recent"] or sorted(ids) == ["recent", "req_0", "req_1"]
+
+
+async def test_a_postgres_outage_loses_rows_never_requests(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """Never worse than direct: with the database down, requests are served
+    as before; the rows of that time are counted lost; when it is back the
+    journal opens it again and writes."""
+    from tests.services import PostgresServer, postgres_bin
+
+    bindir = postgres_bin()
+    assert bindir is not None, "Postgres is not installed (apt-get install postgresql)"
+    pg = PostgresServer(bindir)
+    await trio.to_thread.run_sync(pg.start)
+    try:
+        url = pg.url()
+        fake = await start_fake(nursery)
+        proxy = await start(nursery, fake, log_bodies="all", storage__database_url=url)
+        ok = await h1_request(proxy.port, "POST", "/v1/messages", [], request("before"))
+        assert ok.status == 200
+        await written(proxy, 1)
+        await trio.to_thread.run_sync(pg.halt)
+        for i in range(3):  # served while the database is down
+            r = await h1_request(proxy.port, "POST", "/v1/messages", [], request(f"during {i}"))
+            assert r.status == 200
+        journal = proxy.server.state.journal
+        with trio.fail_after(10):
+            while journal.log_counts()["lost"] < 3:  # noqa: ASYNC110 (a worker thread writes)
+                await trio.sleep(0.05)
+        viewer = await h1_request(proxy.port, "GET", "/admin/api/requests")
+        assert viewer.status == 503 and orjson.loads(viewer.body)["error"]["type"] == "api_error"
+
+        # The journal comes back by itself (here every 0.2 s; 30 s by default).
+        own = Journal(
+            opener=lambda: open_database(url, ""),
+            keeping=Keeping(ledger=True, log=True),
+            reopen_every=0.2,
+        )
+        cfg = make_config()
+        async with trio.open_nursery() as inner:
+            await inner.start(own.serve)  # the database is down: it starts anyway
+            own.add(RequestRecord("req_lost", "POST", "/v1/messages", "h1", status=200), cfg)
+            await trio.sleep(0.5)
+            await trio.to_thread.run_sync(pg.start)
+            own.add(RequestRecord("req_kept", "POST", "/v1/messages", "h1", status=200), cfg)
+            with trio.fail_after(10):
+                while own.written < 2 or own.rows_lost < 1:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+                while True:  # the reopened database has the second row
+                    db = await trio.to_thread.run_sync(lambda: open_database(url, ""))
+                    ids = [r["request_id"] for r in db.usage_rows(0)]
+                    db.close()
+                    if "req_kept" in ids:
+                        break
+                    own.add(RequestRecord("req_more", "POST", "/v1/messages", "h1"), cfg)
+                    await trio.sleep(0.3)
+            inner.cancel_scope.cancel()
+        assert "req_lost" not in ids
+        viewer = await h1_request(proxy.port, "GET", "/admin/api/requests")
+        assert viewer.status == 200  # the viewer's connection, opened again
+    finally:
+        await trio.to_thread.run_sync(pg.stop)

@@ -86,8 +86,10 @@ class Journal:
         opener: Callable[[], Database] | None = None,
         keeping: Keeping | None = None,
         max_log_bytes: int = MAX_LOG_BYTES,
+        reopen_every: float = REOPEN_EVERY,
     ) -> None:
         self._opener = opener
+        self._reopen_every = reopen_every
         self._max_log_bytes = max_log_bytes
         self.keeping = keeping or Keeping()
         self._pending: list[Entry] = []
@@ -153,12 +155,12 @@ class Journal:
         try:
             self._db = await trio.to_thread.run_sync(self._opener)
         except StorageError as exc:
-            self._reopen_at = trio.current_time() + REOPEN_EVERY
+            self._reopen_at = trio.current_time() + self._reopen_every
             log.error(
                 "database: %s; requests are served, their ledger and log rows are lost "
                 "until it can be opened (tried again every %g s)",
                 exc,
-                REOPEN_EVERY,
+                self._reopen_every,
             )
 
     async def _flush(self) -> None:
@@ -219,6 +221,7 @@ class Journal:
             except StorageError as exc:
                 # A full or read-only disk, a lost connection: never the proxy down.
                 self.rows_lost += len(rows)
+                self.log_rows_lost += len(logged)  # the same database: not tried
                 log.error("usage ledger: %d rows not written (%s)", len(rows), exc)
                 self._lost(db)
                 return
