@@ -17,8 +17,11 @@ import orjson
 import pytest
 import trio
 import trustme
+import zstandard
 
 from tests.helpers import make_config, unless_in_ci
+from trioproxy.convlog.read import conversation, detail
+from trioproxy.db.base import LogQuery
 from trioproxy.fake.app import FakeUpstream
 from trioproxy.fake.messages import Plan, Usage, message_json, stream_events
 from trioproxy.fake.openai_app import OpenAIFake
@@ -348,3 +351,95 @@ async def test_claude_code_subagent_routed_to_an_openai_provider_by_rule(
     assert "You are a meticulous code reviewer." in routed[0]["messages"][0]["content"]
     for body in main.bodies:  # the main agent's turns stayed where they were
         assert b"You are a meticulous code reviewer." not in body
+
+
+class _ReadsAFile:
+    """A model that thinks, asks Claude Code to Read a file, then answers
+    with what the file said."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    async def __call__(self, ex: ClientExchange) -> None:
+        parts = []
+        while (chunk := await ex.receive_body()) is not None:
+            parts.append(chunk.data)
+            ex.ack(chunk.flow_controlled_length)
+        body = b"".join(parts)
+        doc = orjson.loads(body)
+        if b"tool_result" not in body:
+            tool = {"name": "Read", "input": {"file_path": self.path}}
+            plan = Plan(
+                "msg_r1",
+                "claude-sonnet-4-6",
+                "Reading it.",
+                True,
+                tool,
+                Usage(90, 0, 0, 9),
+                "tool_use",
+            )
+        else:
+            plan = Plan(
+                "msg_r2", "claude-sonnet-4-6", "The code is 4217.", True, None, Usage(120, 0, 80, 7)
+            )
+        if doc.get("stream"):
+            await ex.send_head(ResponseHead(200, [(b"content-type", b"text/event-stream")]))
+            for event in stream_events(plan):
+                await ex.send_body(event)
+            await ex.end()
+            return
+        data = message_json(plan)
+        await respond(ex, ResponseHead(200, [(b"content-type", b"application/json")]), data)
+
+
+async def test_claude_codes_session_in_the_conversation_log(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The real Claude Code's requests, logged and threaded: its session id
+    groups them, the second request continues the first (moved cache_control
+    markers and all), and the turn shows the thinking, the Read tool_use and
+    the tool_result with the file's text."""
+    listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
+    refuser = listeners[0].socket.getsockname()[1]
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    notes = cwd / "notes.txt"
+    notes.write_text("the launch code is 4217\n")
+    fake_port = await nursery.start(Server(make_config()).serve_app, _ReadsAFile(str(notes)))
+    server = Server(
+        make_config(
+            upstream__url=f"http://127.0.0.1:{fake_port}",
+            state_dir=str(tmp_path / "state"),
+            log_bodies="all",
+        )
+    )
+    proxy_port = await nursery.start(server.serve)
+    result = await claude(f"http://127.0.0.1:{proxy_port}", refuser, cwd=str(cwd))
+    assert result["is_error"] is False and "4217" in result["result"], result
+    journal = server.state.journal
+    with trio.fail_after(10):
+        while journal.log_written < 2:  # noqa: ASYNC110 (a worker thread writes)
+            await trio.sleep(0.05)
+    reader = server.state.log_reader
+    assert reader is not None
+    rows = await reader.run(lambda db: db.list_log(LogQuery()))
+    sessions = {r["session"] for r in rows}
+    assert len(sessions) == 1 and "" not in sessions  # x-claude-code-session-id on every request
+    unzstd = zstandard.ZstdDecompressor()
+    full = await reader.run(lambda db: db.session_log(rows[0]["session"]))
+    talk = conversation([detail(r, unzstd) for r in full])
+    turns = talk["turns"]
+    assert len(turns) == 2 and turns[0]["new_thread"] and not turns[1]["new_thread"]
+    first = [b["type"] for b in turns[0]["answer"]["content"]]
+    assert first == ["thinking", "text", "tool_use"]
+    assert turns[0]["answer"]["content"][2]["name"] == "Read"
+    results = [
+        b
+        for m in turns[1]["messages"]
+        if m["role"] == "user" and isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("type") == "tool_result"
+    ]
+    assert len(results) == 1 and "4217" in orjson.dumps(results[0]).decode()
+    assert turns[1]["tokens"]["cache_read_input_tokens"] == 80  # per turn
+    assert turns[0]["system"] is not None  # Claude Code's system blocks, shown once

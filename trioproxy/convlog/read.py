@@ -107,28 +107,32 @@ def _role(message: Any) -> str:
 
 
 def _fingerprint(message: Any) -> Any:
-    """What identifies a message across requests. Clients move
-    ``cache_control`` markers from turn to turn and may drop thinking text,
-    so blocks are compared by their text, tool ids and signatures only."""
+    """What identifies a message across requests. Clients rewrite their
+    history between requests: Claude Code moves ``cache_control`` markers,
+    sends a content list as a plain string the next time, and may drop
+    thinking text; so a message is compared by its role and its blocks'
+    text, tool ids and tool result ids, thinking left out."""
     if not isinstance(message, dict):
         return message
     content = message.get("content")
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
     if not isinstance(content, list):
         return (_role(message), content)
-    keys = []
+    keys: list[Any] = []
     for block in content:
         if not isinstance(block, dict):
             keys.append(block)
             continue
         kind = block.get("type")
         if kind == "text":
-            keys.append(("text", block.get("text")))
+            keys.append(("text", str(block.get("text", "")).strip()))
         elif kind == "tool_use":
             keys.append(("tool_use", block.get("id")))
         elif kind == "tool_result":
             keys.append(("tool_result", block.get("tool_use_id")))
         elif kind in ("thinking", "redacted_thinking"):
-            keys.append(("thinking",))
+            continue
         else:
             keys.append((kind,))
     return (_role(message), keys)
