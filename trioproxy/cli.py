@@ -245,16 +245,12 @@ def _usage(args: argparse.Namespace) -> int:
         UsageError,
         parse_since,
         render,
-        settings,
+        settings_from,
         summarize,
     )
-    from trioproxy.admin.client import SwitchError, read_env_file
 
     try:
-        env = dict(os.environ)
-        if args.env_file:
-            env = {**read_env_file(args.env_file), **env}
-        where = settings(args.config, env)
+        where = settings_from(args.config, args.env_file)
         since = parse_since(args.since, time.time())
         lines, total = summarize(
             args.state_dir or where.state_dir,
@@ -263,7 +259,7 @@ def _usage(args: argparse.Namespace) -> int:
             prices=where.prices,
             database_url="" if args.state_dir else where.database_url,
         )
-    except (UsageError, SwitchError) as exc:
+    except UsageError as exc:
         print(f"trioproxy usage: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(render(lines, total, by=args.by, fmt=args.format, since=since))

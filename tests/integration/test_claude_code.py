@@ -262,6 +262,26 @@ async def test_claude_code_through_an_openai_provider(
         assert result["num_turns"] >= 2
 
 
+async def _read_all(ex: ClientExchange) -> bytes:
+    parts = []
+    while (chunk := await ex.receive_body()) is not None:
+        parts.append(chunk.data)
+        ex.ack(chunk.flow_controlled_length)
+    return b"".join(parts)
+
+
+async def _answer(ex: ClientExchange, doc: dict[str, Any], plan: Plan) -> None:
+    """``plan`` as the API gives it: a stream when the request asked for one."""
+    if doc.get("stream"):
+        await ex.send_head(ResponseHead(200, [(b"content-type", b"text/event-stream")]))
+        for event in stream_events(plan):
+            await ex.send_body(event)
+        await ex.end()
+        return
+    data = message_json(plan)
+    await respond(ex, ResponseHead(200, [(b"content-type", b"application/json")]), data)
+
+
 class _LaunchesAgent:
     """The main agent's model: on its first turn it launches the `reviewer`
     subagent (Claude Code's Agent tool), then answers in text."""
@@ -271,11 +291,7 @@ class _LaunchesAgent:
         self.bodies: list[bytes] = []
 
     async def __call__(self, ex: ClientExchange) -> None:
-        parts = []
-        while (chunk := await ex.receive_body()) is not None:
-            parts.append(chunk.data)
-            ex.ack(chunk.flow_controlled_length)
-        body = b"".join(parts)
+        body = await _read_all(ex)
         self.bodies.append(body)
         doc = orjson.loads(body)
         offered = {t.get("name") for t in doc.get("tools", [])}
@@ -296,14 +312,7 @@ class _LaunchesAgent:
             plan = Plan(
                 "msg_main_2", "claude-sonnet-4-6", "Reviewed.", False, None, Usage(10, 0, 0, 5)
             )
-        if doc.get("stream"):
-            await ex.send_head(ResponseHead(200, [(b"content-type", b"text/event-stream")]))
-            for event in stream_events(plan):
-                await ex.send_body(event)
-            await ex.end()
-            return
-        data = message_json(plan)
-        await respond(ex, ResponseHead(200, [(b"content-type", b"application/json")]), data)
+        await _answer(ex, doc, plan)
 
 
 async def test_claude_code_subagent_routed_to_an_openai_provider_by_rule(
@@ -361,11 +370,7 @@ class _ReadsAFile:
         self.path = path
 
     async def __call__(self, ex: ClientExchange) -> None:
-        parts = []
-        while (chunk := await ex.receive_body()) is not None:
-            parts.append(chunk.data)
-            ex.ack(chunk.flow_controlled_length)
-        body = b"".join(parts)
+        body = await _read_all(ex)
         doc = orjson.loads(body)
         if b"tool_result" not in body:
             tool = {"name": "Read", "input": {"file_path": self.path}}
@@ -382,14 +387,7 @@ class _ReadsAFile:
             plan = Plan(
                 "msg_r2", "claude-sonnet-4-6", "The code is 4217.", True, None, Usage(120, 0, 80, 7)
             )
-        if doc.get("stream"):
-            await ex.send_head(ResponseHead(200, [(b"content-type", b"text/event-stream")]))
-            for event in stream_events(plan):
-                await ex.send_body(event)
-            await ex.end()
-            return
-        data = message_json(plan)
-        await respond(ex, ResponseHead(200, [(b"content-type", b"application/json")]), data)
+        await _answer(ex, doc, plan)
 
 
 async def test_claude_codes_session_in_the_conversation_log(

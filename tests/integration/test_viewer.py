@@ -172,6 +172,8 @@ async def test_the_api_answers_as_described(nursery: trio.Nursery, tmp_path: Pat
     assert usage["total"]["requests"] == 4 and usage["total"]["cost_usd"] > 0
     await get("/admin/api/history?window=2d", 400)
     await get("/admin/api/usage?by=day", 400)
+    by_provider = await get("/admin/api/usage?window=1h&by=provider")
+    assert [x["key"] for x in by_provider["lines"]] == ["default"]
 
     talk = await get(f"/admin/api/requests/{everything[2]}/conversation")
     assert talk["session"] == SESSION and len(talk["turns"]) == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import time
 import tomllib
@@ -20,6 +21,7 @@ from typing import Any
 
 from trioproxy.accounting.pricing import price_for
 from trioproxy.config import default_state_dir
+from trioproxy.config.envfile import EnvFileError, read_env_file
 from trioproxy.config.model import Price
 from trioproxy.config.parsers import parse_database_url
 from trioproxy.config.pricing import DEFAULT_PRICES, parse_pricing
@@ -63,6 +65,18 @@ class Where:
     state_dir: str
     database_url: str = field(repr=False)
     prices: tuple[Price, ...]
+
+
+def settings_from(config_path: str | None, env_file: str | None) -> Where:
+    """``settings`` for a command line: the environment, with a systemd
+    EnvironmentFile's variables under it."""
+    env = dict(os.environ)
+    if env_file:
+        try:
+            env = {**read_env_file(env_file), **env}
+        except EnvFileError as exc:
+            raise UsageError(str(exc)) from None
+    return settings(config_path, env)
 
 
 def settings(config_path: str | None, env: Mapping[str, str]) -> Where:

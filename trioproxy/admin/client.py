@@ -19,29 +19,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from trioproxy.config import envfile
+
 
 class SwitchError(Exception):
     pass
 
 
 def read_env_file(path: str) -> dict[str, str]:
-    """KEY=VALUE lines as systemd's EnvironmentFile reads them (# comments,
-    optional quotes)."""
-    out: dict[str, str] = {}
+    """config.envfile's, with its error as the admin commands report them."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SwitchError(f"--env-file: cannot read {path}: {exc.strerror or exc}") from None
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", ";")) or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        out[key.strip()] = value
-    return out
+        return envfile.read_env_file(path)
+    except envfile.EnvFileError as exc:
+        raise SwitchError(str(exc)) from None
 
 
 def admin_target(config_path: str | None, env: Mapping[str, str]) -> tuple[str, str]:

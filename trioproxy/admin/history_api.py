@@ -6,8 +6,9 @@ window longer than the page has been open, still shows what happened.
         proxy's own apart), tokens in and out, latency p50 and p99; the
         window's status codes; and its last errors (request ids: the page
         links them to the viewer when the conversation log is on)
-    GET /admin/api/usage?window=15m|1h|24h&by=caller|model
-        requests, errors, tokens and estimated cost in the window
+    GET /admin/api/usage?window=15m|1h|24h&by=caller|model|provider
+        requests, errors, tokens and estimated cost in the window (by
+        provider: the history of what the providers' quotas counted)
 
 The ledger is every worker's and, on Postgres, every instance's: one
 history for the whole service. Read in the viewer's reader thread.
@@ -70,8 +71,8 @@ async def handle(ex: ClientExchange, state: ServerState) -> tuple[int, Any]:
                 "errors": errors,
             }
         by = params.get("by", "caller")
-        if by not in ("caller", "model"):
-            raise InvalidRequest("by: caller or model")
+        if by not in ("caller", "model", "provider"):
+            raise InvalidRequest("by: caller, model or provider")
         rows = await reader.run(lambda db: db.usage_sums(by, since))
     except StorageError as exc:
         raise Unavailable(f"the usage ledger cannot be read: {exc}") from None

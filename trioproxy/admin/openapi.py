@@ -408,7 +408,7 @@ def spec() -> dict[str, Any]:
             },
             "/admin/api/usage": {
                 "get": _op(
-                    "Requests, errors, tokens and estimated cost in the window, by caller or model",
+                    "Requests, errors, tokens and estimated cost in the window, by caller, model or provider",
                     {"200": _json(LOG_USAGE, "the window"), **_errors(400, 404, 503)},
                     admin=True,
                     parameters=[
@@ -417,7 +417,7 @@ def spec() -> dict[str, Any]:
                             "name": "by",
                             "in": "query",
                             "required": False,
-                            "schema": {"enum": ["caller", "model"]},
+                            "schema": {"enum": ["caller", "model", "provider"]},
                         },
                     ],
                 )

@@ -191,7 +191,7 @@ USAGE_LINE = obj(
 USAGE = obj(
     {
         "window": {"enum": ["15m", "1h", "24h"]},
-        "by": {"enum": ["caller", "model"]},
+        "by": {"enum": ["caller", "model", "provider"]},
         "lines": {"type": "array", "items": USAGE_LINE},
         "total": USAGE_LINE,
     }

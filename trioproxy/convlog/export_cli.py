@@ -7,14 +7,13 @@ from Postgres with storage.database_url."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Any
 
 import zstandard
 
-from trioproxy.accounting.report import UsageError, parse_since, settings
+from trioproxy.accounting.report import UsageError, parse_since, settings_from
 from trioproxy.convlog.read import export_line
 from trioproxy.db.base import StorageError
 from trioproxy.db.open import open_database
@@ -36,17 +35,12 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trioproxy.admin.client import SwitchError, read_env_file
-
     try:
-        env = dict(os.environ)
-        if args.env_file:
-            env = {**read_env_file(args.env_file), **env}
-        where = settings(args.config, env)
+        where = settings_from(args.config, args.env_file)
         since = parse_since(args.since, time.time())
         url = "" if args.state_dir else where.database_url
         db = open_database(url, args.state_dir or where.state_dir, readonly=True)
-    except (UsageError, SwitchError, StorageError) as exc:
+    except (UsageError, StorageError) as exc:
         print(f"trioproxy log export: {exc}", file=sys.stderr)
         return 1
     unzstd = zstandard.ZstdDecompressor()
