@@ -110,6 +110,8 @@ async def run_demo(
                     }
                 ]
             }
+        if "TRIOPROXY_LOG_BODIES" not in env:
+            where["log_bodies"] = "all"  # so the viewer has the sample to show
         proxy_cfg = load_config(env=env, overrides={"listen": str(listen), **where})
         proxy = Server(proxy_cfg)
         proxy_done = trio.Event()
@@ -133,7 +135,8 @@ async def run_demo(
                 "\nThe proxy and the fake upstream keep running (Ctrl-C to stop). Point a client at it:\n"
                 f"  export ANTHROPIC_BASE_URL={base}\n"
                 f"  curl -N {base}/v1/messages -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' "
-                '-d \'{"model":"claude-sonnet-4-6","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}\'',
+                '-d \'{"model":"claude-sonnet-4-6","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}\'\n'
+                f"Watch it: {base}/dashboard (live), {base}/admin/requests (the conversation log)",
                 file=out,
                 flush=True,
             )

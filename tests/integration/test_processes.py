@@ -59,6 +59,7 @@ async def test_demo_prints_events_and_the_two_lines(openai: bool) -> None:
             await read_until(
                 proc.stdout, rb"curl -N http://127\.0\.0\.1:\d+/v1/messages[^\n]*\n", out
             )
+            await read_until(proc.stdout, rb"/admin/requests \(the conversation log\)\n", out)
         text = out.decode()
         for name in ("message_start", "content_block_delta", "message_delta", "message_stop"):
             assert name in text
@@ -67,6 +68,12 @@ async def test_demo_prints_events_and_the_two_lines(openai: bool) -> None:
         async with await H1Client.connect(port) as c:  # the demo keeps running and serving
             r = await c.request("POST", "/v1/messages", [], STREAM)
         assert r.status == 200 and b"message_stop" in r.body
+        with trio.fail_after(10):  # the sample and this request, in the conversation log
+            while True:
+                logged = await h1_request(port, "GET", "/admin/api/requests")
+                if logged.status == 200 and len(orjson.loads(logged.body)["requests"]) >= 2:
+                    break
+                await trio.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         with trio.fail_after(10):
             assert await proc.wait() == 0
