@@ -70,7 +70,9 @@ class Directory:
         task_status.started()
         while True:
             await trio.sleep(WATCH_EVERY)
-            if self.path and file_stamp(self.path) != self._stamp:
+            if self.path:
+                # In a thread, even the stat: a file on a slow or network
+                # disk must not stall the event loop.
                 await trio.to_thread.run_sync(self.refresh)
 
     def _load_file(self, *, initial: bool) -> bool:

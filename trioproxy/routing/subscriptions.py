@@ -105,6 +105,10 @@ class Subscriptions:
         self._said = dict(now_unusable)
         return now_unusable
 
+    def _refresh_if_changed(self) -> None:
+        if any(file_stamp(w.path) != w.stamp for w in self._files.values()):
+            self.refresh()
+
     async def serve(
         self,
         apply: Callable[[dict[str, str]], None],
@@ -118,6 +122,6 @@ class Subscriptions:
         while True:
             await trio.sleep(WATCH_EVERY)
             if self._files:
-                if any(file_stamp(w.path) != w.stamp for w in self._files.values()):
-                    await trio.to_thread.run_sync(self.refresh)
+                # In a thread, even the stats: a slow disk must not stall the loop.
+                await trio.to_thread.run_sync(self._refresh_if_changed)
                 apply(self.report())
