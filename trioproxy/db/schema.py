@@ -6,7 +6,8 @@ SQLite and Postgres as placeholders ({REAL}, {BLOB}, {INT}). Migration 1 is
 the ledger as it was before versioning (``IF NOT EXISTS``), so an existing
 usage.sqlite3 is taken over as it is; 2 adds the conversation log; 3 says
 who answered each ledger row (the dashboard keeps the proxy's own errors
-apart).
+apart); 4 indexes the failed rows (the dashboard's last errors, found
+without reading a day of successes).
 """
 
 from __future__ import annotations
@@ -86,6 +87,12 @@ CREATE INDEX exchanges_caller ON exchanges (caller, ts);
         3,
         """
 ALTER TABLE requests ADD COLUMN origin TEXT NOT NULL DEFAULT 'upstream';
+""",
+    ),
+    (
+        4,
+        """
+CREATE INDEX requests_errors ON requests (ts) WHERE error = 1;
 """,
     ),
 )
