@@ -330,3 +330,48 @@ async def test_a_postgres_outage_loses_rows_never_requests(
         assert viewer.status == 200  # the viewer's connection, opened again
     finally:
         await trio.to_thread.run_sync(pg.stop)
+
+
+async def test_an_http2_client_and_a_large_streamed_body(
+    nursery: trio.Nursery, tmp_path: Path, upstream_opts: dict[str, object]
+) -> None:
+    """An HTTP/2 client's 300 KB body streams to the upstream (flow control,
+    no JSON stage) while the log keeps references to its chunks: what is
+    stored is byte for byte what the upstream received, over either
+    upstream protocol; a body past log.max_body_bytes is cut and says so."""
+    from tests.helpers import H2Client
+
+    fake = await start_fake(nursery)
+    assert fake.fake is not None
+    proxy = await start(
+        nursery,
+        fake,
+        state_dir=str(tmp_path),
+        log_bodies="all",
+        log__max_body_bytes=200_000,
+        **upstream_opts,
+    )
+    small = request("x" * 50_000, stream=True)
+    large = request("y" * 300_000, stream=True)
+    h2 = await H2Client.connect(nursery, proxy.port)
+    got = []
+    for body in (small, large):
+        res = await h2.request("POST", "/v1/messages", [("content-type", "application/json")], body)
+        assert res.status == 200 and res.ended
+        got.append((bytes(res.body), fake.fake.seen[-1].body_sha256, len(body)))
+    await h2.aclose()
+    await written(proxy, 2)
+    db = open_database("", str(tmp_path), readonly=True)
+    try:
+        entries = [db.get_log(r["request_id"]) for r in reversed(db.list_log(LogQuery()))]
+    finally:
+        db.close()
+    (small_answer, small_sha, _), (large_answer, _, large_len) = got
+    first, second = entries
+    assert first is not None and second is not None
+    assert hashlib.sha256(body_of(first, "request_body")).hexdigest() == small_sha
+    assert body_of(first, "response_body") == small_answer and not first["request_truncated"]
+    stored = body_of(second, "request_body")
+    assert second["request_truncated"] == 1 and second["request_bytes"] == large_len
+    assert len(stored) == 200_000 and large.startswith(stored)
+    assert body_of(second, "response_body") == large_answer
