@@ -375,3 +375,29 @@ async def test_an_http2_client_and_a_large_streamed_body(
     assert second["request_truncated"] == 1 and second["request_bytes"] == large_len
     assert len(stored) == 200_000 and large.startswith(stored)
     assert body_of(second, "response_body") == large_answer
+
+
+async def test_a_retried_answer_is_stored_alone(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """A demoted answer is read whole before the client sees a byte, so a
+    stream cut there is retried; the log keeps the answer that was given,
+    not the cut attempt's bytes before it."""
+    fake = await start_fake(nursery)
+    assert fake.fake is not None
+    proxy = await start(
+        nursery, fake, state_dir=str(tmp_path), log_bodies="all", demote_nonstreaming=True
+    )
+    fake.fake.script.append(b"drop-mid-stream=3")  # the first try is cut; the retry answers
+    r = await h1_request(proxy.port, "POST", "/v1/messages", [], request("hello"))
+    assert r.status == 200 and fake.fake.requests == 2
+    await written(proxy, 1)
+    db = open_database("", str(tmp_path), readonly=True)
+    try:
+        (summary,) = db.list_log(LogQuery())
+        entry = db.get_log(summary["request_id"])
+    finally:
+        db.close()
+    assert entry is not None and entry["retries"] == 1
+    raw = body_of(entry, "response_body")
+    assert raw.count(b"event: message_start") == 1 and raw.endswith(b"\n\n")
+    assert entry["response_bytes"] == len(raw)
+    assert orjson.loads(body_of(entry, "message")) == orjson.loads(r.body)  # what the client got

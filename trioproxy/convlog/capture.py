@@ -41,6 +41,13 @@ class Capture:
         self.sent = body
         self.request_chunks = []
 
+    def answering(self, headers: Headers) -> None:
+        """A new answer starts (the first, or a retry's after an attempt
+        that was read but never reached the client): only its bytes count."""
+        self.response_headers = headers
+        self.response_chunks = []
+        self.response_seen = 0
+
     def keep_response(self, chunk: bytes) -> None:
         if self.response_seen < self.cap:
             self.response_chunks.append(chunk)
@@ -49,8 +56,8 @@ class Capture:
     def answer(self, headers: Headers, body: bytes) -> None:
         """A whole answer the proxy made (its own errors), instead of the
         upstream's."""
-        self.response_headers = headers
-        self.response_chunks = [body[: self.cap]]
+        self.answering(headers)
+        self.keep_response(body[: self.cap])
         self.response_seen = len(body)
 
     @property

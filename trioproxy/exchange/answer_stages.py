@@ -39,7 +39,7 @@ class LogResponseStage(Stage):
         capture = trip.capture
         if capture is None:
             return None
-        capture.response_headers = head.headers
+        capture.answering(head.headers)
         return cls(capture)
 
     def feed(self, chunk: bytes) -> bytes:
