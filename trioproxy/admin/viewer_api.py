@@ -66,15 +66,21 @@ async def handle(ex: ClientExchange, state: ServerState) -> tuple[int, Any]:
         request_id, _, what = rest.partition("/")
         request_id = urllib.parse.unquote(request_id)
         if what == "":
-            row = await reader.run(lambda db: db.get_log(request_id))
-            if row is None:
-                raise NotFound(f"no logged request {request_id}")
-            return 200, detail(row, zstandard.ZstdDecompressor())
+            return 200, await reader.run(lambda db: _detail(db, request_id))
         if what == "conversation":
             return 200, await reader.run(lambda db: _conversation(db, request_id))
     except StorageError as exc:
         raise Unavailable(f"the conversation log cannot be read: {exc}") from None
     raise NotFound(f"{head.path.decode('latin-1')} does not exist")
+
+
+def _detail(db: Database, request_id: str) -> dict[str, Any]:
+    """In the reader's thread: bodies of up to log.max_body_bytes each are
+    decompressed and parsed there, never on the event loop."""
+    row = db.get_log(request_id)
+    if row is None:
+        raise NotFound(f"no logged request {request_id}")
+    return detail(row, zstandard.ZstdDecompressor())
 
 
 def _conversation(db: Database, request_id: str) -> dict[str, Any]:
