@@ -33,6 +33,7 @@ from trioproxy.admin.endpoints import AdminApp
 from trioproxy.config import Config, ConfigError, binding_problem, is_loopback, load_checked
 from trioproxy.config.model import ProviderConfig
 from trioproxy.convlog.reader import LogReader
+from trioproxy.convlog.rows import RowMaker
 from trioproxy.db.open import open_database
 from trioproxy.exchange.proxy import Proxy
 from trioproxy.inbound.conn import handle_connection, make_server_ssl_context
@@ -383,6 +384,7 @@ class Server:
                         log=cfg.log_bodies != "off",
                         log_days=cfg.log_retention_days,
                     ),
+                    log_rows=RowMaker(),
                 )
                 self.state.journal = journal
                 reader = self.state.log_reader = LogReader(

@@ -23,6 +23,7 @@ from tests.integration.test_scrub_proxy import GH, KEY, PEM, request
 from trioproxy.accounting.journal import Journal, Keeping
 from trioproxy.accounting.record import RequestRecord
 from trioproxy.convlog.capture import Capture
+from trioproxy.convlog.rows import RowMaker
 from trioproxy.db.base import Database, LogQuery
 from trioproxy.db.open import FILENAME, open_database
 from trioproxy.server import Server
@@ -249,6 +250,7 @@ async def test_retention_and_a_full_queue(tmp_path: Path) -> None:
     journal = Journal(
         opener=lambda: open_database("", str(tmp_path)),
         keeping=Keeping(log=True, log_days=14),
+        log_rows=RowMaker(),
         max_log_bytes=3000,
     )
     cfg = make_config()
@@ -304,6 +306,7 @@ async def test_a_postgres_outage_loses_rows_never_requests(
         own = Journal(
             opener=lambda: open_database(url, ""),
             keeping=Keeping(ledger=True, log=True),
+            log_rows=RowMaker(),
             reopen_every=0.2,
         )
         cfg = make_config()

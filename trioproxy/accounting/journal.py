@@ -36,14 +36,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import trio
 
 from trioproxy.accounting.ledger import Row
 from trioproxy.accounting.record import RequestRecord
-from trioproxy.config.model import Config
-from trioproxy.convlog.capture import Capture
-from trioproxy.convlog.rows import RowMaker
+from trioproxy.config.model import Config, Price
 from trioproxy.db.base import Database, StorageError
 
 log = logging.getLogger("trioproxy.ledger")
@@ -57,7 +56,26 @@ SLICE = 16  # requests rendered between checkpoints (about 0.15 ms of work)
 MAX_LOG_BYTES = 256 * 1024 * 1024  # body bytes held for log rows not yet written
 REOPEN_EVERY = 30.0  # seconds between attempts to open a database that failed
 
+
 # The config the request ran under (format, slow), and its bodies when logged.
+class Capture(Protocol):
+    """A request's bodies for the conversation log (convlog.capture)."""
+
+    @property
+    def held(self) -> int:
+        """Bytes it keeps alive until written."""
+        ...
+
+
+class LogRows(Protocol):
+    """Builds conversation-log rows, in the writer thread (convlog.rows):
+    handed in by the server, so accounting needs nothing of the log."""
+
+    def row(
+        self, record: RequestRecord, capture: Any, prices: tuple[Price, ...]
+    ) -> tuple[object, ...]: ...
+
+
 Entry = tuple[RequestRecord, Config, Capture | None]
 
 
@@ -85,6 +103,7 @@ class Journal:
         *,
         opener: Callable[[], Database] | None = None,
         keeping: Keeping | None = None,
+        log_rows: LogRows | None = None,
         max_log_bytes: int = MAX_LOG_BYTES,
         reopen_every: float = REOPEN_EVERY,
     ) -> None:
@@ -101,7 +120,7 @@ class Journal:
         self.rows_lost = 0  # ledger rows a database error lost
         self.log_rows_lost = 0  # conversation-log rows a database error lost
         self.log_written = 0  # conversation-log rows committed
-        self._maker: RowMaker | None = None
+        self._log_rows = log_rows
         self._db: Database | None = None
         self._reopen_at = 0.0
 
@@ -117,6 +136,8 @@ class Journal:
         if len(self._pending) >= MAX_PENDING:
             self.dropped += 1
             return
+        if capture is not None and self._log_rows is None:
+            capture = None  # no log here (a journal without one)
         if capture is not None:
             held = capture.held
             if self._log_held + held > self._max_log_bytes:
@@ -226,8 +247,9 @@ class Journal:
                 self._lost(db)
                 return
         if logged:
-            maker = self._maker = self._maker or RowMaker()
-            entries = [maker.row(r, capture, cfg.pricing) for r, capture, cfg in logged]
+            assert self._log_rows is not None  # add() keeps no capture without it
+            make = self._log_rows.row
+            entries = [make(r, capture, cfg.pricing) for r, capture, cfg in logged]
             try:
                 db.insert_log(entries)
             except StorageError as exc:
