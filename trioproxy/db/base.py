@@ -8,6 +8,7 @@ opens its own.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ class LogQuery:
     limit: int = 50
 
 
-class Database:
+class Database(abc.ABC):
     """Backend primitives: ``_run``, ``_many``, ``_fetch``, ``_transaction``,
     ``close``; ``dialect`` and ``like`` (the case-insensitive LIKE)."""
 
@@ -58,23 +59,30 @@ class Database:
     where = ""  # what the database is, for messages (a path; never a password)
 
     # -- primitives (per backend) ---------------------------------------------
+    @abc.abstractmethod
     def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        raise NotImplementedError
+        """One statement; the rows it changed."""
 
+    @abc.abstractmethod
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        raise NotImplementedError
+        """One statement for each of ``rows``."""
 
+    @abc.abstractmethod
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        raise NotImplementedError
+        """The rows of a query, as dicts by column name."""
 
+    @abc.abstractmethod
     def _transaction(self) -> contextlib.AbstractContextManager[None]:
-        raise NotImplementedError
+        """A block whose statements commit together (or roll back on error)."""
 
     def _lock_migrations(self) -> None:
-        """Inside the migration transaction: other instances wait."""
+        """Inside the migration transaction: other instances wait. Nothing
+        by default: SQLite's BEGIN IMMEDIATE already takes the write lock."""
+        return None
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Closes the connection."""
 
     # -- schema ----------------------------------------------------------------
     def migrate(self) -> int:
