@@ -129,3 +129,16 @@ class Browser:
 
 def in_ci() -> bool:
     return bool(os.environ.get("CI"))
+
+
+def require_chromium() -> str:
+    """Chromium's path for a browser test: a failure in CI (`.ci/run`
+    installs it), a skip on a developer's machine without it."""
+    import pytest
+
+    path = find_chromium()
+    if path is None:
+        if in_ci():
+            pytest.fail("chromium is missing: .ci/run installs it")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return path

@@ -9,23 +9,13 @@ import base64
 import hashlib
 from pathlib import Path
 
-import pytest
 import trio
 
-from tests.browser import Browser, find_chromium, in_ci
+from tests.browser import Browser, require_chromium
 from tests.helpers import h1_request, start_fake, start_proxy
 
 ALICE, BOB = "alice-secret-0123456789", "bob-secret-0123456789"
 CAROL = "carol-secret-0123456789"
-
-
-def chromium() -> str:
-    path = find_chromium()
-    if path is None:
-        if in_ci():
-            pytest.fail("chromium is missing: .ci/run installs it")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return path
 
 
 async def traffic(port: int, stop: trio.Event, fault: list[str]) -> None:
@@ -78,7 +68,7 @@ def facts(b: Browser) -> dict[str, object]:
 async def test_the_dashboard_draws_live_data_in_a_real_browser(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    exe = chromium()
+    exe = require_chromium()
     fake = await start_fake(nursery)
     proxy = await start_proxy(
         nursery,
@@ -186,7 +176,7 @@ async def test_history_survives_a_reload_and_the_window_selector(
     """The charts' history comes from the usage ledger: after the traffic
     stopped, a freshly loaded page still draws it; the window selector
     changes the charts and the tables; an error links to its log entry."""
-    exe = chromium()
+    exe = require_chromium()
     fake = await start_fake(nursery)
     proxy = await start_proxy(
         nursery,

@@ -15,7 +15,7 @@ import orjson
 import pytest
 import trio
 
-from tests.browser import Browser, find_chromium, in_ci
+from tests.browser import Browser, require_chromium
 from tests.helpers import Running, h1_request, make_config, start_fake
 from tests.integration.test_openapi import check
 from trioproxy.server import Server
@@ -189,11 +189,7 @@ async def test_the_api_answers_as_described(nursery: trio.Nursery, tmp_path: Pat
 
 
 async def test_the_viewer_in_a_real_browser(nursery: trio.Nursery, tmp_path: Path) -> None:
-    exe = find_chromium()
-    if exe is None:
-        if in_ci():
-            pytest.fail("chromium is not installed (.ci/run installs it)")
-        pytest.skip("chromium is not installed")
+    exe = require_chromium()
     proxy = await start(nursery, tmp_path)
     await trio.to_thread.run_sync(converse, proxy.url)
     await logged(proxy, 4)
