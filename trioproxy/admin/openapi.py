@@ -10,11 +10,7 @@ from typing import Any
 
 from trioproxy import __version__
 from trioproxy.admin.openapi_callers import CALLER, CALLER_ANSWER, CALLER_SETTINGS, CALLERS_LIST
-from trioproxy.admin.openapi_log import CONVERSATION, LIST_PARAMETERS, WINDOW_PARAMETERS
-from trioproxy.admin.openapi_log import DETAIL as LOG_DETAIL
-from trioproxy.admin.openapi_log import HISTORY as LOG_HISTORY
-from trioproxy.admin.openapi_log import LIST as LOG_LIST
-from trioproxy.admin.openapi_log import USAGE as LOG_USAGE
+from trioproxy.admin.openapi_log import LOG_PATHS
 from trioproxy.admin.schema import (
     BOOL,
     COUNTS,
@@ -22,8 +18,12 @@ from trioproxy.admin.schema import (
     NULLABLE_NUM,
     NUM,
     STR,
-    Schema,
+    errors,
+    json_body,
+    json_response,
     obj,
+    op,
+    text_response,
 )
 
 HISTOGRAM = obj(
@@ -238,44 +238,6 @@ ROUTE_ANSWER = obj(
 )
 
 
-def _json(schema: Schema, description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    words = {
-        400: "bad request",
-        401: "admin token missing or wrong",
-        403: "admin endpoints closed on this listener",
-        404: "not on this listener",
-        405: "method not allowed",
-        409: "conflict",
-        503: "the database cannot be read",
-    }
-    return {
-        str(c): {"$ref": f"#/components/responses/E{c}", "description": words[c]} for c in codes
-    }
-
-
-ADMIN: tuple[dict[str, list[str]], ...] = ({"adminToken": []}, {"adminBasic": []})
-
-
-def _op(summary: str, responses: dict[str, Any], *, admin: bool, **extra: Any) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": responses, **extra}
-    if admin:
-        op["security"] = list(ADMIN)
-        op["responses"].update(_errors(401, 403, 404))
-    return op
-
-
-def _body(schema: Schema) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
-def _text(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"text/plain": {"schema": STR}}}
-
-
 def spec() -> dict[str, Any]:
     """The document (a fresh dict each call; pages.py keeps its encoding)."""
     return {
@@ -291,30 +253,34 @@ def spec() -> dict[str, Any]:
         },
         "paths": {
             "/health": {
-                "get": _op(
+                "get": op(
                     "Readiness: 503 while draining",
                     {
-                        "200": _json(HEALTH, "serving"),
-                        "503": _json(HEALTH, "draining: take it out of rotation"),
+                        "200": json_response(HEALTH, "serving"),
+                        "503": json_response(HEALTH, "draining: take it out of rotation"),
                     },
                     admin=False,
                 )
             },
             "/livez": {
-                "get": _op("Liveness, with counts", {"200": _json(LIVEZ, "alive")}, admin=False)
+                "get": op(
+                    "Liveness, with counts", {"200": json_response(LIVEZ, "alive")}, admin=False
+                )
             },
             "/metrics": {
-                "get": _op(
+                "get": op(
                     "Prometheus text exposition 0.0.4",
-                    {"200": _text("counters, histograms and gauges")},
+                    {"200": text_response("counters, histograms and gauges")},
                     admin=True,
                 )
             },
             "/metrics.json": {
-                "get": _op("The snapshot, as JSON", {"200": _json(SNAPSHOT, "now")}, admin=True)
+                "get": op(
+                    "The snapshot, as JSON", {"200": json_response(SNAPSHOT, "now")}, admin=True
+                )
             },
             "/metrics/stream": {
-                "get": _op(
+                "get": op(
                     "The snapshot once a second, as server-sent events (event: snapshot)",
                     {
                         "200": {
@@ -326,114 +292,60 @@ def spec() -> dict[str, Any]:
                 )
             },
             "/dashboard": {
-                "get": _op(
+                "get": op(
                     "The live dashboard (one self-contained page fed by /metrics/stream)",
                     {"200": {"description": "HTML", "content": {"text/html": {"schema": STR}}}},
                     admin=True,
                 )
             },
             "/openapi.json": {
-                "get": _op(
+                "get": op(
                     "This document",
-                    {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                    {"200": json_response({"type": "object"}, "OpenAPI 3.1")},
                     admin=False,
                 )
             },
             "/admin/providers": {
-                "get": _op(
+                "get": op(
                     "Providers, their health and quota, and the routing mode",
-                    {"200": _json(ROUTING, "now")},
+                    {"200": json_response(ROUTING, "now")},
                     admin=True,
                 )
             },
             "/admin/route": {
-                "post": _op(
+                "post": op(
                     "Switch routing: failover, or every request to one provider (persisted)",
-                    {"200": _json(ROUTE_ANSWER, "applied"), **_errors(400, 405)},
+                    {"200": json_response(ROUTE_ANSWER, "applied"), **errors(400, 405)},
                     admin=True,
-                    requestBody=_body(ROUTE_REQUEST),
+                    requestBody=json_body(ROUTE_REQUEST),
                 )
             },
             "/admin/callers": {
-                "get": _op(
+                "get": op(
                     "Callers, their limits and their use of them now",
-                    {"200": _json(CALLERS_LIST, "now")},
+                    {"200": json_response(CALLERS_LIST, "now")},
                     admin=True,
                 ),
-                "post": _op(
+                "post": op(
                     "Add a caller to the callers file (applied at once); the answer holds its secret, shown this once",
-                    {"201": _json(CALLER_ANSWER, "added"), **_errors(400, 405, 409)},
+                    {"201": json_response(CALLER_ANSWER, "added"), **errors(400, 405, 409)},
                     admin=True,
-                    requestBody=_body(CALLER_SETTINGS),
+                    requestBody=json_body(CALLER_SETTINGS),
                 ),
             },
-            "/admin/requests": {
-                "get": _op(
-                    "The conversation log's viewer (one self-contained page)",
-                    {"200": {"description": "HTML", "content": {"text/html": {"schema": STR}}}},
-                    admin=True,
-                )
-            },
-            "/admin/api/requests": {
-                "get": _op(
-                    "Logged requests, newest first, without bodies (log_bodies)",
-                    {"200": _json(LOG_LIST, "a page"), **_errors(400, 503)},
-                    admin=True,
-                    parameters=LIST_PARAMETERS,
-                )
-            },
-            "/admin/api/requests/{id}": {
-                "parameters": [{"name": "id", "in": "path", "required": True, "schema": STR}],
-                "get": _op(
-                    "One logged request: headers, timing, tokens, cost, bodies",
-                    {"200": _json(LOG_DETAIL, "stored"), **_errors(404, 503)},
-                    admin=True,
-                ),
-            },
-            "/admin/api/requests/{id}/conversation": {
-                "parameters": [{"name": "id", "in": "path", "required": True, "schema": STR}],
-                "get": _op(
-                    "The request's session (x-claude-code-session-id) as turns",
-                    {"200": _json(CONVERSATION, "stored"), **_errors(404, 503)},
-                    admin=True,
-                ),
-            },
-            "/admin/api/history": {
-                "get": _op(
-                    "The dashboard's history from the usage ledger: buckets, status codes, last errors",
-                    {"200": _json(LOG_HISTORY, "the window"), **_errors(400, 404, 503)},
-                    admin=True,
-                    parameters=WINDOW_PARAMETERS,
-                )
-            },
-            "/admin/api/usage": {
-                "get": _op(
-                    "Requests, errors, tokens and estimated cost in the window, by caller, model or provider",
-                    {"200": _json(LOG_USAGE, "the window"), **_errors(400, 404, 503)},
-                    admin=True,
-                    parameters=[
-                        *WINDOW_PARAMETERS,
-                        {
-                            "name": "by",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"enum": ["caller", "model", "provider"]},
-                        },
-                    ],
-                )
-            },
+            **LOG_PATHS,
             "/admin/callers/{name}": {
                 "parameters": [{"name": "name", "in": "path", "required": True, "schema": STR}],
-                "get": _op("One caller", {"200": _json(CALLER_ANSWER, "now")}, admin=True),
-                "patch": _op(
+                "get": op("One caller", {"200": json_response(CALLER_ANSWER, "now")}, admin=True),
+                "patch": op(
                     "Change a caller's limits (null removes one), or rotate its secret",
-                    {"200": _json(CALLER_ANSWER, "applied"), **_errors(400, 409)},
+                    {"200": json_response(CALLER_ANSWER, "applied"), **errors(400, 409)},
                     admin=True,
-                    requestBody=_body(CALLER_SETTINGS),
+                    requestBody=json_body(CALLER_SETTINGS),
                 ),
-                "delete": _op(
+                "delete": op(
                     "Revoke a caller (applied at once)",
-                    {"200": _json(obj({"revoked": STR}), "revoked"), **_errors(409)},
+                    {"200": json_response(obj({"revoked": STR}), "revoked"), **errors(409)},
                     admin=True,
                 ),
             },
@@ -449,7 +361,7 @@ def spec() -> dict[str, Any]:
             },
             "schemas": {"Error": ERROR, "Snapshot": SNAPSHOT, "Routing": ROUTING},
             "responses": {
-                f"E{code}": _json(ERROR, "an error in Anthropic's shape")
+                f"E{code}": json_response(ERROR, "an error in Anthropic's shape")
                 for code in (400, 401, 403, 404, 405, 409, 503)
             },
         },

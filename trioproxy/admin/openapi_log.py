@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from trioproxy.admin.schema import INT, NULLABLE_NUM, NUM, STR, Schema, obj
+from trioproxy.admin.schema import (
+    INT,
+    NULLABLE_NUM,
+    NUM,
+    STR,
+    Schema,
+    errors,
+    json_response,
+    obj,
+    op,
+)
 
 ANY: Schema = {}
 FLAG: Schema = {"enum": [0, 1]}
@@ -197,3 +207,62 @@ USAGE = obj(
     }
 )
 WINDOW_PARAMETERS = [_query("window", "15m (default), 1h or 24h")]
+
+# The paths, as /openapi.json lists them.
+LOG_PATHS: dict[str, Any] = {
+    "/admin/requests": {
+        "get": op(
+            "The conversation log's viewer (one self-contained page)",
+            {"200": {"description": "HTML", "content": {"text/html": {"schema": STR}}}},
+            admin=True,
+        )
+    },
+    "/admin/api/requests": {
+        "get": op(
+            "Logged requests, newest first, without bodies (log_bodies)",
+            {"200": json_response(LIST, "a page"), **errors(400, 503)},
+            admin=True,
+            parameters=LIST_PARAMETERS,
+        )
+    },
+    "/admin/api/requests/{id}": {
+        "parameters": [{"name": "id", "in": "path", "required": True, "schema": STR}],
+        "get": op(
+            "One logged request: headers, timing, tokens, cost, bodies",
+            {"200": json_response(DETAIL, "stored"), **errors(404, 503)},
+            admin=True,
+        ),
+    },
+    "/admin/api/requests/{id}/conversation": {
+        "parameters": [{"name": "id", "in": "path", "required": True, "schema": STR}],
+        "get": op(
+            "The request's session (x-claude-code-session-id) as turns",
+            {"200": json_response(CONVERSATION, "stored"), **errors(404, 503)},
+            admin=True,
+        ),
+    },
+    "/admin/api/history": {
+        "get": op(
+            "The dashboard's history from the usage ledger: buckets, status codes, last errors",
+            {"200": json_response(HISTORY, "the window"), **errors(400, 404, 503)},
+            admin=True,
+            parameters=WINDOW_PARAMETERS,
+        )
+    },
+    "/admin/api/usage": {
+        "get": op(
+            "Requests, errors, tokens and estimated cost in the window, by caller, model or provider",
+            {"200": json_response(USAGE, "the window"), **errors(400, 404, 503)},
+            admin=True,
+            parameters=[
+                *WINDOW_PARAMETERS,
+                {
+                    "name": "by",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"enum": ["caller", "model", "provider"]},
+                },
+            ],
+        )
+    },
+}

@@ -22,3 +22,41 @@ STR: Schema = {"type": "string"}
 BOOL: Schema = {"type": "boolean"}
 COUNTS: Schema = {"type": "object", "additionalProperties": INT}
 NULLABLE_NUM: Schema = {"type": ["number", "null"]}
+
+
+def json_response(schema: Schema, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def errors(*codes: int) -> dict[str, Any]:
+    words = {
+        400: "bad request",
+        401: "admin token missing or wrong",
+        403: "admin endpoints closed on this listener",
+        404: "not on this listener",
+        405: "method not allowed",
+        409: "conflict",
+        503: "the database cannot be read",
+    }
+    return {
+        str(c): {"$ref": f"#/components/responses/E{c}", "description": words[c]} for c in codes
+    }
+
+
+ADMIN: tuple[dict[str, list[str]], ...] = ({"adminToken": []}, {"adminBasic": []})
+
+
+def op(summary: str, responses: dict[str, Any], *, admin: bool, **extra: Any) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": responses, **extra}
+    if admin:
+        op["security"] = list(ADMIN)
+        op["responses"].update(errors(401, 403, 404))
+    return op
+
+
+def json_body(schema: Schema) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def text_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": STR}}}
