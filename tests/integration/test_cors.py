@@ -11,9 +11,8 @@ from functools import partial
 import orjson
 import trio
 
-from tests.browser import Browser
+from tests.browser import Browser, require_chromium
 from tests.helpers import Running, h1_request, start_fake, start_proxy
-from tests.integration.test_dashboard import chromium
 
 KEY = "sk-browser-app-0123456789"
 APP = "https://app.example"
@@ -112,7 +111,7 @@ FETCH = """fetch("http://127.0.0.1:%d/v1/messages", {
 
 
 async def test_a_real_browser_calls_the_proxy_cross_origin(nursery: trio.Nursery) -> None:
-    exe = chromium()
+    exe = require_chromium()
     fake = await start_fake(nursery)
     page_port = await serve_page(nursery)
     origin = f"http://127.0.0.1:{page_port}"
