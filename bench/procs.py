@@ -173,11 +173,13 @@ def start_tls_fake(work: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
     return proc, port, ca
 
 
-def start_floor(upstream_port: int, *, h11: bool = False) -> tuple[subprocess.Popen[bytes], int]:
-    """The floor relay, or with ``h11`` the floor relay that parses and frames
-    HTTP/1.1 with h11 (``bench/floor_h11.py``)."""
+def start_floor(
+    upstream_port: int, *, module: str = "bench.floor"
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A floor relay: the byte relay (``bench.floor``), or one that also does
+    the protocol work a proxy cannot skip (``bench.floor_h11``: HTTP/1.1 both
+    ways; ``bench.floor_h2``: HTTP/2 in, HTTP/1.1 out)."""
     port = free_port()
-    module = "bench.floor_h11" if h11 else "bench.floor"
     proc = python_process(["-m", module, str(port), str(upstream_port)], PROXY_CPU)
     wait_listening(port, proc, module)
     return proc, port

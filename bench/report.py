@@ -13,7 +13,7 @@ HEADINGS = {
     "direct": "direct (no proxy)",
     "nginx": "nginx (1 worker)",
     "floor": "floor: Trio byte relay",
-    "floor+h11": "floor + h11 framing",
+    "floor+h11": "floor + h11 framing (E: h2 in, h11 out)",
     "trioproxy": "trioproxy (1 worker)",
 }
 VARIANTS = (

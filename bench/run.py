@@ -142,15 +142,19 @@ class Bench:
 
         return self._once(f"nginx-{upstream}", make)
 
-    def floor(self, upstream_port: int, *, h11: bool = False) -> Target:
-        name = "floor+h11" if h11 else "floor"
+    def floor(self, upstream_port: int, *, h11: bool = False, h2: bool = False) -> Target:
+        """The floor relay; with ``h11`` plus h11's parsing and framing both
+        ways; with ``h2`` (scenario E) plus h2 inbound and h11 upstream. Both
+        parsing floors sit in one column, "floor+h11"."""
+        name = "floor+h11" if h11 or h2 else "floor"
+        module = "bench.floor_h2" if h2 else "bench.floor_h11" if h11 else "bench.floor"
 
         def make() -> Target:
-            proc, port = start_floor(upstream_port, h11=h11)
+            proc, port = start_floor(upstream_port, module=module)
             self.procs.append(proc)
             return Target(name, port, [proc.pid])
 
-        return self._once(f"{name}-{upstream_port}", make)
+        return self._once(f"{module}-{upstream_port}", make)
 
     def trioproxy(self, variant: str, upstream: str) -> Target:
         """A trioproxy process for ``variant`` in front of the nginx origin
@@ -294,6 +298,7 @@ class Bench:
             Target("direct", origin.h2port, []),
             Target("nginx", self._h2["nginx-origin"], nginx.pids),
             self.floor(origin.h2port),
+            self.floor(origin.port, h2=True),  # h2 in, h11 out: trioproxy's own path in E
             self.trioproxy("trioproxy", "origin"),
         ]
         n = int(max(10_000, 4_000 * self.seconds))
