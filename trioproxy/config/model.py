@@ -264,28 +264,28 @@ class RoutingConfig:
                 return full
         return model
 
-    @property
-    def passthrough(self) -> bool:
-        """Some provider gets the caller's own credential (no key of its own)."""
-        return any(not p.keyed for p in self.providers)
+    # Derived once (the routing is frozen) and read on every request.
+    passthrough: bool = field(init=False, repr=False, compare=False)
+    """Some provider gets the caller's own credential (no key of its own)."""
+    demotes: bool = field(init=False, repr=False, compare=False)
+    """Some provider gets non-streaming requests as streams."""
+    needs_body: bool = field(init=False, repr=False, compare=False)
+    """Whether routing must read the request body before choosing: a
+    session id in metadata, a model to map, fields to drop, thinking
+    blocks to strip on a family change."""
 
-    @property
-    def demotes(self) -> bool:
-        """Some provider gets non-streaming requests as streams."""
-        return any(p.demote_nonstreaming for p in self.providers if p.enabled)
-
-    @property
-    def needs_body(self) -> bool:
-        """Whether routing must read the request body before choosing: a
-        session id in metadata, a model to map, fields to drop, thinking
-        blocks to strip on a family change."""
+    def __post_init__(self) -> None:
         enabled = [p for p in self.providers if p.enabled]
-        return (
-            bool(self.aliases)
+        derived = {
+            "passthrough": any(not p.keyed for p in self.providers),
+            "demotes": any(p.demote_nonstreaming for p in enabled),
+            "needs_body": bool(self.aliases)
             or bool(self.routes)
             or len(enabled) > 1
-            or any(p.edits_body or p.kind == "openai" for p in enabled)
-        )
+            or any(p.edits_body or p.kind == "openai" for p in enabled),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True, slots=True)
