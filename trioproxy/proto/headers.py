@@ -43,19 +43,19 @@ def connection_tokens(headers: Headers) -> frozenset[bytes]:
     return frozenset(names)
 
 
-def _is_hop(name: bytes, named: frozenset[bytes]) -> bool:
-    return name in HOP_BY_HOP or name in named or name.startswith(b"proxy-")
+# Every header is checked on every request, both ways: one set lookup and one
+# prefix test per name in the usual case (no `Connection` tokens).
+_NOT_FORWARDED: frozenset[bytes] = HOP_BY_HOP | PROXY_OWNED
+_PREFIXES = (b":", b"proxy-")  # pseudo-headers; proxy-authorization and friends
 
 
 def request_headers_for_upstream(headers: Headers, *, upstream_is_h2: bool) -> Headers:
     """End-to-end request headers, in order, with hop-by-hop and proxy-owned ones
     removed. HTTP/2 upstreams may keep `te: trailers` (RFC 9113 8.2.2)."""
-    named = connection_tokens(headers)
+    drop = _NOT_FORWARDED | named if (named := connection_tokens(headers)) else _NOT_FORWARDED
     out: Headers = []
     for name, value in headers:
-        if name.startswith(b":") or name in PROXY_OWNED:
-            continue
-        if _is_hop(name, named):
+        if name in drop or name.startswith(_PREFIXES):
             if upstream_is_h2 and name == b"te" and value.strip().lower() == b"trailers":
                 out.append((name, b"trailers"))
             continue
@@ -67,7 +67,8 @@ def response_headers_for_client(headers: Headers) -> Headers:
     """End-to-end response headers, in order (request-id, retry-after,
     anthropic-ratelimit-*, x-should-retry, content-type ... all kept)."""
     named = connection_tokens(headers)
-    return [(n, v) for n, v in headers if not n.startswith(b":") and not _is_hop(n, named)]
+    drop = HOP_BY_HOP | named if named else HOP_BY_HOP
+    return [(n, v) for n, v in headers if n not in drop and not n.startswith(_PREFIXES)]
 
 
 def content_length(headers: Headers) -> int | None:
