@@ -1,3 +1,6 @@
+from hypothesis import example, given
+from hypothesis import strategies as st
+
 from trioproxy.config.providers import parse_origin
 from trioproxy.pipeline.forward import upstream_head
 from trioproxy.proto.events import RequestHead
@@ -78,3 +81,66 @@ def test_base_path_prefixes_target() -> None:
     head = RequestHead(b"POST", b"/v1/messages?x=1", [], authority=b"h")
     assert upstream_head(head, origin, upstream_is_h2=False).target == b"/anthropic/v1/messages?x=1"
     assert parse_origin("http://127.0.0.1:9000", "t").authority == b"127.0.0.1:9000"
+
+
+NAMES = [
+    b"connection",
+    b"keep-alive",
+    b"te",
+    b"transfer-encoding",
+    b"upgrade",
+    b"proxy-x",
+    b"host",
+    b"expect",
+    b"x-a",
+    b"x-b",
+    b":path",
+    b"x-trioproxy-key",
+    b"content-type",
+]
+VALUES = [
+    b"keep-alive",
+    b"Keep-Alive",
+    b"close",
+    b"x-a",
+    b"keep-alive, x-b",
+    b" TE ,x-a",
+    b"trailers",
+    b"v",
+]
+
+
+def _reference(headers: list[tuple[bytes, bytes]], *, h2: bool, request: bool) -> list:
+    """The rule as RFC 9110 7.6.1 states it, one header at a time."""
+    named = {t.strip().lower() for n, v in headers if n == b"connection" for t in v.split(b",")} - {
+        b"",
+        b"keep-alive",
+        b"close",
+    }
+    hop = {b"connection", b"keep-alive", b"te", b"transfer-encoding", b"upgrade", b"http2-settings"}
+    owned = {b"host", b"expect", b"x-trioproxy-provider", b"x-trioproxy-key"} if request else set()
+    out = []
+    for n, v in headers:
+        if n.startswith(b":") or n in owned:
+            continue
+        if n in hop or n in named or n.startswith(b"proxy-"):
+            if request and h2 and n == b"te" and v.strip().lower() == b"trailers":
+                out.append((n, b"trailers"))
+            continue
+        out.append((n, v))
+    return out
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(VALUES)), max_size=12),
+    st.booleans(),
+)
+@example([(b"connection", b" TE ,x-a"), (b"te", b"trailers"), (b"x-a", b"v")], True)
+@example([(b"connection", b"keep-alive"), (b"connection", b"x-b"), (b"x-b", b"v")], False)
+def test_filtering_matches_the_rule_for_any_header_list(
+    headers: list[tuple[bytes, bytes]], h2: bool
+) -> None:
+    assert request_headers_for_upstream(headers, upstream_is_h2=h2) == _reference(
+        headers, h2=h2, request=True
+    )
+    assert response_headers_for_client(headers) == _reference(headers, h2=False, request=False)

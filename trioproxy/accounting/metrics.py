@@ -9,6 +9,7 @@ rest count as "other".
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -49,10 +50,9 @@ class Histogram:
     def observe(self, value: float) -> None:
         self.count += 1
         self.sum += value
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-                break
+        i = bisect_left(self.buckets, value)  # the first bound >= value
+        if i < len(self.counts):
+            self.counts[i] += 1
 
     def snapshot(self) -> dict[str, Any]:
         """Cumulative bucket counts too: a dashboard takes quantiles of the

@@ -44,31 +44,53 @@ def connection_tokens(headers: Headers) -> frozenset[bytes]:
 
 
 # Every header is checked on every request, both ways: one set lookup and one
-# prefix test per name in the usual case (no `Connection` tokens).
+# prefix test per name. The names a `Connection` header lists are hop-by-hop
+# too; they are looked at only when it lists something beyond the usual
+# `keep-alive` or `close` (a second pass, rare).
 _NOT_FORWARDED: frozenset[bytes] = HOP_BY_HOP | PROXY_OWNED
 _PREFIXES = (b":", b"proxy-")  # pseudo-headers; proxy-authorization and friends
+_USUAL_CONNECTION = frozenset({b"keep-alive", b"close"})
+
+
+def _listed(values: list[bytes]) -> frozenset[bytes]:
+    """Names `Connection` lists that the first pass did not already drop."""
+    if len(values) == 1 and values[0].lower() in _USUAL_CONNECTION:
+        return frozenset()
+    return connection_tokens([(b"connection", v) for v in values]) - _USUAL_CONNECTION
 
 
 def request_headers_for_upstream(headers: Headers, *, upstream_is_h2: bool) -> Headers:
     """End-to-end request headers, in order, with hop-by-hop and proxy-owned ones
     removed. HTTP/2 upstreams may keep `te: trailers` (RFC 9113 8.2.2)."""
-    drop = _NOT_FORWARDED | named if (named := connection_tokens(headers)) else _NOT_FORWARDED
     out: Headers = []
+    connection: list[bytes] = []
     for name, value in headers:
-        if name in drop or name.startswith(_PREFIXES):
-            if upstream_is_h2 and name == b"te" and value.strip().lower() == b"trailers":
+        if name in _NOT_FORWARDED or name.startswith(_PREFIXES):
+            if name == b"connection":
+                connection.append(value)
+            elif upstream_is_h2 and name == b"te" and value.strip().lower() == b"trailers":
                 out.append((name, b"trailers"))
             continue
         out.append((name, value))
+    if connection and (named := _listed(connection)):
+        out = [(n, v) for n, v in out if n not in named or (n == b"te" and v == b"trailers")]
     return out
 
 
 def response_headers_for_client(headers: Headers) -> Headers:
     """End-to-end response headers, in order (request-id, retry-after,
     anthropic-ratelimit-*, x-should-retry, content-type ... all kept)."""
-    named = connection_tokens(headers)
-    drop = HOP_BY_HOP | named if named else HOP_BY_HOP
-    return [(n, v) for n, v in headers if n not in drop and not n.startswith(_PREFIXES)]
+    out: Headers = []
+    connection: list[bytes] = []
+    for name, value in headers:
+        if name in HOP_BY_HOP or name.startswith(_PREFIXES):
+            if name == b"connection":
+                connection.append(value)
+            continue
+        out.append((name, value))
+    if connection and (named := _listed(connection)):
+        out = [(n, v) for n, v in out if n not in named]
+    return out
 
 
 def content_length(headers: Headers) -> int | None:
