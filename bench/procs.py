@@ -174,12 +174,13 @@ def start_tls_fake(work: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
 
 
 def start_floor(
-    upstream_port: int, *, module: str = "bench.floor"
+    upstream_port: int, *, module: str = "bench.floor", extra: tuple[str, ...] = ()
 ) -> tuple[subprocess.Popen[bytes], int]:
     """A floor relay: the byte relay (``bench.floor``), or one that also does
     the protocol work a proxy cannot skip (``bench.floor_h11``: HTTP/1.1 both
-    ways; ``bench.floor_h2``: HTTP/2 in, HTTP/1.1 out)."""
+    ways; ``bench.floor_h2``: HTTP/2 in, HTTP/1.1 out; ``bench.floor_h2up``:
+    HTTP/1.1 in, HTTP/2 over TLS out, ``extra`` naming the CA file)."""
     port = free_port()
-    proc = python_process(["-m", module, str(port), str(upstream_port)], PROXY_CPU)
+    proc = python_process(["-m", module, str(port), str(upstream_port), *extra], PROXY_CPU)
     wait_listening(port, proc, module)
     return proc, port

@@ -24,6 +24,7 @@ VARIANTS = (
     "trioproxy log=all",
     "trioproxy 2 workers",
     "trioproxy 2 workers reloaded",
+    "floor+h11 h2-tls-up",
 )
 VARIANT_HEADINGS = {
     "trioproxy": "HTTP/1.1 upstream",
@@ -33,6 +34,7 @@ VARIANT_HEADINGS = {
     "trioproxy log=all": "HTTP/1.1 upstream, conversation log on (all)",
     "trioproxy 2 workers": "2 workers on both cores, HTTP/1.1 upstream",
     "trioproxy 2 workers reloaded": "2 workers, reloaded twice during the run",
+    "floor+h11 h2-tls-up": "reference: floor + h11 with an h2-over-TLS upstream (no trioproxy)",
 }
 
 

@@ -54,6 +54,7 @@ VARIANTS = ("trioproxy", "trioproxy h2c-up", "trioproxy h2-tls-up", "trioproxy s
 WORKERS = "trioproxy 2 workers"  # A only: both cores
 RELOADED = "trioproxy 2 workers reloaded"  # A only: WORKERS with two SIGHUPs during the run
 LOGGED = "trioproxy log=all"  # A and G: the conversation log keeping every request
+FLOOR_H2UP = "floor+h11 h2-tls-up"  # A only: floor + h11 with an h2-over-TLS upstream
 
 
 @dataclass
@@ -156,6 +157,20 @@ class Bench:
 
         return self._once(f"{module}-{upstream_port}", make)
 
+    def floor_h2up(self) -> Target:
+        """The floor with h11 inbound and an h2-over-TLS upstream (the nginx
+        origin's TLS port): A's h2-TLS row without trioproxy."""
+
+        def make() -> Target:
+            origin = self.origin()
+            proc, port = start_floor(
+                origin.tlsport, module="bench.floor_h2up", extra=(str(self.origin_ca),)
+            )
+            self.procs.append(proc)
+            return Target(FLOOR_H2UP, port, [proc.pid])
+
+        return self._once(FLOOR_H2UP, make)
+
     def trioproxy(self, variant: str, upstream: str) -> Target:
         """A trioproxy process for ``variant`` in front of the nginx origin
         (``upstream="origin"``) or the fake (``"fake"``)."""
@@ -238,7 +253,10 @@ class Bench:
         if key not in self.only:
             return
         rows = {}
-        for t in self.http_targets(variants=variants):
+        targets = self.http_targets(variants=variants)
+        if key == "A":
+            targets.append(self.floor_h2up())
+        for t in targets:
             say(f"{key} {title}: {t.name} ({conns} connections, {self.seconds:g} s)")
             run_wrk(t.port, path=path, method=method, body=body, conns=conns, seconds=1)  # warm-up
             r = self.measured(
