@@ -59,16 +59,16 @@ def _listed(values: list[bytes]) -> frozenset[bytes]:
     return connection_tokens([(b"connection", v) for v in values]) - _USUAL_CONNECTION
 
 
-def request_headers_for_upstream(headers: Headers, *, upstream_is_h2: bool) -> Headers:
-    """End-to-end request headers, in order, with hop-by-hop and proxy-owned ones
-    removed. HTTP/2 upstreams may keep `te: trailers` (RFC 9113 8.2.2)."""
+def _forwarded(headers: Headers, drop: frozenset[bytes], *, te_trailers: bool) -> Headers:
+    """``headers`` without the names in ``drop``, pseudo-headers, `proxy-*`
+    and what `Connection` lists; with ``te_trailers``, `te: trailers` stays."""
     out: Headers = []
     connection: list[bytes] = []
     for name, value in headers:
-        if name in _NOT_FORWARDED or name.startswith(_PREFIXES):
+        if name in drop or name.startswith(_PREFIXES):
             if name == b"connection":
                 connection.append(value)
-            elif upstream_is_h2 and name == b"te" and value.strip().lower() == b"trailers":
+            elif te_trailers and name == b"te" and value.strip().lower() == b"trailers":
                 out.append((name, b"trailers"))
             continue
         out.append((name, value))
@@ -77,20 +77,16 @@ def request_headers_for_upstream(headers: Headers, *, upstream_is_h2: bool) -> H
     return out
 
 
+def request_headers_for_upstream(headers: Headers, *, upstream_is_h2: bool) -> Headers:
+    """End-to-end request headers, in order, with hop-by-hop and proxy-owned ones
+    removed. HTTP/2 upstreams may keep `te: trailers` (RFC 9113 8.2.2)."""
+    return _forwarded(headers, _NOT_FORWARDED, te_trailers=upstream_is_h2)
+
+
 def response_headers_for_client(headers: Headers) -> Headers:
     """End-to-end response headers, in order (request-id, retry-after,
     anthropic-ratelimit-*, x-should-retry, content-type ... all kept)."""
-    out: Headers = []
-    connection: list[bytes] = []
-    for name, value in headers:
-        if name in HOP_BY_HOP or name.startswith(_PREFIXES):
-            if name == b"connection":
-                connection.append(value)
-            continue
-        out.append((name, value))
-    if connection and (named := _listed(connection)):
-        out = [(n, v) for n, v in out if n not in named]
-    return out
+    return _forwarded(headers, HOP_BY_HOP, te_trailers=False)
 
 
 def content_length(headers: Headers) -> int | None:
