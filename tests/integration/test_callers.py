@@ -191,5 +191,29 @@ async def test_metrics_and_the_access_line_name_the_caller(
     assert SECRET not in caplog.text and DIGEST not in caplog.text
 
 
+async def test_a_usd_budget_warns_once_about_a_model_it_cannot_price(
+    nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model the pricing table does not know costs nothing against a USD
+    budget: the operator is told once per model (not per request), and not
+    about priced models."""
+    fake = await start_fake(nursery)
+    callers = [
+        {"name": "alice", "secret_sha256": [DIGEST], "budget": {"usd": 5, "window": "daily"}}
+    ]
+    proxy = await start_proxy(
+        nursery, fake.url, upstream__api_key_file=key_file(tmp_path), callers=callers
+    )
+    unpriced = JSON.replace(b"claude-sonnet-4-6", b"MiniMax-M2.5")
+    with caplog.at_level(logging.WARNING, logger="trioproxy.callers"):
+        for body in (JSON, unpriced, unpriced, JSON):
+            r = await h1_request(proxy.port, "POST", "/v1/messages", [("x-api-key", SECRET)], body)
+            assert r.status == 200
+    warned = [r.getMessage() for r in caplog.records if r.name == "trioproxy.callers"]
+    assert len(warned) == 1, warned
+    assert "'MiniMax-M2.5' has no price" in warned[0] and "caller alice's USD budget" in warned[0]
+    assert SECRET not in caplog.text
+
+
 def access(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "trioproxy.access"]

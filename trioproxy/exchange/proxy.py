@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 
-from trioproxy.accounting.pricing import caller_tokens, cost_usd
+from trioproxy.accounting.pricing import caller_tokens, cost_usd, price_for
 from trioproxy.accounting.record import NO_CALLER, RequestRecord
 from trioproxy.admin.endpoints import is_own, serve_own
 from trioproxy.callers.policy import Refusal, check_expiry
@@ -41,6 +41,8 @@ from trioproxy.state import ServerState
 from trioproxy.upstream.pool import UpstreamPool
 
 diag = logging.getLogger("trioproxy.diag")  # one line per failed forward
+log = logging.getLogger("trioproxy.callers")
+MAX_UNPRICED = 64  # models warned about, at most (each once)
 
 
 class Proxy:
@@ -50,6 +52,10 @@ class Proxy:
         self.state = state
         self.pools = pools
         self.router = router
+        # Models served to a caller with a USD budget that the pricing table
+        # cannot price (warned about once each; bounded: models come from
+        # upstream answers).
+        self._unpriced: set[str] = set()
 
     async def __call__(self, ex: ClientExchange) -> None:
         state = self.state
@@ -103,9 +109,11 @@ class Proxy:
         finally:
             if admitted is not None:
                 state.book.release(admitted.name)
-            self._account(record, cfg, trip.capture)
+            self._account(record, cfg, trip.capture, trip.caller)
 
-    def _account(self, record: RequestRecord, cfg: Config, capture: Capture | None) -> None:
+    def _account(
+        self, record: RequestRecord, cfg: Config, capture: Capture | None, caller: Caller | None
+    ) -> None:
         record.duration_s = time.monotonic() - record.started_monotonic
         state = self.state
         if record.provider:
@@ -114,7 +122,10 @@ class Proxy:
             self.router.record_usage(record.provider, usage_tokens(usage))
             if state.callers.enabled and record.caller != NO_CALLER:
                 record.cost_usd = cost_usd(usage, record.model_requested, cfg.pricing)
-                state.book.record(record.caller, caller_tokens(usage), record.cost_usd)
+                tokens = caller_tokens(usage)
+                state.book.record(record.caller, tokens, record.cost_usd)
+                if tokens and not record.cost_usd and caller is not None:
+                    self._warn_unpriced(caller, usage.model or record.model_requested, cfg)
         state.metrics.observe(record)
         if capture is not None and cfg.log_bodies == "errors" and not failed(record):
             capture = None
@@ -122,6 +133,22 @@ class Proxy:
         state.journal.add(record, cfg, capture)
         if record.forward_failed or record.status >= 500:  # ours or the upstream's 5xx
             diag.warning("%s", record.diagnostic())
+
+    def _warn_unpriced(self, caller: Caller, model: str, cfg: Config) -> None:
+        """A USD budget silently ignores what the pricing table cannot price:
+        say so once per model, where the operator looks."""
+        budget = caller.budget
+        if budget is None or budget.usd is None or model in self._unpriced:
+            return
+        if price_for(model, cfg.pricing) is not None or len(self._unpriced) >= MAX_UNPRICED:
+            return
+        self._unpriced.add(model)
+        log.warning(
+            "model %r has no price in the pricing table: caller %s's USD budget does not "
+            'count its tokens (give it a [pricing."glob"] entry, or the caller a token budget)',
+            model[:100],
+            caller.name,
+        )
 
 
 def client_addr(head: RequestHead, peer: str, *, trusted: bool) -> str:
