@@ -70,6 +70,28 @@ def test_thinking_stripped_only_from_assistant_turns_other_bytes_kept() -> None:
     assert out.endswith(BODY[BODY.index(b' {"role":"user","content":[{"type":"text"') :])
 
 
+def test_a_turn_of_thinking_only_is_dropped_not_left_empty() -> None:
+    """Empty content is a 400 from the API; consecutive user turns are not."""
+    body = (
+        b'{"model":"m","messages":[{"role":"user","content":"a"},'
+        b'{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":"s"},'
+        b' {"type":"redacted_thinking","data":"x"}]},'
+        b'{"role":"user","content":"b"},'
+        b'{"role":"assistant","content":[{"type":"thinking","thinking":"u","signature":"s"},'
+        b'{"type":"text","text":"kept"}]},{"role":"user","content":"c"},'
+        b'{"role":"assistant","content":[{"type":"thinking","thinking":"v","signature":"s"}]}]}'
+    )
+    p = parse_body(body)
+    assert p is not None
+    out = rewrite(p, strip_thinking=True)
+    assert out == (
+        b'{"model":"m","messages":[{"role":"user","content":"a"},'
+        b'{"role":"user","content":"b"},'
+        b'{"role":"assistant","content":[{"type":"text","text":"kept"}]},'
+        b'{"role":"user","content":"c"}]}'
+    )
+
+
 def test_session_id_from_metadata_user_id_both_formats() -> None:
     assert parsed().session_id == "0f1e2d3c-aaaa-bbbb-cccc-123456789abc"
     inner = orjson.dumps({"device_id": "d", "session_id": "s-123"}).decode()

@@ -117,9 +117,20 @@ def rewrite(
     if thinking:
         msgs = [m for m in members if m.key == "messages"][-1]
         items = array_items(raw, msgs.value_start)
+        # A turn that held nothing but thinking would be left with empty
+        # content, which the API refuses (400: every message but a final
+        # assistant one needs content): the turn goes, and the user turns
+        # around it are read as one, as the API reads consecutive turns.
+        messages = body.doc["messages"]
+        emptied = {
+            mi for mi, blocks in thinking.items() if len(blocks) == len(messages[mi]["content"])
+        }
         for mi, blocks in thinking.items():
+            if mi in emptied:
+                continue
             content = [m for m in object_members(raw, items[mi][0]) if m.key == "content"][-1]
             edits.extend(remove_elements(array_items(raw, content.value_start), blocks))
+        edits.extend(remove_elements(items, emptied))
     return apply(raw, edits)
 
 
