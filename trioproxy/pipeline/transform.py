@@ -118,9 +118,10 @@ def rewrite(
         msgs = [m for m in members if m.key == "messages"][-1]
         items = array_items(raw, msgs.value_start)
         # A turn that held nothing but thinking would be left with empty
-        # content, which the API refuses (400: every message but a final
-        # assistant one needs content): the turn goes, and the user turns
-        # around it are read as one, as the API reads consecutive turns.
+        # content, which the API refuses ("all messages must have non-empty
+        # content except for the optional final assistant message"): the turn
+        # goes (a final one too: an empty prefill is no prefill), and the user
+        # turns around it are read as one, as the API reads consecutive turns.
         messages = body.doc["messages"]
         emptied = {
             mi for mi, blocks in thinking.items() if len(blocks) == len(messages[mi]["content"])
