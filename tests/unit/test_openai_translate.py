@@ -327,31 +327,55 @@ def test_events_come_out_as_chunks_go_in() -> None:
     assert b"content_block_start" in second and b"text_delta" in second
 
 
-def test_a_cut_chat_stream_and_interleaved_calls_are_errors() -> None:
+def test_a_cut_chat_stream_is_an_error() -> None:
     request, _ = ANSWERS["text"]
     chunks = chat_chunks(chat_plan(request, orjson.dumps(request)))
     tr = ChatStreamTranslator()
     tr.feed(b"".join(chunks[:2]))
     with pytest.raises(StreamError, match="before its finish reason"):
         tr.end()
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    return b"data: " + orjson.dumps({"id": "x", "choices": [choice]}) + b"\n\n"
+
+
+def _call(index: int, args: str, name: str | None = None) -> bytes:
+    fn: dict[str, Any] = {"arguments": args}
+    if name:
+        fn["name"] = name
+    call = {"index": index, **({"id": f"c{index}"} if name else {}), "function": fn}
+    return _chunk({"tool_calls": [call]})
+
+
+def test_interleaved_parallel_calls_come_out_whole_and_in_order() -> None:
+    """A provider may send the argument fragments of parallel calls mixed;
+    Anthropic's blocks are sequential. The first call streams live, the
+    others are given whole when it ends."""
     tr = ChatStreamTranslator()
+    live = tr.feed(_call(0, "", "get_weather") + _call(1, "", "get_time") + _call(0, '{"city"'))
+    assert b"input_json_delta" in live and b"get_time" not in live  # the second is held
+    live += tr.feed(
+        _call(1, '{"tz": "UTC"}') + _call(2, '{"q": 1}', "search") + _call(0, ': "Oslo"}')
+    )
+    assert b'"Oslo' in live and b"search" not in live
+    tail = tr.feed(_chunk({}, "tool_calls") + b"data: [DONE]\n\n") + tr.end()
+    assert tail.index(b"get_time") < tail.index(b"search")
+    message = rebuilt(live + tail)
+    assert [(b["name"], b["input"]) for b in message["content"]] == [
+        ("get_weather", {"city": "Oslo"}),
+        ("get_time", {"tz": "UTC"}),
+        ("search", {"q": 1}),
+    ]
+    assert message["stop_reason"] == "tool_use"
 
-    def call(index: int, args: str, name: str | None = None) -> bytes:
-        fn: dict[str, Any] = {"arguments": args}
-        if name:
-            fn["name"] = name
-        d = {
-            "tool_calls": [
-                {"index": index, **({"id": f"c{index}"} if name else {}), "function": fn}
-            ]
-        }
-        return (
-            b"data: " + orjson.dumps({"id": "x", "choices": [{"index": 0, "delta": d}]}) + b"\n\n"
-        )
 
-    tr.feed(call(0, "", "a") + call(1, "", "b"))
-    with pytest.raises(StreamError, match="interleaved"):
-        tr.feed(call(0, "{}"))
+def test_a_fragment_for_a_call_after_text_followed_it_is_an_error() -> None:
+    tr = ChatStreamTranslator()
+    tr.feed(_call(0, "", "a") + _chunk({"content": "and now some text"}))
+    with pytest.raises(StreamError, match="after text"):
+        tr.feed(_call(0, "{}"))
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,13 @@ Each ``data:`` chunk gives what it can at once: the first one a
 tool call its own ``tool_use`` block, its argument fragments as
 ``input_json_delta``; the finish reason and the usage (the last chunk with
 ``stream_options.include_usage``) a ``message_delta``; ``[DONE]`` the
-``message_stop``. Blocks are sequential, as Anthropic's are: a fragment for
-a tool call whose block was already closed (a provider interleaving
-parallel calls) is an error rather than a misplaced argument.
+``message_stop``. Blocks are sequential, as Anthropic's are, while a
+provider may interleave the argument fragments of parallel calls: so the
+first call streams live, and a call that starts while another's block is
+open is held (its fragments gathered) and given whole, in call order, when
+that block closes (at the finish, or when text follows). A fragment for a
+call whose block was already given (text came between) is an error rather
+than a misplaced argument.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class ChatStreamTranslator:
         self._open = False
         self._kind = ""  # "text" or "tool"
         self._tools: dict[int, int] = {}  # tool call index -> block index
+        self._held: dict[int, tuple[dict[str, Any], list[str]]] = {}  # index -> (block, fragments)
         self._stop: str | None = None
         self._usage: dict[str, int] | None = None
 
@@ -118,6 +123,11 @@ class ChatStreamTranslator:
     def _tool(self, call: dict[str, Any]) -> bytes:
         k = int(call.get("index", 0))
         fn = call.get("function") or {}
+        args = fn.get("arguments")
+        args = args if isinstance(args, str) else ""
+        if k in self._held:
+            self._held[k][1].append(args)
+            return b""
         out: list[bytes] = []
         if k not in self._tools:
             block: dict[str, Any] = {
@@ -126,12 +136,16 @@ class ChatStreamTranslator:
                 "name": fn.get("name") or "",
                 "input": {},
             }
+            if self._open and self._kind == "tool":
+                self._held[k] = (block, [args])  # given whole when the open call's block closes
+                return b""
             out.append(self._start(block, "tool"))
             self._tools[k] = self._index
         elif self._tools[k] != self._index or not self._open:
-            raise StreamError("the provider interleaved the arguments of parallel tool calls")
-        args = fn.get("arguments")
-        if isinstance(args, str) and args:
+            raise StreamError(
+                "the provider sent arguments for a tool call after text that followed it"
+            )
+        if args:
             out.append(self._delta({"type": "input_json_delta", "partial_json": args}))
         return b"".join(out)
 
@@ -151,10 +165,28 @@ class ChatStreamTranslator:
         )
 
     def _close(self) -> bytes:
+        """The open block's end, then the held tool calls, each whole."""
         if not self._open:
             return b""
         self._open = False
-        return event("content_block_stop", {"type": "content_block_stop", "index": self._index})
+        out = [event("content_block_stop", {"type": "content_block_stop", "index": self._index})]
+        for k in sorted(self._held):
+            block, fragments = self._held[k]
+            self._index += 1
+            self._tools[k] = self._index
+            out.append(
+                event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": self._index, "content_block": block},
+                )
+            )
+            if args := "".join(fragments):
+                out.append(self._delta({"type": "input_json_delta", "partial_json": args}))
+            out.append(
+                event("content_block_stop", {"type": "content_block_stop", "index": self._index})
+            )
+        self._held.clear()
+        return b"".join(out)
 
     def _finish(self) -> bytes:
         if self._ended:
