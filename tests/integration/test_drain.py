@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import gc
+import ssl
+import warnings
+
 import orjson
 import pytest
 import trio
+import trio.testing
+import trustme
 
-from tests.helpers import H1Client, H2Client, h1_request, make_config, start_fake
+from tests.helpers import H1Client, H2Client, h1_request, make_config, start_fake, start_proxy
 from trioproxy.admin.endpoints import route
 from trioproxy.proto.events import RequestHead
 from trioproxy.server import Server
@@ -161,3 +167,28 @@ async def test_drain_grace_serves_while_health_says_503(nursery: trio.Nursery) -
         await stopped.wait()
     for c in (idle, streaming, h2, fresh):
         await c.aclose()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["cleartext", "tls"])
+async def test_a_silent_connection_is_closed_when_the_server_stops(tls: bool) -> None:
+    """A client that connected and said nothing yet (a browser's preconnect)
+    is closed by the server as it stops, not left to the garbage collector:
+    its socket is owned by no transport yet."""
+    ssl_ctx = None
+    if tls:
+        ca = trustme.CA()
+        ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(ssl_ctx)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with trio.open_nursery() as outer:
+            proxy = await start_proxy(outer, "http://127.0.0.1:9", ssl_context=ssl_ctx)
+            client = await trio.open_tcp_stream("127.0.0.1", proxy.port)
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)  # accepted, waiting
+            outer.cancel_scope.cancel()
+        gc.collect()
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert unclosed == []
+    with trio.fail_after(5):
+        assert await client.receive_some(100) == b""  # the server's end is closed
+    await client.aclose()

@@ -23,6 +23,7 @@ from trioproxy.transport.byteio import ByteIO, SocketIO, StreamIO, take_socket
 log = logging.getLogger("trioproxy.connection")
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+CLOSE_GRACE = 1.0  # seconds; bound on the shielded close of a connection no transport took
 
 
 def make_server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
@@ -77,10 +78,16 @@ async def handle_connection(
             log.debug("connection ended by the client: %r", exc)
         else:
             log.exception("connection handler failed; closing that connection")
-        if io is not None:
-            await io.aclose()
-        else:
-            await trio.aclose_forcefully(stream)
+    finally:
+        # The transports close what they serve; a connection cancelled before
+        # one took it (the server stopping while it handshakes or says nothing
+        # yet, as a browser's preconnect does) is closed here, not left to the
+        # garbage collector. Closing twice is a no-op.
+        with trio.move_on_after(CLOSE_GRACE, shield=True):
+            if io is not None:
+                await io.aclose()
+            else:
+                await trio.aclose_forcefully(stream)
 
 
 async def serve_connection(io: ByteIO, ctx: ConnContext, app: App) -> None:
