@@ -31,20 +31,25 @@ Sock = trio.socket.SocketType
 Upstream = tuple[Sock, h11.Connection]
 
 
+def h2_config(*, client_side: bool) -> h2.config.H2Configuration:
+    """As trioproxy configures h2 (proto/h2.py): no validation or
+    normalisation of header fields inside h2."""
+    return h2.config.H2Configuration(
+        client_side=client_side,
+        header_encoding=None,
+        validate_inbound_headers=False,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+    )
+
+
 class _Client:
     """One HTTP/2 client connection: its h2 state, one writer at a time."""
 
     def __init__(self, sock: Sock, upstream_port: int) -> None:
         self.sock = sock
         self.port = upstream_port
-        cfg = h2.config.H2Configuration(
-            client_side=False,
-            header_encoding=None,
-            validate_inbound_headers=False,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-        )
-        self.h2 = h2.connection.H2Connection(config=cfg)
+        self.h2 = h2.connection.H2Connection(config=h2_config(client_side=False))
         self.lock = trio.Lock()
         self.idle: list[Upstream] = []
 

@@ -18,13 +18,13 @@ import ssl
 import sys
 from functools import partial
 
-import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
 import h11
 import trio
 
+from bench.floor_h2 import h2_config
 from bench.floor_h11 import send_all
 
 BUF = 64 * 1024  # bytes; one read
@@ -40,14 +40,7 @@ async def _open(
     tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     tls = trio.SSLStream(tcp, ctx, server_hostname="127.0.0.1")
     await tls.do_handshake()
-    cfg = h2.config.H2Configuration(
-        client_side=True,
-        header_encoding=None,
-        validate_inbound_headers=False,
-        validate_outbound_headers=False,
-        normalize_outbound_headers=False,
-    )
-    conn = h2.connection.H2Connection(config=cfg)
+    conn = h2.connection.H2Connection(config=h2_config(client_side=True))
     conn.initiate_connection()
     await tls.send_all(conn.data_to_send())
     return tls, conn

@@ -208,6 +208,8 @@ USAGE = obj(
 )
 WINDOW_PARAMETERS = [_query("window", "15m (default), 1h or 24h")]
 
+ID_PARAMETER: Schema = {"name": "id", "in": "path", "required": True, "schema": STR}
+
 # The paths, as /openapi.json lists them.
 LOG_PATHS: dict[str, Any] = {
     "/admin/requests": {
@@ -226,7 +228,7 @@ LOG_PATHS: dict[str, Any] = {
         )
     },
     "/admin/api/requests/{id}": {
-        "parameters": [{"name": "id", "in": "path", "required": True, "schema": STR}],
+        "parameters": [ID_PARAMETER],
         "get": op(
             "One logged request: headers, timing, tokens, cost, bodies",
             {"200": json_response(DETAIL, "stored"), **errors(404, 503)},
@@ -234,7 +236,7 @@ LOG_PATHS: dict[str, Any] = {
         ),
     },
     "/admin/api/requests/{id}/conversation": {
-        "parameters": [{"name": "id", "in": "path", "required": True, "schema": STR}],
+        "parameters": [ID_PARAMETER],
         "get": op(
             "The request's session (x-claude-code-session-id) as turns",
             {"200": json_response(CONVERSATION, "stored"), **errors(404, 503)},

@@ -276,16 +276,17 @@ class RoutingConfig:
 
     def __post_init__(self) -> None:
         enabled = [p for p in self.providers if p.enabled]
-        derived = {
-            "passthrough": any(not p.keyed for p in self.providers),
-            "demotes": any(p.demote_nonstreaming for p in enabled),
-            "needs_body": bool(self.aliases)
+        set_ = object.__setattr__  # frozen: set once, here
+        set_(self, "passthrough", any(not p.keyed for p in self.providers))
+        set_(self, "demotes", any(p.demote_nonstreaming for p in enabled))
+        set_(
+            self,
+            "needs_body",
+            bool(self.aliases)
             or bool(self.routes)
             or len(enabled) > 1
             or any(p.edits_body or p.kind == "openai" for p in enabled),
-        }
-        for name, value in derived.items():
-            object.__setattr__(self, name, value)
+        )
 
 
 @dataclass(frozen=True, slots=True)

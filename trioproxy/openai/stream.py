@@ -151,12 +151,18 @@ class ChatStreamTranslator:
 
     def _start(self, block: dict[str, Any], kind: str) -> bytes:
         closed = self._close()
-        self._index += 1
         self._open, self._kind = True, kind
-        return closed + event(
+        return closed + self._next_block(block)
+
+    def _next_block(self, block: dict[str, Any]) -> bytes:
+        self._index += 1
+        return event(
             "content_block_start",
             {"type": "content_block_start", "index": self._index, "content_block": block},
         )
+
+    def _end_block(self) -> bytes:
+        return event("content_block_stop", {"type": "content_block_stop", "index": self._index})
 
     def _delta(self, delta: dict[str, Any]) -> bytes:
         return event(
@@ -169,22 +175,14 @@ class ChatStreamTranslator:
         if not self._open:
             return b""
         self._open = False
-        out = [event("content_block_stop", {"type": "content_block_stop", "index": self._index})]
+        out = [self._end_block()]
         for k in sorted(self._held):
             block, fragments = self._held[k]
-            self._index += 1
+            out.append(self._next_block(block))
             self._tools[k] = self._index
-            out.append(
-                event(
-                    "content_block_start",
-                    {"type": "content_block_start", "index": self._index, "content_block": block},
-                )
-            )
             if args := "".join(fragments):
                 out.append(self._delta({"type": "input_json_delta", "partial_json": args}))
-            out.append(
-                event("content_block_stop", {"type": "content_block_stop", "index": self._index})
-            )
+            out.append(self._end_block())
         self._held.clear()
         return b"".join(out)
 

@@ -31,18 +31,6 @@ PROXY_OWNED: frozenset[bytes] = frozenset(
 )
 
 
-def connection_tokens(headers: Headers) -> frozenset[bytes]:
-    """Header names listed in `Connection`, which are hop-by-hop for this hop."""
-    names: set[bytes] = set()
-    for name, value in headers:
-        if name == b"connection":
-            for token in value.split(b","):
-                token = token.strip().lower()
-                if token:
-                    names.add(token)
-    return frozenset(names)
-
-
 # Every header is checked on every request, both ways: one set lookup and one
 # prefix test per name. The names a `Connection` header lists are hop-by-hop
 # too; they are looked at only when it lists something beyond the usual
@@ -53,10 +41,12 @@ _USUAL_CONNECTION = frozenset({b"keep-alive", b"close"})
 
 
 def _listed(values: list[bytes]) -> frozenset[bytes]:
-    """Names `Connection` lists that the first pass did not already drop."""
+    """The header names the `Connection` fields' values list (hop-by-hop for
+    this hop), beyond the usual `keep-alive` and `close`."""
     if len(values) == 1 and values[0].lower() in _USUAL_CONNECTION:
         return frozenset()
-    return connection_tokens([(b"connection", v) for v in values]) - _USUAL_CONNECTION
+    tokens = {t.strip().lower() for v in values for t in v.split(b",")}
+    return frozenset(tokens - _USUAL_CONNECTION - {b""})
 
 
 def _forwarded(headers: Headers, drop: frozenset[bytes], *, te_trailers: bool) -> Headers:
