@@ -108,6 +108,15 @@ def render(results: dict[str, Any], png: Path | None = None) -> str:
                 + " | ".join(cells)
                 + " |"
             )
+    against = floor_rows(sc)
+    if against:
+        lines += [
+            "",
+            "trioproxy's CPU per request (G: per event) against the floors in the same run (the"
+            " ratios move far less from one day to the next than this machine's absolute speed):",
+            "",
+            *against,
+        ]
     variant_rows = _variants(sc)
     if variant_rows:
         lines += [
@@ -119,6 +128,44 @@ def render(results: dict[str, Any], png: Path | None = None) -> str:
     if png is not None:
         lines += ["", _plot(results, png)]
     return "\n".join(lines) + "\n"
+
+
+# (scenario, trioproxy's row, the floors it is compared with: the byte relay, then
+# the relay with exactly the protocol work trioproxy cannot skip on that path)
+FLOOR_PAIRS = (
+    ("A", "trioproxy", "floor", "floor+h11"),
+    ("C", "trioproxy", "floor", "floor+h11"),
+    ("D", "trioproxy", "floor", "floor+h11"),
+    ("E", "trioproxy", "floor", "floor+h11"),
+    ("G", "trioproxy", "floor", "floor+h11"),
+    ("A", "trioproxy h2-tls-up", "floor", "floor+h11 h2-tls-up"),
+)
+
+
+def floor_rows(sc: dict[str, Any]) -> list[str]:
+    """A table row per scenario that has trioproxy and both floors measured:
+    CPU µs each, the ratios, and what trioproxy adds over the protocol floor."""
+    out: list[str] = []
+    for key, who, relay, protocol in FLOOR_PAIRS:
+        rows = sc.get(key, {}).get("rows", {})
+        us = [rows.get(n, {}).get("cpu_us_each") for n in (who, relay, protocol)]
+        if not all(us):
+            continue
+        mine, floor, proto = us
+        path = " (h2 over TLS upstream)" if who != "trioproxy" else ""
+        out.append(
+            f"| {key}{path} | {mine:,.0f} µs | {floor:,.0f} µs | {proto:,.0f} µs | "
+            f"{mine / floor:.2f}x | {mine / proto:.2f}x | +{mine - proto:,.0f} µs |"
+        )
+    if not out:
+        return []
+    return [
+        "| Scenario | trioproxy | floor | protocol floor (floor + h11; E: h2 in, h11 out;"
+        " TLS row: floor + h11 with an h2-over-TLS upstream) | trioproxy / floor |"
+        " trioproxy / protocol floor | trioproxy adds |",
+        "|---|---|---|---|---|---|---|",
+        *out,
+    ]
 
 
 def _held(r: dict[str, Any] | None) -> str:
