@@ -16,7 +16,7 @@ from trioproxy.pipeline.traits import BodyTraits
 NO_CALLER = "-"  # the caller when auth is off: the same in the log, metrics and ledger
 
 
-@dataclass
+@dataclass(slots=True)  # slots: one is held per open request (F: 10,000 idle streams)
 class RequestRecord:
     request_id: str  # the proxy's own id
     method: str
@@ -66,11 +66,8 @@ class RequestRecord:
         u = self.usage
         doc = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-            **{  # shallow: asdict() would deep-copy the usage and the traits, then drop them
-                f.name: getattr(self, f.name)
-                for f in dataclass_fields(self)
-                if f.name not in _NOT_LOGGED
-            },
+            # shallow: asdict() would deep-copy the usage and the traits, then drop them
+            **{name: getattr(self, name) for name in _LOGGED},
             "model": u.model,
             **u.as_dict(),
             "usage_complete": u.complete,
@@ -133,6 +130,7 @@ _NOT_LOGGED = frozenset(
         "traits",
     }
 )
+_LOGGED = tuple(f.name for f in dataclass_fields(RequestRecord) if f.name not in _NOT_LOGGED)
 _SECRET_PARAM = re.compile(r"key|token|secret|auth|sig|password", re.IGNORECASE)
 
 

@@ -30,7 +30,7 @@ TOKEN_CLASSES = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class Usage:
     input_tokens: int = 0
     cache_creation_input_tokens: int = 0
@@ -77,7 +77,9 @@ class UsageObserver:
         self._json_bytes = 0
         self._head: list[bytes] = []  # the chunks that hold the first HEAD + TAIL bytes
         self._head_len = 0
-        self._tail: deque[bytes] = deque()  # the chunks that hold the last TAIL bytes after them
+        # The chunks that hold the last TAIL bytes after them; made on first
+        # use (an empty deque is a 600-byte block, for as long as a stream is held).
+        self._tail: deque[bytes] | None = None
         self._tail_len = 0
         self.usage = Usage()
 
@@ -92,6 +94,8 @@ class UsageObserver:
             self._head_len += len(chunk)
             return
         tail = self._tail
+        if tail is None:
+            tail = self._tail = deque()
         tail.append(chunk)
         self._tail_len += len(chunk)
         while self._tail_len - len(tail[0]) >= TAIL:
@@ -104,7 +108,7 @@ class UsageObserver:
             return
         start = head[:HEAD]
         self._scan(start, 0, start.rfind(b"\n") + 1)  # whole lines only
-        tail = (head[-TAIL:] + b"".join(self._tail))[-TAIL:]
+        tail = (head[-TAIL:] + b"".join(self._tail or ()))[-TAIL:]
         self._scan(tail, tail.find(b"\n") + 1, len(tail))
 
     def _scan(self, data: bytes, lo: int, hi: int) -> None:

@@ -28,7 +28,9 @@ class BodyTraits:
     def __init__(self) -> None:
         self._head: list[bytes] = []
         self._head_len = 0
-        self._tail: deque[bytes] = deque()
+        # Made on first use: most request bodies fit the head, and an empty
+        # deque is a 600-byte block kept for as long as the stream is held.
+        self._tail: deque[bytes] | None = None
         self._tail_len = 0
         self._total = 0
 
@@ -39,6 +41,8 @@ class BodyTraits:
             self._head_len += len(chunk)
             return
         tail = self._tail
+        if tail is None:
+            tail = self._tail = deque()
         tail.append(chunk)
         self._tail_len += len(chunk)
         while self._tail_len - len(tail[0]) >= WINDOW:
@@ -48,9 +52,9 @@ class BodyTraits:
         head = b"".join(self._head)
         if not self._tail:  # the head holds it all
             return pattern.search(head) is not None
-        tail = (head[-WINDOW:] + b"".join(self._tail))[-WINDOW:]
+        tail = (head[-WINDOW:] + b"".join(self._tail or ()))[-WINDOW:]
         if self._total <= 2 * WINDOW:  # head and tail cover it all: one search
-            return pattern.search(head + b"".join(self._tail)) is not None
+            return pattern.search(head + b"".join(self._tail or ())) is not None
         return pattern.search(head[:WINDOW]) is not None or pattern.search(tail) is not None
 
     @property
