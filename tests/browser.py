@@ -53,10 +53,19 @@ class Browser:
             stderr=subprocess.PIPE,
             text=True,
         )
-        self.port = self._devtools_port()
-        self._ids = itertools.count(1)
-        page = next(t for t in self._get("/json/list") if t["type"] == "page")
-        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=20)
+        try:
+            self.port = self._devtools_port()
+            self._ids = itertools.count(1)
+            page = next(t for t in self._get("/json/list") if t["type"] == "page")
+            # No Origin header: Chromium (since 111) refuses DevTools WebSockets
+            # from an origin not named in --remote-allow-origins, and allows
+            # clients that send none.
+            self.ws = websocket.create_connection(
+                page["webSocketDebuggerUrl"], timeout=20, suppress_origin=True
+            )
+        except BaseException:
+            self._stop()  # a browser that never came up is not left running
+            raise
 
     def _devtools_port(self) -> int:
         assert self.proc.stderr is not None
@@ -117,14 +126,18 @@ class Browser:
         try:
             self.ws.close()
         finally:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            if self.proc.stderr is not None:
-                self.proc.stderr.close()
-            shutil.rmtree(self._profile, ignore_errors=True)
+            self._stop()
+
+    def _stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        shutil.rmtree(self._profile, ignore_errors=True)
 
 
 def in_ci() -> bool:
