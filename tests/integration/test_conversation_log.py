@@ -25,6 +25,7 @@ from tests.integration.test_scrub_proxy import (
 )  # where `request` is pytest's
 from trioproxy.accounting.journal import Journal, Keeping
 from trioproxy.accounting.record import RequestRecord
+from trioproxy.config import Config, load_config
 from trioproxy.convlog.capture import Capture
 from trioproxy.convlog.rows import RowMaker
 from trioproxy.db.base import Database, LogQuery
@@ -394,3 +395,46 @@ async def test_a_retried_answer_is_stored_alone(nursery: trio.Nursery, tmp_path:
     assert raw.count(b"event: message_start") == 1 and raw.endswith(b"\n\n")
     assert entry["response_bytes"] == len(raw)
     assert orjson.loads(body_of(entry, "message")) == orjson.loads(r.body)  # what the client got
+
+
+async def test_a_reload_that_turns_the_log_on_opens_the_database(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """Started with no ledger and no log, the proxy has no database open; a
+    reload that turns the log on must log from then on, not count the rows
+    as lost."""
+    fake = await start_fake(nursery)
+    toml = tmp_path / "trioproxy.toml"
+
+    def write(log_bodies: str) -> None:
+        toml.write_text(
+            f'state_dir = "{tmp_path}"\nlog_bodies = "{log_bodies}"\n'
+            f'[upstream]\nurl = "{fake.url}"\napi_key = "sk-provider-key"\n'
+            "[usage]\nledger = false\n"
+        )
+
+    write("off")
+
+    def loader() -> Config:
+        return load_config(str(toml), env={})
+
+    server = Server(loader(), loader=loader)
+    proxy = Running(server, await nursery.start(server.serve))
+    journal = server.state.journal
+    assert (
+        await h1_request(proxy.port, "POST", "/v1/messages", [], request("before the reload"))
+    ).status == 200
+    with trio.fail_after(10):
+        while journal.written < 1:  # noqa: ASYNC110 (a worker thread writes)
+            await trio.sleep(0.05)
+    assert not (tmp_path / FILENAME).exists()  # nothing to keep: no database
+
+    write("all")
+    assert server.reload()
+    assert (
+        await h1_request(proxy.port, "POST", "/v1/messages", [], request("after the reload"))
+    ).status == 200
+    await written(proxy, 1)
+    assert journal.log_rows_lost == 0
+    [entry] = logged_entries(tmp_path)
+    assert b"after the reload" in body_of(entry, "request_body")
