@@ -70,12 +70,16 @@ class Server:
         notify: Callable[[str], object] = lambda _message: None,
         loader: Callable[[], Config] | None = None,
         inherited: tuple[Sequence[socket.socket], Sequence[socket.socket]] | None = None,
+        announce: bool = True,
     ) -> None:
         """``notify`` receives sd_notify messages (the CLI passes the real one;
         servers inside tests and the demo's fake stay silent). ``inherited``:
         listening sockets a supervisor bound (main, admin), used instead of
-        binding ``listen`` and ``admin.listen``."""
+        binding ``listen`` and ``admin.listen``. ``announce``: log the
+        configuration's summary at start (one worker of several does, not
+        each of them the same lines)."""
         self.config = config
+        self._announce = announce
         self._notify = notify
         self._loader = loader  # re-reads the configuration, for reload()
         self.state = ServerState(config)
@@ -368,7 +372,7 @@ class Server:
             await self._close_listeners()
             raise
         auth = self.config.auth
-        if not auth.enabled:
+        if self._announce and not auth.enabled:
             log.warning(
                 "caller auth is off (no callers: TRIOPROXY_AUTH_SECRETS, [[callers]] or "
                 "TRIOPROXY_AUTH_CALLERS_FILE): %s",
@@ -376,9 +380,10 @@ class Server:
                 if auth.trust_front_proxy and not is_loopback(self.config.listen.host)
                 else "only this machine can reach the proxy",
             )
-        log.info(
-            "providers: %s; %s", _describe_providers(self.config), _describe_callers(self.state)
-        )
+        if self._announce:
+            log.info(
+                "providers: %s; %s", _describe_providers(self.config), _describe_callers(self.state)
+            )
         cfg = self.config
         upstreams = {p.name: p.upstream for p in cfg.routing.providers}
         connector = tcp_connector(self.state.listening.buffer)

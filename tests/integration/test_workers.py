@@ -62,6 +62,9 @@ async def test_workers_serve_a_killed_one_is_replaced_and_sigterm_drains(
     env = clean_env(TRIOPROXY_DRAIN_GRACE="1")
     async with serving("--upstream", fake.url, "--workers", "2", env=env) as proxy:
         assert re.search(rb"listening on .*\(2 workers\)", bytes(proxy.log))
+        # The configuration's summary once, from worker 0, not once per worker.
+        assert re.findall(rb"\[worker (\d)\]: providers: ", bytes(proxy.log)) == [b"0"]
+        assert re.findall(rb"\[worker (\d)\]: caller auth is off", bytes(proxy.log)) == [b"0"]
         workers = children(proxy.proc.pid)
         assert len(workers) == 2
         for _ in range(20):

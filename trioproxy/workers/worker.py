@@ -84,6 +84,7 @@ async def run_worker(config: Config, loader: Callable[[], Config], fds: WorkerFd
         config,
         loader=loader,
         inherited=([_inherit(fd) for fd in fds.listen], [_inherit(fd) for fd in fds.admin]),
+        announce=fds.slot == 0,
     )
     link = Link(trio.socket.from_stdlib_socket(_inherit(fds.control)))
     peers = server.state.peers = SupervisedPeers(link)
