@@ -112,8 +112,7 @@ def render(results: dict[str, Any], png: Path | None = None) -> str:
     if against:
         lines += [
             "",
-            "trioproxy's CPU per request (G: per event) against the floors in the same run (the"
-            " ratios move far less from one day to the next than this machine's absolute speed):",
+            "trioproxy's CPU per request (G: per event) against the floors measured in the same run:",
             "",
             *against,
         ]
