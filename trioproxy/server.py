@@ -47,17 +47,6 @@ from trioproxy.upstream.pool import UpstreamPool, open_pools
 log = logging.getLogger("trioproxy.server")
 
 
-def keeping(cfg: Config) -> Keeping:
-    """What the journal writes down besides access lines, from the settings
-    (at start and on every reload)."""
-    return Keeping(
-        ledger=cfg.usage_ledger,
-        ledger_days=cfg.usage_retention_days,
-        log=cfg.log_bodies != "off",
-        log_days=cfg.log_retention_days,
-    )
-
-
 class Server:
     """One listening HTTP server running ``app``. ``serve`` reports the bound
     port through ``task_status`` (port 0 picks a free one)."""
@@ -131,7 +120,7 @@ class Server:
         self.state.reconfigure(new)
         # The ledger or the log turned on opens the database at the next
         # batch; retention changes apply at the next sweep.
-        self.state.journal.keeping = keeping(new)
+        self.state.journal.keeping = Keeping.of(new)
         self.router.reconfigure(new.routing)
         if ssl_context is not None:
             self.ssl_context = ssl_context
@@ -397,7 +386,7 @@ class Server:
                 await background.start(self.router.watch_subscriptions)
                 journal = Journal(
                     opener=functools.partial(open_database, cfg.database_url, cfg.state_dir),
-                    keeping=keeping(cfg),
+                    keeping=Keeping.of(cfg),
                     log_rows=RowMaker(),
                 )
                 self.state.journal = journal

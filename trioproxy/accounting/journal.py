@@ -92,6 +92,16 @@ class Keeping:
     def database(self) -> bool:
         return self.ledger or self.log
 
+    @classmethod
+    def of(cls, cfg: Config) -> Keeping:
+        """From the settings: at start, and again on every reload."""
+        return cls(
+            ledger=cfg.usage_ledger,
+            ledger_days=cfg.usage_retention_days,
+            log=cfg.log_bodies != "off",
+            log_days=cfg.log_retention_days,
+        )
+
 
 class Journal:
     """``add`` from the request path; ``serve`` in the server's background

@@ -52,9 +52,9 @@ class BodyTraits:
         head = b"".join(self._head)
         if not self._tail:  # the head holds it all
             return pattern.search(head) is not None
-        tail = (head[-WINDOW:] + b"".join(self._tail or ()))[-WINDOW:]
+        tail = (head[-WINDOW:] + b"".join(self._tail))[-WINDOW:]
         if self._total <= 2 * WINDOW:  # head and tail cover it all: one search
-            return pattern.search(head + b"".join(self._tail or ())) is not None
+            return pattern.search(head + b"".join(self._tail)) is not None
         return pattern.search(head[:WINDOW]) is not None or pattern.search(tail) is not None
 
     @property
