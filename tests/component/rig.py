@@ -56,9 +56,17 @@ class Rig:
         self.nursery.start_soon(client._reader)
         return client
 
-    def _accept(self) -> trio.abc.Stream:
+    def raw(self, *, lockstep: bool = False) -> trio.abc.Stream:
+        """The client's end of a new connection, to write frames by hand.
+        ``lockstep``: each side's ``send_all`` returns only once the other
+        side has received every byte, so a test decides which of the
+        proxy's tasks can run when (trio.testing.lockstep_stream_pair)."""
+        return self._accept(lockstep=lockstep)
+
+    def _accept(self, *, lockstep: bool = False) -> trio.abc.Stream:
         self._clients += 1
-        ours, theirs = trio.testing.memory_stream_pair()
+        pair = trio.testing.lockstep_stream_pair if lockstep else trio.testing.memory_stream_pair
+        ours, theirs = pair()
         ctx = ConnContext(self.state.listening, f"client-{self._clients}:1")
         self.nursery.start_soon(serve_connection, StreamIO(theirs), ctx, self.proxy)
         return ours

@@ -67,6 +67,16 @@ async def test_a_failed_forward_logs_one_diagnostic_line(
     assert line["query"] == "beta=true&key=<redacted>"
     assert line["status"] == 500 and line["providers_tried"] == "default"
     assert isinstance(line["elapsed_s"], float)
+    # The access line says what the client asked for: a stream, though the
+    # answer was a JSON error.
+    for _ in range(100):  # the journal writes its batches every 0.2 s
+        access = [
+            orjson.loads(r.getMessage()) for r in caplog.records if r.name == "trioproxy.access"
+        ]
+        if access:
+            break
+        await trio.sleep(0.05)
+    assert [(a["status"], a["stream"]) for a in access] == [(500, True)]
     logged = "\n".join(rec.getMessage() for rec in caplog.records)
     for secret in (ALICE, "sk-provider-xyz", "leaky"):
         assert secret not in logged

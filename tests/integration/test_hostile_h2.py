@@ -5,6 +5,7 @@ bounded amount) reached the upstream, and that another client is served."""
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import h2.config
 import h2.connection
@@ -14,7 +15,9 @@ import pytest
 import trio
 from hyperframe.frame import (
     ContinuationFrame,
+    DataFrame,
     Frame,
+    GoAwayFrame,
     HeadersFrame,
     PingFrame,
     RstStreamFrame,
@@ -61,9 +64,12 @@ async def still_serving(port: int) -> None:
     assert good.status == 200
 
 
-async def test_rapid_reset_gets_enhance_your_calm(nursery: trio.Nursery) -> None:
+async def test_rapid_reset_gets_enhance_your_calm(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
     fake = await start_fake(nursery)
     proxy = await start_proxy(nursery, fake.url, limits__h2_max_resets_per_second=50)
+    caplog.set_level(logging.WARNING, logger="trioproxy")
     conn = client_conn()
     for _ in range(400):  # open and reset in a loop (CVE-2023-44487)
         sid = conn.get_next_available_stream_id()
@@ -75,6 +81,9 @@ async def test_rapid_reset_gets_enhance_your_calm(nursery: trio.Nursery) -> None
     assert goaway is not None and goaway.error_code == ENHANCE_YOUR_CALM
     await still_serving(proxy.port)
     assert fake.fake is not None and fake.fake.requests < 150  # bounded by the reset budget
+    # The abuse is logged once for the connection, with a count.
+    warned = [r.getMessage() for r in caplog.records if "rapid reset" in r.getMessage()]
+    assert len(warned) == 1 and "resets, over 50 a second" in warned[0], warned
 
 
 async def test_continuation_flood_is_cut_off(nursery: trio.Nursery) -> None:
@@ -225,3 +234,84 @@ async def test_zero_window_client_has_its_stream_reset(nursery: trio.Nursery) ->
         await fake.fake.wait_for(lambda f: f.cancelled >= 1)  # and the upstream request cancelled
     await still_serving(proxy.port)
     await client.aclose()
+
+
+async def test_refused_then_reset_streams_leave_the_connection_alone(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that resets a stream as soon as the proxy refused it (here:
+    a target without its leading /, answered 400) loses that stream only: no
+    ERROR, no traceback, and a long stream on the same connection completes.
+    Repeated 200 times, the reset sent when the refusal's head arrives."""
+    caplog.set_level(logging.INFO)
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(nursery, fake.url, limits__h2_max_resets_per_second=10_000)
+    enc = hpack.Encoder()
+    good = HeadersFrame(1)
+    good.data = enc.encode(
+        [
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":authority", b"x"),
+            (b":path", b"/v1/messages"),
+            (b"content-type", b"application/json"),
+            (b"x-fake-fault", b"event-delay=0.2"),
+        ]
+    )
+    good.flags.add("END_HEADERS")
+    body = DataFrame(1)
+    body.data = (
+        b'{"model":"claude-sonnet-4-6","max_tokens":64,"stream":true,'
+        b'"messages":[{"role":"user","content":"hi"}]}'
+    )
+    body.flags.add("END_STREAM")
+    ended = trio.Event()
+    goaway: list[int] = []
+    refused: dict[int, trio.Event] = {}
+
+    async def read(s: trio.abc.Stream) -> None:
+        buf = b""
+        while True:
+            data = await s.receive_some(65536)
+            assert data, "connection closed: resetting refused streams must not end it"
+            buf += data
+            while len(buf) >= 9:
+                frame, length = Frame.parse_frame_header(memoryview(buf[:9]))
+                if len(buf) < 9 + length:
+                    break
+                frame.parse_body(memoryview(buf[9 : 9 + length]))
+                buf = buf[9 + length :]
+                if isinstance(frame, GoAwayFrame):
+                    goaway.append(frame.error_code)
+                if isinstance(frame, HeadersFrame) and frame.stream_id in refused:
+                    refused[frame.stream_id].set()
+                if frame.stream_id == 1 and "END_STREAM" in frame.flags:
+                    ended.set()
+                if isinstance(frame, RstStreamFrame) and frame.stream_id == 1:
+                    raise AssertionError(f"the good stream was reset ({frame.error_code})")
+
+    async with await trio.open_tcp_stream("127.0.0.1", proxy.port) as s:
+        await s.send_all(
+            PREFACE + SettingsFrame(0).serialize() + good.serialize() + body.serialize()
+        )
+        async with trio.open_nursery() as inner:
+            inner.start_soon(read, s)
+            for i in range(200):
+                sid = 3 + 2 * i
+                refused[sid] = trio.Event()
+                bad = HeadersFrame(sid)
+                bad.data = enc.encode(req_headers(b"v1/models"))  # no leading /: a 400
+                bad.flags.add("END_HEADERS")
+                bad.flags.add("END_STREAM")
+                await s.send_all(bad.serialize())
+                with trio.fail_after(10):
+                    await refused[sid].wait()
+                await s.send_all(RstStreamFrame(sid, error_code=0x8).serialize())
+            assert not ended.is_set(), "the good stream must still be running: make it slower"
+            with trio.fail_after(30):
+                await ended.wait()
+            inner.cancel_scope.cancel()
+    assert not goaway
+    bad_lines = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not bad_lines, [(r.name, r.getMessage()) for r in bad_lines]
+    await still_serving(proxy.port)

@@ -90,6 +90,19 @@ async def test_h1_target_version_and_header_rules(
     no_errors_logged(caplog)
 
 
+async def test_h1_higher_minor_version_is_served(nursery: trio.Nursery) -> None:
+    """RFC 9110 2.5: ``GET / HTTP/1.2`` is served as HTTP/1.1 (keep-alive too)."""
+    fake, proxy = await start(nursery)
+    async with await trio.open_tcp_stream("127.0.0.1", proxy.port) as s:
+        await s.send_all(b"GET /v1/models HTTP/1.2\r\nhost: x\r\n\r\n")
+        data = b""
+        with trio.fail_after(10):
+            while b"\r\n\r\n" not in data:
+                data += await s.receive_some(65536)
+    assert data.startswith(b"HTTP/1.1 200 "), data[:200]
+    assert fake.fake is not None and fake.fake.requests == 1
+
+
 def h2_frames(sid: int, headers: list[tuple[bytes, bytes]], enc: hpack.Encoder) -> bytes:
     f = HeadersFrame(sid)
     f.data = enc.encode([*headers, (b":scheme", b"http"), (b":authority", b"x")])

@@ -195,3 +195,14 @@ def test_origin_form_with_tab_and_query_is_fine() -> None:
     s.receive_data(b"GET /v1/models?beta=true HTTP/1.0\r\nhost: x\r\nx-a: a\tb\r\n\r\n")
     head = s.next_event()
     assert isinstance(head, RequestHead) and head.target == b"/v1/models?beta=true"
+
+
+@pytest.mark.parametrize("version", [b"1.2", b"1.9"])
+def test_higher_minor_version_is_served_as_http_1_1(version: bytes) -> None:
+    """RFC 9110 2.5: HTTP/1.x with x > 1 is handled as HTTP/1.1, not 505."""
+    s = server()
+    s.receive_data(b"GET / HTTP/" + version + b"\r\nhost: x\r\n\r\n")
+    head = s.next_event()
+    assert isinstance(head, RequestHead) and head.http_version == b"1.1"
+    answer = s.send_response_head(ResponseHead(200, [(b"content-length", b"0")]))
+    assert answer.startswith(b"HTTP/1.1 200")

@@ -22,16 +22,12 @@ from typing import Any
 from trioproxy.admin.client import SwitchError, admin_target, read_env_file
 from trioproxy.admin.client import call as admin_call
 from trioproxy.callers import manage
+from trioproxy.cliargs import add_shared
 from trioproxy.config.callers import format_time, parse_callers
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("callers", help="list, add, rotate, revoke or change callers (no restart)")
-    p.add_argument("--config", metavar="FILE", help="the proxy's TOML file (auth.callers_file)")
-    p.add_argument(
-        "--env-file", metavar="FILE", help="a systemd EnvironmentFile with TRIOPROXY_* settings"
-    )
-    p.add_argument("--file", help="the callers file (default: auth.callers_file)")
     acts = p.add_subparsers(dest="action", required=True)
     ls = acts.add_parser("list", help="callers, their limits and their use (from the server)")
     ls.add_argument("--format", choices=("table", "json"), default="table")
@@ -61,6 +57,18 @@ def add_parser(sub: Any) -> None:
     st = acts.add_parser("set", help="change limits: NAME rpm=20 models=claude-haiku-* tpm=")
     st.add_argument("name")
     st.add_argument("assignments", nargs="+", metavar="key=value", help="an empty value removes")
+    actions = (ls, add, rot, rev, st)
+    add_shared(
+        p, actions, "--config", metavar="FILE", help="the proxy's TOML file (auth.callers_file)"
+    )
+    add_shared(
+        p,
+        actions,
+        "--env-file",
+        metavar="FILE",
+        help="a systemd EnvironmentFile with TRIOPROXY_* settings",
+    )
+    add_shared(p, actions, "--file", help="the callers file (default: auth.callers_file)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 import zstandard
 
 from trioproxy.accounting.report import UsageError, parse_since, settings_from
+from trioproxy.cliargs import add_shared
 from trioproxy.convlog.read import export_line
 from trioproxy.db.base import StorageError
 from trioproxy.db.open import open_database
@@ -27,11 +28,19 @@ def add_parser(sub: Any) -> None:
     ex = acts.add_parser("export", help="logged requests as JSON Lines on stdout, oldest first")
     ex.add_argument("--since", default="1d", help="1d, 24h, 30m, 2w or 2026-11-01 (UTC)")
     ex.add_argument("--format", choices=("jsonl",), default="jsonl")
-    ex.add_argument("--config", metavar="FILE", help="the proxy's TOML file (state_dir, storage)")
-    ex.add_argument(
-        "--env-file", metavar="FILE", help="a systemd EnvironmentFile with TRIOPROXY_* settings"
+    add_shared(
+        p, [ex], "--config", metavar="FILE", help="the proxy's TOML file (state_dir, storage)"
     )
-    ex.add_argument("--state-dir", help="where the SQLite log is (default: from the configuration)")
+    add_shared(
+        p,
+        [ex],
+        "--env-file",
+        metavar="FILE",
+        help="a systemd EnvironmentFile with TRIOPROXY_* settings",
+    )
+    add_shared(
+        p, [ex], "--state-dir", help="where the SQLite log is (default: from the configuration)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

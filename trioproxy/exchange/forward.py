@@ -176,7 +176,11 @@ class Forwarding:
             record.bytes_in = body.total
             record.body_complete = body.done
             if trip.traits_stage is not None:
-                record.traits = trip.traits_stage.traits
+                traits = record.traits = trip.traits_stage.traits
+                if not record.stream and body.done and traits.stream:
+                    # Answered in JSON (an error, the proxy's own or the
+                    # upstream's): the line says what the client asked for.
+                    record.stream = True
             if not record.model_requested and body.first:
                 record.model_requested = requested_model(body.first[:4096])
 

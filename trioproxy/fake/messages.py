@@ -53,7 +53,9 @@ def plan_for(
 ) -> Plan:
     """Deterministic: the same request always gets the same answer. With
     ``tools`` it calls the request's first tool (as a model would when told
-    to use one); without, it only ever answers in text."""
+    to use one), unless the last message carries a tool's result: then it
+    answers in text and ends its turn, as a model does, so an agent's tool
+    loop (Claude Code's) ends. Without ``tools`` it only ever answers in text."""
     # The same answer whether it is asked for as a stream or not: the id and
     # the input tokens come from the request without its "stream" flag.
     basis = orjson.dumps({k: v for k, v in request.items() if k != "stream"})
@@ -70,7 +72,13 @@ def plan_for(
         text = ((DEFAULT_TEXT + " ") * reps)[:text_bytes]
     offered = request.get("tools") or []
     tool = None
-    if tools and isinstance(offered, list) and offered and isinstance(offered[0], dict):
+    if (
+        tools
+        and not _carries_tool_result(content)
+        and isinstance(offered, list)
+        and offered
+        and isinstance(offered[0], dict)
+    ):
         tool = {
             "name": str(offered[0].get("name", "tool")),
             "input": {"query": "weather in Paris", "units": "metric"},
@@ -106,6 +114,12 @@ def plan_for(
     )
     return Plan(
         f"msg_fake_{digest[:24]}", model, text, thinking, tool, usage, stop_reason, stop_sequence
+    )
+
+
+def _carries_tool_result(content: object) -> bool:
+    return isinstance(content, list) and any(
+        isinstance(block, dict) and block.get("type") == "tool_result" for block in content
     )
 
 

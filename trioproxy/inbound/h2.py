@@ -233,9 +233,11 @@ class H2ServerConnection:
         idle = ctx.timeouts.client_body_idle
         self.stall_timeout = idle
         self.writer = Writer(io, self.proto.data_to_send, stall_timeout=idle)
-        self._resets = ResetBudget(
-            rate=limits.h2_max_resets_per_second, burst=2 * limits.h2_max_resets_per_second
-        )
+        self._reset_rate = limits.h2_max_resets_per_second
+        self._resets = ResetBudget(rate=self._reset_rate, burst=2 * self._reset_rate)
+        self._reset_count = 0  # streams the client reset on this connection
+        self._abusive = False  # it reset them too fast: GOAWAY sent, closing
+        self._abuse_logged = False
         self.streams: dict[int, H2Stream] = {}
         self._reader_scope = trio.CancelScope()
         self._streams_done = trio.Event()
@@ -338,6 +340,16 @@ class H2ServerConnection:
         go_on = True
         for ev in events:
             go_on = self._dispatch(ev, new) and go_on
+        if self._abusive and not self._abuse_logged:
+            # Once per connection, however many frames of the flood are
+            # still in this read (a line per frame was 47 to 66 lines).
+            self._abuse_logged = True
+            log.warning(
+                "HTTP/2 client reset too many streams (rapid reset: %d resets, over %d a "
+                "second): closing the connection",
+                self._reset_count,
+                self._reset_rate,
+            )
         for st in new:
             nursery.start_soon(self._run_stream, st)
         if new and self.shared.draining:
@@ -348,6 +360,8 @@ class H2ServerConnection:
         return None if go_on else Stop.GOAWAY
 
     def _dispatch(self, ev: H2Event, new: list[H2Stream]) -> bool:
+        if self._abusive:  # closing: the rest of what it sent is not looked at
+            return False
         if isinstance(ev, StreamEvent):
             sid, inner = ev.stream_id, ev.event
             if isinstance(inner, RequestHead | BadRequest):
@@ -371,11 +385,14 @@ class H2ServerConnection:
                 st_or_none.on_end()
             elif isinstance(inner, StreamReset):
                 st_or_none.on_reset()
-            if isinstance(inner, StreamReset) and not self._resets.spend(trio.current_time()):
-                log.warning("HTTP/2 client reset too many streams (rapid reset): closing")
-                self.proto.close(ENHANCE_YOUR_CALM)
-                self._goaway_sent = True
-                return False
+            if isinstance(inner, StreamReset):
+                self._reset_count += 1
+                if not self._resets.spend(trio.current_time()):
+                    if not self._abusive:
+                        self._abusive = True
+                        self.proto.close(ENHANCE_YOUR_CALM)
+                        self._goaway_sent = True
+                    return False
         elif isinstance(ev, WindowOpened):
             if ev.stream_id == 0:
                 for st in self.streams.values():
@@ -401,9 +418,13 @@ class H2ServerConnection:
                 except ProxyError as exc:  # an app that let one escape: still answer
                     if not st.response_started and not st.reset:
                         head, body = error_response(exc, st.request_id)
-                        await st.send_head(head)
-                        await st.send_body(body)
-                        await st.end()
+                        # The client may reset the stream while this is
+                        # written (it often does, right after a refusal): its
+                        # stream alone is gone, not the connection.
+                        with contextlib.suppress(ClientGone):
+                            await st.send_head(head)
+                            await st.send_body(body)
+                            await st.end()
                 except Exception:
                     log.exception("stream %d handler failed", st.stream_id)
         finally:

@@ -144,11 +144,16 @@ class H1Server:
                 # Content-Length in the headers we forward: a request-smuggling
                 # desync (RFC 9112 6.3 lets a server reject it; we do).
                 raise ProtocolError("both Content-Length and Transfer-Encoding in one request", 400)
+            version = ev.http_version
+            if version[:2] == b"1." and version > b"1.1":
+                # RFC 9110 2.5: a recipient handles a higher minor version
+                # of its own major version as the highest it speaks.
+                version = b"1.1"
             head = RequestHead(
                 method=ev.method,
                 target=ev.target,
                 headers=headers,
-                http_version=ev.http_version,
+                http_version=version,
                 authority=host,
             )
             problem = request_problem(head)
