@@ -7,6 +7,9 @@ requests (streaming or not) reaching the upstream."""
 from __future__ import annotations
 
 import hashlib
+import socket
+import subprocess
+import sys
 import ssl
 import tempfile
 from functools import partial
@@ -23,7 +26,7 @@ from tests.helpers import make_config, unless_in_ci
 from trioproxy.convlog.read import conversation, detail
 from trioproxy.db.base import LogQuery
 from trioproxy.fake.app import FakeUpstream
-from trioproxy.fake.messages import Plan, Usage, message_json, stream_events
+from trioproxy.fake.messages import DEFAULT_TEXT, Plan, Usage, message_json, stream_events
 from trioproxy.fake.openai_app import OpenAIFake
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.proto.events import ResponseHead
@@ -59,6 +62,7 @@ async def claude(
     ca: str | None = None,
     extra: dict[str, str] | None = None,
     cwd: str | None = None,
+    args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -79,7 +83,7 @@ async def claude(
     }
     with trio.fail_after(90):
         done = await trio.run_process(
-            [str(CLAUDE), "-p", "say hi", "--output-format", "json"],
+            [str(CLAUDE), "-p", "say hi", "--output-format", "json", *args],
             env=env,
             cwd=cwd or tempfile.mkdtemp(prefix="cc-cwd-"),
             stdin=b"",
@@ -441,3 +445,60 @@ async def test_claude_codes_session_in_the_conversation_log(
     assert len(results) == 1 and "4217" in orjson.dumps(results[0]).decode()
     assert turns[1]["tokens"]["cache_read_input_tokens"] == 80  # per turn
     assert turns[0]["system"] is not None  # Claude Code's system blocks, shown once
+
+
+@pytest.mark.parametrize("tools", ["default", ""], ids=["tools", "no-tools"])
+async def test_claude_code_against_the_demo_finishes(
+    nursery: trio.Nursery, tmp_path: Path, tools: str
+) -> None:
+    """`trioproxy demo`, the command a new user runs, then Claude Code
+    pointed at it: the fake calls a tool once (when tools are offered) and
+    answers the tool's result in text, so `claude -p` exits 0 with the
+    fake's text after a few requests, never a loop."""
+    listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
+    refuser = listeners[0].socket.getsockname()[1]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "TRIOPROXY_STATE_DIR": str(tmp_path / "state"),
+    }
+    demo: trio.Process = await nursery.start(
+        partial(
+            trio.run_process,
+            [sys.executable, "-m", "trioproxy", "demo", "--listen", f"127.0.0.1:{port}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+    )
+    assert demo.stdout is not None and demo.stderr is not None
+    out, err = bytearray(), bytearray()
+
+    async def collect(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
+        async for chunk in stream:
+            into += chunk
+
+    try:
+        nursery.start_soon(collect, demo.stderr, err)
+        with trio.fail_after(30):
+            while b"Point a client at it" not in out:
+                chunk = await demo.stdout.receive_some(65536)
+                assert chunk, (bytes(out), bytes(err))
+                out += chunk
+        nursery.start_soon(collect, demo.stdout, out)
+        before = err.count(b'"path":"/v1/messages')
+        result = await claude(f"http://127.0.0.1:{port}", refuser, args=("--tools", tools))
+        await trio.sleep(0.5)  # the journal writes its access lines every 0.2 s
+    finally:
+        demo.terminate()
+        with trio.move_on_after(10):
+            await demo.wait()
+    asked = err.count(b'"path":"/v1/messages') - before
+    assert result["is_error"] is False and result["result"] == DEFAULT_TEXT, result
+    assert 1 <= asked < 10, bytes(err)[-3000:]
+    if tools:
+        assert result["num_turns"] >= 2  # the tool round trip happened, then it ended
