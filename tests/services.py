@@ -14,6 +14,15 @@ import tempfile
 import time
 from pathlib import Path
 
+SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")  # daemons live here, often off PATH
+
+
+def tool(name: str) -> str | None:
+    """Where the program ``name`` is: on PATH, or in the sbin directories
+    where Debian installs daemons (haproxy is /usr/sbin/haproxy, and a
+    non-root PATH often lacks /usr/sbin)."""
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN_DIRS))
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -38,7 +47,7 @@ class RedisServer:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [
-                "redis-server",
+                tool("redis-server") or "redis-server",
                 "--port",
                 str(self.port),
                 "--bind",
@@ -112,11 +121,14 @@ class HAProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        check = subprocess.run(["haproxy", "-c", "-f", str(self.cfg)], capture_output=True)
+        haproxy = tool("haproxy")
+        if haproxy is None:
+            raise RuntimeError("haproxy is not installed (.ci/run installs it)")
+        check = subprocess.run([haproxy, "-c", "-f", str(self.cfg)], capture_output=True)
         if check.returncode != 0:
             raise RuntimeError(check.stdout.decode() + check.stderr.decode())
         self.proc = subprocess.Popen(
-            ["haproxy", "-db", "-f", str(self.cfg)],
+            [haproxy, "-db", "-f", str(self.cfg)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 import trio
 
 from tests.helpers import clean_env, h1_request, serving, start_fake, start_proxy, unless_in_ci
+from tests.services import tool
 
 SECRET = "alice-secret-0123456789"
 DIGEST = hashlib.sha256(SECRET.encode()).hexdigest()
@@ -65,9 +65,7 @@ async def test_a_10_rpm_limit_holds_across_two_workers(
         # redis-server fails (.ci/run installs it)
         pytest.param(
             "redis",
-            marks=unless_in_ci(
-                shutil.which("redis-server") is None, "redis-server is not installed"
-            ),
+            marks=unless_in_ci(tool("redis-server") is None, "redis-server is not installed"),
         ),
     ],
 )

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import ssl
 import subprocess
 import sys
-import ssl
 import tempfile
 from functools import partial
 from pathlib import Path

@@ -5,7 +5,6 @@ lost."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import threading
 from pathlib import Path
@@ -16,12 +15,12 @@ import pytest
 import trio
 
 from tests.helpers import clean_env, h1_request, serving, start_fake, unless_in_ci
-from tests.services import HAProxy, RedisServer, free_port
+from tests.services import HAProxy, RedisServer, free_port, tool
 from trioproxy.fake.messages import DEFAULT_TEXT
 
 pytestmark = [
-    unless_in_ci(shutil.which("haproxy") is None, "haproxy is not installed"),
-    unless_in_ci(shutil.which("redis-server") is None, "redis-server is not installed"),
+    unless_in_ci(tool("haproxy") is None, "haproxy is not installed"),
+    unless_in_ci(tool("redis-server") is None, "redis-server is not installed"),
     pytest.mark.filterwarnings(
         "ignore:Unclosed <MemoryObject:ResourceWarning"
     ),  # see test_redis_store

@@ -4,7 +4,6 @@ costs nothing but sharing."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import orjson
@@ -12,12 +11,12 @@ import pytest
 import trio
 
 from tests.helpers import clean_env, h1_request, serving, start_fake, unless_in_ci
-from tests.services import RedisServer
+from tests.services import RedisServer, tool
 from tests.sharing import check_sharing, router, used
 from trioproxy.store.redis import RedisStore
 
 pytestmark = [
-    unless_in_ci(shutil.which("redis-server") is None, "redis-server is not installed"),
+    unless_in_ci(tool("redis-server") is None, "redis-server is not installed"),
     # coredis leaves anyio memory-object streams of a broken connection for the
     # garbage collector: harmless for the proxy (see the redis fixture).
     pytest.mark.filterwarnings("ignore:Unclosed <MemoryObject:ResourceWarning"),
