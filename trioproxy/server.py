@@ -36,6 +36,7 @@ from trioproxy.convlog.reader import LogReader
 from trioproxy.convlog.rows import RowMaker
 from trioproxy.db.open import open_database
 from trioproxy.exchange.proxy import Proxy
+from trioproxy.exchange.retention import serve_give_back
 from trioproxy.inbound.conn import handle_connection, make_server_ssl_context
 from trioproxy.inbound.exchange import App
 from trioproxy.routing.router import Router
@@ -394,9 +395,11 @@ class Server:
                     functools.partial(open_database, cfg.database_url, cfg.state_dir, readonly=True)
                 )
                 await background.start(journal.serve)
+                proxy = Proxy(self.state, pools, self.router)
+                await background.start(serve_give_back, proxy.retention)
                 try:
                     await self.serve_app(
-                        Proxy(self.state, pools, self.router),
+                        proxy,
                         admin_app=AdminApp(self.state),
                         task_status=task_status,
                     )

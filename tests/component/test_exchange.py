@@ -282,3 +282,29 @@ async def test_a_plain_request_goes_through_no_stage(
     assert plain is None  # /bytes: nothing composed
     assert isinstance(messages, Chain)
     assert [type(s).__name__ for s in messages.stages] == ["UsageStage"]
+
+
+BIG = orjson.dumps({**MESSAGE, "metadata": {"pad": "x" * 200_000}})
+
+
+async def test_a_body_without_a_kept_copy_is_not_sent_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A body over limits.retained_body_bytes streams without a copy: a
+    connection that fails under it is not retried (502). The same failure
+    on a body under the budget is retried, and the retry answers. (With
+    several providers, routing reads bodies whole: those are always kept.)"""
+    for body, skipped in ((BIG, True), (BODY, False)):
+        a = FakeUpstream()
+        a.script.append(b"hang-up")  # the first request only
+        async with rig({"a": a}, routing__retries=1, limits__retained_body_bytes=100_000) as world:
+            client = await world.h1()
+            r = await client.request("POST", "/v1/messages", [("x-api-key", "k")], body)
+            metrics = world.state.metrics
+        if skipped:
+            assert r.status == 502, r.body
+            assert a.requests == 1
+            assert metrics.retention_skipped == 1
+        else:
+            assert r.status == 200 and a.requests == 2
+            assert metrics.retention_skipped == 0

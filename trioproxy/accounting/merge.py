@@ -26,6 +26,7 @@ _SUMMED = (
     "stream_errors",
     "stream_pings",
     "demoted",
+    "body_retention_skipped",
     "client_disconnects",
     "retries",
     "in_flight",
@@ -56,6 +57,7 @@ def counters(snap: Snapshot) -> Snapshot:
         "stream_errors",
         "stream_pings",
         "demoted",
+        "body_retention_skipped",
         "client_disconnects",
         "retries",
     )

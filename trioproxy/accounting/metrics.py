@@ -103,6 +103,7 @@ class Metrics:
         self.stream_errors = 0
         self.pings = 0  # keep-alive events written to silent streams
         self.demoted = 0  # non-streaming requests sent upstream as streams
+        self.retention_skipped = 0  # bodies streamed without a copy (retention budget)
         self.client_disconnects = 0
         self.retries = 0
         self.scrub_hits: defaultdict[str, int] = defaultdict(int)  # by detector
@@ -130,6 +131,7 @@ class Metrics:
         m.stream_errors = snap["stream_errors"]
         m.pings = snap.get("stream_pings", 0)
         m.demoted = snap.get("demoted", 0)
+        m.retention_skipped = snap.get("body_retention_skipped", 0)
         m.client_disconnects = snap["client_disconnects"]
         m.retries = snap["retries"]
         m.scrub_hits.update(snap["scrub_hits"])
@@ -169,6 +171,7 @@ class Metrics:
         self.stream_errors += r.usage.stream_errors
         self.pings += r.pings
         self.demoted += r.demoted
+        self.retention_skipped += r.retention_skipped
         self.client_disconnects += int(r.client_disconnected)
         self.retries += r.retries
         for detector, n in r.scrub_detail.items():
@@ -268,6 +271,13 @@ class Metrics:
             [("", {}, self.demoted)],
         )
         family(
+            "trioproxy_body_retention_skipped_total",
+            "counter",
+            "Requests forwarded without a kept copy of their body (limits.retained_body_bytes): "
+            "not retried, not failed over",
+            [("", {}, self.retention_skipped)],
+        )
+        family(
             "trioproxy_client_disconnects_total",
             "counter",
             "Clients gone before the response ended",
@@ -357,6 +367,7 @@ class Metrics:
             "stream_errors": self.stream_errors,
             "stream_pings": self.pings,
             "demoted": self.demoted,
+            "body_retention_skipped": self.retention_skipped,
             "client_disconnects": self.client_disconnects,
             "retries": self.retries,
             "scrub_hits": dict(self.scrub_hits),

@@ -53,6 +53,7 @@ class RequestRecord:
     unscrubbed: str = ""  # why a body was not scrubbed (too_large, not_json)
     scrub_detail: dict[str, int] = field(default_factory=dict)  # detector -> hits (metrics only)
     client_disconnected: bool = False
+    retention_skipped: bool = False  # body streamed without a copy: no retry, no failover
     error: str = ""
     # For the diagnostic line of a failed forward (not in the access line).
     forward_failed: bool = False  # broken mid-response (a 5xx status is one too)

@@ -147,6 +147,10 @@ SNAPSHOT = obj(
         "stream_errors": INT,
         "stream_pings": {**INT, "description": "keep-alive pings written to silent streams"},
         "demoted": {**INT, "description": "non-streaming requests sent upstream as streams"},
+        "body_retention_skipped": {
+            **INT,
+            "description": "requests forwarded without a kept copy of their body",
+        },
         "client_disconnects": INT,
         "retries": INT,
         "scrub_hits": COUNTS,

@@ -195,6 +195,7 @@ def _build(
             h2_max_concurrent_streams=p["limits.h2_max_concurrent_streams"],
             h2_stream_window=p["limits.h2_stream_window"],
             h2_max_resets_per_second=p["limits.h2_max_resets_per_second"],
+            retained_body_bytes=p["limits.retained_body_bytes"],
         ),
         tls_cert=tls_cert,
         tls_key=tls_key,

@@ -319,6 +319,7 @@ class Limits:
     h2_max_concurrent_streams: int
     h2_stream_window: int
     h2_max_resets_per_second: int
+    retained_body_bytes: int = 256 * 1024 * 1024  # all kept request bodies of a worker
 
 
 @dataclass(frozen=True, slots=True)

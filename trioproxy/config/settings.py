@@ -497,6 +497,13 @@ SETTINGS: tuple[Setting, ...] = (
         "request body limit (then 413)",
     ),
     Setting(
+        "limits.retained_body_bytes",
+        "TRIOPROXY_LIMITS_RETAINED_BODY_BYTES",
+        parse_positive_int,
+        256 * 1024 * 1024,
+        "request bodies kept for retries and failover, all requests of a worker together; a body that does not fit is streamed without a copy (no retry, no failover; `retention_skipped` in its access line)",
+    ),
+    Setting(
         "limits.max_head_bytes",
         "TRIOPROXY_MAX_HEAD_BYTES",
         parse_positive_int,

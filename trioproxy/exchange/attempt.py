@@ -146,7 +146,7 @@ class Attempt:
                     raise self._headers_timeout()
             except UpstreamClosed as exc:
                 await self.close()
-                if not (exc.retryable and not fresh):
+                if not (exc.retryable and not fresh and self.body.replayable):
                     raise
                 fresh = True  # a kept-alive connection the server had closed: once more
                 self.trip.record.retries += 1
@@ -183,7 +183,7 @@ class Attempt:
                             nursery.cancel_scope.cancel()  # an upload still running ends here
                     return
                 except UpstreamClosed as exc:
-                    if answered or not (exc.retryable and not fresh):
+                    if answered or not (exc.retryable and not fresh and self.body.replayable):
                         raise  # after the head it is the caller's to handle
                     await self.close()
                     fresh = True

@@ -2,15 +2,18 @@
 limits, and kept until the response starts so that a retry or a failover
 can send it again.
 
-The copy is bounded by the body limit (``limits.max_body_bytes``): the same
-bound that already applies to any request. Credit goes back to an HTTP/2
-client only after a chunk was handed upstream (backpressure), except when a
-retry replays: then whatever is still owed is acknowledged at once.
+Each copy is bounded by the body limit (``limits.max_body_bytes``), and all
+of them together by the process's retention budget (retention.py): a body
+that does not fit is streamed without a copy and cannot be sent again
+(``replayable``). Credit goes back to an HTTP/2 client only after a chunk
+was handed upstream (backpressure), except when a retry replays: then
+whatever is still owed is acknowledged at once.
 """
 
 from __future__ import annotations
 
 from trioproxy.errors import RequestTooLarge
+from trioproxy.exchange.retention import Retention
 from trioproxy.exchange.stages import Chain
 from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.proto.events import BodyChunk
@@ -23,9 +26,11 @@ class RequestBody:
         *,
         max_bytes: int,
         declared: int | None,
+        retention: Retention,
         stages: Chain | None = None,
     ) -> None:
-        """``stages``: what each chunk passes as it is read (stages.READING)."""
+        """``stages``: what each chunk passes as it is read (stages.READING).
+        ``retention``: the process's budget for kept copies."""
         self._ex = ex
         self._max = max_bytes
         self.declared = declared  # Content-Length, when the client sent one
@@ -33,9 +38,26 @@ class RequestBody:
         self.done = not ex.has_body
         self._kept: list[bytes] = []
         self._keeping = True
+        self._whole = False  # read whole for a feature: kept whatever the budget
+        self._held = 0  # bytes of _kept counted in the retention budget
+        self._retention = retention
+        self.skipped = False  # no copy kept: the budget could not hold it
         self._owed = 0  # flow-controlled bytes not yet acknowledged to the client
         self.first: bytes | None = None  # the first chunk (for the requested model)
         self._stages = stages
+        if declared is not None and not retention.fits(declared):
+            self._skip()  # known now: keep nothing of it
+
+    @property
+    def replayable(self) -> bool:
+        """The body can still be sent again from the start: it is kept, or
+        nothing of it was read yet."""
+        return not self.skipped or self.total == 0
+
+    def _skip(self) -> None:
+        self.skipped = True
+        self._retention.skipped += 1
+        self.forget()
 
     @property
     def exchange(self) -> ClientExchange:
@@ -71,21 +93,43 @@ class RequestBody:
         if self.total > self._max:
             raise RequestTooLarge(f"request body exceeds the proxy's limit of {self._max} bytes")
         if self._keeping:
+            n = len(chunk.data)
+            if self._whole:
+                self._retention.force(n)
+            elif not self._retention.reserve(n):
+                self._skip()
+                self._owed += chunk.flow_controlled_length
+                return chunk
+            self._held += n
             self._kept.append(chunk.data)
         self._owed += chunk.flow_controlled_length
         return chunk
 
     def forget(self) -> None:
-        """The response has started: the body will never be sent again."""
+        """The body will never be sent again (the response has started, or
+        the request is over): the copy goes, and its place in the budget."""
         self._keeping = False
         self._kept = []
+        if self._held:
+            self._retention.release(self._held)
+            self._held = 0
 
     async def read_all(self) -> bytes:
-        """The whole body (for routing that must look inside it), acknowledged
+        """The whole body (for features that must look inside it), acknowledged
         as it arrives: it is held here, within the body limit, either way."""
+        if self.skipped:
+            # Known too large for the budget before a byte was read; a
+            # feature needs it whole all the same.
+            self.skipped = False
+            self._retention.skipped -= 1
+            self._keeping = True
+        self._whole = True
         while await self.read() is not None:
             self.ack_all()
-        return b"".join(self._kept)
+        whole = b"".join(self._kept)
+        if len(self._kept) > 1:
+            self._kept = [whole]  # one copy, not the chunks and their join
+        return whole
 
     def ack(self, chunk: BodyChunk) -> None:
         n = min(chunk.flow_controlled_length, self._owed)

@@ -36,6 +36,7 @@ from trioproxy.errors import (
 from trioproxy.exchange.attempt import Attempt
 from trioproxy.exchange.body import RequestBody
 from trioproxy.exchange.respond import deliver, deliver_kept, relay
+from trioproxy.exchange.retention import Retention
 from trioproxy.exchange.stages import PER_PROVIDER, REQUEST, reading_chain, run_whole
 from trioproxy.exchange.trip import Trip
 from trioproxy.pipeline.auth import presented_credential
@@ -70,16 +71,24 @@ class Forwarding:
 
     __slots__ = ("body", "pools", "router", "trip")
 
-    def __init__(self, trip: Trip, pools: dict[str, UpstreamPool], router: Router) -> None:
+    def __init__(
+        self,
+        trip: Trip,
+        pools: dict[str, UpstreamPool],
+        router: Router,
+        retention: Retention,
+    ) -> None:
         self.trip = trip
         self.pools = pools
         self.router = router
         cfg, ex = trip.cfg, trip.ex
         declared = check_declared_length(ex.head, cfg.limits.max_body_bytes)
+        retention.limit = cfg.limits.retained_body_bytes  # a reload may have changed it
         self.body = RequestBody(
             ex,
             max_bytes=cfg.limits.max_body_bytes,
             declared=declared,
+            retention=retention,
             stages=reading_chain(trip),
         )
 
@@ -173,6 +182,8 @@ class Forwarding:
             finally:
                 router.forwarding -= 1
         finally:
+            body.forget()  # its place in the retention budget goes back now
+            record.retention_skipped = body.skipped
             record.bytes_in = body.total
             record.body_complete = body.done
             if trip.traits_stage is not None:
@@ -269,7 +280,9 @@ class Forwarding:
                     try:
                         attempt = Attempt(trip, provider, pool, body, payload, credential)
                         async with attempt.open() as answer:
-                            if verdict.judge(answer.head, answer.latency):
+                            # A body streamed without a copy cannot be sent
+                            # again: whatever this answer is, it is the answer.
+                            if verdict.judge(answer.head, answer.latency) or not body.replayable:
                                 await relay(trip, answer, body, pool.origin)
                                 router.remember_session(session, provider.name)
                                 return
@@ -285,7 +298,7 @@ class Forwarding:
                             router.retrying -= 1
                             retrying = False
                     nxt = verdict.next
-                    if nxt.retry_in is None:
+                    if nxt.retry_in is None or not body.replayable:
                         break
                     verdict.retry += 1
                     record.retries += 1
@@ -305,6 +318,8 @@ class Forwarding:
                 if retrying:
                     router.retrying -= 1
                 verdict.settle()
+            if not body.replayable:
+                break  # no copy to send elsewhere
             if verdict.more:
                 record.failovers += 1
                 router.count_failover(provider.name)

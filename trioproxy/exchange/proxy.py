@@ -31,6 +31,7 @@ from trioproxy.errors import (
 )
 from trioproxy.exchange.cors import CorsExchange
 from trioproxy.exchange.forward import Forwarding
+from trioproxy.exchange.retention import Retention
 from trioproxy.exchange.trip import Trip
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.pipeline.access import identify
@@ -52,6 +53,8 @@ class Proxy:
         self.state = state
         self.pools = pools
         self.router = router
+        # Request bodies kept for retries, bounded over the process.
+        self.retention = Retention(state.config.limits.retained_body_bytes)
         # Models served to a caller with a USD budget that the pricing table
         # cannot price (warned about once each; bounded: models come from
         # upstream answers).
@@ -98,7 +101,7 @@ class Proxy:
                     _refuse(record, check_expiry(caller, state.book.wall()))
                     _refuse(record, state.book.admit(caller))
                     admitted = caller
-            await Forwarding(trip, self.pools, self.router).run()
+            await Forwarding(trip, self.pools, self.router, self.retention).run()
         except ProxyError as exc:
             record.status, record.error = exc.status, exc.detail
             record.origin = "proxy"
