@@ -282,6 +282,8 @@ def _build_routing(
                 h2_prior_knowledge=p["upstream.h2_prior_knowledge"],
                 max_connections=p["upstream.max_connections"],
                 idle_timeout=p["upstream.idle_timeout"],
+                h2_ping_interval=p["upstream.h2_ping_interval"],
+                h2_ping_timeout=p["upstream.h2_ping_timeout"],
             ),
             family="anthropic" if origin.host.endswith("anthropic.com") else "default",
             priority=0,

@@ -52,6 +52,8 @@ class UpstreamConfig:
     h2_prior_knowledge: bool
     max_connections: int
     idle_timeout: float
+    h2_ping_interval: float = 10.0  # seconds of silence before a PING (0: never)
+    h2_ping_timeout: float = 5.0  # seconds to answer it, else the connection is retired
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,6 +221,8 @@ def parse_provider(
         idle_timeout=_seconds(
             raw.get("idle_timeout", defaults["upstream.idle_timeout"]), f"{key}.idle_timeout"
         ),
+        h2_ping_interval=defaults["upstream.h2_ping_interval"],
+        h2_ping_timeout=defaults["upstream.h2_ping_timeout"],
     )
     models_raw = raw.get("models", {})
     if not isinstance(models_raw, dict) or not all(

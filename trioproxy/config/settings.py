@@ -222,6 +222,20 @@ SETTINGS: tuple[Setting, ...] = (
         "HTTP/1.1 connections per upstream origin, in use or idle (HTTP/2 multiplexes on a few)",
     ),
     Setting(
+        "upstream.h2_ping_interval",
+        "TRIOPROXY_UPSTREAM_H2_PING_INTERVAL",
+        parse_nonneg_seconds,
+        10.0,
+        "seconds of silence on an HTTP/2 upstream connection before a PING (0: never)",
+    ),
+    Setting(
+        "upstream.h2_ping_timeout",
+        "TRIOPROXY_UPSTREAM_H2_PING_TIMEOUT",
+        parse_seconds,
+        5.0,
+        "seconds an HTTP/2 upstream connection has to answer a PING; then it is retired and the requests on it retried, failed over or cut",
+    ),
+    Setting(
         "upstream.idle_timeout",
         "TRIOPROXY_UPSTREAM_IDLE_TIMEOUT",
         parse_seconds,

@@ -6,6 +6,14 @@ the upstream only when the next chunk is asked for, that is after the previous
 one reached the client, so a slow client slows the upstream stream instead of
 filling our memory. A stream left unfinished (client gone, error) is reset with
 CANCEL, which is how a client's cancellation reaches the upstream.
+
+A peer can stop answering without closing (a NAT that forgot the
+connection, a frozen host): nothing arrives and nothing fails, and every
+request on the connection would wait for its headers timeout. So after
+``ping_interval`` seconds in which nothing arrived, the connection sends a
+PING; if still nothing arrived ``ping_timeout`` seconds later, it is
+retired as dead: its requests get what any dead connection gives them (a
+retry or failover before the first byte reached the client, a cut after).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from trioproxy.upstream.lease import UpstreamClosed, UpstreamWriteFailed
 log = logging.getLogger("trioproxy.upstream.h2")
 
 STREAM_WINDOW = 1024 * 1024  # bytes the upstream may send on one stream before we ack
+PING_PAYLOAD = b"tp-alive"  # 8 bytes (RFC 9113 6.7)
 LOCAL_STREAM_CAP = 256  # streams we put on one connection even if the peer allows more
 
 StreamItem = (
@@ -47,9 +56,21 @@ StreamItem = (
 class H2UpstreamConnection:
     protocol = Http.H2
 
-    def __init__(self, io: ByteIO, *, label: str) -> None:
+    def __init__(
+        self,
+        io: ByteIO,
+        *,
+        label: str,
+        ping_interval: float = 10.0,
+        ping_timeout: float = 5.0,
+    ) -> None:
+        """``ping_interval``: seconds of silence before a PING (0: never);
+        ``ping_timeout``: seconds it has to answer (anything at all counts)."""
         self.io = io
         self.label = label
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._heard = 0.0  # when the peer last sent anything (trio clock)
         self.proto = H2Client(stream_window=STREAM_WINDOW)
         self.writer = Writer(io, self.proto.data_to_send)
         self.streams: dict[int, H2UpstreamStream] = {}
@@ -96,6 +117,8 @@ class H2UpstreamConnection:
                     await self._ready.wait()
                     task_status.started()
                     started = True
+                    if self._ping_interval > 0:
+                        nursery.start_soon(self._watch_silence, nursery.cancel_scope)
         finally:
             self._die("closed the connection")
             with trio.move_on_after(1.0, shield=True):
@@ -112,9 +135,36 @@ class H2UpstreamConnection:
         await self.writer.run()
         scope.cancel()
 
+    async def _watch_silence(self, scope: trio.CancelScope) -> None:
+        """PING after ``ping_interval`` s of silence; retire the connection
+        if nothing at all arrives within ``ping_timeout`` s of it."""
+        interval, timeout = self._ping_interval, self._ping_timeout
+        while True:
+            await trio.sleep_until(self._heard + interval)
+            if trio.current_time() < self._heard + interval:
+                continue  # the peer spoke meanwhile
+            sent = trio.current_time()
+            self.proto.ping(PING_PAYLOAD)
+            self.writer.request()
+            await trio.sleep_until(sent + timeout)
+            if self._heard < sent:
+                log.warning(
+                    "%s: HTTP/2 connection silent for %g s and no answer to a PING within %g s: "
+                    "retiring it (%d request%s on it)",
+                    self.label,
+                    interval + timeout,
+                    timeout,
+                    len(self.streams),
+                    "" if len(self.streams) == 1 else "s",
+                )
+                self._die(f"did not answer an HTTP/2 PING within {timeout:g} s")
+                scope.cancel()
+                return
+
     async def _read_loop(self, scope: trio.CancelScope) -> None:
         while True:
             data = await self.io.receive()
+            self._heard = trio.current_time()
             if not data:
                 self._die("closed the connection")
                 scope.cancel()

@@ -164,6 +164,7 @@ class UpstreamPool:
         else:
             self.protocol = None
         self.state = PoolState(up.max_connections, up.idle_timeout)
+        self._ping = (up.h2_ping_interval, up.h2_ping_timeout)
         self._changed = trio.Event()
 
     def __repr__(self) -> str:
@@ -236,7 +237,10 @@ class UpstreamPool:
         io, alpn = await self._connector(self.origin, self._ssl)
         if self._prior_knowledge or alpn == Http.H2:
             self.protocol = Http.H2
-            conn = H2UpstreamConnection(io, label=str(self.origin))
+            interval, timeout = self._ping
+            conn = H2UpstreamConnection(
+                io, label=str(self.origin), ping_interval=interval, ping_timeout=timeout
+            )
             try:
                 await self._nursery.start(conn.serve)  # until the server's SETTINGS arrived
             except BaseException:
