@@ -295,7 +295,12 @@ def test_json_and_stream_answers_translate_to_the_same_message(name: str) -> Non
     kinds = [b["type"] for b in message["content"]]
     if plan.calls:
         assert kinds == ["tool_use"] * len(plan.calls) and message["stop_reason"] == "tool_use"
-        assert message["content"][-1]["input"] == orjson.loads(plan.calls[-1]["arguments"])
+        # Each block is the provider's own call: its id (which the tool
+        # result must name), its function and its arguments, in order.
+        assert [(b["id"], b["name"], b["input"]) for b in message["content"]] == [
+            (c["id"], c["name"], orjson.loads(c["arguments"])) for c in plan.calls
+        ]
+        assert len({c["id"] for c in plan.calls}) == len(plan.calls)
     else:
         assert kinds == ["text"]
     if name == "max_tokens cut":

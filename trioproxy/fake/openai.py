@@ -46,14 +46,16 @@ def chat_plan(
     history = [m for m in request.get("messages") or [] if isinstance(m, dict)]
     answered = any(m.get("role") == "tool" for m in history)
     offered = {(t.get("function") or {}).get("name") for t in tools}
+    # Ids differ per answer, as a real provider's do: a translation that
+    # replaced them with anything else would pair results with wrong calls.
     if call is not None and call[0] in offered and not answered:
         arguments = orjson.dumps(call[1]).decode()
-        calls.append({"id": "call_fake_0", "name": call[0], "arguments": arguments})
+        calls.append({"id": f"call_{digest[:16]}_0", "name": call[0], "arguments": arguments})
     elif tools and tools_used and call is None and request.get("tool_choice") != "none":
         for n, t in enumerate(tools[: 2 if parallel else 1]):
             calls.append(
                 {
-                    "id": f"call_fake_{n}",
+                    "id": f"call_{digest[:16]}_{n}",
                     "name": (t.get("function") or {}).get("name", "tool"),
                     "arguments": orjson.dumps({"query": "weather in Paris", "n": n}).decode(),
                 }

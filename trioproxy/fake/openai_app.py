@@ -5,6 +5,7 @@ the Anthropic fake (x-fake-fault), for offline tests and the demo."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 import orjson
 import trio
@@ -16,6 +17,24 @@ from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.proto.events import Headers, ResponseHead
 
 CHAT = b"/chat/completions"
+ISSUED_KEPT = 4096  # tool call ids remembered
+
+
+def unissued_call_ids(request: object, issued: Iterable[str]) -> list[str]:
+    """The tool call ids a request's history names (assistant tool_calls,
+    tool results) that are not among ``issued``."""
+    known = set(issued)
+    messages = request.get("messages") if isinstance(request, dict) else None
+    named: list[str] = []
+    for m in messages if isinstance(messages, list) else []:
+        if not isinstance(m, dict):
+            continue
+        if m.get("role") == "tool":
+            named.append(str(m.get("tool_call_id")))
+        for c in m.get("tool_calls") or []:
+            if isinstance(c, dict):
+                named.append(str(c.get("id")))
+    return [i for i in named if i not in known]
 
 
 class OpenAIFake(FakeUpstream):
@@ -32,6 +51,10 @@ class OpenAIFake(FakeUpstream):
         super().__init__(faults=faults, tools=tools)
         self.call = call
         self.bodies: deque[bytes] = deque(maxlen=100)  # the last requests, for tests
+        # Tool call ids this fake issued (the latest ISSUED_KEPT): a request
+        # naming another one is refused, as a real provider refuses a
+        # tool result for a call it never made.
+        self.issued: deque[str] = deque(maxlen=ISSUED_KEPT)
 
     async def _route(self, ex: ClientExchange, body: bytes, rid: str) -> None:
         self.bodies.append(body)
@@ -53,11 +76,17 @@ class OpenAIFake(FakeUpstream):
                 extra.append((b"retry-after", f"{faults.retry_after or 1:g}".encode()))
             await _answer(ex, faults.status, chat_error(faults.status, "fake failure"), rid, extra)
             return
+        unknown = unissued_call_ids(request, self.issued)
+        if unknown:
+            message = f"Invalid parameter: tool_call_id {unknown[0]!r} was never issued (fake)"
+            await _answer(ex, 400, chat_error(400, message), rid)
+            return
         if faults.slow_headers and not request.get("stream"):
             await trio.sleep(faults.slow_headers)
         plan = chat_plan(
             request, body, parallel=faults.parallel_tools, tools_used=self.tools, call=self.call
         )
+        self.issued.extend(c["id"] for c in plan.calls)
         if not request.get("stream"):
             await _answer(ex, 200, chat_json(plan), rid)
             return
