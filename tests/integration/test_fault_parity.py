@@ -33,12 +33,24 @@ SECRET_TEXT = "deploy with ghp_a1B2c3D4e5a1B2c3D4e5a1B2c3D4e5f6G7h8 and mail ops
 
 
 @dataclass(frozen=True)
+class Outcome:
+    result: str  # "ok", or the exception's class name
+    status: int | None
+    attempts: int  # requests the SDK made (1 + its own retries)
+    events: int  # stream events delivered before the end or the failure
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     fault: bytes  # x-fake-fault syntax, applied at the upstream
     once: bool  # the next request only (then healthy), else every request
+    # What the SDK sees direct, pinned: a fake that stopped injecting the
+    # fault would make proxy and direct agree on the wrong thing.
+    direct: Outcome
     stream: bool = False
     timeout: float | None = None  # the SDK's own timeout (default: 10 minutes)
+    slower_than: float = 0.0  # seconds the direct call must take (a slow fault happened)
 
     @property
     def status_fault(self) -> bool:
@@ -46,14 +58,39 @@ class Scenario:
 
 
 SCENARIOS = [
-    Scenario("429-retry-after-once", b"429=0.5", once=True),
-    Scenario("429-no-retry-after", b"429,no-retry-after", once=False),
-    Scenario("529-once", b"529", once=True),
-    Scenario("529-always", b"529", once=False),
-    Scenario("500-always", b"500", once=False),
-    Scenario("cut-mid-stream", b"drop-mid-stream=3", once=False, stream=True),
-    Scenario("slow-headers", b"slow-headers=1", once=False),
-    Scenario("slow-headers-past-client-timeout", b"slow-headers=2", once=False, timeout=0.6),
+    # The SDK retries 429 and 5xx twice (3 attempts), honouring retry-after.
+    Scenario("429-retry-after-once", b"429=0.5", once=True, direct=Outcome("ok", None, 2, 0)),
+    Scenario(
+        "429-no-retry-after",
+        b"429,no-retry-after",
+        once=False,
+        direct=Outcome("RateLimitError", 429, 3, 0),
+    ),
+    Scenario("529-once", b"529", once=True, direct=Outcome("ok", None, 2, 0)),
+    Scenario("529-always", b"529", once=False, direct=Outcome("OverloadedError", 529, 3, 0)),
+    Scenario("500-always", b"500", once=False, direct=Outcome("InternalServerError", 500, 3, 0)),
+    # A stream is not retried once it began: two events, then the cut.
+    Scenario(
+        "cut-mid-stream",
+        b"drop-mid-stream=3",
+        once=False,
+        stream=True,
+        direct=Outcome("APIConnectionError", None, 1, 2),
+    ),
+    Scenario(
+        "slow-headers",
+        b"slow-headers=1",
+        once=False,
+        direct=Outcome("ok", None, 1, 0),
+        slower_than=1.0,
+    ),
+    Scenario(
+        "slow-headers-past-client-timeout",
+        b"slow-headers=2",
+        once=False,
+        timeout=0.6,
+        direct=Outcome("APITimeoutError", None, 3, 0),
+    ),
 ]
 CONFIGS = [
     ("one-provider", "h1"),
@@ -64,14 +101,6 @@ CONFIGS = [
     ("scrub", "h1"),
     ("tls", "h1"),
 ]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    result: str  # "ok", or the exception's class name
-    status: int | None
-    attempts: int  # requests the SDK made (1 + its own retries)
-    events: int  # stream events delivered before the end or the failure
 
 
 def call_sdk(
@@ -162,17 +191,23 @@ async def test_the_sdk_sees_what_it_would_see_direct(
     h2 = inbound == "h2c"
     text = SECRET_TEXT if config == "scrub" else "hi"
     results: dict[str, Outcome] = {}
+    took: dict[str, float] = {}
 
     async def run(name: str, url: str, key: str) -> None:
+        t0 = trio.current_time()
         results[name] = await trio.to_thread.run_sync(
             lambda: call_sdk(url, scenario, h2=h2, api_key=key, verify=verify, text=text)
         )
+        took[name] = trio.current_time() - t0
 
     with trio.fail_after(30):
         async with trio.open_nursery() as both:  # side by side: same timing
             both.start_soon(run, "direct", f"{scheme}://127.0.0.1:{direct.port}", "sk-ant-x")
             both.start_soon(run, "proxy", f"{scheme}://127.0.0.1:{proxy_port}", api_key)
     assert direct.fake is not None and behind.fake is not None
+    assert results["direct"] == scenario.direct, results  # the fault did happen
+    assert direct.fake.requests == scenario.direct.attempts
+    assert took["direct"] >= scenario.slower_than, took
     if config == "failover" and scenario.status_fault:
         # Better than direct, on purpose: the healthy provider answers at once.
         assert results["proxy"] == Outcome("ok", None, 1, 0), results
