@@ -11,9 +11,9 @@ import time
 
 from bench.loads import CLAUDE_CODE_HEADERS
 from trioproxy.config.providers import parse_origin
-from trioproxy.pipeline.forward import upstream_head
 from trioproxy.proto.events import ResponseHead
 from trioproxy.proto.h1 import H1Client, H1Server
+from trioproxy.rules.upstream_head import upstream_head
 
 body = (
     b'{"model":"claude-opus-4-7","max_tokens":64,"messages":[{"role":"user","content":"'

@@ -23,7 +23,7 @@ import trustme
 import zstandard
 
 from tests.helpers import make_config, unless_in_ci
-from trioproxy.convlog.read import conversation, detail
+from trioproxy.convlog.views import conversation, detail
 from trioproxy.db.base import LogQuery
 from trioproxy.fake.app import FakeUpstream
 from trioproxy.fake.messages import DEFAULT_TEXT, Plan, Usage, message_json, stream_events

@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from tests.helpers import h1_request, start_fake, start_proxy
-from trioproxy.pipeline.traits import BodyTraits
+from trioproxy.rules.traits import BodyTraits
 
 ALICE = "alice-secret-0123456789"
 BODY = (

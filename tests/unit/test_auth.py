@@ -7,9 +7,9 @@ from trioproxy.config.callers import digest, from_secrets, parse_callers
 from trioproxy.config.model import Caller
 from trioproxy.config.secrets import parse_secrets, secret_name
 from trioproxy.errors import AuthenticationFailed
-from trioproxy.pipeline.access import identify
-from trioproxy.pipeline.auth import inject_credential, presented_credential
 from trioproxy.proto.events import RequestHead
+from trioproxy.rules.access import identify
+from trioproxy.rules.auth import inject_credential, presented_credential
 
 ALICE = "alice-secret-0123456789"
 BOB = "bob-secret-abcdefghijk"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from trioproxy.config import ConfigError, load_config
-from trioproxy.pipeline.cors import allowed_origin, is_preflight, preflight_answer, with_cors
 from trioproxy.proto.events import RequestHead, ResponseHead
+from trioproxy.rules.cors import allowed_origin, is_preflight, preflight_answer, with_cors
 
 APP = (b"origin", b"https://App.example")
 

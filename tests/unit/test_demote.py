@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trioproxy.fake.messages import message_json, plan_for, stream_events
-from trioproxy.pipeline.demote import DemoteFailed, MessageAssembler, streaming_body
+from trioproxy.rules.demote import DemoteFailed, MessageAssembler, streaming_body
 
 
 def edit(body: bytes) -> bytes | None:

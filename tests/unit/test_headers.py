@@ -2,9 +2,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from trioproxy.config.providers import parse_origin
-from trioproxy.pipeline.forward import upstream_head
 from trioproxy.proto.events import RequestHead
 from trioproxy.proto.headers import request_headers_for_upstream, response_headers_for_client
+from trioproxy.rules.upstream_head import upstream_head
 
 CLIENT = [
     (b"host", b"127.0.0.1:8787"),

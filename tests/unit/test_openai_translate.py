@@ -15,7 +15,7 @@ from trioproxy.fake.openai import chat_chunks, chat_error, chat_json, chat_plan
 from trioproxy.openai.answer import to_error, to_message
 from trioproxy.openai.request import Untranslatable, to_chat
 from trioproxy.openai.stream import ChatStreamTranslator, StreamError
-from trioproxy.pipeline.demote import MessageAssembler
+from trioproxy.rules.demote import MessageAssembler
 
 TOOL = {"name": "get_weather", "description": "w", "input_schema": {"type": "object"}}
 TOOL2 = {"name": "get_time", "input_schema": {"type": "object"}}

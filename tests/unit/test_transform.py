@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioproxy.pipeline.jsonedit import apply, array_items, object_members, remove_elements
-from trioproxy.pipeline.transform import drop_betas, parse_body, rewrite
+from trioproxy.rules.jsonedit import apply, array_items, object_members, remove_elements
+from trioproxy.rules.transform import drop_betas, parse_body, rewrite
 
 # Hand-written, the way no serializer would write it: odd spacing, a 64-bit+
 # integer, a float with a trailing zero, unicode escapes, key order, a

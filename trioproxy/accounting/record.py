@@ -11,7 +11,7 @@ from dataclasses import fields as dataclass_fields
 import orjson
 
 from trioproxy.accounting.usage import Usage
-from trioproxy.pipeline.traits import BodyTraits
+from trioproxy.rules.traits import BodyTraits
 
 NO_CALLER = "-"  # the caller when auth is off: the same in the log, metrics and ledger
 

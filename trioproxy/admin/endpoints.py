@@ -26,8 +26,8 @@ from trioproxy.errors import (
     error_response,
 )
 from trioproxy.inbound.exchange import ClientExchange, respond
-from trioproxy.pipeline.access import check_admin
 from trioproxy.proto.events import RequestHead, ResponseHead
+from trioproxy.rules.access import check_admin
 from trioproxy.state import ServerState
 
 RESERVED_EXACT: frozenset[bytes] = frozenset(

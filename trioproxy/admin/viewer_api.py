@@ -23,7 +23,7 @@ from typing import Any
 import zstandard
 
 from trioproxy.accounting.report import UsageError, parse_since
-from trioproxy.convlog.read import conversation, detail, summary
+from trioproxy.convlog.views import conversation, detail, summary
 from trioproxy.db.base import Database, LogQuery, StorageError
 from trioproxy.errors import InvalidRequest, MethodNotAllowed, NotFound, Unavailable
 from trioproxy.inbound.exchange import ClientExchange

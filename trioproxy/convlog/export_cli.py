@@ -15,7 +15,7 @@ import zstandard
 
 from trioproxy.accounting.report import UsageError, parse_since, settings_from
 from trioproxy.cliargs import add_shared
-from trioproxy.convlog.read import export_line
+from trioproxy.convlog.views import export_line
 from trioproxy.db.base import StorageError
 from trioproxy.db.open import open_database
 

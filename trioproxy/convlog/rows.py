@@ -15,8 +15,8 @@ from trioproxy.accounting.record import RequestRecord, redacted_query
 from trioproxy.config.model import Price
 from trioproxy.convlog.capture import Capture
 from trioproxy.db.schema import LOG_COLUMNS
-from trioproxy.pipeline.demote import DemoteFailed, MessageAssembler
 from trioproxy.proto.events import Headers
+from trioproxy.rules.demote import DemoteFailed, MessageAssembler
 
 SEARCH_MAX = 32 * 1024  # characters of prompt and of answer kept for search
 ZSTD_LEVEL = 3  # zstd's default: about 300 MB/s here, a Messages body shrinks 5-10x

@@ -11,10 +11,10 @@ from trioproxy.errors import UpstreamError
 from trioproxy.exchange.stage import Stage, without_length
 from trioproxy.openai.answer import BadAnswer, to_error, to_message
 from trioproxy.openai.stream import ChatStreamTranslator, StreamError
-from trioproxy.pipeline.demote import DemoteFailed, MessageAssembler
 from trioproxy.proto.events import ResponseHead
 from trioproxy.proto.headers import content_length, is_event_stream
 from trioproxy.proto.sse import EventBoundary
+from trioproxy.rules.demote import DemoteFailed, MessageAssembler
 from trioproxy.scrub.restore import JSONRestorer, SSERestorer, restore_json
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class RestoreWhole(Stage):
 
 class DemoteStage(Stage):
     """A demoted request's stream, rebuilt into the one JSON Message the
-    client asked for (pipeline/demote.py). Whole: the head goes after the
+    client asked for (rules/demote.py). Whole: the head goes after the
     body, with the status the stream ended with (an ``event: error`` gives
     the error's own) and an exact content-length."""
 

@@ -35,8 +35,8 @@ from trioproxy.config.oauth import OAUTH_BETA
 from trioproxy.errors import Overloaded, UpstreamError, UpstreamTimeout, about_upstream
 from trioproxy.exchange.body import RequestBody
 from trioproxy.exchange.trip import Trip
-from trioproxy.pipeline.forward import upstream_head
 from trioproxy.proto.events import Http, ResponseHead
+from trioproxy.rules.upstream_head import upstream_head
 from trioproxy.upstream.lease import Lease, UpstreamClosed, UpstreamWriteFailed
 from trioproxy.upstream.pool import PoolTimeout, UpstreamPool
 

@@ -39,8 +39,6 @@ from trioproxy.exchange.respond import deliver, deliver_kept, relay
 from trioproxy.exchange.retention import Retention
 from trioproxy.exchange.stages import PER_PROVIDER, REQUEST, reading_chain, run_whole
 from trioproxy.exchange.trip import Trip
-from trioproxy.pipeline.auth import presented_credential
-from trioproxy.pipeline.forward import check_declared_length
 from trioproxy.proto.events import RequestHead, ResponseHead
 from trioproxy.routing.decide import (
     OWN_KEY,
@@ -56,6 +54,8 @@ from trioproxy.routing.decide import (
 from trioproxy.routing.health import PROVIDER
 from trioproxy.routing.router import Router, Unusable
 from trioproxy.routing.routes import RequestFacts, choose
+from trioproxy.rules.auth import presented_credential
+from trioproxy.rules.upstream_head import check_declared_length
 from trioproxy.upstream.pool import UpstreamPool
 
 log = logging.getLogger("trioproxy.exchange")

@@ -29,15 +29,15 @@ from trioproxy.errors import (
     RateLimited,
     error_response,
 )
-from trioproxy.exchange.cors import CorsExchange
+from trioproxy.exchange.cors_headers import CorsExchange
 from trioproxy.exchange.forward import Forwarding
 from trioproxy.exchange.retention import Retention
 from trioproxy.exchange.trip import Trip
 from trioproxy.inbound.exchange import ClientExchange, respond
-from trioproxy.pipeline.access import identify
-from trioproxy.pipeline.cors import allowed_origin, is_preflight, preflight_answer
 from trioproxy.proto.events import RequestHead
 from trioproxy.routing.router import Router, usage_tokens
+from trioproxy.rules.access import identify
+from trioproxy.rules.cors import allowed_origin, is_preflight, preflight_answer
 from trioproxy.state import ServerState
 from trioproxy.upstream.pool import UpstreamPool
 

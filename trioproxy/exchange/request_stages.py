@@ -12,9 +12,9 @@ from trioproxy.convlog.capture import Capture
 from trioproxy.errors import InvalidRequest
 from trioproxy.exchange.stage import Stage
 from trioproxy.openai.request import Untranslatable, to_chat
-from trioproxy.pipeline.demote import streaming_body
-from trioproxy.pipeline.traits import BodyTraits
-from trioproxy.pipeline.transform import rewrite
+from trioproxy.rules.demote import streaming_body
+from trioproxy.rules.traits import BodyTraits
+from trioproxy.rules.transform import rewrite
 
 if TYPE_CHECKING:
     from trioproxy.exchange.trip import Trip
@@ -95,7 +95,7 @@ class ScrubStage(_Whole):
 
 
 class EditStage(_Whole):
-    """The body as one provider wants it (pipeline/transform.py): the model
+    """The body as one provider wants it (rules/transform.py): the model
     mapped, fields dropped, thinking blocks stripped on a family change. The
     same bytes when nothing changes; parsed once per request."""
 

@@ -60,7 +60,7 @@ then ``PER_PROVIDER`` order:
    (``demote_nonstreaming``), by a byte-level edit.
 4. ``TranslateRequest``: for a provider of kind "openai", the request as
    Chat Completions (openai/request.py).
-   Dropped ``anthropic-beta`` values are a head edit (pipeline/forward.py).
+   Dropped ``anthropic-beta`` values are a head edit (rules/upstream_head.py).
 Each needs the JSON: when one applies, the exchange reads the body whole
 (within ``limits.max_body_bytes``) and keeps it for retries and failover.
 

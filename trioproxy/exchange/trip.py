@@ -14,7 +14,7 @@ from trioproxy.accounting.record import RequestRecord
 from trioproxy.config.model import Caller, Config, Route
 from trioproxy.convlog.capture import Capture
 from trioproxy.inbound.exchange import ClientExchange
-from trioproxy.pipeline.transform import ParsedBody, parse_body
+from trioproxy.rules.transform import ParsedBody, parse_body
 from trioproxy.scrub.engine import Scrubber
 from trioproxy.transport.watchdog import Watchdog
 

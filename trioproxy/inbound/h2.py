@@ -426,7 +426,7 @@ class H2ServerConnection:
                             await st.send_body(body)
                             await st.end()
                 except Exception:
-                    log.exception("stream %d handler failed", st.stream_id)
+                    log.exception("stream %d: the application failed", st.stream_id)
         finally:
             if not st.finished and not st.reset:
                 self.proto.reset_stream(st.stream_id, h2.errors.ErrorCodes.CANCEL)

@@ -21,7 +21,7 @@ Rules, and why:
   the byte spans where the prefilter found it; the bytes between are the
   client's. When the same text also sits where it must not be touched (a
   thinking block, an object key), the structural walk over byte spans
-  (pipeline/jsonedit) picks exactly the right tokens, more slowly; so does
+  (rules/jsonedit) picks exactly the right tokens, more slowly; so does
   a body with escapes the prefilter cannot see through.
 """
 
@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from trioproxy.pipeline.jsonedit import (
+from trioproxy.rules.jsonedit import (
     Edit,
     Member,
     apply,

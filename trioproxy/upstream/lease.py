@@ -1,4 +1,4 @@
-"""What the handler sees of an upstream request, whatever the protocol."""
+"""What an attempt (exchange/attempt.py) sees of an upstream request, whatever the protocol."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from trioproxy.pipeline.jsonedit import Edit, apply, array_items, object_members, remove_elements
+from trioproxy.rules.jsonedit import Edit, apply, array_items, object_members, remove_elements
 
 THINKING_TYPES = frozenset({"thinking", "redacted_thinking"})
 # Claude Code's metadata.user_id: "user_<hex>_account_<uuid>_session_<uuid>",

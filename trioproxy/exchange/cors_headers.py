@@ -1,13 +1,13 @@
 """The client's exchange as a listed browser origin sees it (see
-pipeline/cors.py for the decisions): every answer head is marked readable
+rules/cors.py for the decisions): every answer head is marked readable
 by that origin, errors included (a page must be able to read a 401 or a
 429 too)."""
 
 from __future__ import annotations
 
 from trioproxy.inbound.exchange import ClientExchange
-from trioproxy.pipeline.cors import with_cors
 from trioproxy.proto.events import BodyChunk, ResponseHead
+from trioproxy.rules.cors import with_cors
 
 
 class CorsExchange:

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from trioproxy.config import AuthConfig
 from trioproxy.config.model import Caller
 from trioproxy.errors import AuthenticationFailed, PermissionDenied
-from trioproxy.pipeline.auth import presented_credential
 from trioproxy.proto.events import RequestHead
+from trioproxy.rules.auth import presented_credential
 
 AUTH_HELP = (
     "present the proxy's shared secret as `x-api-key: <secret>` or "

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from trioproxy.config.model import Credential, Origin
 from trioproxy.errors import RequestTooLarge
-from trioproxy.pipeline.auth import inject_credential
-from trioproxy.pipeline.transform import drop_betas
 from trioproxy.proto.events import RequestHead
 from trioproxy.proto.headers import content_length, request_headers_for_upstream
+from trioproxy.rules.auth import inject_credential
+from trioproxy.rules.transform import drop_betas
 
 CHAT_PATH = b"/chat/completions"  # appended to an OpenAI-style base URL (".../v1")
 
