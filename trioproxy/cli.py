@@ -17,6 +17,7 @@ import trio
 from trioproxy import __version__
 from trioproxy.admin import callers_cli as callers_command
 from trioproxy.config import (
+    SETTINGS,
     Config,
     ConfigError,
     binding_problem,
@@ -29,6 +30,7 @@ from trioproxy.sdnotify import notify
 from trioproxy.workers.channel import WorkerFds
 
 log = logging.getLogger("trioproxy")
+DEFAULT_LISTEN = next(s.default for s in SETTINGS if s.key == "listen")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="fake upstream + proxy + a sample streaming request; keeps running"
     )
-    demo.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:8787")
+    demo.add_argument("--listen", metavar="HOST:PORT", default=DEFAULT_LISTEN)
     demo.add_argument(
         "--openai",
         action="store_true",

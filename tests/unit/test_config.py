@@ -85,3 +85,28 @@ def test_an_override_that_is_no_setting_is_refused() -> None:
 
     with pytest.raises(ConfigError, match=r"auth\.admin_token: unknown setting"):
         load_config(env={}, overrides={"auth.admin_token": "x"})
+
+
+def test_commands_beside_the_server_read_settings_as_it_does(tmp_path: Path) -> None:
+    """config.partial: defaults < TOML < environment, parsed by the same
+    parsers; [[providers]] and their keys are never needed."""
+    from trioproxy.config import ConfigError, load_config
+    from trioproxy.config.partial import Partial
+
+    toml = tmp_path / "p.toml"
+    toml.write_text(
+        'listen = "127.0.0.1:9100"\n[admin]\ntoken = "t-file"\n'
+        '[storage]\ndatabase_url = "postgresql://u@h/db"\n'
+        '[[providers]]\nname = "a"\nbase_url = "https://x.example"\napi_key_env = "NOT_SET"\n'
+    )
+    where = Partial(str(toml), {"TRIOPROXY_ADMIN_TOKEN": "t-env", "HOME": str(tmp_path)})
+    assert where.get("listen") == "127.0.0.1:9100"
+    assert where.get("admin.token") == "t-env"  # the environment wins, as for the server
+    assert where.get("admin.listen") == ""  # the default
+    assert where.get("storage.database_url") == "postgresql://u@h/db"
+    server = load_config(env={}, overrides={"upstream.url": "https://x.example"})
+    assert Partial(None, {}).get("listen") == str(server.listen)
+    with pytest.raises(ConfigError, match="TRIOPROXY_DATABASE_URL: bad value <redacted>"):
+        Partial(None, {"TRIOPROXY_DATABASE_URL": "mysql://nope"}).get("storage.database_url")
+    with pytest.raises(ConfigError, match="file not found"):
+        Partial(str(tmp_path / "missing.toml"), {})

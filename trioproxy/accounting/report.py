@@ -12,19 +12,17 @@ import json
 import os
 import re
 import time
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from trioproxy.accounting.pricing import price_for
-from trioproxy.config import default_state_dir
 from trioproxy.config.envfile import EnvFileError, read_env_file
 from trioproxy.config.model import Price
-from trioproxy.config.parsers import parse_database_url
+from trioproxy.config.partial import Partial
 from trioproxy.config.pricing import DEFAULT_PRICES, parse_pricing
+from trioproxy.config.source import ConfigError
 from trioproxy.db.base import StorageError
 from trioproxy.db.open import open_database
 
@@ -80,27 +78,14 @@ def settings_from(config_path: str | None, env_file: str | None) -> Where:
 
 
 def settings(config_path: str | None, env: Mapping[str, str]) -> Where:
-    """Read from the TOML file and the environment, without validating the
-    rest of the configuration (no provider key needed)."""
-    doc: dict[str, Any] = {}
-    if config_path:
-        try:
-            doc = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise UsageError(f"--config: cannot read {config_path}: {exc}") from None
-    state_dir = (
-        env.get("TRIOPROXY_STATE_DIR") or str(doc.get("state_dir") or "") or default_state_dir(env)
-    )
-    storage = doc.get("storage")
-    url = env.get("TRIOPROXY_DATABASE_URL") or (
-        storage.get("database_url", "") if isinstance(storage, dict) else ""
-    )
+    """Read from the TOML file and the environment (config.partial), without
+    validating the rest of the configuration (no provider key needed)."""
     try:
-        prices = parse_pricing(doc.get("pricing")) + DEFAULT_PRICES
-        url = parse_database_url(url)
-    except ValueError as exc:
+        where = Partial(config_path, env)
+        prices = parse_pricing(where.table("pricing")) + DEFAULT_PRICES
+        return Where(where.get("state_dir"), where.get("storage.database_url"), prices)
+    except (ConfigError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    return Where(state_dir, url, prices)
 
 
 @dataclass

@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tomllib
-from pathlib import Path
 from typing import Any
 
 from trioproxy.admin.client import SwitchError, admin_target, read_env_file
@@ -24,6 +22,8 @@ from trioproxy.admin.client import call as admin_call
 from trioproxy.callers import manage
 from trioproxy.cliargs import add_shared
 from trioproxy.config.callers import format_time, parse_callers
+from trioproxy.config.partial import Partial
+from trioproxy.config.source import ConfigError
 
 
 def add_parser(sub: Any) -> None:
@@ -101,17 +101,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def callers_file(config_path: str | None, env: dict[str, str]) -> str:
-    if "TRIOPROXY_AUTH_CALLERS_FILE" in env:
-        value = env["TRIOPROXY_AUTH_CALLERS_FILE"]
-    else:
-        value = ""
-        if config_path:
-            try:
-                doc = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise SwitchError(f"--config: cannot read {config_path}: {exc}") from None
-            auth = doc.get("auth")
-            value = str(auth.get("callers_file", "")) if isinstance(auth, dict) else ""
+    try:
+        value = str(Partial(config_path, env).get("auth.callers_file"))
+    except ConfigError as exc:
+        raise SwitchError(str(exc)) from None
     if not value:
         raise SwitchError(
             "no callers file: set auth.callers_file (TRIOPROXY_AUTH_CALLERS_FILE), "

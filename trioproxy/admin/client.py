@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 import ssl
-import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from trioproxy.config import envfile
+from trioproxy.config.partial import Partial
+from trioproxy.config.source import ConfigError
 
 
 class SwitchError(Exception):
@@ -36,33 +36,22 @@ def read_env_file(path: str) -> dict[str, str]:
 
 def admin_target(config_path: str | None, env: Mapping[str, str]) -> tuple[str, str]:
     """(base URL, admin token) of the running proxy's admin API."""
-    doc: dict[str, Any] = {}
-    if config_path:
-        try:
-            doc = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise SwitchError(f"--config: cannot read {config_path}: {exc}") from None
-
-    def setting(section: str | None, key: str, var: str, default: str) -> str:
-        if var in env:
-            return env[var]
-        table = doc.get(section, {}) if section else doc
-        value = table.get(key, default) if isinstance(table, dict) else default
-        return str(value)
-
-    listen = setting("admin", "listen", "TRIOPROXY_ADMIN_LISTEN", "") or setting(
-        None, "listen", "TRIOPROXY_LISTEN", "127.0.0.1:8787"
-    )
+    try:
+        where = Partial(config_path, env)
+        listen = str(where.get("admin.listen") or where.get("listen"))
+        tls = bool(where.get("tls.cert"))
+        token = str(where.get("admin.token"))
+    except ConfigError as exc:
+        raise SwitchError(str(exc)) from None
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
     if host in ("0.0.0.0", ""):
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
-    tls = bool(setting("tls", "cert", "TRIOPROXY_TLS_CERT", ""))
     shown = f"[{host}]" if ":" in host else host
     url = f"{'https' if tls else 'http'}://{shown}:{port}"
-    return url, setting("admin", "token", "TRIOPROXY_ADMIN_TOKEN", "")
+    return url, token
 
 
 def call(

@@ -12,7 +12,6 @@ one-line message names the key; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 from trioproxy.config.load import (
-    ConfigError,
     binding_problem,
     is_loopback,
     load_checked,
@@ -38,6 +37,7 @@ from trioproxy.config.model import (
 )
 from trioproxy.config.settings import SETTINGS, default_state_dir
 from trioproxy.config.show import effective_settings, settings_markdown
+from trioproxy.config.source import ConfigError
 
 __all__ = [
     "SETTINGS",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import ssl
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -43,10 +42,7 @@ from trioproxy.config.providers import (
 from trioproxy.config.routes import load_agents, parse_routes
 from trioproxy.config.secrets import parse_secrets
 from trioproxy.config.settings import _BY_KEY, SETTINGS, default_state_dir
-
-
-class ConfigError(Exception):
-    """A bad setting; the message is one line and names the key."""
+from trioproxy.config.source import ConfigError, flatten, read_toml
 
 
 def parse_hostport(raw: str, key: str) -> Endpoint:
@@ -63,17 +59,6 @@ def parse_hostport(raw: str, key: str) -> Endpoint:
     return Endpoint(host, port)
 
 
-def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in doc.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def load_config(
     path: str | None = None,
     env: Mapping[str, str] | None = None,
@@ -84,17 +69,11 @@ def load_config(
     values: dict[str, Any] = {}
     structured: dict[str, Any] = {}  # [[providers]] and [aliases]: not flat settings
     if path:
-        try:
-            with open(path, "rb") as fh:
-                doc = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"--config: file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
+        doc = read_toml(path)
         for name in STRUCTURED:
             if name in doc:
                 structured[name] = doc.pop(name)
-        for key, value in _flatten(doc).items():
+        for key, value in flatten(doc).items():
             if key not in _BY_KEY:
                 raise ConfigError(f"{key}: unknown setting in {path}")
             values[key] = (value, f"{key} (in {path})")
