@@ -31,6 +31,79 @@ def free_port() -> int:
         return port
 
 
+NGINX_ORIGIN = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  keepalive_requests {keepalive_requests};
+  server {{
+    listen 127.0.0.1:{port};
+    location = /v1/messages {{
+      default_type application/json;
+      return 200 '{answer}';
+    }}
+  }}
+}}
+"""
+
+
+class NginxOrigin:
+    """nginx as an origin that answers POST /v1/messages with a fixed
+    Message, closing each keep-alive connection after ``keepalive_requests``
+    requests (nginx's default is 1,000), as a real origin recycles them."""
+
+    ANSWER = (
+        '{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-6",'
+        '"content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn",'
+        '"usage":{"input_tokens":1,"output_tokens":1}}'
+    )
+
+    def __init__(self, directory: Path, keepalive_requests: int) -> None:
+        self.port = free_port()
+        self.dir = directory
+        self.dir.chmod(0o755)  # nginx's worker runs unprivileged
+        self.conf = directory / "nginx.conf"
+        self.conf.write_text(
+            NGINX_ORIGIN.format(
+                dir=directory,
+                port=self.port,
+                keepalive_requests=keepalive_requests,
+                answer=self.ANSWER,
+            )
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        nginx = tool("nginx")
+        if nginx is None:
+            raise RuntimeError("nginx is not installed (.ci/run installs it)")
+        self.proc = subprocess.Popen(
+            [nginx, "-c", str(self.conf), "-p", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("nginx did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
 class RedisServer:
     """A redis-server of the test's own, on a free port, persisting to its
     directory (so a restart keeps what it had, as a production Redis does)."""

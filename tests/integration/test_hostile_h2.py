@@ -315,3 +315,62 @@ async def test_refused_then_reset_streams_leave_the_connection_alone(
     bad_lines = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not bad_lines, [(r.name, r.getMessage()) for r in bad_lines]
     await still_serving(proxy.port)
+
+
+async def test_streams_in_flight_finish_after_the_clients_goaway(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that says GOAWAY while streams are in flight (h2load does at
+    the end of a timed run) still gets those streams' answers, whole; no
+    ERROR. Before, the GOAWAY reached h2, which then refused every frame of
+    them: one traceback a stream."""
+    caplog.set_level(logging.INFO)
+    fake = await start_fake(nursery)
+    proxy = await start_proxy(nursery, fake.url)
+    enc = hpack.Encoder()
+    frames = PREFACE + SettingsFrame(0).serialize()
+    for sid in (1, 3, 5):
+        head = HeadersFrame(sid)
+        head.data = enc.encode(
+            [
+                (b":method", b"POST"),
+                (b":scheme", b"http"),
+                (b":authority", b"x"),
+                (b":path", b"/v1/messages"),
+                (b"x-fake-fault", b"event-delay=0.05"),
+            ]
+        )
+        head.flags.add("END_HEADERS")
+        data = DataFrame(sid)
+        data.data = (
+            b'{"model":"claude-sonnet-4-6","max_tokens":20,"stream":true,'
+            b'"messages":[{"role":"user","content":"hi"}]}'
+        )
+        data.flags.add("END_STREAM")
+        frames += head.serialize() + data.serialize()
+    ended: set[int] = set()
+    bodies: dict[int, bytes] = {1: b"", 3: b"", 5: b""}
+    async with await trio.open_tcp_stream("127.0.0.1", proxy.port) as s:
+        await s.send_all(frames)
+        await trio.sleep(0.1)  # the streams are under way
+        await s.send_all(GoAwayFrame(0, last_stream_id=5, error_code=0).serialize())
+        buf = b""
+        with trio.fail_after(10):
+            while ended != {1, 3, 5}:
+                got = await s.receive_some(65536)
+                assert got, "closed before the streams it had accepted were answered"
+                buf += got
+                while len(buf) >= 9:
+                    frame, length = Frame.parse_frame_header(memoryview(buf[:9]))
+                    if len(buf) < 9 + length:
+                        break
+                    frame.parse_body(memoryview(buf[9 : 9 + length]))
+                    buf = buf[9 + length :]
+                    assert not isinstance(frame, RstStreamFrame), frame
+                    if isinstance(frame, DataFrame):
+                        bodies[frame.stream_id] += frame.data
+                    if frame.stream_id in bodies and "END_STREAM" in frame.flags:
+                        ended.add(frame.stream_id)
+    assert all(b"message_stop" in body for body in bodies.values())
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not bad, [(r.name, r.getMessage()) for r in bad]

@@ -214,3 +214,30 @@ def test_a_malformed_response_resets_its_stream_not_the_connection() -> None:
     assert got[sids[2]] == ResponseHead(200, [(b"request-id", b"r")])
     resets = {f.stream_id for f in _frames(c.data_to_send()) if isinstance(f, RstStreamFrame)}
     assert resets == {sids[0], sids[1]}
+
+
+def test_a_clients_goaway_leaves_its_open_streams_to_finish() -> None:
+    """RFC 9113 6.8: streams up to the GOAWAY's last id still complete. The
+    client's preface opens the server's input; the GOAWAY after it must be
+    taken out before h2 sees it (h2 would go CLOSED and refuse the answer)."""
+    from hyperframe.frame import GoAwayFrame
+
+    from trioproxy.proto.h2 import ConnectionEnded
+
+    c = H2Client(stream_window=65535)
+    s = H2Server(stream_window=65535, max_concurrent_streams=10)
+    sid = c.open_stream(
+        RequestHead(b"GET", b"/v1/models", [], b"2", b"a", b"http"), end_stream=True
+    )
+    wire = c.data_to_send()  # preface, SETTINGS, HEADERS in one read
+    assert wire.startswith(b"PRI * HTTP/2.0")
+    goaway = GoAwayFrame(0, last_stream_id=sid, error_code=0).serialize()
+    events = s.receive_data(wire + goaway)
+    assert (sid, RequestHead(b"GET", b"/v1/models", [], b"2", b"a", b"http")) in [
+        (e.stream_id, e.event) for e in events if isinstance(e, StreamEvent)
+    ]
+    assert [e for e in events if isinstance(e, ConnectionEnded)] == [ConnectionEnded(0, sid)]
+    s.send_response_head(sid, ResponseHead(200, []))  # still allowed
+    s.send_data(sid, b"{}", end_stream=True)
+    c.receive_data(s.data_to_send())
+    assert not c.stream_open(sid)

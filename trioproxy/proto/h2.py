@@ -94,6 +94,9 @@ FRAME_HEADER = 9  # bytes (RFC 9113 4.1)
 GOAWAY_TYPE = 0x7
 
 
+CLIENT_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 3.4
+
+
 class GoAwaySplitter:
     """Splits an incoming HTTP/2 byte stream around GOAWAY frames.
 
@@ -103,8 +106,14 @@ class GoAwaySplitter:
 
     __slots__ = ("_held", "_passing")
 
-    def __init__(self) -> None:
-        self._passing = 0  # bytes of the current non-GOAWAY frame still to pass through
+    def __init__(self, *, preface: int = 0) -> None:
+        """``preface``: bytes that come before the first frame and pass
+        through unread: a server's input starts with the client's 24-byte
+        connection preface (RFC 9113 3.4), which is no frame. Read as one,
+        its "PRI" would be a 5 MB frame length, and every GOAWAY after it
+        would go to h2 unseen (which then refuses every frame of the
+        streams still finishing)."""
+        self._passing = preface  # bytes of the current non-GOAWAY frame still to pass through
         self._held = b""
 
     def feed(self, data: Received) -> list[bytes | ConnectionEnded]:
@@ -210,7 +219,7 @@ class _H2Base:
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
             },
         )
-        self._splitter = GoAwaySplitter()
+        self._splitter = GoAwaySplitter(preface=0 if client_side else len(CLIENT_PREFACE))
         self.peer_goaway: ConnectionEnded | None = None
         self.peer_settings_received = False
         self.conn.initiate_connection()
