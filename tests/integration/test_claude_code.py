@@ -447,6 +447,7 @@ async def test_claude_codes_session_in_the_conversation_log(
     assert turns[0]["system"] is not None  # Claude Code's system blocks, shown once
 
 
+@pytest.mark.timeout(150)  # above claude()'s own 90 s bound, which kills the process
 @pytest.mark.parametrize("tools", ["default", ""], ids=["tools", "no-tools"])
 async def test_claude_code_against_the_demo_finishes(
     nursery: trio.Nursery, tmp_path: Path, tools: str
