@@ -12,7 +12,7 @@ import trio.testing
 
 from tests.component.rig import rig
 from trioproxy.exchange.attempt import UPLOAD_GRACE
-from trioproxy.exchange.stages import Chain
+from trioproxy.exchange.stages import Chain, Leg
 from trioproxy.exchange.trip import Trip
 from trioproxy.fake.app import FakeUpstream
 from trioproxy.inbound.exchange import ClientExchange, respond
@@ -265,8 +265,8 @@ async def test_a_plain_request_goes_through_no_stage(
 
     built: list[object] = []
 
-    def spy(trip: Trip, head: ResponseHead) -> Chain | None:
-        chain = response_chain(trip, head)
+    def spy(trip: Trip, leg: Leg, head: ResponseHead) -> Chain | None:
+        chain = response_chain(trip, leg, head)
         built.append(chain)
         return chain
 

@@ -2,7 +2,8 @@
 
     listener -> connection (inbound/conn.py) -> transport (inbound/h1.py, h2.py)
       -> proxy.py      CORS preflight, own endpoints, auth, the record, errors
-      -> forward.py    the plan, each attempt judged, retries and failover
+      -> plan.py       which providers, in which order, or the proxy's refusal
+      -> forward.py    the plan executed: each attempt judged, retries and failover
       -> attempt.py    one try: request out, answer's head back (two phases)
       -> respond.py    the answer to the client through the stages; cuts mirrored
       -> proxy.py      accounting: metrics, quotas, ledger, access line

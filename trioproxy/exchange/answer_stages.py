@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trioproxy.accounting.usage import Usage, UsageObserver
+from trioproxy.accounting.usage import UsageObserver
 from trioproxy.convlog.capture import Capture
 from trioproxy.errors import UpstreamError
-from trioproxy.exchange.stage import Stage, without_length
+from trioproxy.exchange.stage import Leg, Stage, without_length
 from trioproxy.openai.answer import BadAnswer, to_error, to_message
 from trioproxy.openai.stream import ChatStreamTranslator, StreamError
 from trioproxy.proto.events import ResponseHead
@@ -18,6 +18,7 @@ from trioproxy.rules.demote import DemoteFailed, MessageAssembler
 from trioproxy.scrub.restore import JSONRestorer, SSERestorer, restore_json
 
 if TYPE_CHECKING:
+    from trioproxy.accounting.record import RequestRecord
     from trioproxy.exchange.trip import Trip
 
 WHOLE_JSON_MAX = 1024 * 1024  # bytes of a JSON answer restored whole (exact content-length)
@@ -35,7 +36,7 @@ class LogResponseStage(Stage):
         self._capture = capture
 
     @classmethod
-    def make(cls, trip: Trip, head: ResponseHead) -> LogResponseStage | None:
+    def make(cls, trip: Trip, leg: Leg, head: ResponseHead) -> LogResponseStage | None:
         capture = trip.capture
         if capture is None:
             return None
@@ -57,19 +58,17 @@ class UsageStage(Stage):
         self.observer = UsageObserver(event_stream=stream)
 
     @classmethod
-    def make(cls, trip: Trip, head: ResponseHead) -> UsageStage | None:
+    def make(cls, trip: Trip, leg: Leg, head: ResponseHead) -> UsageStage | None:
         if not trip.messages or not 200 <= head.status < 300:
             return None
-        stage = cls(is_event_stream(head.headers))
-        trip.usage_stage = stage
-        return stage
+        return cls(is_event_stream(head.headers))
 
     def feed(self, chunk: bytes) -> bytes:
         self.observer.feed(chunk)
         return chunk
 
-    def finish(self, *, complete: bool) -> Usage:
-        return self.observer.finish(complete=complete)
+    def settle(self, record: RequestRecord, *, complete: bool) -> None:
+        record.usage = self.observer.finish(complete=complete)
 
 
 class RestoreStage(Stage):
@@ -81,7 +80,7 @@ class RestoreStage(Stage):
         self._restorer = restorer
 
     @classmethod
-    def make(cls, trip: Trip, head: ResponseHead) -> Stage | None:
+    def make(cls, trip: Trip, leg: Leg, head: ResponseHead) -> Stage | None:
         if not trip.restore:
             return None
         if is_event_stream(head.headers):
@@ -134,8 +133,8 @@ class DemoteStage(Stage):
         self._status = 200
 
     @classmethod
-    def make(cls, trip: Trip, head: ResponseHead) -> DemoteStage | None:
-        if not trip.demoted or head.status != 200 or not is_event_stream(head.headers):
+    def make(cls, trip: Trip, leg: Leg, head: ResponseHead) -> DemoteStage | None:
+        if not leg.demoted or head.status != 200 or not is_event_stream(head.headers):
             return None  # an error answer comes as JSON already: verbatim
         rid = (head.header(b"request-id") or b"").decode("latin-1")
         return cls(rid, trip.cfg.limits.max_body_bytes)
@@ -179,8 +178,8 @@ class PingStage(Stage):
         self._boundary = EventBoundary()
 
     @classmethod
-    def make(cls, trip: Trip, head: ResponseHead) -> PingStage | None:
-        if not trip.cfg.stream_keepalive_s or trip.demoted or not is_event_stream(head.headers):
+    def make(cls, trip: Trip, leg: Leg, head: ResponseHead) -> PingStage | None:
+        if not trip.cfg.stream_keepalive_s or leg.demoted or not is_event_stream(head.headers):
             return None
         return cls(trip)
 
@@ -254,9 +253,9 @@ class ChatAnswerStage(Stage):
             raise UpstreamError(f"the provider's answer could not be translated: {exc}") from None
 
 
-def translate_answer(trip: Trip, head: ResponseHead) -> Stage | None:
+def translate_answer(trip: Trip, leg: Leg, head: ResponseHead) -> Stage | None:
     """The answer of a Chat Completions provider, in the Messages API's terms."""
-    if not trip.openai or not trip.messages:
+    if not leg.translated:
         return None
     if head.status == 200 and is_event_stream(head.headers):
         return ChatStreamStage()

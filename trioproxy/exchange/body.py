@@ -12,6 +12,7 @@ whatever is still owed is acknowledged at once.
 
 from __future__ import annotations
 
+from trioproxy.accounting.record import RequestRecord
 from trioproxy.errors import RequestTooLarge
 from trioproxy.exchange.retention import Retention
 from trioproxy.exchange.stages import Chain
@@ -104,6 +105,11 @@ class RequestBody:
             self._kept.append(chunk.data)
         self._owed += chunk.flow_controlled_length
         return chunk
+
+    def settle(self, record: RequestRecord) -> None:
+        """The request is over: what the reading stages found goes to its record."""
+        if self._stages is not None:
+            self._stages.settle(record, complete=self.done)
 
     def forget(self) -> None:
         """The body will never be sent again (the response has started, or

@@ -1,5 +1,8 @@
-"""Forwarding: the router's plan executed, and every decision about what
-happens after an attempt taken here, in one place.
+"""Forwarding: the plan (plan.py: which providers, or the proxy's refusal)
+executed, and every decision about what happens after an attempt taken
+here, in one place. What a feature does to the body is the stages'
+business (stages.py): the request's stages once, then each provider's
+(``prepare``, whose ``Leg`` the answer's stages follow).
 
 For each provider in the plan, attempts are made (attempt.py) and judged
 (``Verdict``): the answer goes to the client (respond.relay), or it is held
@@ -13,7 +16,6 @@ upstream address.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 
@@ -21,49 +23,37 @@ import orjson
 import trio
 
 from trioproxy.accounting.usage import requested_model
-from trioproxy.callers.policy import check_model
-from trioproxy.config.model import Credential, ProviderConfig, Route
+from trioproxy.config.model import Credential, ProviderConfig
 from trioproxy.errors import (
-    InvalidRequest,
-    NotFound,
-    PermissionDenied,
     ProxyError,
-    RateLimited,
     Unavailable,
     UpstreamError,
     UpstreamTimeout,
 )
 from trioproxy.exchange.attempt import Attempt
 from trioproxy.exchange.body import RequestBody
+from trioproxy.exchange.plan import Plan, make_plan, needs_body, pinned
 from trioproxy.exchange.respond import deliver, deliver_kept, relay
 from trioproxy.exchange.retention import Retention
-from trioproxy.exchange.stages import PER_PROVIDER, REQUEST, reading_chain, run_whole
+from trioproxy.exchange.stages import REQUEST, Leg, prepare, reading_chain, run_whole
 from trioproxy.exchange.trip import Trip
-from trioproxy.proto.events import RequestHead, ResponseHead
+from trioproxy.proto.events import ResponseHead
 from trioproxy.routing.decide import (
-    OWN_KEY,
     Next,
-    NoProvider,
     Outcome,
-    UnknownProvider,
     after_failure,
     classify,
     cooldown_key,
     parse_retry_after,
 )
 from trioproxy.routing.health import PROVIDER
-from trioproxy.routing.router import Router, Unusable
-from trioproxy.routing.routes import RequestFacts, choose
-from trioproxy.rules.auth import presented_credential
+from trioproxy.routing.router import Router
 from trioproxy.rules.upstream_head import check_declared_length
 from trioproxy.upstream.pool import UpstreamPool
 
 log = logging.getLogger("trioproxy.exchange")
 
-PIN_HEADER = b"x-trioproxy-provider"
-COUNT_TOKENS = b"/v1/messages/count_tokens"
 ESTIMATE_HEADER = b"x-trioproxy-estimate"
-SESSION_HEADER = b"x-claude-code-session-id"
 
 
 class Forwarding:
@@ -94,91 +84,25 @@ class Forwarding:
 
     async def run(self) -> None:
         trip, router, body = self.trip, self.router, self.body
-        ex, record, routing = trip.ex, trip.record, trip.cfg.routing
-        pin = self._pin()
-        session_raw = ex.head.header(SESSION_HEADER)
-        session = session_raw.decode("latin-1") if session_raw else None
-        whole: bytes | None = None  # the body read whole, for the stages and for retries
+        ex, record = trip.ex, trip.record
         try:
+            pin = pinned(trip)
+            whole: bytes | None = None  # the body read whole, for the stages and for retries
+            parsed = None
             stages = [s for make in REQUEST if (s := make(trip)) is not None]
-            caller = trip.caller
-            allowlist = caller is not None and bool(caller.models)
-            demotes = trip.messages and routing.demotes
-            if (stages or routing.needs_body or allowlist or demotes) and ex.has_body:
+            if (stages or needs_body(trip)) and ex.has_body:
                 whole = run_whole(stages, await body.read_all())
                 if trip.capture is not None:
                     trip.capture.went(whole)
                 parsed = trip.parsed_body(whole)
-                if parsed is not None:
-                    session = session or parsed.session_id
-                    record.model_requested = parsed.model or ""
-                    if routing.routes:
-                        trip.route = choose(
-                            routing.routes,
-                            RequestFacts(
-                                parsed.doc,
-                                len(whole),
-                                record.caller,
-                                ex.head.headers,
-                                routing.resolve_alias(parsed.model or ""),
-                            ),
-                        )
-                        if trip.route is not None:
-                            record.route = trip.route.name
-                if allowlist:
-                    assert caller is not None
-                    model = parsed.model if parsed is not None else None
-                    refusal = check_model(caller, model and routing.resolve_alias(model))
-                    if refusal is not None:
-                        record.limited = refusal.reason
-                        raise PermissionDenied(refusal.message)
-            own = caller is not None and caller.own_credential
-            caller_key = _caller_key(ex.head) if routing.passthrough or own else ""
-            if own and caller_key:
-                caller_key = OWN_KEY + caller_key
-            try:
-                if trip.route is not None and pin is None:
-                    plan = self._route_plan(trip.route, caller_key)
-                else:
-                    plan = router.plan(pin=pin, session=session, caller_key=caller_key)
-            except UnknownProvider as exc:
-                raise InvalidRequest(
-                    f"x-trioproxy-provider: no provider named {exc.args[0]!r} "
-                    f"(known: {', '.join(routing.names)})"
-                ) from None
-            except NoProvider as exc:  # a quota the operator set: the proxy's own 429
-                raise RateLimited(exc.message, retry_after=exc.retry_after) from None
-            except Unusable as exc:  # a subscription's token expired: never sent
-                raise Unavailable(exc.message) from None
-            if ex.head.path == COUNT_TOKENS and plan[0].kind == "openai":
+            plan = make_plan(trip, router, parsed, len(whole) if whole is not None else 0, pin)
+            trip.route, trip.home = plan.route, plan.home
+            if plan.estimate:
                 await _estimate_tokens(trip, whole if whole is not None else await body.read_all())
                 return
-            if not trip.messages:
-                # A Chat Completions provider is asked only what can be translated.
-                plan = [p for p in plan if p.kind != "openai"]
-                if not plan:
-                    raise NotFound(
-                        f"{ex.head.path.decode('latin-1')}: the provider here speaks Chat "
-                        "Completions; only POST /v1/messages is translated for it"
-                    )
-            if caller is not None and not caller.own_credential:
-                # Never a provider without a key of its own: the caller's
-                # proxy secret would travel in its place.
-                plan = [p for p in plan if p.keyed]
-                if not plan:
-                    raise PermissionDenied(
-                        f"caller {caller.name} can only be served with its own upstream "
-                        'credential (upstream_credential = "own"): no provider here has a key'
-                    )
-            # Thinking blocks in the history were signed by the session's last
-            # provider (or, for a session we do not know, the first choice).
-            trip.home = router.family_of(router.session_provider(session)) or plan[0].family
             router.forwarding += 1
             try:
-                # A request a rule routed does not move its session: the main
-                # agent's turns stay where they were while a subagent's go elsewhere.
-                remembered = session if trip.route is None else None
-                await self._try_all(plan, whole, remembered, caller_key)
+                await self._try_all(plan, whole)
             finally:
                 router.forwarding -= 1
         finally:
@@ -186,33 +110,9 @@ class Forwarding:
             record.retention_skipped = body.skipped
             record.bytes_in = body.total
             record.body_complete = body.done
-            if trip.traits_stage is not None:
-                traits = record.traits = trip.traits_stage.traits
-                if not record.stream and body.done and traits.stream:
-                    # Answered in JSON (an error, the proxy's own or the
-                    # upstream's): the line says what the client asked for.
-                    record.stream = True
+            body.settle(record)
             if not record.model_requested and body.first:
                 record.model_requested = requested_model(body.first[:4096])
-
-    def _route_plan(self, route: Route, caller_key: str) -> list[ProviderConfig]:
-        """A rule's provider, then its fallbacks: the request's failover list
-        (each asked whatever its health, as a pinned request is; one over
-        its quota or with an unusable credential is skipped)."""
-        plan: list[ProviderConfig] = []
-        first: Exception | None = None
-        for name in (route.provider, *route.fallbacks):
-            try:
-                got = self.router.plan(pin=name, session=None, caller_key=caller_key)
-            except (NoProvider, Unusable) as exc:
-                first = first or exc
-                continue
-            plan.extend(p for p in got if p.enabled and p not in plan)
-        if not plan:
-            if first is not None:
-                raise first
-            raise NoProvider(f"route {route.name}: no provider of it is enabled", 0.0)
-        return plan
 
     def _credential(self, provider: ProviderConfig) -> Credential | None:
         """What goes upstream for the caller: nothing of ours for a caller
@@ -231,63 +131,44 @@ class Forwarding:
             return credential
         return provider.upstream.credential
 
-    def _pin(self) -> str | None:
-        raw = self.trip.ex.head.header(PIN_HEADER)
-        if raw is None:
-            return None
-        if not self.trip.cfg.routing.allow_pin:
-            raise PermissionDenied(
-                "x-trioproxy-provider: pinning requests to a provider is not enabled on this "
-                "proxy (routing.allow_pin)"
-            )
-        return raw.decode("latin-1").strip()
-
-    async def _try_all(
-        self,
-        plan: list[ProviderConfig],
-        whole: bytes | None,
-        session: str | None,
-        caller_key: str,
-    ) -> None:
+    async def _try_all(self, plan: Plan, whole: bytes | None) -> None:
         trip, router, body = self.trip, self.router, self.body
         ex, record = trip.ex, trip.record
-        # The last answer held back, and whether a Chat Completions provider gave it.
-        kept: tuple[ResponseHead, bytes | None, bool] | None = None
+        providers = plan.providers
+        # The last answer held back, and the leg (provider, translation) that gave it.
+        kept: tuple[Leg, ResponseHead, bytes | None] | None = None
         error: ProxyError | None = None  # the last failure without an answer
         tried: list[str] = []
-        for index, provider in enumerate(plan):
+        for index, provider in enumerate(providers):
             tried.append(provider.name)
             record.provider, record.providers_tried = provider.name, ",".join(tried)
             verdict = Verdict(
                 trip,
                 router,
                 provider,
-                more=index < len(plan) - 1,
-                key=cooldown_key(provider, caller_key),
+                more=index < len(providers) - 1,
+                key=cooldown_key(provider, plan.caller_key),
             )
-            trip.openai = provider.kind == "openai"
-            payload = whole
-            if whole is not None:
-                edits = [s for make in PER_PROVIDER if (s := make(trip, provider)) is not None]
-                payload = run_whole(edits, whole) if edits else whole
-                if trip.capture is not None and payload is not None:
-                    trip.capture.went(payload)
+            leg = prepare(trip, provider, whole)  # the body as this provider gets it
+            record.demoted = leg.demoted
+            if trip.capture is not None and leg.payload is not None:
+                trip.capture.went(leg.payload)
             pool = self.pools[provider.name]
             credential = self._credential(provider)
             retrying = False  # holding a place in the retry budget
             try:
                 while True:
                     try:
-                        attempt = Attempt(trip, provider, pool, body, payload, credential)
+                        attempt = Attempt(trip, provider, pool, body, leg.payload, credential)
                         async with attempt.open() as answer:
                             # A body streamed without a copy cannot be sent
                             # again: whatever this answer is, it is the answer.
                             if verdict.judge(answer.head, answer.latency) or not body.replayable:
-                                await relay(trip, answer, body, pool.origin)
-                                router.remember_session(session, provider.name)
+                                await relay(trip, leg, answer, body, pool.origin)
+                                router.remember_session(plan.remember, provider.name)
                                 return
                             held = await answer.keep(trip.cfg.timeouts.upstream_body_idle)
-                            kept, error = (answer.head, held, trip.openai), None
+                            kept, error = (leg, answer.head, held), None
                     except (UpstreamError, UpstreamTimeout) as exc:
                         if ex.response_started:
                             raise
@@ -329,13 +210,13 @@ class Forwarding:
         if kept is not None:
             # Some provider answered (maybe not the last one tried): clients
             # match on the API's own words, so that answer goes back verbatim.
-            head, data, trip.openai = kept
+            leg, head, data = kept
             if data is None:
                 trip.record.status = head.status
                 raise UpstreamError(
                     f"the upstream answered {head.status}; the answer could not be kept"
                 )
-            await deliver_kept(trip, head, data)
+            await deliver_kept(trip, leg, head, data)
             return
         assert error is not None
         cls = UpstreamTimeout if isinstance(error, UpstreamTimeout) else UpstreamError
@@ -445,12 +326,3 @@ async def _estimate_tokens(trip: Trip, body: bytes) -> None:
     )
     trip.record.status, trip.record.origin = 200, "proxy"
     await deliver(trip, head, doc)
-
-
-def _caller_key(head: RequestHead) -> str:
-    """A short keyed digest of the caller's own credential, for passthrough
-    cooldowns (never the credential itself: it is kept in memory as a key)."""
-    presented = presented_credential(head.headers)
-    if presented is None:
-        return ""
-    return hashlib.blake2b(presented, digest_size=12, key=b"trioproxy-cooldown").hexdigest()

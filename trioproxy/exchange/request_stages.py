@@ -17,6 +17,7 @@ from trioproxy.rules.traits import BodyTraits
 from trioproxy.rules.transform import rewrite
 
 if TYPE_CHECKING:
+    from trioproxy.accounting.record import RequestRecord
     from trioproxy.exchange.trip import Trip
 
 
@@ -32,13 +33,20 @@ class TraitsStage(Stage):
     def make(cls, trip: Trip) -> TraitsStage | None:
         if not trip.ex.has_body:
             return None
-        stage = cls()
-        trip.traits_stage = stage
-        return stage
+        return cls()
 
     def feed(self, chunk: bytes) -> bytes:
         self.traits.feed(chunk)
         return chunk
+
+    def settle(self, record: RequestRecord, *, complete: bool) -> None:
+        if not complete:
+            return  # the traits of a body not read to its end are unknown
+        record.traits = self.traits
+        if not record.stream and self.traits.stream:
+            # Answered in JSON (an error, the proxy's own or the upstream's):
+            # the access line says what the client asked for.
+            record.stream = True
 
 
 class LogRequestStage(Stage):
@@ -131,14 +139,18 @@ class EditStage(_Whole):
 
 class DemoteEdit(_Whole):
     """A non-streaming Messages request asks this provider for a stream
-    (a byte-level edit: every other byte as sent); the trip remembers, so
-    DemoteStage rebuilds the answer. Per provider: each may say otherwise."""
+    (a byte-level edit: every other byte as sent); ``demoted`` says whether
+    it did, which goes into the leg (stages.prepare), so DemoteStage
+    rebuilds the answer. Per provider: each may say otherwise."""
 
-    __slots__ = ()
+    __slots__ = ("demoted",)
+
+    def __init__(self, trip: Trip) -> None:
+        super().__init__(trip)
+        self.demoted = False  # what it decided: the body now asks for a stream
 
     @classmethod
     def make(cls, trip: Trip, provider: ProviderConfig) -> DemoteEdit | None:
-        trip.demoted = trip.record.demoted = False
         return cls(trip) if provider.demote_nonstreaming and trip.messages else None
 
     def end(self) -> bytes:
@@ -147,7 +159,7 @@ class DemoteEdit(_Whole):
         edited = None if parsed is None else streaming_body(body, parsed.doc)
         if edited is None:
             return body
-        self._trip.demoted = self._trip.record.demoted = True
+        self.demoted = True
         return edited
 
 
@@ -167,8 +179,7 @@ class TranslateRequest(_Whole):
 
     @classmethod
     def make(cls, trip: Trip, provider: ProviderConfig) -> TranslateRequest | None:
-        trip.openai = provider.kind == "openai"
-        return cls(trip, provider) if trip.openai and trip.messages else None
+        return cls(trip, provider) if provider.kind == "openai" and trip.messages else None
 
     def end(self) -> bytes:
         body = self._body()

@@ -31,7 +31,7 @@ from trioproxy.errors import (
 )
 from trioproxy.exchange.attempt import Answer
 from trioproxy.exchange.body import RequestBody
-from trioproxy.exchange.stages import Chain, response_chain
+from trioproxy.exchange.stages import Chain, Leg, response_chain
 from trioproxy.exchange.trip import Trip
 from trioproxy.proto.events import ResponseHead
 from trioproxy.proto.headers import has_header, is_event_stream, response_headers_for_client
@@ -39,32 +39,32 @@ from trioproxy.proto.headers import has_header, is_event_stream, response_header
 _BOUNDARIES = (b"\n\n", b"\r\n\r\n", b"\r\r")  # an SSE event ends with a blank line
 
 
-def _note(trip: Trip, head: ResponseHead) -> None:
+def _note(trip: Trip, leg: Leg, head: ResponseHead) -> None:
     record = trip.record
     record.status = head.status
-    record.stream = is_event_stream(head.headers) and not trip.demoted
+    record.stream = is_event_stream(head.headers) and not leg.demoted
     record.upstream_request_id = (head.header(b"request-id") or b"").decode("latin-1")[:100]
 
 
-async def relay(trip: Trip, answer: Answer, body: RequestBody, origin: object) -> None:
-    """Stream ``answer`` to the client. Raises (UpstreamError and friends)
-    only while nothing has reached the client."""
+async def relay(trip: Trip, leg: Leg, answer: Answer, body: RequestBody, origin: object) -> None:
+    """Stream ``answer`` (to ``leg``) to the client. Raises (UpstreamError
+    and friends) only while nothing has reached the client."""
     ex, record = trip.ex, trip.record
     upstream = answer.head
-    _note(trip, upstream)
+    _note(trip, leg, upstream)
     record.time_to_headers_s = time.monotonic() - record.started_monotonic
     head = ResponseHead(
         upstream.status, response_headers_for_client(upstream.headers), upstream.reason
     )
-    chain = response_chain(trip, upstream)
+    chain = response_chain(trip, leg, upstream)
     if chain is not None:
         if chain.whole:
             try:
                 data = await _through_whole(trip, answer, chain, origin)
             except BaseException:
-                _finish_usage(trip, complete=False)
+                _settle(trip, chain, complete=False)
                 raise
-            _finish_usage(trip, complete=True)
+            _settle(trip, chain, complete=True)
             await deliver(trip, chain.head(head), data)
             return
         head = chain.head(head)
@@ -85,7 +85,7 @@ async def relay(trip: Trip, answer: Answer, body: RequestBody, origin: object) -
         else:
             await _pump(trip, answer, chain, out, origin)
     except (UpstreamError, UpstreamTimeout) as exc:
-        _finish_usage(trip, complete=False)
+        _settle(trip, chain, complete=False)
         if not ex.response_started:
             raise  # nothing reached the client: retried, failed over or answered
         await _mirror(
@@ -93,9 +93,9 @@ async def relay(trip: Trip, answer: Answer, body: RequestBody, origin: object) -
         )
         return
     except BaseException:
-        _finish_usage(trip, complete=False)  # client gone: keep what was seen, flagged
+        _settle(trip, chain, complete=False)  # client gone: keep what was seen, flagged
         raise
-    _finish_usage(trip, complete=True)
+    _settle(trip, chain, complete=True)
     await ex.end()
 
 
@@ -229,21 +229,21 @@ async def deliver(trip: Trip, head: ResponseHead, data: bytes) -> None:
     await ex.end()
 
 
-async def deliver_kept(trip: Trip, head: ResponseHead, data: bytes) -> None:
+async def deliver_kept(trip: Trip, leg: Leg, head: ResponseHead, data: bytes) -> None:
     """An upstream's error answer that was held back while other providers
-    were tried, verbatim (status, headers, body), through the stages."""
-    _note(trip, head)
+    were tried, verbatim (status, headers, body), through the stages of the
+    leg that got it."""
+    _note(trip, leg, head)
     out = ResponseHead(head.status, response_headers_for_client(head.headers), head.reason)
-    chain = response_chain(trip, head)
+    chain = response_chain(trip, leg, head)
     if chain is not None:
         out = chain.head(out)
         data = chain.feed(data) + chain.end()
     await deliver(trip, out, data)
 
 
-def _finish_usage(trip: Trip, *, complete: bool) -> None:
-    stage = trip.usage_stage
-    if stage is not None:
-        trip.record.usage = stage.finish(complete=complete)
-    else:
-        trip.record.usage.complete = complete
+def _settle(trip: Trip, chain: Chain | None, *, complete: bool) -> None:
+    """The answer is over: what its stages found (usage) goes to the record."""
+    trip.record.usage.complete = complete
+    if chain is not None:
+        chain.settle(trip.record, complete=complete)

@@ -4,8 +4,25 @@ stages are and in which order they run is in ``stages.py``."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from trioproxy.proto.events import ResponseHead
+
+if TYPE_CHECKING:
+    from trioproxy.accounting.record import RequestRecord
+    from trioproxy.config.model import ProviderConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One provider's attempt at the request, as the per-provider stages
+    decided it (stages.prepare): what the answer's stages follow."""
+
+    provider: ProviderConfig
+    payload: bytes | None  # the body as this provider gets it (None: streamed as it came)
+    demoted: bool = False  # a non-streaming request asked as a stream: rebuild the answer
+    translated: bool = False  # a Chat Completions provider: translate the answer
 
 
 class Stage:
@@ -27,6 +44,10 @@ class Stage:
         """What to write when the upstream has said nothing for a while
         (``stream_keepalive_s``); the relay asks, the stage decides."""
         return b""
+
+    def settle(self, record: RequestRecord, *, complete: bool) -> None:
+        """The message is over (``complete``: all of it passed): what the
+        stage found goes into the request's record. Its one result."""
 
 
 class Chain:
@@ -53,6 +74,10 @@ class Chain:
     def end(self) -> bytes:
         """Whatever each stage still holds, passed through the ones after it."""
         return self._each(lambda s: s.end())
+
+    def settle(self, record: RequestRecord, *, complete: bool) -> None:
+        for s in self.stages:
+            s.settle(record, complete=complete)
 
     def idle(self) -> bytes:
         """What stages write during the upstream's silence, passed through

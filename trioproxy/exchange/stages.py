@@ -93,16 +93,16 @@ from trioproxy.exchange.request_stages import (
     TraitsStage,
     TranslateRequest,
 )
-from trioproxy.exchange.stage import Chain, Stage
+from trioproxy.exchange.stage import Chain, Leg, Stage
 from trioproxy.proto.events import ResponseHead
 
 if TYPE_CHECKING:
     from trioproxy.exchange.trip import Trip
 
-__all__ = ["Chain", "Stage", "reading_chain", "response_chain", "run_whole"]
+__all__ = ["Chain", "Leg", "Stage", "prepare", "reading_chain", "response_chain", "run_whole"]
 
 
-StageMaker = Callable[["Trip", ResponseHead], Stage | None]
+StageMaker = Callable[["Trip", Leg, ResponseHead], Stage | None]
 # The response stages, in the order a chunk passes them (upstream -> client).
 RESPONSE: tuple[StageMaker, ...] = (
     LogResponseStage.make,
@@ -114,9 +114,9 @@ RESPONSE: tuple[StageMaker, ...] = (
 )
 
 
-def response_chain(trip: Trip, head: ResponseHead) -> Chain | None:
+def response_chain(trip: Trip, leg: Leg, head: ResponseHead) -> Chain | None:
     """The stages that apply to this answer (None: none, pass it through)."""
-    stages = [s for make in RESPONSE if (s := make(trip, head)) is not None]
+    stages = [s for make in RESPONSE if (s := make(trip, leg, head)) is not None]
     return Chain(stages) if stages else None
 
 
@@ -148,3 +148,16 @@ def run_whole(stages: Sequence[Stage], body: bytes) -> bytes:
     if not rest:
         return out
     return out + rest if out else rest
+
+
+def prepare(trip: Trip, provider: ProviderConfig, whole: bytes | None) -> Leg:
+    """The request as ``provider`` gets it: the body through the
+    ``PER_PROVIDER`` stages (None: it streams from the client as it came),
+    and what they decided, which the answer's stages then follow."""
+    translated = provider.kind == "openai" and trip.messages
+    if whole is None:
+        return Leg(provider, None, translated=translated)
+    edits = [s for make in PER_PROVIDER if (s := make(trip, provider)) is not None]
+    payload = run_whole(edits, whole) if edits else whole
+    demoted = any(isinstance(s, DemoteEdit) and s.demoted for s in edits)
+    return Leg(provider, payload, demoted=demoted, translated=translated)

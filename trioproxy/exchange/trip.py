@@ -8,7 +8,6 @@ changes what new requests see, never one in flight.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from trioproxy.accounting.record import RequestRecord
 from trioproxy.config.model import Caller, Config, Route
@@ -17,10 +16,6 @@ from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.rules.transform import ParsedBody, parse_body
 from trioproxy.scrub.engine import Scrubber
 from trioproxy.transport.watchdog import Watchdog
-
-if TYPE_CHECKING:
-    from trioproxy.exchange.answer_stages import UsageStage
-    from trioproxy.exchange.request_stages import TraitsStage
 
 log = logging.getLogger("trioproxy.exchange")
 
@@ -33,16 +28,12 @@ class Trip:
         "caller",
         "capture",
         "cfg",
-        "demoted",
         "ex",
         "home",
         "messages",
-        "openai",
         "record",
         "restore",
         "route",
-        "traits_stage",
-        "usage_stage",
         "watchdog",
     )
 
@@ -54,15 +45,11 @@ class Trip:
         self.record = record
         self.watchdog = watchdog  # keeps the upstream body idle deadline
         self.caller: Caller | None = None  # who asked (None: caller auth is off)
-        self.demoted = False  # this attempt's body asks for a stream the client did not
-        self.openai = False  # this attempt goes to a Chat Completions provider (translated)
-        self.route: Route | None = None  # the [[routes]] rule the request matched
+        self.route: Route | None = None  # the [[routes]] rule the plan chose (plan.py)
         self.restore: dict[str, str] = {}  # placeholder -> original, for the answer
-        self.home = ""  # the provider family whose thinking signatures the history carries
+        self.home = ""  # the family whose thinking signatures the history carries (plan.py)
         # A Messages request: its answer carries usage (and later, demotion applies).
         self.messages = ex.head.method == b"POST" and ex.head.path == MESSAGES
-        self.usage_stage: UsageStage | None = None  # set when the answer's stages are made
-        self.traits_stage: TraitsStage | None = None  # set when the body's stages are made
         self._parsed: ParsedBody | None = None
         self.capture: Capture | None = None  # the bodies, for the conversation log
 

@@ -1,0 +1,165 @@
+"""The planner: before anything is sent, which providers a request goes to,
+in which order, and what it is refused for. Decided once per request from
+its head, its body when routing must look inside it, the caller and the
+router's state; the exchange (forward.py) only executes the plan.
+
+Refusals are the proxy's own errors, each naming why: a pin that is not
+allowed or names no provider, a model outside the caller's allowlist, an
+operator's quota (429), a subscription token that expired, a path a Chat
+Completions provider cannot serve, a caller that must not be served with
+its own secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from trioproxy.callers.policy import check_model
+from trioproxy.config.model import ProviderConfig, Route
+from trioproxy.errors import InvalidRequest, NotFound, PermissionDenied, RateLimited, Unavailable
+from trioproxy.exchange.trip import Trip
+from trioproxy.proto.events import RequestHead
+from trioproxy.routing.decide import OWN_KEY, NoProvider, UnknownProvider
+from trioproxy.routing.router import Router, Unusable
+from trioproxy.routing.routes import RequestFacts, choose
+from trioproxy.rules.auth import presented_credential
+from trioproxy.rules.transform import ParsedBody
+
+PIN_HEADER = b"x-trioproxy-provider"
+COUNT_TOKENS = b"/v1/messages/count_tokens"
+SESSION_HEADER = b"x-claude-code-session-id"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    providers: list[ProviderConfig]  # tried in this order
+    route: Route | None  # the [[routes]] rule the request matched
+    caller_key: str  # whose cooldown a 429 starts (see decide.cooldown_key)
+    home: str  # the provider family whose thinking signatures the history carries
+    remember: str | None  # the session that moves to the provider that serves
+    estimate: bool = False  # count_tokens for a Chat Completions provider: estimated here
+
+
+def needs_body(trip: Trip) -> bool:
+    """Whether the plan must see the body (routing rules, a session id in
+    metadata, a model to map, the caller's model allowlist, demotion)."""
+    routing, caller = trip.cfg.routing, trip.caller
+    allowlist = caller is not None and bool(caller.models)
+    return routing.needs_body or allowlist or (trip.messages and routing.demotes)
+
+
+def pinned(trip: Trip) -> str | None:
+    """The provider the client pinned (x-trioproxy-provider), if allowed."""
+    raw = trip.ex.head.header(PIN_HEADER)
+    if raw is None:
+        return None
+    if not trip.cfg.routing.allow_pin:
+        raise PermissionDenied(
+            "x-trioproxy-provider: pinning requests to a provider is not enabled on this "
+            "proxy (routing.allow_pin)"
+        )
+    return raw.decode("latin-1").strip()
+
+
+def make_plan(
+    trip: Trip, router: Router, parsed: ParsedBody | None, body_len: int, pin: str | None
+) -> Plan:
+    """The plan for this request, or the proxy's own refusal (ProxyError)."""
+    ex, record, routing, caller = trip.ex, trip.record, trip.cfg.routing, trip.caller
+    session_raw = ex.head.header(SESSION_HEADER)
+    session = session_raw.decode("latin-1") if session_raw else None
+    route: Route | None = None
+    if parsed is not None:
+        session = session or parsed.session_id
+        record.model_requested = parsed.model or ""
+        if routing.routes:
+            facts = RequestFacts(
+                parsed.doc,
+                body_len,
+                record.caller,
+                ex.head.headers,
+                routing.resolve_alias(parsed.model or ""),
+            )
+            route = choose(routing.routes, facts)
+            if route is not None:
+                record.route = route.name
+    if caller is not None and caller.models:
+        model = parsed.model if parsed is not None else None
+        refusal = check_model(caller, model and routing.resolve_alias(model))
+        if refusal is not None:
+            record.limited = refusal.reason
+            raise PermissionDenied(refusal.message)
+    own = caller is not None and caller.own_credential
+    caller_key = _caller_key(ex.head) if routing.passthrough or own else ""
+    if own and caller_key:
+        caller_key = OWN_KEY + caller_key
+    try:
+        if route is not None and pin is None:
+            providers = _route_plan(router, route, caller_key)
+        else:
+            providers = router.plan(pin=pin, session=session, caller_key=caller_key)
+    except UnknownProvider as exc:
+        raise InvalidRequest(
+            f"x-trioproxy-provider: no provider named {exc.args[0]!r} "
+            f"(known: {', '.join(routing.names)})"
+        ) from None
+    except NoProvider as exc:  # a quota the operator set: the proxy's own 429
+        raise RateLimited(exc.message, retry_after=exc.retry_after) from None
+    except Unusable as exc:  # a subscription's token expired: never sent
+        raise Unavailable(exc.message) from None
+    # A request a rule routed does not move its session: the main agent's
+    # turns stay where they were while a subagent's go elsewhere.
+    remember = session if route is None else None
+    if ex.head.path == COUNT_TOKENS and providers[0].kind == "openai":
+        return Plan(providers, route, caller_key, providers[0].family, remember, estimate=True)
+    if not trip.messages:
+        # A Chat Completions provider is asked only what can be translated.
+        providers = [p for p in providers if p.kind != "openai"]
+        if not providers:
+            raise NotFound(
+                f"{ex.head.path.decode('latin-1')}: the provider here speaks Chat "
+                "Completions; only POST /v1/messages is translated for it"
+            )
+    if caller is not None and not caller.own_credential:
+        # Never a provider without a key of its own: the caller's proxy
+        # secret would travel in its place.
+        providers = [p for p in providers if p.keyed]
+        if not providers:
+            raise PermissionDenied(
+                f"caller {caller.name} can only be served with its own upstream "
+                'credential (upstream_credential = "own"): no provider here has a key'
+            )
+    # Thinking blocks in the history were signed by the session's last
+    # provider (or, for a session we do not know, the first choice).
+    home = router.family_of(router.session_provider(session)) or providers[0].family
+    return Plan(providers, route, caller_key, home, remember)
+
+
+def _route_plan(router: Router, route: Route, caller_key: str) -> list[ProviderConfig]:
+    """A rule's provider, then its fallbacks: the request's failover list
+    (each asked whatever its health, as a pinned request is; one over its
+    quota or with an unusable credential is skipped)."""
+    plan: list[ProviderConfig] = []
+    first: Exception | None = None
+    for name in (route.provider, *route.fallbacks):
+        try:
+            got = router.plan(pin=name, session=None, caller_key=caller_key)
+        except (NoProvider, Unusable) as exc:
+            first = first or exc
+            continue
+        plan.extend(p for p in got if p.enabled and p not in plan)
+    if not plan:
+        if first is not None:
+            raise first
+        raise NoProvider(f"route {route.name}: no provider of it is enabled", 0.0)
+    return plan
+
+
+def _caller_key(head: RequestHead) -> str:
+    """A short keyed digest of the caller's own credential, for passthrough
+    cooldowns (never the credential itself: it is kept in memory as a key)."""
+    presented = presented_credential(head.headers)
+    if presented is None:
+        return ""
+    return hashlib.blake2b(presented, digest_size=12, key=b"trioproxy-cooldown").hexdigest()
