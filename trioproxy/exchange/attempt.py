@@ -229,12 +229,7 @@ class Attempt:
             identity=bool(trip.restore),
         )
         has_body = ex.has_body if payload is None else bool(payload)
-        try:
-            await lease.send_head(up_head, has_body=has_body)
-        except UpstreamWriteFailed as exc:
-            raise about_upstream(
-                UpstreamClosed, self.pool.origin, "closed the connection", retryable=lease.reused
-            ) from exc
+        await lease.send_head(up_head, has_body=has_body)  # UpstreamWriteFailed: typed there
 
     def _headers_timeout(self) -> UpstreamTimeout:
         return about_upstream(

@@ -88,7 +88,12 @@ class H1UpstreamConnection:
         except trio.BrokenResourceError as exc:
             self.broken = True
             self.proto.send_failed()
-            raise UpstreamWriteFailed(str(exc)) from exc
+            raise about_upstream(
+                UpstreamWriteFailed,
+                self.label,
+                "closed the connection",
+                retryable=self.reused and not self._received_any,
+            ) from exc
         except BaseException:
             self.broken = True
             self.proto.send_failed()

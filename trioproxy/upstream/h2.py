@@ -303,7 +303,9 @@ class H2UpstreamStream:
     async def send_head(self, head: RequestHead, *, has_body: bool) -> None:
         conn = self.conn
         if conn.dead:
-            raise UpstreamWriteFailed("upstream connection is closed")
+            raise about_upstream(
+                UpstreamWriteFailed, conn.label, "closed the connection", retryable=self.reused
+            )
         self.stream_id = conn.proto.open_stream(head, end_stream=not has_body)
         self._request_ended = not has_body
         conn.streams[self.stream_id] = self
@@ -313,7 +315,12 @@ class H2UpstreamStream:
         try:
             await self.conn.writer.flush()
         except trio.BrokenResourceError as exc:
-            raise UpstreamWriteFailed(str(exc)) from exc
+            raise about_upstream(
+                UpstreamWriteFailed,
+                self.conn.label,
+                "closed the connection",
+                retryable=self.reused and not self._got_response,
+            ) from exc
 
     async def send_body(self, data: bytes) -> None:
         assert self.stream_id is not None
@@ -323,14 +330,14 @@ class H2UpstreamStream:
                 conn.proto, self.stream_id, data, conn.writer, self._window, self._check_open
             )
         except trio.TooSlowError:
-            raise UpstreamWriteFailed(
-                "upstream did not open the stream's flow-control window"
+            raise about_upstream(
+                UpstreamWriteFailed, conn.label, "did not open the stream's flow-control window"
             ) from None
         await self._flush()
 
     def _check_open(self) -> None:
         if self.finished or self.conn.dead:
-            raise UpstreamWriteFailed("upstream stream closed")
+            raise about_upstream(UpstreamWriteFailed, self.conn.label, "closed the stream")
 
     async def end_body(self) -> None:
         assert self.stream_id is not None

@@ -22,9 +22,12 @@ class UpstreamClosed(UpstreamError):
         self.retryable = retryable
 
 
-class UpstreamWriteFailed(Exception):
-    """Sending the request body failed. The body pump stops; the response side
-    decides what the client sees (an early response may still be readable)."""
+class UpstreamWriteFailed(UpstreamClosed):
+    """Sending to the upstream failed. Typed once, where the socket said so
+    (h1.py, h2.py), with the words the client may read and ``retryable``
+    already decided: a failed head write is the request's failure as it
+    is; a failed body write stops the body pump, and the response side
+    decides what the client sees (an early answer may still be readable)."""
 
 
 class Lease(Protocol):
