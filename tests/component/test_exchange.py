@@ -308,3 +308,22 @@ async def test_a_body_without_a_kept_copy_is_not_sent_again(
         else:
             assert r.status == 200 and a.requests == 2
             assert metrics.retention_skipped == 0
+
+
+async def test_a_queued_record_keeps_no_body(autojump_clock: trio.testing.MockClock) -> None:
+    """What waits for the journal's writer is the record alone: the body
+    traits (which reference up to 32 KiB of the request's chunks) are let
+    go when the request ends, after the diagnostic line took what it needs.
+    A writer 6,000 records behind held 200 MB of 50 KB bodies that way."""
+    up = FakeUpstream()
+    big = orjson.dumps({**MESSAGE, "metadata": {"pad": "x" * 50_000}})
+    async with rig({"a": up}) as world:
+        client = await world.h1()
+        ok = await client.request("POST", "/v1/messages", [("x-api-key", "k")], big)
+        failed = [("x-api-key", "k"), ("x-fake-fault", "500")]
+        bad = await client.request("POST", "/v1/messages", failed, big)
+        assert (ok.status, bad.status) == (200, 500)
+        queued = world.state.journal.queued
+    assert len(queued) == 2
+    assert all(record.traits is None for record in queued)
+    assert [record.stream for record in queued] == [False, False]

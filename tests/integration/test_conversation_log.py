@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,14 @@ from tests.integration.test_scrub_proxy import GH, KEY, PEM, request
 from tests.integration.test_scrub_proxy import (
     request as messages_body,
 )  # where `request` is pytest's
-from trioproxy.accounting.journal import Journal, Keeping
+from trioproxy.accounting.journal import CAPTURE_OVERHEAD, Journal, Keeping
 from trioproxy.accounting.record import RequestRecord
 from trioproxy.config import Config, load_config
 from trioproxy.convlog.capture import Capture
 from trioproxy.convlog.rows import RowMaker
 from trioproxy.db.base import Database, LogQuery
 from trioproxy.db.open import FILENAME, open_database
+from trioproxy.db.sqlite import SQLiteDB
 from trioproxy.server import Server
 
 UNZSTD = zstandard.ZstdDecompressor()
@@ -250,7 +252,7 @@ async def test_retention_and_a_full_queue(tmp_path: Path) -> None:
         opener=lambda: open_database("", str(tmp_path)),
         keeping=Keeping(log=True, log_days=14),
         log_rows=RowMaker(),
-        max_log_bytes=3000,
+        max_log_bytes=2 * (1200 + CAPTURE_OVERHEAD) + 100,  # two rows' worth
     )
     cfg = make_config()
     async with trio.open_nursery() as nursery:
@@ -270,6 +272,58 @@ async def test_retention_and_a_full_queue(tmp_path: Path) -> None:
         db.close()
     # Newest first: "recent" is dated 2096; req_2's row was the one dropped.
     assert ids == ["recent", "req_1", "req_0"]
+
+
+class SlowLog(SQLiteDB):
+    """A log database whose writes wait until the test lets them through."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.migrate()
+        self.go = threading.Event()
+        self.writing = threading.Event()
+
+    def insert_log(self, rows: Any) -> None:
+        self.writing.set()
+        self.go.wait(10)
+        super().insert_log(rows)
+
+
+async def test_log_rows_count_against_the_bound_until_written(tmp_path: Path) -> None:
+    """The pending log rows' memory is held until their batch is written,
+    not until it is handed to the writer thread: while a slow write goes
+    on, new rows find the bound as full as it is, and are dropped."""
+    slow = SlowLog(str(tmp_path / FILENAME))
+    journal = Journal(
+        opener=lambda: slow,
+        keeping=Keeping(log=True, log_days=14),
+        log_rows=RowMaker(),
+        max_log_bytes=2 * (1200 + CAPTURE_OVERHEAD) + 100,  # two rows' worth
+    )
+    cfg = make_config()
+
+    def add(i: int) -> None:
+        capture = Capture(1 << 20, [])
+        capture.keep_request(b"x" * 1200)
+        journal.add(
+            RequestRecord(f"req_{i}", "POST", "/v1/messages", "h1", status=200), cfg, capture
+        )
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.serve)
+        add(0)
+        add(1)
+        with trio.fail_after(10):
+            await trio.to_thread.run_sync(slow.writing.wait)  # the batch is being written
+        add(2)  # the two in the writer still hold their place: no room
+        slow.go.set()
+        for _ in range(100):  # then the room is back
+            if journal.log_counts()["written"] == 2:
+                break
+            await trio.sleep(0.05)
+        add(3)
+        nursery.cancel_scope.cancel()
+    assert journal.log_counts() == {"written": 3, "dropped": 1, "lost": 0}
 
 
 async def test_a_postgres_outage_loses_rows_never_requests(

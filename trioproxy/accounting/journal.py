@@ -20,8 +20,13 @@ write to stderr, a transaction) are paid per batch, not per request.
   a batch) rather than holding up requests or growing without limit.
 * Conversation-log rows are built in the thread (bodies joined, zstd,
   an SSE answer rebuilt: convlog/rows.py). Their bodies are held by
-  reference until then; past MAX_LOG_BYTES held, a request's log row is
-  dropped and counted (``log_dropped``), its line and ledger row are not.
+  reference until then, and counted until their batch is written (not
+  only until it is handed to the thread: while one batch is written, the
+  next one fills). Each counts its bodies plus CAPTURE_OVERHEAD for what
+  else a row holds. Past ``log.max_pending_bytes`` held, a request's log
+  row is dropped and counted (``log_dropped``), its line and ledger row
+  are not: a burst costs log rows, never requests, and the worker's memory
+  for the log stays within that bound.
 * On shutdown what is queued is written, within a bounded shield.
 * Rows older than their retention (usage.retention_days,
   log.retention_days) are deleted at start and hourly.
@@ -53,7 +58,11 @@ FLUSH_EVERY = 0.2  # seconds: a line or row is written at most about this late
 PRUNE_EVERY = 3600.0  # seconds between ledger retention sweeps
 CLOSE_GRACE = 5.0  # seconds to write what is queued at shutdown
 SLICE = 16  # requests rendered between checkpoints (about 0.15 ms of work)
-MAX_LOG_BYTES = 256 * 1024 * 1024  # body bytes held for log rows not yet written
+MAX_LOG_BYTES = 64 * 1024 * 1024  # log.max_pending_bytes: held for log rows not yet written
+# Bytes a pending log row holds besides its bodies: the record, the copied
+# headers of both messages, the capture's lists (measured: 2.5 to 3.5 KiB
+# for a Claude Code request with tracemalloc), rounded up.
+CAPTURE_OVERHEAD = 4096
 REOPEN_EVERY = 30.0  # seconds between attempts to open a database that failed
 
 
@@ -87,6 +96,7 @@ class Keeping:
     ledger_days: float = 90.0
     log: bool = False  # log_bodies is not off
     log_days: float = 14.0
+    log_pending_bytes: int = MAX_LOG_BYTES  # log.max_pending_bytes
 
     @property
     def database(self) -> bool:
@@ -100,6 +110,7 @@ class Keeping:
             ledger_days=cfg.usage_retention_days,
             log=cfg.log_bodies != "off",
             log_days=cfg.log_retention_days,
+            log_pending_bytes=cfg.log_max_pending_bytes,
         )
 
 
@@ -114,7 +125,7 @@ class Journal:
         opener: Callable[[], Database] | None = None,
         keeping: Keeping | None = None,
         log_rows: LogRows | None = None,
-        max_log_bytes: int = MAX_LOG_BYTES,
+        max_log_bytes: int | None = None,
         reopen_every: float = REOPEN_EVERY,
     ) -> None:
         self._opener = opener
@@ -134,6 +145,11 @@ class Journal:
         self._db: Database | None = None
         self._reopen_at = 0.0
 
+    @property
+    def queued(self) -> tuple[RequestRecord, ...]:
+        """The records waiting for the writer (for tests and diagnostics)."""
+        return tuple(record for record, _, _ in self._pending)
+
     def log_counts(self) -> dict[str, int]:
         return {
             "written": self.log_written,
@@ -149,8 +165,9 @@ class Journal:
         if capture is not None and self._log_rows is None:
             capture = None  # no log here (a journal without one)
         if capture is not None:
-            held = capture.held
-            if self._log_held + held > self._max_log_bytes:
+            held = capture.held + CAPTURE_OVERHEAD
+            limit = self._max_log_bytes or self.keeping.log_pending_bytes
+            if self._log_held + held > limit:
                 self.log_dropped += 1
                 capture = None
             else:
@@ -198,7 +215,8 @@ class Journal:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        self._log_held = 0
+        # Still held until written: given back below, once the thread is done.
+        held = sum(c.held + CAPTURE_OVERHEAD for _, _, c in batch if c is not None)
         db = self._db
         lines: list[str] = []
         rows: list[tuple[object, ...]] = []
@@ -226,7 +244,10 @@ class Journal:
             logged = []
         # A thread is not abandoned on cancel: once handed over, the batch
         # is written.
-        await trio.to_thread.run_sync(self._write, lines, rows, logged, db)
+        try:
+            await trio.to_thread.run_sync(self._write, lines, rows, logged, db)
+        finally:
+            self._log_held -= held
         self.written += len(batch)
         if self.dropped != self._dropped_logged:
             self._dropped_logged = self.dropped

@@ -189,6 +189,7 @@ def _build(
         usage_retention_days=p["usage.retention_days"],
         log_bodies=p["log_bodies"],
         log_max_body_bytes=p["log.max_body_bytes"],
+        log_max_pending_bytes=p["log.max_pending_bytes"],
         log_retention_days=p["log.retention_days"],
         database_url=p["storage.database_url"],
         pricing=_build_pricing(structured.get("pricing")),

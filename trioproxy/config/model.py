@@ -369,6 +369,7 @@ class Config:
     usage_retention_days: int = 90
     log_bodies: str = "off"  # off | errors | all: the conversation log
     log_max_body_bytes: int = 4 * 1024 * 1024
+    log_max_pending_bytes: int = 64 * 1024 * 1024  # all pending log rows of a worker
     log_retention_days: int = 14
     database_url: str = field(default="", repr=False)  # Postgres; may hold a password
     pricing: tuple[Price, ...] = ()  # [pricing] entries first, then the built-in list prices

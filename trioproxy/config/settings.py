@@ -406,6 +406,13 @@ SETTINGS: tuple[Setting, ...] = (
         "the conversation log: off, errors (requests that failed) or all; request and response bodies as they went to and came from the upstream (scrubbed when scrubbing is on), zstd-compressed, for the viewer at /admin/requests and `trioproxy log export`",
     ),
     Setting(
+        "log.max_pending_bytes",
+        "TRIOPROXY_LOG_MAX_PENDING_BYTES",
+        parse_positive_int,
+        64 * 1024 * 1024,
+        'memory for conversation-log rows not yet written, per worker (bodies plus 4 KiB a row); past it, log rows are dropped and counted (trioproxy_log_rows_total{outcome="dropped"}), never requests',
+    ),
+    Setting(
         "log.max_body_bytes",
         "TRIOPROXY_LOG_MAX_BODY_BYTES",
         parse_positive_int,
