@@ -22,6 +22,7 @@ VARIANTS = (
     "trioproxy h2-tls-up",
     "trioproxy scrub",
     "trioproxy log=all",
+    "trioproxy production",
     "trioproxy 2 workers",
     "trioproxy 2 workers reloaded",
     "floor+h11 h2-tls-up",
@@ -32,6 +33,7 @@ VARIANT_HEADINGS = {
     "trioproxy h2-tls-up": "h2 over TLS upstream",
     "trioproxy scrub": "HTTP/1.1 upstream, scrubbing on",
     "trioproxy log=all": "HTTP/1.1 upstream, conversation log on (all)",
+    "trioproxy production": "production: callers with limits, provider key, scrubbing, log all",
     "trioproxy 2 workers": "2 workers on both cores, HTTP/1.1 upstream",
     "trioproxy 2 workers reloaded": "2 workers, reloaded twice during the run",
     "floor+h11 h2-tls-up": "reference: floor + h11 with an h2-over-TLS upstream (no trioproxy)",
@@ -116,6 +118,15 @@ def render(results: dict[str, Any], png: Path | None = None) -> str:
             "",
             *against,
         ]
+    production = production_rows(sc)
+    if production:
+        lines += [
+            "",
+            "The production configuration (callers with limits, the provider key injected,"
+            " scrubbing on, `log_bodies = \"all\"`) against plain trioproxy, CPU per request:",
+            "",
+            *production,
+        ]
     variant_rows = _variants(sc)
     if variant_rows:
         lines += [
@@ -163,6 +174,32 @@ def floor_rows(sc: dict[str, Any]) -> list[str]:
         " TLS row: floor + h11 with an h2-over-TLS upstream) | trioproxy / floor |"
         " trioproxy / protocol floor | trioproxy adds |",
         "|---|---|---|---|---|---|---|",
+        *out,
+    ]
+
+
+PRODUCTION_TARGETS = {"A": 1.3, "D": 1.5}  # production / plain trioproxy, CPU per request
+
+
+def production_rows(sc: dict[str, Any]) -> list[str]:
+    """The production configuration's row beside plain trioproxy's, with the target."""
+    out: list[str] = []
+    for key, target in PRODUCTION_TARGETS.items():
+        rows = sc.get(key, {}).get("rows", {})
+        plain = rows.get("trioproxy", {}).get("cpu_us_each")
+        prod = rows.get("trioproxy production", {}).get("cpu_us_each")
+        if not plain or not prod:
+            continue
+        ratio = prod / plain
+        met = "met" if ratio <= target else "missed"
+        out.append(
+            f"| {key} | {plain:,.0f} µs | {prod:,.0f} µs | {ratio:.2f}x | ≤ {target}x: {met} |"
+        )
+    if not out:
+        return []
+    return [
+        "| Scenario | plain trioproxy | production | production / plain | target |",
+        "|---|---|---|---|---|",
         *out,
     ]
 

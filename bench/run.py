@@ -11,6 +11,7 @@ results/latest.md and results/latest.png. See bench/README.md for the set-up.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import resource
 import subprocess
@@ -54,6 +55,10 @@ VARIANTS = ("trioproxy", "trioproxy h2c-up", "trioproxy h2-tls-up", "trioproxy s
 WORKERS = "trioproxy 2 workers"  # A only: both cores
 RELOADED = "trioproxy 2 workers reloaded"  # A only: WORKERS with two SIGHUPs during the run
 LOGGED = "trioproxy log=all"  # A and G: the conversation log keeping every request
+# A and D: what a team runs: callers with limits (a callers file), the
+# provider key injected, scrubbing on, the conversation log keeping all.
+PRODUCTION = "trioproxy production"
+BENCH_KEY = b"bench-key"  # the x-api-key the load generators send (bench/loads.py)
 FLOOR_H2UP = "floor+h11 h2-tls-up"  # A only: floor + h11 with an h2-over-TLS upstream
 
 
@@ -202,6 +207,21 @@ class Bench:
                 cpus = f"{PROXY_CPU},{LOAD_CPU}"  # both cores: the load and origin share one
             if variant == LOGGED:
                 env["TRIOPROXY_LOG_BODIES"] = "all"
+            if variant == PRODUCTION:
+                callers = self.work / "callers.toml"
+                digest = hashlib.sha256(BENCH_KEY).hexdigest()
+                callers.write_text(
+                    f'[[callers]]\nname = "bench"\nsecret_sha256 = ["{digest}"]\n'
+                    "rpm = 100000000\ntpm = 100000000000\nmax_concurrent = 100000\n"
+                    'budget = { tokens = 1000000000000, window = "monthly" }\n'
+                )
+                env |= {
+                    "TRIOPROXY_AUTH_CALLERS_FILE": str(callers),
+                    "TRIOPROXY_UPSTREAM_API_KEY": "sk-ant-bench-provider-key",
+                    "TRIOPROXY_SCRUB_MODE": "pseudonymize",
+                    "TRIOPROXY_SCRUB_HMAC_KEY": SCRUB_KEY,
+                    "TRIOPROXY_LOG_BODIES": "all",
+                }
             if variant == "trioproxy scrub":
                 env |= {
                     "TRIOPROXY_SCRUB_MODE": "pseudonymize",
@@ -410,7 +430,7 @@ def main() -> int:
             method="POST",
             body=1024,
             conns=64,
-            variants=(*VARIANTS, LOGGED, WORKERS),
+            variants=(*VARIANTS, LOGGED, PRODUCTION, WORKERS),
         )
         bench.wrk_scenario(
             "B",
@@ -435,6 +455,7 @@ def main() -> int:
             method="GET",
             body=0,
             conns=16,
+            variants=("trioproxy", PRODUCTION),
         )
         bench.h2_scenario()
         bench.paced_scenario()
