@@ -19,8 +19,10 @@ import h2.config
 import h2.connection
 import h2.events
 import h11
+import hpack
 import pytest
 import trio
+from hyperframe.frame import DataFrame, Frame, HeadersFrame
 
 from trioproxy.config import Config, load_config
 from trioproxy.fake.app import FakeUpstream
@@ -473,3 +475,56 @@ async def stream_through_sigterm(proxy: Serving, stream_body: bytes) -> None:
         with trio.fail_after(10):
             resp = await c.read_response()
     assert resp.complete and resp.body.endswith(b'data: {"type":"message_stop"}\n\n')
+
+
+# -- HTTP/2 written and read frame by frame (hostile clients, races) ----------------
+STREAM_BODY = (
+    b'{"model":"claude-sonnet-4-6","max_tokens":64,"stream":true,'
+    b'"messages":[{"role":"user","content":"hi"}]}'
+)
+
+
+def messages_frames(
+    enc: hpack.Encoder,
+    sid: int,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    body: bytes = STREAM_BODY,
+) -> bytes:
+    """HEADERS and DATA of a ``POST /v1/messages`` on stream ``sid``."""
+    head = HeadersFrame(sid)
+    head.data = enc.encode(
+        [
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":authority", b"x"),
+            (b":path", b"/v1/messages"),
+            *(extra or []),
+        ]
+    )
+    head.flags.add("END_HEADERS")
+    data = DataFrame(sid)
+    data.data = body
+    data.flags.add("END_STREAM")
+    return head.serialize() + data.serialize()
+
+
+class Frames:
+    """The frames a peer sent, parsed as its bytes are received."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self.seen: list[Frame] = []
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """The frames ``data`` completed (all of them also kept in ``seen``)."""
+        self._buf += data
+        new: list[Frame] = []
+        while len(self._buf) >= 9:
+            frame, length = Frame.parse_frame_header(memoryview(self._buf[:9]))
+            if len(self._buf) < 9 + length:
+                break
+            frame.parse_body(memoryview(self._buf[9 : 9 + length]))
+            self._buf = self._buf[9 + length :]
+            new.append(frame)
+        self.seen += new
+        return new

@@ -12,7 +12,6 @@ import trio
 import trio.testing
 from hyperframe.frame import (
     DataFrame,
-    Frame,
     GoAwayFrame,
     HeadersFrame,
     RstStreamFrame,
@@ -20,29 +19,12 @@ from hyperframe.frame import (
 )
 
 from tests.component.rig import rig
+from tests.helpers import Frames
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.proto.events import ResponseHead
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 CANCEL = 0x8
-
-
-class Frames:
-    """The frames the proxy sent, parsed as they are received."""
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self.seen: list[Frame] = []
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
-        while len(self._buf) >= 9:
-            frame, length = Frame.parse_frame_header(memoryview(self._buf[:9]))
-            if len(self._buf) < 9 + length:
-                return
-            frame.parse_body(memoryview(self._buf[9 : 9 + length]))
-            self._buf = self._buf[9 + length :]
-            self.seen.append(frame)
 
 
 async def drain(s: trio.abc.Stream, frames: Frames) -> None:

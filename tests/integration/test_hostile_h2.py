@@ -24,7 +24,7 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
-from tests.helpers import H2Client, h1_request, start_fake, start_proxy
+from tests.helpers import Frames, H2Client, h1_request, messages_frames, start_fake, start_proxy
 from trioproxy.proto.h2 import ENHANCE_YOUR_CALM, ConnectionEnded, GoAwaySplitter
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -247,42 +247,16 @@ async def test_refused_then_reset_streams_leave_the_connection_alone(
     fake = await start_fake(nursery)
     proxy = await start_proxy(nursery, fake.url, limits__h2_max_resets_per_second=10_000)
     enc = hpack.Encoder()
-    good = HeadersFrame(1)
-    good.data = enc.encode(
-        [
-            (b":method", b"POST"),
-            (b":scheme", b"http"),
-            (b":authority", b"x"),
-            (b":path", b"/v1/messages"),
-            (b"content-type", b"application/json"),
-            (b"x-fake-fault", b"event-delay=0.2"),
-        ]
-    )
-    good.flags.add("END_HEADERS")
-    body = DataFrame(1)
-    body.data = (
-        b'{"model":"claude-sonnet-4-6","max_tokens":64,"stream":true,'
-        b'"messages":[{"role":"user","content":"hi"}]}'
-    )
-    body.flags.add("END_STREAM")
+    good = messages_frames(enc, 1, [(b"x-fake-fault", b"event-delay=0.2")])
     ended = trio.Event()
-    goaway: list[int] = []
     refused: dict[int, trio.Event] = {}
+    frames = Frames()
 
     async def read(s: trio.abc.Stream) -> None:
-        buf = b""
         while True:
             data = await s.receive_some(65536)
             assert data, "connection closed: resetting refused streams must not end it"
-            buf += data
-            while len(buf) >= 9:
-                frame, length = Frame.parse_frame_header(memoryview(buf[:9]))
-                if len(buf) < 9 + length:
-                    break
-                frame.parse_body(memoryview(buf[9 : 9 + length]))
-                buf = buf[9 + length :]
-                if isinstance(frame, GoAwayFrame):
-                    goaway.append(frame.error_code)
+            for frame in frames.feed(data):
                 if isinstance(frame, HeadersFrame) and frame.stream_id in refused:
                     refused[frame.stream_id].set()
                 if frame.stream_id == 1 and "END_STREAM" in frame.flags:
@@ -291,9 +265,7 @@ async def test_refused_then_reset_streams_leave_the_connection_alone(
                     raise AssertionError(f"the good stream was reset ({frame.error_code})")
 
     async with await trio.open_tcp_stream("127.0.0.1", proxy.port) as s:
-        await s.send_all(
-            PREFACE + SettingsFrame(0).serialize() + good.serialize() + body.serialize()
-        )
+        await s.send_all(PREFACE + SettingsFrame(0).serialize() + good)
         async with trio.open_nursery() as inner:
             inner.start_soon(read, s)
             for i in range(200):
@@ -311,7 +283,7 @@ async def test_refused_then_reset_streams_leave_the_connection_alone(
             with trio.fail_after(30):
                 await ended.wait()
             inner.cancel_scope.cancel()
-    assert not goaway
+    assert not [f for f in frames.seen if isinstance(f, GoAwayFrame)]
     bad_lines = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not bad_lines, [(r.name, r.getMessage()) for r in bad_lines]
     await still_serving(proxy.port)
@@ -328,44 +300,20 @@ async def test_streams_in_flight_finish_after_the_clients_goaway(
     fake = await start_fake(nursery)
     proxy = await start_proxy(nursery, fake.url)
     enc = hpack.Encoder()
-    frames = PREFACE + SettingsFrame(0).serialize()
-    for sid in (1, 3, 5):
-        head = HeadersFrame(sid)
-        head.data = enc.encode(
-            [
-                (b":method", b"POST"),
-                (b":scheme", b"http"),
-                (b":authority", b"x"),
-                (b":path", b"/v1/messages"),
-                (b"x-fake-fault", b"event-delay=0.05"),
-            ]
-        )
-        head.flags.add("END_HEADERS")
-        data = DataFrame(sid)
-        data.data = (
-            b'{"model":"claude-sonnet-4-6","max_tokens":20,"stream":true,'
-            b'"messages":[{"role":"user","content":"hi"}]}'
-        )
-        data.flags.add("END_STREAM")
-        frames += head.serialize() + data.serialize()
+    slow = [(b"x-fake-fault", b"event-delay=0.05")]
+    requests = b"".join(messages_frames(enc, sid, slow) for sid in (1, 3, 5))
     ended: set[int] = set()
     bodies: dict[int, bytes] = {1: b"", 3: b"", 5: b""}
+    frames = Frames()
     async with await trio.open_tcp_stream("127.0.0.1", proxy.port) as s:
-        await s.send_all(frames)
+        await s.send_all(PREFACE + SettingsFrame(0).serialize() + requests)
         await trio.sleep(0.1)  # the streams are under way
         await s.send_all(GoAwayFrame(0, last_stream_id=5, error_code=0).serialize())
-        buf = b""
         with trio.fail_after(10):
             while ended != {1, 3, 5}:
                 got = await s.receive_some(65536)
                 assert got, "closed before the streams it had accepted were answered"
-                buf += got
-                while len(buf) >= 9:
-                    frame, length = Frame.parse_frame_header(memoryview(buf[:9]))
-                    if len(buf) < 9 + length:
-                        break
-                    frame.parse_body(memoryview(buf[9 : 9 + length]))
-                    buf = buf[9 + length :]
+                for frame in frames.feed(got):
                     assert not isinstance(frame, RstStreamFrame), frame
                     if isinstance(frame, DataFrame):
                         bodies[frame.stream_id] += frame.data
