@@ -47,7 +47,7 @@ def _f(v: float | None, spec: str = ",.0f") -> str:
 def _cell(key: str, r: dict[str, Any] | None) -> str:
     if not r:
         return "n/a"
-    if key == "G":
+    if key in ("G", "H"):
         cell = f"{_f(r['events'])} events"
         if r.get("cpu_us_each"):
             cell += f", **{r['cpu_us_each']:.0f} µs CPU/event**"
@@ -81,7 +81,7 @@ def render(results: dict[str, Any], png: Path | None = None) -> str:
         "| Scenario | " + " | ".join(HEADINGS[n] for n in NAMES) + " |",
         "|---|" + "---|" * len(NAMES),
     ]
-    for key in ("A", "C", "D", "E", "G"):
+    for key in ("A", "C", "D", "E", "G", "H"):
         if key in sc:
             rows = sc[key]["rows"]
             cells = [_cell(key, rows.get(n)) for n in NAMES]
@@ -148,6 +148,7 @@ FLOOR_PAIRS = (
     ("D", "trioproxy", "floor", "floor+h11"),
     ("E", "trioproxy", "floor", "floor+h11"),
     ("G", "trioproxy", "floor", "floor+h11"),
+    ("H", "trioproxy", "floor", "floor+h11"),
     ("A", "trioproxy h2-tls-up", "floor", "floor+h11 h2-tls-up"),
 )
 

@@ -148,6 +148,22 @@ class Bench:
 
         return self._once(f"nginx-{upstream}", make)
 
+    def hop(self) -> int:
+        """An nginx hop in front of the fake (proxy_buffering off, HTTP/1.1
+        keep-alive), on the load core as part of the origin: G's harder
+        shape, as an independent run measured it (each paced event passes
+        nginx before the proxy under test)."""
+
+        def make() -> Target:
+            port, h2 = free_port(), free_port()
+            ng = start_nginx(
+                "hop-fake", proxy_config(port, h2, self.fake()), self.work, port, h2, LOAD_CPU
+            )
+            self.nginxes.append(ng)
+            return Target("hop", port, [])
+
+        return self._once("hop-fake", make).port
+
     def floor(self, upstream_port: int, *, h11: bool = False, h2: bool = False) -> Target:
         """The floor relay; with ``h11`` plus h11's parsing and framing both
         ways; with ``h2`` (scenario E) plus h2 inbound and h11 upstream. Both
@@ -189,6 +205,9 @@ class Bench:
                     port, ca = self.tls_fake()
                     url = f"https://127.0.0.1:{port}"
                 env["TRIOPROXY_UPSTREAM_CA_BUNDLE"] = str(ca)
+            elif upstream == "hop":
+                url = f"http://127.0.0.1:{self.hop()}"
+                env["TRIOPROXY_UPSTREAM_H2_PRIOR_KNOWLEDGE"] = "0"
             elif upstream == "origin":
                 origin = self.origin()
                 h2c = variant == "trioproxy h2c-up"
@@ -377,6 +396,22 @@ class Bench:
             )
             rows[t.name] = r
         self._record("G", "paced SSE, 40 streams x 50 events/s of ~170-byte deltas", rows)
+        hop = self.hop()
+        rows = {}
+        for t in (
+            Target("direct", hop, []),
+            self.floor(hop),
+            self.floor(hop, h11=True),
+            self.trioproxy("trioproxy", "hop"),
+        ):
+            say(f"H paced SSE through an nginx hop ({self.seconds:g} s): {t.name}")
+            r = self.measured(t, lambda p: run_paced(p, streams=40, seconds=self.seconds))
+            say(
+                f"   {r['events']:,} events ({r['errors']} errors)"
+                + (f"  {r['cpu_us_each']:.1f} us CPU per event" if r.get("cpu_us_each") else "")
+            )
+            rows[t.name] = r
+        self._record("H", "G with an nginx hop before the fake (the origin's side)", rows)
 
     def idle_scenario(self, counts: list[int]) -> None:
         if "F" not in self.only:
