@@ -123,7 +123,7 @@ def render(results: dict[str, Any], png: Path | None = None) -> str:
         lines += [
             "",
             "The production configuration (callers with limits, the provider key injected,"
-            " scrubbing on, `log_bodies = \"all\"`) against plain trioproxy, CPU per request:",
+            ' scrubbing on, `log_bodies = "all"`) against plain trioproxy, CPU per request:',
             "",
             *production,
         ]
