@@ -386,32 +386,28 @@ class Bench:
             self.floor(fake, h11=True),
             *(self.trioproxy(v, "fake") for v in (*VARIANTS, LOGGED)),
         ]
-        rows = {}
-        for t in targets:
-            say(f"G paced SSE (40 streams x 50 events/s, {self.seconds:g} s): {t.name}")
-            r = self.measured(t, lambda p: run_paced(p, streams=40, seconds=self.seconds))
-            say(
-                f"   {r['events']:,} events ({r['errors']} errors)"
-                + (f"  {r['cpu_us_each']:.1f} us CPU per event" if r.get("cpu_us_each") else "")
-            )
-            rows[t.name] = r
-        self._record("G", "paced SSE, 40 streams x 50 events/s of ~170-byte deltas", rows)
+        self._paced("G", "paced SSE, 40 streams x 50 events/s of ~170-byte deltas", targets)
         hop = self.hop()
-        rows = {}
-        for t in (
+        hopped = [
             Target("direct", hop, []),
             self.floor(hop),
             self.floor(hop, h11=True),
             self.trioproxy("trioproxy", "hop"),
-        ):
-            say(f"H paced SSE through an nginx hop ({self.seconds:g} s): {t.name}")
+        ]
+        self._paced("H", "G with an nginx hop before the fake (the origin's side)", hopped)
+
+    def _paced(self, key: str, title: str, targets: list[Target]) -> None:
+        """G's load (40 streams x 50 events/s) against each of ``targets``."""
+        rows = {}
+        for t in targets:
+            say(f"{key} {title} ({self.seconds:g} s): {t.name}")
             r = self.measured(t, lambda p: run_paced(p, streams=40, seconds=self.seconds))
             say(
                 f"   {r['events']:,} events ({r['errors']} errors)"
                 + (f"  {r['cpu_us_each']:.1f} us CPU per event" if r.get("cpu_us_each") else "")
             )
             rows[t.name] = r
-        self._record("H", "G with an nginx hop before the fake (the origin's side)", rows)
+        self._record(key, title, rows)
 
     def idle_scenario(self, counts: list[int]) -> None:
         if "F" not in self.only:

@@ -23,7 +23,7 @@ class Partial:
     def __init__(self, path: str | None, env: Mapping[str, str]) -> None:
         self._env = env
         self._doc: dict[str, Any] = read_toml(path) if path else {}
-        self._flat = flatten({k: v for k, v in self._doc.items() if not _structured(v)})
+        self._flat = flatten(self._doc)  # [[providers]] and friends stay lists: never asked for
 
     def get(self, key: str) -> Any:
         """The setting ``key``, parsed; its default when set nowhere."""
@@ -51,8 +51,3 @@ class Partial:
     def table(self, name: str) -> Any:
         """A structured table of the file as written (``pricing``), or None."""
         return self._doc.get(name)
-
-
-def _structured(value: object) -> bool:
-    """``[[providers]]`` and friends: arrays of tables, not flat settings."""
-    return isinstance(value, list) and any(isinstance(v, dict) for v in value)

@@ -43,10 +43,13 @@ class TraitsStage(Stage):
         if not complete:
             return  # the traits of a body not read to its end are unknown
         record.traits = self.traits
-        if not record.stream and self.traits.stream:
-            # Answered in JSON (an error, the proxy's own or the upstream's):
-            # the access line says what the client asked for.
-            record.stream = True
+        # Only a request not answered with success can have asked for a
+        # stream and got JSON (an error, the proxy's own: status still 0
+        # here, or the upstream's); the body is searched only then, never
+        # on a successful request's path.
+        failed = record.status == 0 or record.status >= 400
+        if failed and not record.stream and self.traits.stream:
+            record.stream = True  # the access line says what the client asked for
 
 
 class LogRequestStage(Stage):
