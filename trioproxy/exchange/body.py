@@ -46,14 +46,15 @@ class RequestBody:
         self._owed = 0  # flow-controlled bytes not yet acknowledged to the client
         self.first: bytes | None = None  # the first chunk (for the requested model)
         self._stages = stages
-        if declared is not None and not retention.fits(declared):
-            self._skip()  # known now: keep nothing of it
+        # Known too large for the budget: its first chunk is not kept either
+        # (unless a feature reads it whole).
+        self._too_large = declared is not None and not retention.fits(declared)
 
     @property
     def replayable(self) -> bool:
-        """The body can still be sent again from the start: it is kept, or
-        nothing of it was read yet."""
-        return not self.skipped or self.total == 0
+        """The body can still be sent again from the start (it is kept, or
+        nothing of it was read yet)."""
+        return not self.skipped
 
     def _skip(self) -> None:
         self.skipped = True
@@ -97,7 +98,7 @@ class RequestBody:
             n = len(chunk.data)
             if self._whole:
                 self._retention.force(n)
-            elif not self._retention.reserve(n):
+            elif self._too_large or not self._retention.reserve(n):
                 self._skip()
                 self._owed += chunk.flow_controlled_length
                 return chunk
@@ -123,12 +124,6 @@ class RequestBody:
     async def read_all(self) -> bytes:
         """The whole body (for features that must look inside it), acknowledged
         as it arrives: it is held here, within the body limit, either way."""
-        if self.skipped:
-            # Known too large for the budget before a byte was read; a
-            # feature needs it whole all the same.
-            self.skipped = False
-            self._retention.skipped -= 1
-            self._keeping = True
         self._whole = True
         while await self.read() is not None:
             self.ack_all()
