@@ -18,6 +18,7 @@ from trioproxy.accounting.record import RequestRecord
 from trioproxy.accounting.usage import Usage
 from trioproxy.convlog.capture import Capture
 from trioproxy.convlog.rows import RowMaker
+from trioproxy.convlog.views import detail
 from trioproxy.db.base import Database, LogQuery, StorageError
 from trioproxy.db.open import FILENAME, open_database
 from trioproxy.db.schema import LATEST, LOG_COLUMNS
@@ -176,7 +177,8 @@ def test_a_stored_entry_reads_back_whole(database: Database) -> None:
     assert unzstd.decompress(got["response_body"]) == SSE  # bytes back, on both backends
     request = orjson.loads(unzstd.decompress(got["request_body"]))
     assert request["messages"][0]["content"] == "hello"
-    message = orjson.loads(unzstd.decompress(got["message"]))
+    assert got["message"] is None  # the Message is rebuilt when read
+    message = detail(got, unzstd)["message"]
     assert message["content"] == [{"type": "text", "text": "Penguins waddle"}]
     assert message["usage"]["output_tokens"] == 3  # message_delta's usage is cumulative
     headers = dict(orjson.loads(got["request_headers"]))

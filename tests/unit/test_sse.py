@@ -1,4 +1,4 @@
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from trioproxy.fake.messages import plan_for, stream_events
@@ -70,3 +70,33 @@ def test_boundary_tracking() -> None:
     assert not b.at_boundary
     b.feed(b"\r\n")
     assert b.at_boundary
+
+
+_PIECES = st.sampled_from(
+    [b"event: ", b"event:", b"data: ", b"data:", b": c", b"id: 1", b"x", b"a:b", b"\n", b"\r", b" "]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@example([b"event: ", b"\n", b"data: ", b"x", b"\n", b"\n"], [])
+@example([b"event:", b"a:b", b"\n", b"data:", b"\n", b"\n", b"\n", b"\n"], [3])
+@given(st.lists(_PIECES, max_size=40), st.lists(st.integers(min_value=0, max_value=200)))
+def test_whole_event_shortcut_agrees_with_the_line_machine(
+    pieces: list[bytes], cuts: list[int]
+) -> None:
+    """Fed in one piece a stream takes the per-event shortcut where it can;
+    fed a byte at a time it never can: both give the same events, for any
+    mix of fields, line endings and chunking."""
+    raw = b"".join(pieces)
+    points = sorted({c for c in cuts if c <= len(raw)})
+    chunks = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
+    one_by_one = [raw[i : i + 1] for i in range(len(raw))]
+    assert parse_all([raw]) == parse_all(one_by_one) == parse_all(chunks)
+
+
+def test_whole_event_shortcut_caps_data_as_the_line_machine_does() -> None:
+    for size in (98, 99, 100, 101):
+        raw = b"event: e\ndata: " + b"x" * size + b"\n\n"
+        fast = SSEParser(max_event_bytes=100).feed(raw)
+        assert fast == SSEParser(max_event_bytes=100)._feed_lines(raw), size
+        assert fast[0].truncated == (size >= 100)

@@ -1,6 +1,7 @@
 """A capture and its request's record as one conversation-log row (writer
-thread side): bodies joined and compressed, an SSE answer rebuilt into its
-Message, credentials in headers redacted, the search text extracted."""
+thread side): bodies joined and compressed, credentials in headers
+redacted, the search text extracted. A streamed answer is stored as its
+bytes; the viewer rebuilds its Message when the row is read."""
 
 from __future__ import annotations
 
@@ -14,11 +15,10 @@ from trioproxy.accounting.pricing import cost_usd
 from trioproxy.accounting.record import RequestRecord, redacted_query
 from trioproxy.config.model import Price
 from trioproxy.convlog.capture import Capture
+from trioproxy.convlog.search import json_answer_text, search_text, streamed_answer_text
 from trioproxy.db.schema import LOG_COLUMNS
 from trioproxy.proto.events import Headers
-from trioproxy.rules.demote import DemoteFailed, MessageAssembler
 
-SEARCH_MAX = 32 * 1024  # characters of prompt and of answer kept for search
 ZSTD_LEVEL = 3  # zstd's default: about 300 MB/s here, a Messages body shrinks 5-10x
 REDACTED = "<redacted>"
 # Header names whose values are credentials (the API's, ours, a front proxy's).
@@ -42,9 +42,10 @@ class RowMaker:
         request_total = capture.request_seen if capture.sent is None else len(request)
         request = request[: capture.cap]
         response = _joined(capture.response_chunks)[: capture.cap]
-        event_stream = _is_event_stream(capture.response_headers)
-        message = _rebuilt(response, record.request_id) if event_stream else None
-        answer_doc = message if message is not None else (_json(response) if response else None)
+        if _is_event_stream(capture.response_headers):
+            answer = streamed_answer_text(response)
+        else:
+            answer = json_answer_text(_json(response)) if response else ""
         u = record.usage
         path = record.path + (f"?{redacted_query(record.query)}" if record.query else "")
         doc: dict[str, Any] = {
@@ -84,8 +85,8 @@ class RowMaker:
             "response_bytes": capture.response_seen,
             "response_truncated": int(capture.response_seen > capture.cap),
             "response_body": self._zstd.compress(response) if response else None,
-            "message": self._zstd.compress(orjson.dumps(message)) if message else None,
-            "search": search_text(_json(request), answer_doc),
+            "message": None,  # rebuilt when read (rows written before stored it)
+            "search": search_text(_json(request), answer),
         }
         return tuple(doc[c] for c in LOG_COLUMNS)
 
@@ -99,43 +100,6 @@ def headers_json(headers: Headers) -> str:
     return orjson.dumps(out).decode()
 
 
-def search_text(request: Any, answer: Any) -> str:
-    """What the viewer's search looks in: the system prompt's start, the
-    last user turn and the answer's text (each within SEARCH_MAX)."""
-    parts: list[str] = []
-    if isinstance(request, dict):
-        system = request.get("system")
-        parts.append(_text(system)[:SEARCH_MAX] if system else "")
-        messages = request.get("messages")
-        if isinstance(messages, list):
-            users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-            if users:
-                parts.append(_text(users[-1].get("content"))[:SEARCH_MAX])
-    if isinstance(answer, dict):
-        parts.append(_text(answer.get("content"))[:SEARCH_MAX])
-    return "\n".join(p for p in parts if p)
-
-
-def _text(value: Any) -> str:
-    """The readable text of a content value: strings, text blocks, tool
-    inputs and results, thinking."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return "\n".join(t for v in value if (t := _text(v)))
-    if isinstance(value, dict):
-        kind = value.get("type")
-        if kind == "text":
-            return str(value.get("text", ""))
-        if kind == "thinking":
-            return str(value.get("thinking", ""))
-        if kind == "tool_use":
-            return f"{value.get('name', '')} {orjson.dumps(value.get('input')).decode()}"
-        if kind == "tool_result":
-            return _text(value.get("content"))
-    return ""
-
-
 def _request_body(capture: Capture) -> bytes:
     if capture.sent is not None:
         return capture.sent
@@ -144,19 +108,6 @@ def _request_body(capture: Capture) -> bytes:
 
 def _joined(chunks: list[bytes]) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _rebuilt(raw: bytes, request_id: str) -> dict[str, Any] | None:
-    """The Message an SSE answer adds up to (None when it does not: cut
-    short, truncated, an error, or not Anthropic's events)."""
-    assembler = MessageAssembler(request_id=request_id)
-    try:
-        assembler.feed(raw)
-        status, body = assembler.result()
-    except DemoteFailed:
-        return None
-    doc = _json(body)
-    return doc if status == 200 and isinstance(doc, dict) else None
 
 
 def _json(raw: bytes) -> Any:

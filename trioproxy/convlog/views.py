@@ -17,6 +17,7 @@ import zstandard
 
 from trioproxy.db.base import Row
 from trioproxy.db.schema import LOG_SUMMARY
+from trioproxy.rules.demote import DemoteFailed, MessageAssembler
 
 _TOKENS = (
     "input_tokens",
@@ -41,9 +42,37 @@ def detail(row: Row, unzstd: zstandard.ZstdDecompressor) -> dict[str, Any]:
     doc["request_body"] = _decoded(_raw(row["request_body"], unzstd))
     response = _raw(row["response_body"], unzstd)
     doc["response_body"] = _decoded(response)
-    message = _raw(row["message"], unzstd)
-    doc["message"] = orjson.loads(message) if message else None
+    message = _raw(row["message"], unzstd)  # stored by older versions
+    if message:
+        doc["message"] = orjson.loads(message)
+    elif response and not row["response_truncated"] and _is_event_stream(doc):
+        doc["message"] = rebuilt(response, str(row["request_id"]))
+    else:
+        doc["message"] = None
     return doc
+
+
+def rebuilt(raw: bytes, request_id: str) -> dict[str, Any] | None:
+    """The Message an SSE answer adds up to (None when it does not: cut
+    short, an error, or not Anthropic's events)."""
+    assembler = MessageAssembler(request_id=request_id)
+    try:
+        assembler.feed(raw)
+        status, body = assembler.result()
+    except DemoteFailed:
+        return None
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return message if status == 200 and isinstance(message, dict) else None
+
+
+def _is_event_stream(doc: dict[str, Any]) -> bool:
+    return any(
+        str(n).lower() == "content-type" and "text/event-stream" in str(v)
+        for n, v in doc["response_headers"]
+    )
 
 
 def answer_of(doc: dict[str, Any]) -> dict[str, Any] | None:

@@ -105,6 +105,9 @@ class MessageAssembler:
         self._message: dict[str, Any] | None = None
         self._blocks: dict[int, dict[str, Any]] = {}
         self._inputs: dict[int, list[str]] = {}  # tool input JSON fragments
+        # text, thinking and signature fragments, joined once at the end: adding
+        # each to the block's string would copy the answer so far per delta
+        self._pieces: dict[tuple[int, str], list[str]] = {}
         self._error: tuple[int, bytes] | None = None
         self._stopped = False
         self._nonce = os.urandom(8).hex()
@@ -128,6 +131,9 @@ class MessageAssembler:
         raw: dict[str, str] = {}
         for index in sorted(self._blocks):
             block = self._blocks[index]
+            for (at, field), pieces in self._pieces.items():
+                if at == index:
+                    block = {**block, field: str(block.get(field, "")) + "".join(pieces)}
             text = "".join(self._inputs.get(index, ()))
             if text.strip():
                 try:
@@ -191,15 +197,12 @@ class MessageAssembler:
         if block is None or not isinstance(delta, dict):
             raise DemoteFailed("content_block_delta for a block that was not started")
         kind = delta.get("type")
-        if kind == "text_delta":
-            block["text"] = block.get("text", "") + str(delta.get("text", ""))
+        assert isinstance(index, int)
+        field = _TEXT_DELTAS.get(kind) if isinstance(kind, str) else None
+        if field is not None:
+            self._pieces.setdefault((index, field), []).append(str(delta.get(field, "")))
         elif kind == "input_json_delta":
-            assert isinstance(index, int)
             self._inputs.setdefault(index, []).append(str(delta.get("partial_json", "")))
-        elif kind == "thinking_delta":
-            block["thinking"] = block.get("thinking", "") + str(delta.get("thinking", ""))
-        elif kind == "signature_delta":
-            block["signature"] = block.get("signature", "") + str(delta.get("signature", ""))
         elif kind == "citations_delta":
             block.setdefault("citations", []).append(delta.get("citation"))
         else:
@@ -224,6 +227,9 @@ class MessageAssembler:
             raise DemoteFailed("message_stop before message_start")
         self._stopped = True
 
+
+# delta type -> the block field its fragments add up to
+_TEXT_DELTAS = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "signature"}
 
 _HANDLERS = {
     "message_start": MessageAssembler._on_message_start,
