@@ -193,14 +193,22 @@ def production_rows(sc: dict[str, Any]) -> list[str]:
             continue
         ratio = prod / plain
         met = "met" if ratio <= target else "missed"
+        logged = rows["trioproxy production"].get("log_rows")
+        kept = (
+            f"{logged.get('written', 0):,} written, {logged.get('dropped', 0):,} dropped"
+            if logged
+            else "n/a"
+        )
         out.append(
-            f"| {key} | {plain:,.0f} µs | {prod:,.0f} µs | {ratio:.2f}x | ≤ {target}x: {met} |"
+            f"| {key} | {plain:,.0f} µs | {prod:,.0f} µs | {ratio:.2f}x | ≤ {target}x: {met}"
+            f" | {kept} |"
         )
     if not out:
         return []
     return [
-        "| Scenario | plain trioproxy | production | production / plain | target |",
-        "|---|---|---|---|---|",
+        "| Scenario | plain trioproxy | production | production / plain | target"
+        " | conversation-log rows |",
+        "|---|---|---|---|---|---|",
         *out,
     ]
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,29 @@ class Target:
     name: str
     port: int
     pids: list[int]  # whose CPU is measured (empty: nobody's, the origin itself)
+
+
+def log_rows(port: int) -> dict[str, float]:
+    """trioproxy_log_rows_total by outcome, from the proxy's /metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("trioproxy_log_rows_total{"):
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            out[outcome] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def settled_log_rows(port: int, before: dict[str, float]) -> dict[str, int]:
+    """The rows the run added, once the counts stop moving (at most 30 s)."""
+    last: dict[str, float] = {}
+    for _ in range(60):
+        now = log_rows(port)
+        if now == last:
+            break
+        last = now
+        time.sleep(0.5)
+    return {k: round(v - before.get(k, 0.0)) for k, v in last.items()}
 
 
 class Bench:
@@ -256,7 +280,12 @@ class Bench:
     # -- measuring -----------------------------------------------------------------
     def measured(self, target: Target, fn: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
         before = cpu_seconds(target.pids) if target.pids else 0.0
+        logged = log_rows(target.port) if target.name == PRODUCTION else None
         r = fn(target.port)
+        if logged is not None:
+            # The writer's backlog is the run's work too: wait for it, then
+            # count what the conversation log wrote and what it dropped.
+            r["log_rows"] = settled_log_rows(target.port, logged)
         if target.pids:
             cpu = cpu_seconds(target.pids) - before
             r["proxy_cpu_s"] = cpu

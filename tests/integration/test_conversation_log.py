@@ -24,7 +24,7 @@ from tests.integration.test_scrub_proxy import GH, KEY, PEM, request
 from tests.integration.test_scrub_proxy import (
     request as messages_body,
 )  # where `request` is pytest's
-from trioproxy.accounting.journal import CAPTURE_OVERHEAD, Journal, Keeping
+from trioproxy.accounting.journal import CAPTURE_OVERHEAD, FLUSH_EVERY, Journal, Keeping
 from trioproxy.accounting.record import RequestRecord
 from trioproxy.config import Config, load_config
 from trioproxy.convlog.capture import Capture
@@ -326,6 +326,29 @@ async def test_log_rows_count_against_the_bound_until_written(tmp_path: Path) ->
         add(3)
         nursery.cancel_scope.cancel()
     assert journal.log_counts() == {"written": 3, "dropped": 1, "lost": 0}
+
+
+async def test_a_burst_of_large_rows_starts_the_writer_early(tmp_path: Path) -> None:
+    """Rows arriving faster than the batching window allows for the bound
+    (ten per window, room for eight) are written, not dropped: a quarter of
+    the bound filled starts the writer."""
+    journal = Journal(
+        opener=lambda: open_database("", str(tmp_path)),
+        keeping=Keeping(log=True, log_days=14),
+        log_rows=RowMaker(),
+        max_log_bytes=8 * (1200 + CAPTURE_OVERHEAD),
+    )
+    cfg = make_config()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.serve)
+        for i in range(40):
+            capture = Capture(1 << 20, [])
+            capture.keep_request(b"x" * 1200)
+            record = RequestRecord(f"req_{i}", "POST", "/v1/messages", "h1", status=200)
+            journal.add(record, cfg, capture)
+            await trio.sleep(FLUSH_EVERY / 10)
+        nursery.cancel_scope.cancel()
+    assert journal.log_counts() == {"written": 40, "dropped": 0, "lost": 0}
 
 
 async def test_a_postgres_outage_loses_rows_never_requests(

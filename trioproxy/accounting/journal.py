@@ -55,6 +55,7 @@ access = logging.getLogger("trioproxy.access")
 
 MAX_PENDING = 20_000  # requests queued for the writer; beyond: dropped and counted
 FLUSH_EVERY = 0.2  # seconds: a line or row is written at most about this late
+EARLY_FRACTION = 4  # log captures holding 1/4 of their bound start the writer early
 PRUNE_EVERY = 3600.0  # seconds between ledger retention sweeps
 CLOSE_GRACE = 5.0  # seconds to write what is queued at shutdown
 SLICE = 16  # requests rendered between checkpoints (about 0.15 ms of work)
@@ -134,6 +135,10 @@ class Journal:
         self.keeping = keeping or Keeping()
         self._pending: list[Entry] = []
         self._log_held = 0  # bytes the pending captures keep alive
+        # Set when the captures waiting hold a quarter of the bound: the writer
+        # starts at once rather than at the end of its window, so a burst of
+        # large answers is written, not dropped, while the writer keeps up.
+        self._early = trio.Event()
         self.dropped = 0  # requests neither logged nor recorded (writer behind)
         self._dropped_logged = 0
         self.log_dropped = 0  # conversation-log rows dropped (too much held)
@@ -172,6 +177,8 @@ class Journal:
                 capture = None
             else:
                 self._log_held += held
+                if self._log_held > limit // EARLY_FRACTION:
+                    self._early.set()
         self._pending.append((record, cfg, capture))
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -183,10 +190,16 @@ class Journal:
             task_status.started()
             next_prune = trio.current_time() + PRUNE_EVERY
             while True:
-                await trio.sleep(FLUSH_EVERY)  # the batching window, not a timeout
+                with trio.move_on_after(FLUSH_EVERY):  # the batching window, not a timeout
+                    await self._early.wait()
+                self._early = trio.Event()
                 if self._db is None and trio.current_time() >= self._reopen_at:
                     await self._open()
-                await self._flush()
+                # Shielded: a batch taken from the queue is written, even when
+                # the cancel comes while it is rendered (its thread is never
+                # abandoned anyway); the close below writes what came after.
+                with trio.CancelScope(shield=True):
+                    await self._flush()
                 if trio.current_time() >= next_prune:
                     await self._prune()
                     next_prune = trio.current_time() + PRUNE_EVERY
