@@ -92,10 +92,17 @@ def _parser() -> argparse.ArgumentParser:
         "fake-upstream", help="run the fake Anthropic API alone (HTTP/1.1 and h2c)"
     )
     fake.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:8788")
-    fake.add_argument(
+    dialect = fake.add_mutually_exclusive_group()
+    dialect.add_argument(
         "--openai",
         action="store_true",
         help="the Chat Completions API instead (POST .../chat/completions)",
+    )
+    dialect.add_argument(
+        "--bedrock",
+        action="store_true",
+        help="Amazon Bedrock's runtime instead (SigV4 checked; region us-east-1; any access "
+        "key the fake issued: see fake/sigv4.py)",
     )
     demo = sub.add_parser(
         "demo", help="fake upstream + proxy + a sample streaming request; keeps running"
@@ -173,8 +180,9 @@ async def _run_supervisor(config: Config, loader: Callable[[], Config], argv: li
     return await sup.run(ready)
 
 
-async def _run_fake(config: Config, openai: bool = False) -> int:
+async def _run_fake(config: Config, kind: str = "anthropic") -> int:
     from trioproxy.fake.app import FakeUpstream
+    from trioproxy.fake.bedrock_app import BedrockFake
     from trioproxy.fake.openai_app import OpenAIFake
     from trioproxy.server import Server
 
@@ -184,13 +192,14 @@ async def _run_fake(config: Config, openai: bool = False) -> int:
         await nursery.start(server.serve_signals)
 
         async def _serve(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-            app = OpenAIFake() if openai else FakeUpstream()
+            app = {"openai": OpenAIFake, "bedrock": BedrockFake}.get(kind, FakeUpstream)()
             await server.serve_app(app, task_status=task_status)
             nursery.cancel_scope.cancel()
 
         port = await nursery.start(_serve)
         log.info(
-            "fake Anthropic upstream listening on http://%s:%d (HTTP/1.1 and h2c)",
+            "fake %s upstream listening on http://%s:%d (HTTP/1.1 and h2c)",
+            {"openai": "Chat Completions", "bedrock": "Bedrock"}.get(kind, "Anthropic"),
             config.listen.host,
             port,
         )
@@ -330,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                 _run_supervisor, config, loader, list(sys.argv[1:] if argv is None else argv)
             )
         if args.command == "fake-upstream":
-            return trio.run(_run_fake, config, args.openai)
+            kind = "openai" if args.openai else "bedrock" if args.bedrock else "anthropic"
+            return trio.run(_run_fake, config, kind)
         from trioproxy.config import parse_hostport as _hp
         from trioproxy.demo import run_demo
 

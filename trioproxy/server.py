@@ -385,6 +385,7 @@ class Server:
                 await background.start(self.router.serve, cfg.state_dir, cfg.state_redis_url)
                 await background.start(self.state.callers.serve)
                 await background.start(self.router.watch_subscriptions)
+                await background.start(self.router.watch_clouds)
                 journal = Journal(
                     opener=functools.partial(open_database, cfg.database_url, cfg.state_dir),
                     keeping=Keeping.of(cfg),

@@ -162,14 +162,25 @@ class ProviderConfig:
     quota: QuotaConfig | None
     oauth_file: str = ""  # a Claude subscription: its token is read from this file
     demote_nonstreaming: bool = False  # send non-streaming Messages requests as streams
-    kind: str = "anthropic"  # anthropic | openai (Chat Completions, translated both ways)
+    kind: str = "anthropic"  # anthropic | openai (Chat Completions) | bedrock
     reasoning: bool = False  # openai: thinking is sent as reasoning_effort
+    region: str = ""  # bedrock: the AWS region requests are signed for
+    aws_profile: str = ""  # bedrock: the profile of the shared AWS files ("" the default chain)
 
     @property
     def keyed(self) -> bool:
-        """Whether the proxy sends a credential of its own (a key, or a
-        subscription's token), so a caller's secret is never sent in its place."""
-        return self.upstream.credential is not None or bool(self.oauth_file)
+        """Whether the proxy sends a credential of its own (a key, a
+        subscription's token, a cloud's signature), so a caller's secret is
+        never sent in its place."""
+        return (
+            self.upstream.credential is not None or bool(self.oauth_file) or self.kind == "bedrock"
+        )
+
+    @property
+    def messages_only(self) -> bool:
+        """The provider speaks another dialect: only the Messages API
+        (and, for a cloud, its token counting) is translated for it."""
+        return self.kind != "anthropic"
 
     @property
     def open_s(self) -> float:
@@ -287,7 +298,7 @@ class RoutingConfig:
             bool(self.aliases)
             or bool(self.routes)
             or len(enabled) > 1
-            or any(p.edits_body or p.kind == "openai" for p in enabled),
+            or any(p.edits_body or p.kind != "anthropic" for p in enabled),
         )
 
 

@@ -30,12 +30,16 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 WINDOWS = ("weekly", "daily", "rolling")
 # Body fields the router itself reads or edits: dropping them is a mistake.
 _UNDROPPABLE = frozenset({"model", "messages"})
+KINDS = ("anthropic", "openai", "bedrock")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_TOP_FIELD = re.compile(r"^[A-Za-z0-9_]+$")
+_TOOL_FIELD = re.compile(r"^tools\[\]\.[A-Za-z0-9_]+$")
 
 
 # Keys a [[providers]] entry may carry, with their meaning (for the README).
 PROVIDER_KEYS: dict[str, str] = {
     "name": "unique name (letters, digits, `_.-`), used in logs, metrics, pins and `switch`",
-    "base_url": "the provider's Anthropic-compatible base URL, e.g. `https://api.minimax.io/anthropic`",
+    "base_url": "the provider's Anthropic-compatible base URL, e.g. `https://api.minimax.io/anthropic` (`kind = \"bedrock\"`: optional, default `https://bedrock-runtime.{region}.amazonaws.com`)",
     "api_key_env": "environment variable holding the provider's key",
     "api_key_file": "file holding the provider's key (one of the two; neither: the caller's own credential passes through, loopback only)",
     "auth": '`"x-api-key"` (default), `"bearer"` (`Authorization: Bearer KEY`) or `"oauth_file"` (a Claude subscription: the access token of `oauth_credentials_file`)',
@@ -44,8 +48,8 @@ PROVIDER_KEYS: dict[str, str] = {
     "priority": "lower is tried first (default 100; ties keep file order)",
     "enabled": "false takes the provider out of routing (default true)",
     "models": 'table from requested model (exact or glob such as `"claude-*"`) to the provider\'s model, plus optional `default`',
-    "drop_fields": 'top-level request fields removed for this provider, e.g. `["context_management"]`',
-    "drop_betas": "`anthropic-beta` values removed for this provider",
+    "drop_fields": 'top-level request fields removed for this provider, e.g. `["context_management"]` (`kind = "bedrock"`: also a tool field, `"tools[].strict"`, added to the fields Bedrock rejects)',
+    "drop_betas": '`anthropic-beta` values removed for this provider (`kind = "bedrock"`: globs such as `"effort-*"`, added to the betas Bedrock rejects)',
     "retries": "same-provider retries on connection errors, and on 503 while another provider could serve (default `routing.retries`)",
     "cooldown_s": "seconds out of rotation after a 429 without `retry-after` (default `routing.cooldown_s`)",
     "open_s": "seconds the circuit breaker stays open (default `routing.open_s`)",
@@ -57,7 +61,9 @@ PROVIDER_KEYS: dict[str, str] = {
     "h2_prior_knowledge": "overrides `upstream.h2_prior_knowledge` (http:// only)",
     "ca_bundle": "overrides `upstream.ca_bundle`",
     "demote_nonstreaming": "overrides `demote_nonstreaming` for this provider",
-    "kind": '`"anthropic"` (default) or `"openai"`: a Chat Completions API (OpenAI, DeepSeek, OpenRouter, Groq, Ollama, vLLM, LiteLLM ...), `base_url` as OpenAI clients take it (`https://api.openai.com/v1`); requests and answers are translated',
+    "kind": '`"anthropic"` (default), `"openai"`: a Chat Completions API (OpenAI, DeepSeek, OpenRouter, Groq, Ollama, vLLM, LiteLLM ...), `base_url` as OpenAI clients take it (`https://api.openai.com/v1`), requests and answers translated; or `"bedrock"`: Claude on Amazon Bedrock, signed with AWS credentials',
+    "region": '`kind = "bedrock"`: the AWS region (required), e.g. `us-east-1`',
+    "aws_profile": '`kind = "bedrock"`: a profile of the shared AWS config and credentials files (default: the standard chain, `AWS_PROFILE` included)',
     "reasoning": '`kind = "openai"` only: send `thinking` as `reasoning_effort` (low/medium/high by budget); otherwise it is dropped',
     "quota": 'token budget: `{ tokens = N, window = "weekly" | "daily" | "rolling", hours = N (rolling), threshold = 0.9 }`',
 }
@@ -165,6 +171,28 @@ def _credential(raw: dict[str, Any], key: str, env: Mapping[str, str]) -> Creden
     raise ValueError(f'{key}.auth: expected "x-api-key", "bearer" or "oauth_file"')
 
 
+def _cloud_keys(raw: dict[str, Any], key: str, kind: str) -> str:
+    """A cloud provider's own keys, checked; its region ("" for other kinds)."""
+    if kind != "bedrock":
+        for name in ("region", "aws_profile"):
+            if name in raw:
+                raise ValueError(f'{key}.{name}: only for kind = "bedrock"')
+        return ""
+    for name in ("api_key_env", "api_key_file", "auth"):
+        if name in raw:
+            raise ValueError(
+                f"{key}.{name}: a bedrock provider signs with AWS credentials "
+                "(the standard chain, or aws_profile), not a key"
+            )
+    region = raw.get("region")
+    if not isinstance(region, str) or not _REGION.match(region):
+        raise ValueError(f'{key}.region: required for kind = "bedrock", e.g. "us-east-1"')
+    profile = raw.get("aws_profile", "")
+    if not isinstance(profile, str):
+        raise ValueError(f"{key}.aws_profile: expected a profile name")
+    return region
+
+
 def breaker_policy(defaults: Mapping[str, Any], open_s: float) -> BreakerPolicy:
     """A provider's breaker: the global rate, minimum and window, its own open_s."""
     return BreakerPolicy(
@@ -191,11 +219,17 @@ def parse_provider(
     unknown = set(raw) - set(PROVIDER_KEYS)
     if unknown:
         raise ValueError(f"{key}.{sorted(unknown)[0]}: unknown provider setting")
-    if "base_url" not in raw:
+    kind = raw.get("kind", "anthropic")
+    if kind not in KINDS:
+        raise ValueError(f"{key}.kind: expected one of {', '.join(KINDS)}")
+    region = _cloud_keys(raw, key, kind)
+    if "base_url" in raw:
+        base_url = _typed(raw["base_url"], str, f"{key}.base_url", "a URL")
+    elif kind == "bedrock":
+        base_url = f"https://bedrock-runtime.{region}.amazonaws.com"
+    else:
         raise ValueError(f"{key}.base_url: required")
-    origin = parse_origin(
-        _typed(raw["base_url"], str, f"{key}.base_url", "a URL"), f"{key}.base_url"
-    )
+    origin = parse_origin(base_url, f"{key}.base_url")
     prior = _flag(raw, "h2_prior_knowledge", defaults["upstream.h2_prior_knowledge"], key)
     if prior and origin.scheme != "http":
         raise ValueError(f"{key}.h2_prior_knowledge: only for http:// base URLs")
@@ -237,11 +271,16 @@ def parse_provider(
         raise ValueError(
             f"{key}.drop_fields: {sorted(drop_fields & _UNDROPPABLE)[0]} cannot be dropped"
         )
-    family = raw.get("family") or ("anthropic" if origin.host.endswith("anthropic.com") else name)
-    kind = raw.get("kind", "anthropic")
-    if kind not in ("anthropic", "openai"):
-        raise ValueError(f'{key}.kind: expected "anthropic" or "openai"')
-    if kind == "openai" and oauth_file:
+    nested = sorted(f for f in drop_fields if not _TOP_FIELD.match(f))
+    if nested and (kind != "bedrock" or not all(_TOOL_FIELD.match(f) for f in nested)):
+        raise ValueError(
+            f"{key}.drop_fields: {nested[0]!r}: a top-level field name"
+            + (' or "tools[].NAME"' if kind == "bedrock" else "")
+        )
+    # Claude on a cloud signs its thinking as the Anthropic API does.
+    claude = kind == "bedrock" or origin.host.endswith("anthropic.com")
+    family = raw.get("family") or ("anthropic" if claude else name)
+    if kind != "anthropic" and oauth_file:
         raise ValueError(
             f'{key}: a Claude subscription (auth = "oauth_file") is of kind "anthropic"'
         )
@@ -249,6 +288,8 @@ def parse_provider(
         raise ValueError(f'{key}.reasoning: only for kind = "openai"')
     return ProviderConfig(
         kind=kind,
+        region=region,
+        aws_profile=str(raw.get("aws_profile", "")),
         reasoning=_flag(raw, "reasoning", False, key),
         oauth_file=oauth_file,
         demote_nonstreaming=_flag(raw, "demote_nonstreaming", defaults["demote_nonstreaming"], key),

@@ -1,6 +1,6 @@
 """One try of a request on one provider, in two phases::
 
-    async with Attempt(trip, provider, pool, body, payload, credential).open() as answer:
+    async with Attempt(trip, leg, pool, body, credential, signer).open() as answer:
         ... answer.head is the upstream's response head: the caller decides,
         in one place, whether it goes to the client (respond.relay) or is
         kept back for a retry or failover (answer.keep) ...
@@ -30,12 +30,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import trio
 
 from trioproxy._util import one_error
-from trioproxy.config.model import Credential, ProviderConfig
+from trioproxy.config.model import Credential
 from trioproxy.config.oauth import OAUTH_BETA
 from trioproxy.errors import Overloaded, UpstreamError, UpstreamTimeout, about_upstream
 from trioproxy.exchange.body import RequestBody
+from trioproxy.exchange.stage import Leg
 from trioproxy.exchange.trip import Trip
 from trioproxy.proto.events import Http, ResponseHead
+from trioproxy.routing.clouds import Signer
 from trioproxy.rules.upstream_head import upstream_head
 from trioproxy.upstream.lease import Lease, UpstreamClosed, UpstreamWriteFailed
 from trioproxy.upstream.pool import PoolTimeout, UpstreamPool
@@ -92,34 +94,40 @@ class Attempt:
         "body",
         "credential",
         "headers_timeout",
+        "leg",
         "payload",
         "pool",
         "provider",
+        "signer",
         "trip",
     )
 
     def __init__(
         self,
         trip: Trip,
-        provider: ProviderConfig,
+        leg: Leg,
         pool: UpstreamPool,
         body: RequestBody,
-        payload: bytes | None,
         credential: Credential | None,
+        signer: Signer | None = None,
     ) -> None:
-        """``payload``: the body as this provider gets it, when it was read
-        whole (else the client's body streams, replayed from the copy when
-        this is not the first try). ``credential``: what the proxy sends
-        for the caller (None: the caller's own credential goes through)."""
+        """``leg.payload``: the body as this provider gets it, when it was
+        read whole (else the client's body streams, replayed from the copy
+        when this is not the first try). ``credential``: what the proxy
+        sends for the caller (None: the caller's own credential goes
+        through). ``signer``: a cloud's signature over the final head and
+        body, made for each try (its time is part of it)."""
         self.trip = trip
+        self.leg = leg
         self.credential = credential
-        self.provider = provider
+        self.provider = leg.provider
         self.pool = pool
         self.body = body
-        self.payload = payload
+        self.payload = leg.payload
+        self.signer = signer
         self._lease: Lease | None = None
         self.headers_timeout = (
-            provider.response_headers_timeout or trip.cfg.timeouts.response_headers
+            self.provider.response_headers_timeout or trip.cfg.timeouts.response_headers
         )
 
     def open(self) -> AbstractAsyncContextManager[Answer]:
@@ -224,10 +232,13 @@ class Attempt:
             # A subscription's token is accepted with the OAuth beta only.
             add_beta=OAUTH_BETA if provider.oauth_file and self.credential is not None else b"",
             chat=provider.kind == "openai",
+            cloud_target=self.leg.target,
             body_length=None if payload is None else len(payload),
             drop_betas=provider.drop_betas,
             identity=bool(trip.restore),
         )
+        if self.signer is not None:
+            up_head = self.signer(up_head, payload or b"")
         has_body = ex.has_body if payload is None else bool(payload)
         await lease.send_head(up_head, has_body=has_body)  # UpstreamWriteFailed: typed there
 

@@ -38,6 +38,7 @@ from trioproxy.exchange.retention import Retention
 from trioproxy.exchange.stages import REQUEST, Leg, prepare, reading_chain, run_whole
 from trioproxy.exchange.trip import Trip
 from trioproxy.proto.events import ResponseHead
+from trioproxy.routing.clouds import Signer
 from trioproxy.routing.decide import (
     Next,
     Outcome,
@@ -131,6 +132,16 @@ class Forwarding:
             return credential
         return provider.upstream.credential
 
+    def _signer(self, provider: ProviderConfig) -> Signer | None:
+        """A cloud provider's signature maker with its current credentials
+        (None for the others)."""
+        if provider.kind != "bedrock":
+            return None
+        signer = self.router.clouds.signer(provider)
+        if signer is None:  # lost since the plan was made
+            raise Unavailable(f"provider {provider.name} cannot be used: no AWS credentials")
+        return signer
+
     async def _try_all(self, plan: Plan, whole: bytes | None) -> None:
         trip, router, body = self.trip, self.router, self.body
         ex, record = trip.ex, trip.record
@@ -155,11 +166,12 @@ class Forwarding:
                 trip.capture.went(leg.payload)
             pool = self.pools[provider.name]
             credential = self._credential(provider)
+            signer = self._signer(provider)
             retrying = False  # holding a place in the retry budget
             try:
                 while True:
                     try:
-                        attempt = Attempt(trip, provider, pool, body, leg.payload, credential)
+                        attempt = Attempt(trip, leg, pool, body, credential, signer)
                         async with attempt.open() as answer:
                             # A body streamed without a copy cannot be sent
                             # again: whatever this answer is, it is the answer.

@@ -114,12 +114,16 @@ def make_plan(
     if ex.head.path == COUNT_TOKENS and providers[0].kind == "openai":
         return Plan(providers, route, caller_key, providers[0].family, remember, estimate=True)
     if not trip.messages:
-        # A Chat Completions provider is asked only what can be translated.
-        providers = [p for p in providers if p.kind != "openai"]
+        # A provider of another dialect is asked only what can be translated.
+        counted = ex.head.path == COUNT_TOKENS and ex.head.method == b"POST"
+        providers = [
+            p for p in providers if not p.messages_only or (counted and p.kind == "bedrock")
+        ]
         if not providers:
             raise NotFound(
-                f"{ex.head.path.decode('latin-1')}: the provider here speaks Chat "
-                "Completions; only POST /v1/messages is translated for it"
+                f"{ex.head.path.decode('latin-1')}: the provider here speaks another "
+                "dialect (Chat Completions or a cloud's); only POST /v1/messages (and, for "
+                "a cloud, /v1/messages/count_tokens) is translated for it"
             )
     if caller is not None and not caller.own_credential:
         # Never a provider without a key of its own: the caller's proxy

@@ -72,7 +72,7 @@ class LogRequestStage(Stage):
         return chunk
 
 
-class _Whole(Stage):
+class WholeBody(Stage):
     """A request stage that needs the whole body (the JSON) to do its work."""
 
     __slots__ = ("_chunks", "_trip")
@@ -90,7 +90,7 @@ class _Whole(Stage):
         return self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
 
 
-class ScrubStage(_Whole):
+class ScrubStage(WholeBody):
     """Credentials and identifiers become placeholders; the mapping to put
     them back is kept on the trip for RestoreStage (never logged). Runs
     once per request, whatever the provider."""
@@ -105,7 +105,7 @@ class ScrubStage(_Whole):
         return self._trip.scrub(self._body())
 
 
-class EditStage(_Whole):
+class EditStage(WholeBody):
     """The body as one provider wants it (rules/transform.py): the model
     mapped, fields dropped, thinking blocks stripped on a family change. The
     same bytes when nothing changes; parsed once per request."""
@@ -140,7 +140,7 @@ class EditStage(_Whole):
         )
 
 
-class DemoteEdit(_Whole):
+class DemoteEdit(WholeBody):
     """A non-streaming Messages request asks this provider for a stream
     (a byte-level edit: every other byte as sent); ``demoted`` says whether
     it did, which goes into the leg (stages.prepare), so DemoteStage
@@ -169,7 +169,7 @@ class DemoteEdit(_Whole):
 # The request body as it is read from the client (streaming, before anything else).
 
 
-class TranslateRequest(_Whole):
+class TranslateRequest(WholeBody):
     """The Messages request as a Chat Completions one for a provider of
     kind "openai" (openai/request.py); what it drops is noted in the access
     line, what it cannot drop is a 400 naming it."""

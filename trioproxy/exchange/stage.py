@@ -23,6 +23,7 @@ class Leg:
     payload: bytes | None  # the body as this provider gets it (None: streamed as it came)
     demoted: bool = False  # a non-streaming request asked as a stream: rebuild the answer
     translated: bool = False  # a Chat Completions provider: translate the answer
+    target: bytes | None = None  # the provider's own path for the request (a cloud's)
 
 
 class Stage:

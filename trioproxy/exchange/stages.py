@@ -27,8 +27,10 @@ Response side (upstream -> client), in ``RESPONSE`` order:
    placeholders and all.
 1. ``ChatStreamStage`` / ``ChatAnswerStage`` (``translate_answer``): a
    Chat Completions provider's answer in Anthropic's shapes, stream chunk
-   by chunk, JSON or error whole; first, so the stages below read
-   Anthropic's shapes.
+   by chunk, JSON or error whole; ``EventStreamStage`` / ``BedrockWhole``
+   (``bedrock_answer``) the same for a Bedrock provider's event stream,
+   errors and token counts; first, so the stages below read Anthropic's
+   shapes.
 2. ``UsageStage``: token usage, the served model and `event: error`s are
    observed for accounting and quotas (watches).
 3. ``RestoreStage``: the request's placeholders are put back, in SSE deltas
@@ -60,6 +62,9 @@ then ``PER_PROVIDER`` order:
    (``demote_nonstreaming``), by a byte-level edit.
 4. ``TranslateRequest``: for a provider of kind "openai", the request as
    Chat Completions (openai/request.py).
+5. ``BedrockRequest``: for a provider of kind "bedrock", the request as
+   InvokeModel's (or CountTokens') body, and the path it goes to
+   (cloud_stages.py, bedrock/request.py); the attempt signs it.
    Dropped ``anthropic-beta`` values are a head edit (rules/upstream_head.py).
 Each needs the JSON: when one applies, the exchange reads the body whole
 (within ``limits.max_body_bytes``) and keeps it for retries and failover.
@@ -85,6 +90,7 @@ from trioproxy.exchange.answer_stages import (
     UsageStage,
     translate_answer,
 )
+from trioproxy.exchange.cloud_stages import BedrockRequest, bedrock_answer
 from trioproxy.exchange.request_stages import (
     DemoteEdit,
     EditStage,
@@ -107,6 +113,7 @@ StageMaker = Callable[["Trip", Leg, ResponseHead], Stage | None]
 RESPONSE: tuple[StageMaker, ...] = (
     LogResponseStage.make,
     translate_answer,
+    bedrock_answer,
     UsageStage.make,
     RestoreStage.make,
     DemoteStage.make,
@@ -115,8 +122,16 @@ RESPONSE: tuple[StageMaker, ...] = (
 
 
 def response_chain(trip: Trip, leg: Leg, head: ResponseHead) -> Chain | None:
-    """The stages that apply to this answer (None: none, pass it through)."""
-    stages = [s for make in RESPONSE if (s := make(trip, leg, head)) is not None]
+    """The stages that apply to this answer (None: none, pass it through).
+    Each one after a translation is made for the head the translation
+    gives (an event stream that became SSE is SSE to them)."""
+    stages: list[Stage] = []
+    for make in RESPONSE:
+        stage = make(trip, leg, head)
+        if stage is not None:
+            stages.append(stage)
+            if not stage.whole:
+                head = stage.head(head)
     return Chain(stages) if stages else None
 
 
@@ -135,6 +150,7 @@ PER_PROVIDER: tuple[Callable[[Trip, ProviderConfig], Stage | None], ...] = (
     EditStage.make,
     DemoteEdit.make,
     TranslateRequest.make,
+    BedrockRequest.make,
 )
 
 
@@ -160,4 +176,5 @@ def prepare(trip: Trip, provider: ProviderConfig, whole: bytes | None) -> Leg:
     edits = [s for make in PER_PROVIDER if (s := make(trip, provider)) is not None]
     payload = run_whole(edits, whole) if edits else whole
     demoted = any(isinstance(s, DemoteEdit) and s.demoted for s in edits)
-    return Leg(provider, payload, demoted=demoted, translated=translated)
+    target = next((s.target for s in edits if isinstance(s, BedrockRequest)), None)
+    return Leg(provider, payload, demoted=demoted, translated=translated, target=target)

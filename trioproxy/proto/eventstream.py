@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 PRELUDE = 12  # bytes: two lengths and the prelude's CRC
@@ -90,7 +91,7 @@ class EventStreamDecoder:
         return out
 
 
-def encode_message(headers: dict[str, HeaderValue], payload: bytes) -> bytes:
+def encode_message(headers: Mapping[str, HeaderValue], payload: bytes) -> bytes:
     """One message; strings and bytes as their own types, ints as int32,
     booleans as the two boolean types."""
     head = b"".join(_header(name, value) for name, value in headers.items())

@@ -18,6 +18,7 @@ import trio
 
 from trioproxy.accounting.usage import Usage
 from trioproxy.config.model import ProviderConfig, RoutingConfig
+from trioproxy.routing.clouds import Clouds
 from trioproxy.routing.decide import RouteMode, candidates, retry_budget_allows
 from trioproxy.routing.health import PROVIDER, ProviderHealth
 from trioproxy.routing.quota import HOUR, RETAIN_HOURS, QuotaBook, QuotaStatus
@@ -65,7 +66,10 @@ class Router:
         self.store: StateStore | None = None
         self.participants: list[Participant] = []  # share through this router's sync
         self.subscriptions = Subscriptions(routing, wall=wall)  # auth = "oauth_file" providers
-        self.unusable: dict[str, str] = {}  # provider -> why it cannot be used (its token)
+        self.clouds = Clouds(routing)  # kind = "bedrock" providers' credentials
+        self._unusable_tokens: dict[str, str] = {}
+        self._unusable_clouds: dict[str, str] = {}
+        self.unusable: dict[str, str] = {}  # provider -> why it cannot be used (its credential)
         self._events: list[Event] = []  # for the next sync
         self._published: dict[str, tuple[float | None, frozenset[tuple[str, float]]]] = {}
         self.store_down = False  # the last sync failed (/livez and a metric show it)
@@ -206,7 +210,10 @@ class Router:
         old_configured = self._configured()
         self.routing = routing
         self.subscriptions.reconfigure(routing)
-        self.unusable = self.subscriptions.report()
+        self.clouds.reconfigure(routing)
+        self._unusable_tokens = self.subscriptions.report()
+        self._unusable_clouds = self.clouds.report()
+        self.unusable = {**self._unusable_tokens, **self._unusable_clouds}
         for p in routing.providers:
             self.health_of(p.name)
         if self._configured() != old_configured or (
@@ -364,9 +371,22 @@ class Router:
         files until cancelled."""
 
         def apply(unusable: dict[str, str]) -> None:
-            self.unusable = unusable
+            self._unusable_tokens = unusable
+            self.unusable = {**unusable, **self._unusable_clouds}
 
         await self.subscriptions.serve(apply, task_status=task_status)
+
+    async def watch_clouds(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Resolve and refresh cloud providers' credentials (in worker
+        threads) until cancelled, keeping ``unusable`` up to date."""
+
+        def apply(unusable: dict[str, str]) -> None:
+            self._unusable_clouds = unusable
+            self.unusable = {**self._unusable_tokens, **unusable}
+
+        await self.clouds.serve(apply, task_status=task_status)
 
     # -- reporting -------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -390,6 +410,9 @@ class Router:
                 {
                     "name": p.name,
                     "base_url": str(p.upstream.origin),
+                    "kind": p.kind,
+                    "region": p.region or None,
+                    "credentials": self.clouds.state(p.name),
                     "family": p.family,
                     "priority": p.priority,
                     "enabled": p.enabled,

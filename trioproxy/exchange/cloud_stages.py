@@ -1,0 +1,154 @@
+"""Stages for Claude on a cloud (``kind = "bedrock"``): the request in
+Bedrock's dialect, and its answer back in the Messages API's
+(``bedrock/``); ``stages.py`` says where they run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from trioproxy.bedrock.errors import from_json_answer, retry_after
+from trioproxy.bedrock.request import (
+    bridge_of,
+    count_tokens_answer,
+    count_tokens_body,
+    count_tokens_path,
+    invoke_body,
+    invoke_path,
+    split_betas,
+)
+from trioproxy.bedrock.stream import EventStreamToSSE, StreamError
+from trioproxy.config.model import ProviderConfig
+from trioproxy.errors import InvalidRequest, UpstreamError
+from trioproxy.exchange.request_stages import WholeBody
+from trioproxy.exchange.stage import Leg, Stage
+from trioproxy.proto.events import ResponseHead
+
+if TYPE_CHECKING:
+    from trioproxy.exchange.trip import Trip
+
+EVENT_STREAM = b"application/vnd.amazon.eventstream"
+COUNT_TOKENS = b"/v1/messages/count_tokens"
+
+
+class BedrockRequest(WholeBody):
+    """The Messages request (or its token count) as Bedrock's InvokeModel
+    (or CountTokens) takes it; ``target`` is the path it goes to, which the
+    leg carries to the attempt (stages.prepare)."""
+
+    __slots__ = ("_count", "_provider", "target")
+
+    def __init__(self, trip: Trip, provider: ProviderConfig) -> None:
+        super().__init__(trip)
+        self._provider = provider
+        self._count = trip.ex.head.path == COUNT_TOKENS
+        self.target = b""  # what it decided: the provider's path
+
+    @classmethod
+    def make(cls, trip: Trip, provider: ProviderConfig) -> BedrockRequest | None:
+        if provider.kind != "bedrock":
+            return None
+        return cls(trip, provider) if trip.messages or trip.ex.head.path == COUNT_TOKENS else None
+
+    def end(self) -> bytes:
+        body = self._body()
+        trip, provider = self._trip, self._provider
+        parsed = trip.parsed_body(body)
+        if parsed is None:
+            raise InvalidRequest("the request body is not a JSON object")
+        model = parsed.model
+        if not model:
+            raise InvalidRequest("model: a Bedrock provider needs the model to find its path")
+        betas = split_betas(v for n, v in trip.ex.head.headers if n == b"anthropic-beta")
+        bridge = bridge_of(provider.drop_fields, (b.decode() for b in provider.drop_betas))
+        invoke, dropped = invoke_body(body, parsed.doc, betas, bridge)
+        trip.record.dropped = ",".join(dropped)
+        if self._count:
+            self.target = count_tokens_path(model)
+            return count_tokens_body(invoke)
+        self.target = invoke_path(model, stream=parsed.doc.get("stream") is True)
+        return invoke
+
+
+class EventStreamStage(Stage):
+    """Bedrock's event stream as Anthropic's SSE, frame by frame; first of
+    the response stages (after the log's), so every later one reads SSE."""
+
+    __slots__ = ("_translator",)
+
+    def __init__(self) -> None:
+        self._translator = EventStreamToSSE()
+
+    def head(self, head: ResponseHead) -> ResponseHead:
+        headers = [(n, v) for n, v in head.headers if n not in (b"content-type", b"content-length")]
+        headers.append((b"content-type", b"text/event-stream; charset=utf-8"))
+        return ResponseHead(head.status, headers, head.reason)
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._translator.ended:
+            return b""  # an error event closed the stream: the rest is not Anthropic's
+        try:
+            return self._translator.feed(chunk)
+        except StreamError as exc:
+            raise UpstreamError(f"the provider's event stream broke: {exc}") from None
+
+    def end(self) -> bytes:
+        try:
+            return self._translator.end()
+        except StreamError as exc:
+            raise UpstreamError(f"the provider's event stream broke: {exc}") from None
+
+
+class BedrockWhole(Stage):
+    """A JSON answer that changes shape: an error in Anthropic's shape and
+    status (Bedrock's words kept), or a token count in Anthropic's terms.
+    Whole: the status and the length may change."""
+
+    __slots__ = ("_chunks", "_count", "_errortype", "_request_id", "_status")
+    whole = True
+
+    def __init__(self, head: ResponseHead, *, count: bool) -> None:
+        self._status = head.status
+        self._count = count
+        self._errortype = (head.header(b"x-amzn-errortype") or b"").decode("latin-1")
+        self._request_id = (head.header(b"x-amzn-requestid") or b"").decode("latin-1")
+        self._chunks: list[bytes] = []
+
+    def head(self, head: ResponseHead) -> ResponseHead:
+        drop = (b"content-type", b"content-length", b"retry-after")
+        headers = [(n, v) for n, v in head.headers if n not in drop]
+        headers.append((b"content-type", b"application/json"))
+        wait = retry_after(self._status)
+        if wait is not None and head.header(b"retry-after") is None:
+            headers.append((b"retry-after", str(wait).encode()))
+        elif head.header(b"retry-after") is not None:
+            headers.append((b"retry-after", head.header(b"retry-after") or b""))
+        return ResponseHead(self._status, headers, b"")
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._chunks.append(chunk)
+        return b""
+
+    def end(self) -> bytes:
+        data = b"".join(self._chunks)
+        if self._status == 200:
+            counted = count_tokens_answer(data)
+            if counted is None:
+                raise UpstreamError("the provider's token count could not be read")
+            return counted
+        self._status, body = from_json_answer(
+            self._status, self._errortype, data, self._request_id
+        )
+        return body
+
+
+def bedrock_answer(trip: Trip, leg: Leg, head: ResponseHead) -> Stage | None:
+    """A Bedrock provider's answer in the Messages API's terms (None: a
+    Message as JSON, which is already Anthropic's)."""
+    if leg.provider.kind != "bedrock":
+        return None
+    count = trip.ex.head.path == COUNT_TOKENS
+    if head.status == 200 and not count:
+        kind = head.header(b"content-type") or b""
+        return EventStreamStage() if kind.startswith(EVENT_STREAM) else None
+    return BedrockWhole(head, count=count)
+

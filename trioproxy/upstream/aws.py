@@ -1,0 +1,141 @@
+"""AWS credentials and SigV4 signing for Bedrock providers, with botocore.
+
+botocore resolves credentials through AWS's standard chain: the
+environment, the shared config and credentials files (profiles, the SSO
+cache, ``credential_process``), web identity, the ECS and instance
+metadata endpoints. Each of those may read files, run a program or call an
+endpoint, so botocore is only ever called in a worker thread
+(``AwsCredentials.resolve``), and what it gives is kept in memory as frozen
+credentials (access key, secret, session token): botocore refreshes
+temporary ones from ``ADVISORY_S`` before they expire, and the watcher asks
+it again every ``CHECK_EVERY`` seconds, so a request never waits on it.
+
+Signing is then a pure function of the request head, its body and those
+frozen credentials (``sign``), done on the loop once per attempt, where the
+head is final: botocore's ``SigV4Auth`` hashes and HMACs, and with frozen
+credentials it has nothing to refresh or read.
+
+Nothing here logs or returns a secret; a failure is described by its kind
+and the setting to check.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials, ReadOnlyCredentials
+from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
+from botocore.session import Session
+
+from trioproxy.proto.events import RequestHead
+
+log = logging.getLogger("trioproxy.aws")
+
+CHECK_EVERY = 30.0  # seconds between asking botocore whether to refresh
+ADVISORY_S = 15 * 60  # botocore refreshes temporary credentials this long before expiry
+# Headers the signature covers besides host and the x-amz-* ones botocore adds.
+SIGNED = (b"content-type", b"accept", b"content-length")
+
+
+class AwsCredentials:
+    """One Bedrock provider's credentials: resolved in a thread, read on the
+    loop. ``problem`` says why there are none (empty: there are)."""
+
+    def __init__(self, profile: str = "") -> None:
+        self.profile = profile
+        self._source: Credentials | None = None  # botocore's, maybe refreshable
+        self.frozen: ReadOnlyCredentials | None = None
+        self.expires_at: float | None = None  # wall time; None: static credentials
+        self.refreshed_at: float | None = None
+        self.problem = ""
+        self.failures = 0  # resolutions that failed, in a row
+
+    def resolve(self) -> None:
+        """Blocking (botocore): call in a worker thread. Keeps the last good
+        credentials when a refresh fails and they have not expired."""
+        try:
+            if self._source is None:
+                session = Session(profile=self.profile or None)
+                source = session.get_credentials()
+                if source is None:
+                    raise LookupError(
+                        "no AWS credentials found (environment, shared files"
+                        + (f" for profile {self.profile}" if self.profile else "")
+                        + ", web identity, container or instance metadata)"
+                    )
+                self._source = source
+            frozen = self._source.get_frozen_credentials()
+            if not frozen.access_key or not frozen.secret_key:
+                raise LookupError("the AWS credentials found are incomplete")
+        except (BotoCoreError, ClientError, ProfileNotFound, LookupError, OSError) as exc:
+            self.failures += 1
+            self.problem = _described(exc)
+            if self.expires_at is not None and self.expires_at <= time.time():
+                self.frozen = None  # expired: nothing usable is left
+            return
+        self.frozen = frozen
+        expiry = getattr(self._source, "_expiry_time", None)
+        self.expires_at = (
+            expiry.timestamp() if isinstance(expiry, datetime.datetime) else None
+        )
+        self.refreshed_at = time.time()
+        self.problem = ""
+        self.failures = 0
+
+    def state(self) -> dict[str, object]:
+        """For /admin/providers: never a key, only where things stand."""
+        return {
+            "valid": self.frozen is not None,
+            "expires_at": self.expires_at,
+            "refreshed_at": self.refreshed_at,
+            "problem": self.problem,
+            "failures": self.failures,
+        }
+
+
+def sign(
+    head: RequestHead,
+    body: bytes,
+    credentials: ReadOnlyCredentials,
+    *,
+    region: str,
+    service: str,
+) -> RequestHead:
+    """``head`` with SigV4's ``authorization``, ``x-amz-date`` and (for
+    temporary credentials) ``x-amz-security-token``, signed over the host,
+    the method, the path, the query, ``SIGNED`` headers and the body."""
+    host = head.authority.decode("latin-1")
+    signed = {n.decode(): v.decode("latin-1") for n, v in head.headers if n in SIGNED}
+    signed["host"] = host
+    request = AWSRequest(
+        method=head.method.decode(),
+        url=f"{head.scheme.decode()}://{host}{head.target.decode('latin-1')}",
+        data=body,
+        headers=signed,
+    )
+    SigV4Auth(credentials, service, region).add_auth(request)
+    added = [
+        (name.lower().encode(), value.encode() if isinstance(value, str) else value)
+        for name, value in request.headers.items()
+        if name.lower() in ("authorization", "x-amz-date", "x-amz-security-token")
+    ]
+    unsigned_kept = [(n, v) for n, v in head.headers if n not in (b"authorization",)]
+    return RequestHead(
+        method=head.method,
+        target=head.target,
+        headers=unsigned_kept + added,
+        http_version=head.http_version,
+        authority=head.authority,
+        scheme=head.scheme,
+    )
+
+
+def _described(exc: BaseException) -> str:
+    """What went wrong, for the log and /admin/providers. botocore's
+    messages name settings and files, never secret values."""
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) < 300 else text[:297] + "..."
