@@ -314,13 +314,24 @@ def main(argv: list[str] | None = None) -> int:
         print("# effective trioproxy configuration")
         for key, env, shown in effective_settings(config):
             print(f"{key} = {shown}    # {env}")
+        problems: list[str] = []
         for p in config.routing.providers:
             cred = "key set" if p.upstream.credential else "no key: passthrough"
+            if p.kind == "bedrock":
+                from trioproxy.upstream.aws import credential_source
+
+                try:
+                    cred = f"{p.region}, AWS credentials from {credential_source(p.aws_profile, os.environ)}"
+                except LookupError as exc:
+                    problems.append(f"providers[{p.name}]: {exc}")
+                    cred = "no AWS credentials"
             print(
-                f"# provider {p.name}: {p.upstream.origin} priority={p.priority} "
+                f"# provider {p.name} ({p.kind}): {p.upstream.origin} priority={p.priority} "
                 f"family={p.family} {'enabled' if p.enabled else 'disabled'} ({cred})"
             )
-        return 0
+        for problem in problems:
+            print(f"trioproxy: {problem}", file=sys.stderr)
+        return 2 if problems else 0
     worker_fds = getattr(args, "worker_fds", None)
     try:
         fds = WorkerFds.parse(worker_fds) if worker_fds else None

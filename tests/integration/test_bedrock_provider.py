@@ -135,6 +135,12 @@ async def test_sdk_json_stream_tools_and_count_tokens(nursery: trio.Nursery, aws
     headers = dict(fake.seen[0].headers)
     assert b"x-api-key" not in headers and b"anthropic-beta" not in headers
     assert headers[b"authorization"].startswith(b"AWS4-HMAC-SHA256 Credential=" + KEY.encode())
+    # What /admin/providers says of it: kind, region, credentials (never a key).
+    r = await h1_request(proxy.port, "GET", "/admin/providers", [])
+    (row,) = orjson.loads(r.body)["providers"]
+    assert row["kind"] == "bedrock" and row["region"] == "us-east-1"
+    assert row["credentials"]["valid"] is True and row["credentials"]["expires_at"] is None
+    assert KEY.encode() not in r.body and issued(KEY)[0].encode() not in r.body
 
 
 async def test_errors_in_anthropic_s_shape(nursery: trio.Nursery, aws_env: Path) -> None:
@@ -268,3 +274,47 @@ async def test_expiring_credentials_refresh_under_load(
     assert statuses and set(statuses) == {200}
     assert len(set(fake.signed_by)) >= 3 and not fake.refused
     assert int(counter.read_text()) >= 3
+
+
+def _check_config(tmp_path: Path, provider: str, **env: str) -> tuple[int, str, str]:
+    import subprocess
+
+    config = tmp_path / "trioproxy.toml"
+    config.write_text(f"[[providers]]\n{provider}")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TRIOPROXY_"))}
+    r = subprocess.run(
+        [sys.executable, "-m", "trioproxy", "check-config", "--config", str(config)],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_check_config_on_bedrock_providers(tmp_path: Path) -> None:
+    files = {
+        "AWS_CONFIG_FILE": str(tmp_path / "none-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none-credentials"),
+    }
+    code, _, err = _check_config(tmp_path, 'name = "b"\nkind = "bedrock"\n', **files)
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "providers[b].region: required" in err
+    provider = 'name = "b"\nkind = "bedrock"\nregion = "eu-west-3"\n'
+    code, _, err = _check_config(tmp_path, provider, AWS_EC2_METADATA_DISABLED="true", **files)
+    assert code == 2 and err.strip().count("\n") == 0
+    assert err.startswith("trioproxy: providers[b]: no AWS credentials")
+    code, _, err = _check_config(
+        tmp_path, provider + 'aws_profile = "nope"\n', AWS_EC2_METADATA_DISABLED="true", **files
+    )
+    assert code == 2 and "AWS profile 'nope' is in neither shared file" in err
+    secret = "s3cr3t" * 6
+    code, out, err = _check_config(
+        tmp_path, provider, AWS_ACCESS_KEY_ID="AKIAFAKE1", AWS_SECRET_ACCESS_KEY=secret, **files
+    )
+    assert code == 0, err
+    assert "# provider b (bedrock): https://bedrock-runtime.eu-west-3.amazonaws.com" in out
+    assert "AWS credentials from the environment" in out and secret not in out + err
+    code, _, err = _check_config(tmp_path, provider + 'api_key_env = "K"\n', **files)
+    assert code == 2 and "providers[b].api_key_env: a bedrock provider signs" in err

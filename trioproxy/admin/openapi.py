@@ -44,6 +44,23 @@ PROVIDER = obj(
     {
         "name": STR,
         "base_url": STR,
+        "kind": {"enum": ["anthropic", "openai", "bedrock"]},
+        "region": {"type": ["string", "null"], "description": "a cloud provider's region"},
+        "credentials": {
+            "oneOf": [
+                {"type": "null"},
+                obj(
+                    {
+                        "valid": BOOL,
+                        "expires_at": {**NULLABLE_NUM, "description": "Unix time; null: static"},
+                        "refreshed_at": {**NULLABLE_NUM, "description": "Unix time"},
+                        "problem": STR,
+                        "failures": {**INT, "description": "refreshes failed in a row"},
+                    }
+                ),
+            ],
+            "description": "a cloud provider's credentials (never a key); null for the others",
+        },
         "family": STR,
         "priority": {"type": "integer"},
         "enabled": BOOL,

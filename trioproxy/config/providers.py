@@ -44,7 +44,7 @@ PROVIDER_KEYS: dict[str, str] = {
     "api_key_file": "file holding the provider's key (one of the two; neither: the caller's own credential passes through, loopback only)",
     "auth": '`"x-api-key"` (default), `"bearer"` (`Authorization: Bearer KEY`) or `"oauth_file"` (a Claude subscription: the access token of `oauth_credentials_file`)',
     "oauth_credentials_file": 'with `auth = "oauth_file"`: Claude Code\'s credentials file (`~/.claude/.credentials.json`), re-read when it changes; never refreshed by the proxy',
-    "family": "providers of one family accept each other's thinking signatures; default `anthropic` for `*.anthropic.com`, else the name",
+    "family": "providers of one family accept each other's thinking signatures; default `anthropic` for `*.anthropic.com` and `kind = \"bedrock\"`, else the name",
     "priority": "lower is tried first (default 100; ties keep file order)",
     "enabled": "false takes the provider out of routing (default true)",
     "models": 'table from requested model (exact or glob such as `"claude-*"`) to the provider\'s model, plus optional `default`',

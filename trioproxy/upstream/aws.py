@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
+from collections.abc import Mapping
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -79,9 +80,7 @@ class AwsCredentials:
             return
         self.frozen = frozen
         expiry = getattr(self._source, "_expiry_time", None)
-        self.expires_at = (
-            expiry.timestamp() if isinstance(expiry, datetime.datetime) else None
-        )
+        self.expires_at = expiry.timestamp() if isinstance(expiry, datetime.datetime) else None
         self.refreshed_at = time.time()
         self.problem = ""
         self.failures = 0
@@ -131,6 +130,46 @@ def sign(
         http_version=head.http_version,
         authority=head.authority,
         scheme=head.scheme,
+    )
+
+
+# Keys of a profile that give credentials, and what each is called.
+_PROFILE_SOURCES = (
+    ("aws_access_key_id", "static keys"),
+    ("credential_process", "credential_process"),
+    ("sso_session", "SSO"),
+    ("sso_start_url", "SSO"),
+    ("role_arn", "an assumed role"),
+    ("web_identity_token_file", "web identity"),
+)
+
+
+def credential_source(profile: str, env: Mapping[str, str]) -> str:
+    """Where botocore's chain would find credentials, from the environment
+    and the shared files only (for check-config: no endpoint is called, no
+    program run). Raises LookupError when nothing there gives any."""
+    if not profile and env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        return "the environment (AWS_ACCESS_KEY_ID)"
+    name = profile or env.get("AWS_PROFILE") or "default"
+    try:
+        scoped = Session(profile=profile or None).get_scoped_config()
+    except ProfileNotFound:
+        raise LookupError(f"AWS profile {name!r} is in neither shared file") from None
+    for key, what in _PROFILE_SOURCES:
+        if scoped.get(key):
+            return f"profile {name}: {what}"
+    if env.get("AWS_WEB_IDENTITY_TOKEN_FILE") and env.get("AWS_ROLE_ARN"):
+        return "web identity (AWS_WEB_IDENTITY_TOKEN_FILE)"
+    if env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or env.get(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+    ):
+        return "the container credentials endpoint"
+    if env.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true":
+        return "instance metadata (not checked here: only an EC2 instance has it)"
+    raise LookupError(
+        "no AWS credentials: none in the environment, "
+        f"profile {name!r} gives none, no web identity or container endpoint, "
+        "and instance metadata is disabled"
     )
 
 
