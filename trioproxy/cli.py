@@ -11,6 +11,7 @@ import queue
 import sys
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import trio
 
@@ -20,6 +21,7 @@ from trioproxy.config import (
     SETTINGS,
     Config,
     ConfigError,
+    ProviderConfig,
     binding_problem,
     effective_settings,
     load_config,
@@ -104,6 +106,16 @@ def _parser() -> argparse.ArgumentParser:
         help="Amazon Bedrock's runtime instead (SigV4 checked; region us-east-1; any access "
         "key the fake issued: see fake/sigv4.py)",
     )
+    dialect.add_argument(
+        "--vertex",
+        action="store_true",
+        help="Google Cloud Vertex AI instead, with its own token endpoint (POST /token)",
+    )
+    fake.add_argument(
+        "--service-account",
+        metavar="FILE",
+        help="with --vertex: write a service account key the fake accepts to FILE",
+    )
     demo = sub.add_parser(
         "demo", help="fake upstream + proxy + a sample streaming request; keeps running"
     )
@@ -180,10 +192,24 @@ async def _run_supervisor(config: Config, loader: Callable[[], Config], argv: li
     return await sup.run(ready)
 
 
-async def _run_fake(config: Config, kind: str = "anthropic") -> int:
+def _cloud_source(provider: ProviderConfig) -> str:
+    """Where a cloud provider's credentials would come from (no cloud called)."""
+    if provider.kind == "vertex":
+        from trioproxy.upstream.gcp import credential_source as google_source
+
+        return f"project {provider.project}: " + google_source(
+            provider.credentials_file, os.environ
+        )
+    from trioproxy.upstream.aws import credential_source as aws_source
+
+    return "AWS: " + aws_source(provider.aws_profile, os.environ)
+
+
+async def _run_fake(config: Config, kind: str = "anthropic", key_file: str = "") -> int:
     from trioproxy.fake.app import FakeUpstream
     from trioproxy.fake.bedrock_app import BedrockFake
     from trioproxy.fake.openai_app import OpenAIFake
+    from trioproxy.fake.vertex_app import VertexFake
     from trioproxy.server import Server
 
     server = Server(config)
@@ -192,14 +218,21 @@ async def _run_fake(config: Config, kind: str = "anthropic") -> int:
         await nursery.start(server.serve_signals)
 
         async def _serve(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-            app = {"openai": OpenAIFake, "bedrock": BedrockFake}.get(kind, FakeUpstream)()
             await server.serve_app(app, task_status=task_status)
             nursery.cancel_scope.cancel()
 
+        makers = {"openai": OpenAIFake, "bedrock": BedrockFake, "vertex": VertexFake}
+        app = makers.get(kind, FakeUpstream)()
         port = await nursery.start(_serve)
+        if isinstance(app, VertexFake) and key_file:
+            token_uri = f"http://{config.listen.host}:{port}/token"
+            await trio.to_thread.run_sync(app.service_account_key, Path(key_file), token_uri)
+            log.info("a service account key for it: %s", key_file)
         log.info(
             "fake %s upstream listening on http://%s:%d (HTTP/1.1 and h2c)",
-            {"openai": "Chat Completions", "bedrock": "Bedrock"}.get(kind, "Anthropic"),
+            {"openai": "Chat Completions", "bedrock": "Bedrock", "vertex": "Vertex AI"}.get(
+                kind, "Anthropic"
+            ),
             config.listen.host,
             port,
         )
@@ -207,7 +240,6 @@ async def _run_fake(config: Config, kind: str = "anthropic") -> int:
 
 
 def _dev_cert(directory: str, hosts: str) -> int:
-    from pathlib import Path
 
     from trioproxy.devcert import write_dev_cert
 
@@ -317,14 +349,12 @@ def main(argv: list[str] | None = None) -> int:
         problems: list[str] = []
         for p in config.routing.providers:
             cred = "key set" if p.upstream.credential else "no key: passthrough"
-            if p.kind == "bedrock":
-                from trioproxy.upstream.aws import credential_source
-
+            if p.cloud:
                 try:
-                    cred = f"{p.region}, AWS credentials from {credential_source(p.aws_profile, os.environ)}"
+                    cred = f"{p.region}, credentials from {_cloud_source(p)}"
                 except LookupError as exc:
                     problems.append(f"providers[{p.name}]: {exc}")
-                    cred = "no AWS credentials"
+                    cred = "no credentials"
             print(
                 f"# provider {p.name} ({p.kind}): {p.upstream.origin} priority={p.priority} "
                 f"family={p.family} {'enabled' if p.enabled else 'disabled'} ({cred})"
@@ -350,8 +380,10 @@ def main(argv: list[str] | None = None) -> int:
                 _run_supervisor, config, loader, list(sys.argv[1:] if argv is None else argv)
             )
         if args.command == "fake-upstream":
-            kind = "openai" if args.openai else "bedrock" if args.bedrock else "anthropic"
-            return trio.run(_run_fake, config, kind)
+            kind = next(
+                (k for k in ("openai", "bedrock", "vertex") if getattr(args, k)), "anthropic"
+            )
+            return trio.run(_run_fake, config, kind, args.service_account or "")
         from trioproxy.config import parse_hostport as _hp
         from trioproxy.demo import run_demo
 

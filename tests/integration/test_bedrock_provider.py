@@ -258,7 +258,7 @@ async def test_expiring_credentials_refresh_under_load(
         f"[profile rotating]\ncredential_process = {sys.executable} {script}\n"
     )
     fake, proxy = await setup(nursery, provider={"aws_profile": "rotating"})
-    proxy.server.router.clouds.check_every = 0.3
+    proxy.server.router.clouds.check_every_s(0.3)
     body = orjson.dumps(
         {
             "model": "claude-opus-5-5",
@@ -315,6 +315,6 @@ def test_check_config_on_bedrock_providers(tmp_path: Path) -> None:
     )
     assert code == 0, err
     assert "# provider b (bedrock): https://bedrock-runtime.eu-west-3.amazonaws.com" in out
-    assert "AWS credentials from the environment" in out and secret not in out + err
+    assert "credentials from AWS: the environment" in out and secret not in out + err
     code, _, err = _check_config(tmp_path, provider + 'api_key_env = "K"\n', **files)
     assert code == 2 and "providers[b].api_key_env: a bedrock provider signs" in err

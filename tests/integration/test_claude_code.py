@@ -507,3 +507,62 @@ async def test_claude_code_against_the_demo_finishes(
     assert 1 <= asked < 10, bytes(err)[-3000:]
     if tools:
         assert result["num_turns"] >= 2  # the tool round trip happened, then it ended
+
+
+@pytest.mark.parametrize("turn", ["text", "tool-round-trip", "thinking"])
+async def test_claude_code_through_a_bedrock_provider(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, turn: str
+) -> None:
+    """Claude Code speaks Messages to the proxy; the fake Bedrock runtime
+    answers, checking every signature and body as Bedrock would. `-p`, a
+    tool round trip (the model Reads a file, Claude Code sends its content
+    back) and a thinking turn end as they do through the Anthropic API; the
+    fields and betas Bedrock rejects never reach it."""
+    from trioproxy.fake.bedrock_app import BedrockFake
+    from trioproxy.fake.sigv4 import issued
+
+    for name in [n for n in __import__("os").environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFAKE0000CLAUDE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", issued("AKIAFAKE0000CLAUDE")[0])
+    listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
+    refuser = listeners[0].socket.getsockname()[1]
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    notes = cwd / "notes.txt"
+    notes.write_text("the launch code is 4217\n")
+    call = ("Read", {"file_path": str(notes)}) if turn == "tool-round-trip" else None
+    fake = BedrockFake(tools=False, call=call)
+    fake_port = await nursery.start(Server(make_config()).serve_app, fake)
+    provider = {
+        "name": "bedrock",
+        "kind": "bedrock",
+        "region": "us-east-1",
+        "base_url": f"http://127.0.0.1:{fake_port}",
+        "models": {"default": "us.anthropic.claude-opus-5-5-v1:0"},
+    }
+    proxy_port = await nursery.start(Server(make_config(providers=[provider])).serve)
+    extra = {"MAX_THINKING_TOKENS": "4000"} if turn == "thinking" else None
+    result = await claude(f"http://127.0.0.1:{proxy_port}", refuser, cwd=str(cwd), extra=extra)
+    assert result["is_error"] is False, result
+    assert result["result"].startswith("Hello from trioproxy")
+    assert not fake.refused and fake.seen, fake.refused
+    asked = [orjson.loads(b) for b in fake.bodies]
+    assert all(a["anthropic_version"] == "bedrock-2023-05-31" for a in asked)
+    assert not any("context_management" in a for a in asked)
+    if turn == "tool-round-trip":
+        results = [
+            block
+            for a in asked
+            for m in a["messages"]
+            if isinstance(m.get("content"), list)
+            for block in m["content"]
+            if block.get("type") == "tool_result"
+        ]
+        assert results and "4217" in orjson.dumps(results).decode()
+        assert result["num_turns"] >= 2
+    if turn == "thinking":
+        assert any(a.get("thinking", {}).get("type") in ("enabled", "adaptive") for a in asked)

@@ -44,7 +44,7 @@ PROVIDER = obj(
     {
         "name": STR,
         "base_url": STR,
-        "kind": {"enum": ["anthropic", "openai", "bedrock"]},
+        "kind": {"enum": ["anthropic", "openai", "bedrock", "vertex"]},
         "region": {"type": ["string", "null"], "description": "a cloud provider's region"},
         "credentials": {
             "oneOf": [

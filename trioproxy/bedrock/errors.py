@@ -36,7 +36,7 @@ _MAPPED: dict[str, tuple[int, str]] = {
 RETRY_AFTER_S = 1  # whole seconds Bedrock's throttling is worth waiting (it sends none)
 # Words of a validation error that mean the prompt does not fit, and the
 # token Anthropic's gateway guide defines for it.
-_TOO_LONG = re.compile(
+TOO_LONG = re.compile(
     r"too long|too many (input )?tokens|exceeds? .*context|context.* exceed", re.I
 )
 PROMPT_TOO_LONG = "capability_rejected: prompt_too_long"
@@ -58,7 +58,7 @@ def mapped_error(name: str, status: int, message: str, request_id: str = "") -> 
         status, kind = known
     else:
         kind = "api_error" if status >= 500 else "invalid_request_error"
-    if kind == "invalid_request_error" and _TOO_LONG.search(message):
+    if kind == "invalid_request_error" and TOO_LONG.search(message):
         message = f"{message} ({PROMPT_TOO_LONG})"
     body: dict[str, object] = {"type": "error", "error": {"type": kind, "message": message}}
     if request_id:

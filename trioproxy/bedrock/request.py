@@ -111,7 +111,7 @@ def invoke_body(
     tool_fields = {f.split("].", 1)[1] for f in rejected if f.startswith("tools[].")}
     tools = doc.get("tools")
     if tool_fields and isinstance(tools, list):
-        found = _tool_edits(raw, members, tools, tool_fields)
+        found = tool_field_edits(raw, members, tools, tool_fields)
         edits += found[0]
         dropped += [f"tools[].{f}" for f in sorted(found[1])]
     head = b'"anthropic_version":' + orjson.dumps(ANTHROPIC_VERSION)
@@ -124,7 +124,7 @@ def invoke_body(
     return apply(raw, edits), dropped
 
 
-def _tool_edits(
+def tool_field_edits(
     raw: bytes, members: list[Any], tools: list[Any], fields: set[str]
 ) -> tuple[list[Edit], set[str]]:
     """Edits removing ``fields`` from each tool object that has them."""

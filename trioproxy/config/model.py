@@ -162,19 +162,24 @@ class ProviderConfig:
     quota: QuotaConfig | None
     oauth_file: str = ""  # a Claude subscription: its token is read from this file
     demote_nonstreaming: bool = False  # send non-streaming Messages requests as streams
-    kind: str = "anthropic"  # anthropic | openai (Chat Completions) | bedrock
+    kind: str = "anthropic"  # anthropic | openai (Chat Completions) | bedrock | vertex
     reasoning: bool = False  # openai: thinking is sent as reasoning_effort
     region: str = ""  # bedrock: the AWS region requests are signed for
     aws_profile: str = ""  # bedrock: the profile of the shared AWS files ("" the default chain)
+    project: str = ""  # vertex: the Google Cloud project
+    credentials_file: str = ""  # vertex: a service account key ("" Application Default Credentials)
 
     @property
     def keyed(self) -> bool:
         """Whether the proxy sends a credential of its own (a key, a
         subscription's token, a cloud's signature), so a caller's secret is
         never sent in its place."""
-        return (
-            self.upstream.credential is not None or bool(self.oauth_file) or self.kind == "bedrock"
-        )
+        return self.upstream.credential is not None or bool(self.oauth_file) or self.cloud
+
+    @property
+    def cloud(self) -> bool:
+        """Claude on a cloud: requests carry the cloud's own credentials."""
+        return self.kind in ("bedrock", "vertex")
 
     @property
     def messages_only(self) -> bool:

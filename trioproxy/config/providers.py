@@ -26,12 +26,24 @@ from trioproxy.config.model import (
 )
 from trioproxy.config.oauth import read_oauth_file
 
+
+def vertex_base_url(region: str) -> str:
+    """Vertex AI's endpoint for a region (``global`` has no prefix)."""
+    return (
+        "https://aiplatform.googleapis.com"
+        if region == "global"
+        else f"https://{region}-aiplatform.googleapis.com"
+    )
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 WINDOWS = ("weekly", "daily", "rolling")
 # Body fields the router itself reads or edits: dropping them is a mistake.
 _UNDROPPABLE = frozenset({"model", "messages"})
-KINDS = ("anthropic", "openai", "bedrock")
+KINDS = ("anthropic", "openai", "bedrock", "vertex")
+_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_GCP_REGION = re.compile(r"^(global|[a-z]+-[a-z]+\d+)$")
 _TOP_FIELD = re.compile(r"^[A-Za-z0-9_]+$")
 _TOOL_FIELD = re.compile(r"^tools\[\]\.[A-Za-z0-9_]+$")
 
@@ -39,17 +51,17 @@ _TOOL_FIELD = re.compile(r"^tools\[\]\.[A-Za-z0-9_]+$")
 # Keys a [[providers]] entry may carry, with their meaning (for the README).
 PROVIDER_KEYS: dict[str, str] = {
     "name": "unique name (letters, digits, `_.-`), used in logs, metrics, pins and `switch`",
-    "base_url": "the provider's Anthropic-compatible base URL, e.g. `https://api.minimax.io/anthropic` (`kind = \"bedrock\"`: optional, default `https://bedrock-runtime.{region}.amazonaws.com`)",
+    "base_url": 'the provider\'s Anthropic-compatible base URL, e.g. `https://api.minimax.io/anthropic` (`kind = "bedrock"`: optional, default `https://bedrock-runtime.{region}.amazonaws.com`)',
     "api_key_env": "environment variable holding the provider's key",
     "api_key_file": "file holding the provider's key (one of the two; neither: the caller's own credential passes through, loopback only)",
     "auth": '`"x-api-key"` (default), `"bearer"` (`Authorization: Bearer KEY`) or `"oauth_file"` (a Claude subscription: the access token of `oauth_credentials_file`)',
     "oauth_credentials_file": 'with `auth = "oauth_file"`: Claude Code\'s credentials file (`~/.claude/.credentials.json`), re-read when it changes; never refreshed by the proxy',
-    "family": "providers of one family accept each other's thinking signatures; default `anthropic` for `*.anthropic.com` and `kind = \"bedrock\"`, else the name",
+    "family": 'providers of one family accept each other\'s thinking signatures; default `anthropic` for `*.anthropic.com` and `kind = "bedrock"`, else the name',
     "priority": "lower is tried first (default 100; ties keep file order)",
     "enabled": "false takes the provider out of routing (default true)",
     "models": 'table from requested model (exact or glob such as `"claude-*"`) to the provider\'s model, plus optional `default`',
-    "drop_fields": 'top-level request fields removed for this provider, e.g. `["context_management"]` (`kind = "bedrock"`: also a tool field, `"tools[].strict"`, added to the fields Bedrock rejects)',
-    "drop_betas": '`anthropic-beta` values removed for this provider (`kind = "bedrock"`: globs such as `"effort-*"`, added to the betas Bedrock rejects)',
+    "drop_fields": 'top-level request fields removed for this provider, e.g. `["context_management"]` (`kind = "bedrock"` or `"vertex"`: also a tool field, `"tools[].strict"`, added to the fields the cloud rejects)',
+    "drop_betas": '`anthropic-beta` values removed for this provider (`kind = "bedrock"` or `"vertex"`: globs such as `"effort-*"`, added to the betas the cloud rejects)',
     "retries": "same-provider retries on connection errors, and on 503 while another provider could serve (default `routing.retries`)",
     "cooldown_s": "seconds out of rotation after a 429 without `retry-after` (default `routing.cooldown_s`)",
     "open_s": "seconds the circuit breaker stays open (default `routing.open_s`)",
@@ -61,9 +73,11 @@ PROVIDER_KEYS: dict[str, str] = {
     "h2_prior_knowledge": "overrides `upstream.h2_prior_knowledge` (http:// only)",
     "ca_bundle": "overrides `upstream.ca_bundle`",
     "demote_nonstreaming": "overrides `demote_nonstreaming` for this provider",
-    "kind": '`"anthropic"` (default), `"openai"`: a Chat Completions API (OpenAI, DeepSeek, OpenRouter, Groq, Ollama, vLLM, LiteLLM ...), `base_url` as OpenAI clients take it (`https://api.openai.com/v1`), requests and answers translated; or `"bedrock"`: Claude on Amazon Bedrock, signed with AWS credentials',
-    "region": '`kind = "bedrock"`: the AWS region (required), e.g. `us-east-1`',
+    "kind": '`"anthropic"` (default), `"openai"`: a Chat Completions API (OpenAI, DeepSeek, OpenRouter, Groq, Ollama, vLLM, LiteLLM ...), `base_url` as OpenAI clients take it (`https://api.openai.com/v1`), requests and answers translated; `"bedrock"`: Claude on Amazon Bedrock, signed with AWS credentials; or `"vertex"`: Claude on Google Cloud Vertex AI, with Google credentials',
+    "region": '`kind = "bedrock"`: the AWS region (required), e.g. `us-east-1`; `kind = "vertex"`: the Google Cloud region (required), e.g. `us-east5`, or `global`',
     "aws_profile": '`kind = "bedrock"`: a profile of the shared AWS config and credentials files (default: the standard chain, `AWS_PROFILE` included)',
+    "project": '`kind = "vertex"`: the Google Cloud project ID (required)',
+    "credentials_file": "`kind = \"vertex\"`: a service account's JSON key (default: Application Default Credentials: `GOOGLE_APPLICATION_CREDENTIALS`, gcloud's login, the metadata server)",
     "reasoning": '`kind = "openai"` only: send `thinking` as `reasoning_effort` (low/medium/high by budget); otherwise it is dropped',
     "quota": 'token budget: `{ tokens = N, window = "weekly" | "daily" | "rolling", hours = N (rolling), threshold = 0.9 }`',
 }
@@ -171,25 +185,49 @@ def _credential(raw: dict[str, Any], key: str, env: Mapping[str, str]) -> Creden
     raise ValueError(f'{key}.auth: expected "x-api-key", "bearer" or "oauth_file"')
 
 
+_CLOUD_KEYS = {
+    "bedrock": ("region", "aws_profile"),
+    "vertex": ("region", "project", "credentials_file"),
+}
+
+
 def _cloud_keys(raw: dict[str, Any], key: str, kind: str) -> str:
     """A cloud provider's own keys, checked; its region ("" for other kinds)."""
-    if kind != "bedrock":
-        for name in ("region", "aws_profile"):
-            if name in raw:
-                raise ValueError(f'{key}.{name}: only for kind = "bedrock"')
+    own = _CLOUD_KEYS.get(kind, ())
+    for name in sorted({n for keys in _CLOUD_KEYS.values() for n in keys} - set(own)):
+        if name in raw:
+            clouds = [k for k, keys in _CLOUD_KEYS.items() if name in keys]
+            raise ValueError(
+                f"{key}.{name}: only for kind = " + " or ".join(f'"{c}"' for c in clouds)
+            )
+    if not own:
         return ""
     for name in ("api_key_env", "api_key_file", "auth"):
         if name in raw:
-            raise ValueError(
-                f"{key}.{name}: a bedrock provider signs with AWS credentials "
-                "(the standard chain, or aws_profile), not a key"
+            what = (
+                "AWS credentials (the standard chain, or aws_profile)"
+                if kind == "bedrock"
+                else ("Google credentials (credentials_file, or Application Default Credentials)")
             )
+            raise ValueError(f"{key}.{name}: a {kind} provider signs with {what}, not a key")
     region = raw.get("region")
-    if not isinstance(region, str) or not _REGION.match(region):
-        raise ValueError(f'{key}.region: required for kind = "bedrock", e.g. "us-east-1"')
-    profile = raw.get("aws_profile", "")
-    if not isinstance(profile, str):
-        raise ValueError(f"{key}.aws_profile: expected a profile name")
+    pattern, example = (_REGION, "us-east-1") if kind == "bedrock" else (_GCP_REGION, "us-east5")
+    if not isinstance(region, str) or not pattern.match(region):
+        raise ValueError(f'{key}.region: required for kind = "{kind}", e.g. "{example}"')
+    if kind == "bedrock":
+        if not isinstance(raw.get("aws_profile", ""), str):
+            raise ValueError(f"{key}.aws_profile: expected a profile name")
+        return region
+    project = raw.get("project")
+    if not isinstance(project, str) or not _PROJECT.match(project):
+        raise ValueError(
+            f'{key}.project: required for kind = "vertex": the project ID, e.g. "my-project-123"'
+        )
+    path = raw.get("credentials_file", "")
+    if not isinstance(path, str):
+        raise ValueError(f"{key}.credentials_file: expected a path")
+    if path and not Path(path).is_file():
+        raise ValueError(f"{key}.credentials_file: file not found: {path}")
     return region
 
 
@@ -227,6 +265,8 @@ def parse_provider(
         base_url = _typed(raw["base_url"], str, f"{key}.base_url", "a URL")
     elif kind == "bedrock":
         base_url = f"https://bedrock-runtime.{region}.amazonaws.com"
+    elif kind == "vertex":
+        base_url = vertex_base_url(region)
     else:
         raise ValueError(f"{key}.base_url: required")
     origin = parse_origin(base_url, f"{key}.base_url")
@@ -272,13 +312,14 @@ def parse_provider(
             f"{key}.drop_fields: {sorted(drop_fields & _UNDROPPABLE)[0]} cannot be dropped"
         )
     nested = sorted(f for f in drop_fields if not _TOP_FIELD.match(f))
-    if nested and (kind != "bedrock" or not all(_TOOL_FIELD.match(f) for f in nested)):
+    cloud = kind in ("bedrock", "vertex")
+    if nested and (not cloud or not all(_TOOL_FIELD.match(f) for f in nested)):
         raise ValueError(
             f"{key}.drop_fields: {nested[0]!r}: a top-level field name"
-            + (' or "tools[].NAME"' if kind == "bedrock" else "")
+            + (' or "tools[].NAME"' if cloud else "")
         )
     # Claude on a cloud signs its thinking as the Anthropic API does.
-    claude = kind == "bedrock" or origin.host.endswith("anthropic.com")
+    claude = cloud or origin.host.endswith("anthropic.com")
     family = raw.get("family") or ("anthropic" if claude else name)
     if kind != "anthropic" and oauth_file:
         raise ValueError(
@@ -290,6 +331,8 @@ def parse_provider(
         kind=kind,
         region=region,
         aws_profile=str(raw.get("aws_profile", "")),
+        project=str(raw.get("project", "")),
+        credentials_file=str(raw.get("credentials_file", "")),
         reasoning=_flag(raw, "reasoning", False, key),
         oauth_file=oauth_file,
         demote_nonstreaming=_flag(raw, "demote_nonstreaming", defaults["demote_nonstreaming"], key),

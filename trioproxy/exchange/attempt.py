@@ -37,8 +37,8 @@ from trioproxy.exchange.body import RequestBody
 from trioproxy.exchange.stage import Leg
 from trioproxy.exchange.trip import Trip
 from trioproxy.proto.events import Http, ResponseHead
-from trioproxy.routing.clouds import Signer
 from trioproxy.rules.upstream_head import upstream_head
+from trioproxy.upstream.aws import Signer
 from trioproxy.upstream.lease import Lease, UpstreamClosed, UpstreamWriteFailed
 from trioproxy.upstream.pool import PoolTimeout, UpstreamPool
 
@@ -233,6 +233,7 @@ class Attempt:
             add_beta=OAUTH_BETA if provider.oauth_file and self.credential is not None else b"",
             chat=provider.kind == "openai",
             cloud_target=self.leg.target,
+            cloud_headers=self.leg.headers,
             body_length=None if payload is None else len(payload),
             drop_betas=provider.drop_betas,
             identity=bool(trip.restore),

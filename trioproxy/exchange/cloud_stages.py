@@ -1,13 +1,14 @@
-"""Stages for Claude on a cloud (``kind = "bedrock"``): the request in
-Bedrock's dialect, and its answer back in the Messages API's
-(``bedrock/``); ``stages.py`` says where they run."""
+"""Stages for Claude on a cloud (``kind = "bedrock"`` or ``"vertex"``):
+the request in the cloud's dialect, and its answer back in the Messages
+API's (``bedrock/``, ``vertex/``); ``stages.py`` says where they run."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trioproxy.bedrock.errors import from_json_answer, retry_after
 from trioproxy.bedrock.request import (
+    Bridge,
     bridge_of,
     count_tokens_answer,
     count_tokens_body,
@@ -22,6 +23,10 @@ from trioproxy.errors import InvalidRequest, UpstreamError
 from trioproxy.exchange.request_stages import WholeBody
 from trioproxy.exchange.stage import Leg, Stage
 from trioproxy.proto.events import ResponseHead
+from trioproxy.vertex.errors import from_answer as google_error
+from trioproxy.vertex.errors import retry_after as vertex_retry_after
+from trioproxy.vertex.request import count_tokens_path as vertex_count_path
+from trioproxy.vertex.request import predict_body, predict_path
 
 if TYPE_CHECKING:
     from trioproxy.exchange.trip import Trip
@@ -30,22 +35,24 @@ EVENT_STREAM = b"application/vnd.amazon.eventstream"
 COUNT_TOKENS = b"/v1/messages/count_tokens"
 
 
-class BedrockRequest(WholeBody):
-    """The Messages request (or its token count) as Bedrock's InvokeModel
-    (or CountTokens) takes it; ``target`` is the path it goes to, which the
-    leg carries to the attempt (stages.prepare)."""
+class CloudRequest(WholeBody):
+    """The Messages request (or its token count) as a cloud takes it. What
+    it decides, the path and the headers the request goes with, the leg
+    carries to the attempt (stages.prepare)."""
 
-    __slots__ = ("_count", "_provider", "target")
+    __slots__ = ("_count", "_provider", "headers", "target")
+    KIND = ""
 
     def __init__(self, trip: Trip, provider: ProviderConfig) -> None:
         super().__init__(trip)
         self._provider = provider
         self._count = trip.ex.head.path == COUNT_TOKENS
-        self.target = b""  # what it decided: the provider's path
+        self.target = b""  # the provider's path
+        self.headers: tuple[tuple[bytes, bytes], ...] = ()
 
     @classmethod
-    def make(cls, trip: Trip, provider: ProviderConfig) -> BedrockRequest | None:
-        if provider.kind != "bedrock":
+    def make(cls, trip: Trip, provider: ProviderConfig) -> CloudRequest | None:
+        if provider.kind != cls.KIND:
             return None
         return cls(trip, provider) if trip.messages or trip.ex.head.path == COUNT_TOKENS else None
 
@@ -57,16 +64,72 @@ class BedrockRequest(WholeBody):
             raise InvalidRequest("the request body is not a JSON object")
         model = parsed.model
         if not model:
-            raise InvalidRequest("model: a Bedrock provider needs the model to find its path")
+            raise InvalidRequest(f"model: a {self.KIND} provider needs the model to find its path")
         betas = split_betas(v for n, v in trip.ex.head.headers if n == b"anthropic-beta")
         bridge = bridge_of(provider.drop_fields, (b.decode() for b in provider.drop_betas))
-        invoke, dropped = invoke_body(body, parsed.doc, betas, bridge)
+        out, dropped = self._edit(body, parsed.doc, model, betas, bridge)
         trip.record.dropped = ",".join(dropped)
+        return out
+
+    def _edit(
+        self,
+        body: bytes,
+        doc: dict[str, Any],
+        model: str,
+        betas: list[str],
+        bridge: tuple[Bridge, ...],
+    ) -> tuple[bytes, list[str]]:
+        raise NotImplementedError
+
+
+class BedrockRequest(CloudRequest):
+    """As Bedrock's InvokeModel (or CountTokens) takes it."""
+
+    __slots__ = ()
+    KIND = "bedrock"
+
+    def _edit(
+        self,
+        body: bytes,
+        doc: dict[str, Any],
+        model: str,
+        betas: list[str],
+        bridge: tuple[Bridge, ...],
+    ) -> tuple[bytes, list[str]]:
+        invoke, dropped = invoke_body(body, doc, betas, bridge)
         if self._count:
             self.target = count_tokens_path(model)
-            return count_tokens_body(invoke)
-        self.target = invoke_path(model, stream=parsed.doc.get("stream") is True)
-        return invoke
+            return count_tokens_body(invoke), dropped
+        stream = doc.get("stream") is True
+        self.target = invoke_path(model, stream=stream)
+        self.headers = ((b"accept", EVENT_STREAM if stream else b"application/json"),)
+        return invoke, dropped
+
+
+class VertexRequest(CloudRequest):
+    """As Claude on Vertex AI takes it: rawPredict, streamRawPredict or
+    count-tokens; the betas it keeps go as the header."""
+
+    __slots__ = ()
+    KIND = "vertex"
+
+    def _edit(
+        self,
+        body: bytes,
+        doc: dict[str, Any],
+        model: str,
+        betas: list[str],
+        bridge: tuple[Bridge, ...],
+    ) -> tuple[bytes, list[str]]:
+        p = self._provider
+        out, kept, dropped = predict_body(body, doc, betas, bridge, keep_model=self._count)
+        if self._count:
+            self.target = vertex_count_path(p.project, p.region)
+        else:
+            self.target = predict_path(p.project, p.region, model, stream=doc.get("stream") is True)
+        if kept:
+            self.headers = ((b"anthropic-beta", ",".join(kept).encode()),)
+        return out, dropped
 
 
 class EventStreamStage(Stage):
@@ -135,9 +198,7 @@ class BedrockWhole(Stage):
             if counted is None:
                 raise UpstreamError("the provider's token count could not be read")
             return counted
-        self._status, body = from_json_answer(
-            self._status, self._errortype, data, self._request_id
-        )
+        self._status, body = from_json_answer(self._status, self._errortype, data, self._request_id)
         return body
 
 
@@ -152,3 +213,45 @@ def bedrock_answer(trip: Trip, leg: Leg, head: ResponseHead) -> Stage | None:
         return EventStreamStage() if kind.startswith(EVENT_STREAM) else None
     return BedrockWhole(head, count=count)
 
+
+class GoogleError(Stage):
+    """An error from Google's front of Vertex AI in Anthropic's shape and
+    status (Claude's own errors pass as they came). Whole: the status and
+    the length may change."""
+
+    __slots__ = ("_chunks", "_request_id", "_status")
+    whole = True
+
+    def __init__(self, head: ResponseHead) -> None:
+        self._status = head.status
+        self._request_id = (head.header(b"x-request-id") or b"").decode("latin-1")
+        self._chunks: list[bytes] = []
+
+    def head(self, head: ResponseHead) -> ResponseHead:
+        drop = (b"content-type", b"content-length")
+        headers = [(n, v) for n, v in head.headers if n not in drop]
+        headers.append((b"content-type", b"application/json"))
+        wait = vertex_retry_after(self._status)
+        if wait is not None and head.header(b"retry-after") is None:
+            headers.append((b"retry-after", str(wait).encode()))
+        return ResponseHead(self._status, headers, b"")
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._chunks.append(chunk)
+        return b""
+
+    def end(self) -> bytes:
+        data = b"".join(self._chunks)
+        mapped = google_error(self._status, data, self._request_id)
+        if mapped is None:
+            return data  # Claude's own error: as it came
+        self._status, body = mapped
+        return body
+
+
+def vertex_answer(trip: Trip, leg: Leg, head: ResponseHead) -> Stage | None:
+    """A Vertex provider's answer: a stream or a Message is Anthropic's
+    already; an error may be Google's."""
+    if leg.provider.kind != "vertex" or head.status < 400:
+        return None
+    return GoogleError(head)

@@ -38,7 +38,6 @@ from trioproxy.exchange.retention import Retention
 from trioproxy.exchange.stages import REQUEST, Leg, prepare, reading_chain, run_whole
 from trioproxy.exchange.trip import Trip
 from trioproxy.proto.events import ResponseHead
-from trioproxy.routing.clouds import Signer
 from trioproxy.routing.decide import (
     Next,
     Outcome,
@@ -50,6 +49,7 @@ from trioproxy.routing.decide import (
 from trioproxy.routing.health import PROVIDER
 from trioproxy.routing.router import Router
 from trioproxy.rules.upstream_head import check_declared_length
+from trioproxy.upstream.aws import Signer
 from trioproxy.upstream.pool import UpstreamPool
 
 log = logging.getLogger("trioproxy.exchange")
@@ -135,11 +135,11 @@ class Forwarding:
     def _signer(self, provider: ProviderConfig) -> Signer | None:
         """A cloud provider's signature maker with its current credentials
         (None for the others)."""
-        if provider.kind != "bedrock":
+        if not provider.cloud:
             return None
         signer = self.router.clouds.signer(provider)
         if signer is None:  # lost since the plan was made
-            raise Unavailable(f"provider {provider.name} cannot be used: no AWS credentials")
+            raise Unavailable(f"provider {provider.name} cannot be used: no cloud credentials")
         return signer
 
     async def _try_all(self, plan: Plan, whole: bytes | None) -> None:

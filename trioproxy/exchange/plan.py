@@ -116,9 +116,7 @@ def make_plan(
     if not trip.messages:
         # A provider of another dialect is asked only what can be translated.
         counted = ex.head.path == COUNT_TOKENS and ex.head.method == b"POST"
-        providers = [
-            p for p in providers if not p.messages_only or (counted and p.kind == "bedrock")
-        ]
+        providers = [p for p in providers if not p.messages_only or (counted and p.cloud)]
         if not providers:
             raise NotFound(
                 f"{ex.head.path.decode('latin-1')}: the provider here speaks another "

@@ -24,6 +24,7 @@ class Leg:
     demoted: bool = False  # a non-streaming request asked as a stream: rebuild the answer
     translated: bool = False  # a Chat Completions provider: translate the answer
     target: bytes | None = None  # the provider's own path for the request (a cloud's)
+    headers: tuple[tuple[bytes, bytes], ...] = ()  # what the cloud's dialect adds to the head
 
 
 class Stage:

@@ -29,8 +29,9 @@ Response side (upstream -> client), in ``RESPONSE`` order:
    Chat Completions provider's answer in Anthropic's shapes, stream chunk
    by chunk, JSON or error whole; ``EventStreamStage`` / ``BedrockWhole``
    (``bedrock_answer``) the same for a Bedrock provider's event stream,
-   errors and token counts; first, so the stages below read Anthropic's
-   shapes.
+   errors and token counts, ``GoogleError`` (``vertex_answer``) for
+   Google's errors from Vertex; first, so the stages below read
+   Anthropic's shapes.
 2. ``UsageStage``: token usage, the served model and `event: error`s are
    observed for accounting and quotas (watches).
 3. ``RestoreStage``: the request's placeholders are put back, in SSE deltas
@@ -62,9 +63,10 @@ then ``PER_PROVIDER`` order:
    (``demote_nonstreaming``), by a byte-level edit.
 4. ``TranslateRequest``: for a provider of kind "openai", the request as
    Chat Completions (openai/request.py).
-5. ``BedrockRequest``: for a provider of kind "bedrock", the request as
-   InvokeModel's (or CountTokens') body, and the path it goes to
-   (cloud_stages.py, bedrock/request.py); the attempt signs it.
+5. ``BedrockRequest`` / ``VertexRequest``: for a provider of kind
+   "bedrock" or "vertex", the request as the cloud takes it, and the path
+   and headers it goes with (cloud_stages.py, bedrock/ and vertex/); the
+   attempt adds the cloud's credential.
    Dropped ``anthropic-beta`` values are a head edit (rules/upstream_head.py).
 Each needs the JSON: when one applies, the exchange reads the body whole
 (within ``limits.max_body_bytes``) and keeps it for retries and failover.
@@ -90,7 +92,13 @@ from trioproxy.exchange.answer_stages import (
     UsageStage,
     translate_answer,
 )
-from trioproxy.exchange.cloud_stages import BedrockRequest, bedrock_answer
+from trioproxy.exchange.cloud_stages import (
+    BedrockRequest,
+    CloudRequest,
+    VertexRequest,
+    bedrock_answer,
+    vertex_answer,
+)
 from trioproxy.exchange.request_stages import (
     DemoteEdit,
     EditStage,
@@ -114,6 +122,7 @@ RESPONSE: tuple[StageMaker, ...] = (
     LogResponseStage.make,
     translate_answer,
     bedrock_answer,
+    vertex_answer,
     UsageStage.make,
     RestoreStage.make,
     DemoteStage.make,
@@ -151,6 +160,7 @@ PER_PROVIDER: tuple[Callable[[Trip, ProviderConfig], Stage | None], ...] = (
     DemoteEdit.make,
     TranslateRequest.make,
     BedrockRequest.make,
+    VertexRequest.make,
 )
 
 
@@ -176,5 +186,12 @@ def prepare(trip: Trip, provider: ProviderConfig, whole: bytes | None) -> Leg:
     edits = [s for make in PER_PROVIDER if (s := make(trip, provider)) is not None]
     payload = run_whole(edits, whole) if edits else whole
     demoted = any(isinstance(s, DemoteEdit) and s.demoted for s in edits)
-    target = next((s.target for s in edits if isinstance(s, BedrockRequest)), None)
-    return Leg(provider, payload, demoted=demoted, translated=translated, target=target)
+    cloud = next((s for s in edits if isinstance(s, CloudRequest)), None)
+    return Leg(
+        provider,
+        payload,
+        demoted=demoted,
+        translated=translated,
+        target=None if cloud is None else cloud.target,
+        headers=() if cloud is None else cloud.headers,
+    )

@@ -18,6 +18,7 @@ import base64
 import binascii
 import fnmatch
 from collections import deque
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -27,7 +28,7 @@ import trio
 from trioproxy.bedrock.request import ANTHROPIC_VERSION, BEDROCK_BRIDGE, SIGNING_NAME
 from trioproxy.fake.app import FakeUpstream
 from trioproxy.fake.faults import Faults, FaultSyntaxError, parse_faults
-from trioproxy.fake.messages import message_json, plan_for, stream_events
+from trioproxy.fake.messages import answered, message_json, offers, plan_for, stream_events
 from trioproxy.fake.sigv4 import verify
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.proto.events import Headers, ResponseHead
@@ -41,10 +42,18 @@ _ACTIONS = ("invoke", "invoke-with-response-stream", "count-tokens")
 
 class BedrockFake(FakeUpstream):
     def __init__(
-        self, *, faults: bytes | None = None, tools: bool = True, region: str = FAKE_REGION
+        self,
+        *,
+        faults: bytes | None = None,
+        tools: bool = True,
+        region: str = FAKE_REGION,
+        call: tuple[str, dict[str, Any]] | None = None,
     ) -> None:
+        """``call``: answer a first turn with this tool call when the
+        request offers the tool (an agent then runs it and asks again)."""
         super().__init__(faults=faults, tools=tools)
         self.region = region
+        self.call = call
         self.bodies: deque[bytes] = deque(maxlen=100)  # what arrived, for tests
         self.refused: deque[str] = deque(maxlen=100)  # why requests were refused
         self.signed_by: deque[str] = deque(maxlen=1000)  # the access key of each request
@@ -103,6 +112,9 @@ class BedrockFake(FakeUpstream):
             tools=self.tools,
             max_tokens_cut=faults.max_tokens_cut,
         )
+        if self.call is not None and offers(request, self.call[0]) and not answered(request):
+            tool = {"name": self.call[0], "input": self.call[1]}
+            plan = replace(plan, tool=tool, stop_reason="tool_use")
         if action == "invoke":
             if faults.slow_headers:
                 await trio.sleep(faults.slow_headers)

@@ -117,6 +117,18 @@ def plan_for(
     )
 
 
+def offers(request: dict[str, Any], name: str) -> bool:
+    """Whether the request offers a tool of that name."""
+    return any(isinstance(t, dict) and t.get("name") == name for t in request.get("tools") or [])
+
+
+def answered(request: dict[str, Any]) -> bool:
+    """Whether the request's last message carries a tool's result."""
+    messages = request.get("messages") or []
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    return _carries_tool_result(last.get("content") if isinstance(last, dict) else None)
+
+
 def _carries_tool_result(content: object) -> bool:
     return isinstance(content, list) and any(
         isinstance(block, dict) and block.get("type") == "tool_result" for block in content

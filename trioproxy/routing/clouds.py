@@ -1,6 +1,7 @@
-"""Cloud providers' credentials at run time (``kind = "bedrock"``): each
-one's AWS credentials, resolved and refreshed in worker threads
-(upstream/aws.py), and whether it can be used now.
+"""Cloud providers' credentials at run time: each Bedrock provider's AWS
+credentials (upstream/aws.py) and each Vertex provider's Google token
+(upstream/gcp.py), resolved and refreshed in worker threads, and whether
+it can be used now.
 
 A provider without usable credentials (none found, a refresh that failed
 past their expiry) is skipped by the router (``Router.unusable``), shown in
@@ -12,75 +13,89 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import partial
 
 import trio
 
-from trioproxy.bedrock.request import SIGNING_NAME
 from trioproxy.config.model import ProviderConfig, RoutingConfig
-from trioproxy.proto.events import RequestHead
-from trioproxy.upstream.aws import CHECK_EVERY, AwsCredentials, sign
+from trioproxy.upstream.aws import CHECK_EVERY, AwsCredentials, Signer
+from trioproxy.upstream.gcp import GoogleCredentials
 
 log = logging.getLogger("trioproxy.aws")
 
-Signer = Callable[[RequestHead, bytes], RequestHead]
+
+Credentials = AwsCredentials | GoogleCredentials
+_WORDS = {"bedrock": "AWS credentials", "vertex": "Google credentials"}
+
+
+def _made_for(provider: ProviderConfig) -> Credentials | None:
+    if provider.kind == "bedrock":
+        return AwsCredentials(provider.aws_profile)
+    if provider.kind == "vertex":
+        return GoogleCredentials(provider.credentials_file)
+    return None
 
 
 class Clouds:
     def __init__(self, routing: RoutingConfig, *, check_every: float = CHECK_EVERY) -> None:
         self.check_every = check_every
-        self._aws: dict[str, AwsCredentials] = {}
+        self._creds: dict[str, Credentials] = {}
+        self._kinds: dict[str, str] = {}
         self._said: dict[str, str] = {}  # provider -> the reason last logged
         self._changed = trio.Event()  # a reload named credentials not resolved yet
         self.reconfigure(routing)
 
     def reconfigure(self, routing: RoutingConfig) -> None:
-        """A reload keeps what was resolved for a provider whose profile is
+        """A reload keeps what was resolved for a provider whose source is
         unchanged; a new one is resolved by the next check (``serve``)."""
-        aws: dict[str, AwsCredentials] = {}
+        creds: dict[str, Credentials] = {}
         for p in routing.providers:
-            if p.kind == "bedrock":
-                old = self._aws.get(p.name)
-                if old is None or old.profile != p.aws_profile:
-                    old = AwsCredentials(p.aws_profile)
-                    self._changed.set()
-                aws[p.name] = old
-        self._aws = aws
+            old = self._creds.get(p.name)
+            if old is None or not old.same_source(p):
+                old = _made_for(p)
+                if old is None:
+                    continue
+                self._changed.set()
+            creds[p.name] = old
+            self._kinds[p.name] = p.kind
+        self._creds = creds
+
+    def check_every_s(self, seconds: float) -> None:
+        """Check this often from now on (the wait under way ends at once)."""
+        self.check_every = seconds
+        self._changed.set()
 
     @property
     def empty(self) -> bool:
-        return not self._aws
+        return not self._creds
 
     def signer(self, provider: ProviderConfig) -> Signer | None:
-        """How to sign a request to ``provider`` now (None: it needs no
-        signature, or has no credentials, which the plan already knew)."""
-        creds = self._aws.get(provider.name)
-        if creds is None or creds.frozen is None:
-            return None
-        return partial(sign, credentials=creds.frozen, region=provider.region, service=SIGNING_NAME)
+        """How to add the cloud's credential to a request to ``provider``
+        now (None: it has none, which the plan already knew)."""
+        creds = self._creds.get(provider.name)
+        return None if creds is None else creds.signer(provider)
 
     def unusable(self) -> dict[str, str]:
         """Provider -> why it cannot be used now."""
         return {
-            name: f"its AWS credentials: {c.problem or 'not resolved yet'}"
-            for name, c in self._aws.items()
-            if c.frozen is None
+            name: f"its {_WORDS[self._kinds[name]]}: {c.problem or 'not resolved yet'}"
+            for name, c in self._creds.items()
+            if not c.usable
         }
 
     def state(self, name: str) -> dict[str, object] | None:
-        creds = self._aws.get(name)
+        creds = self._creds.get(name)
         return None if creds is None else creds.state()
 
     def resolve_all(self) -> None:
-        """Blocking (botocore): in a worker thread."""
-        for creds in list(self._aws.values()):
+        """Blocking (botocore, google-auth): in a worker thread."""
+        for creds in list(self._creds.values()):
             creds.resolve()
 
     def report(self) -> dict[str, str]:
         """What is unusable now, each change logged once (a failed refresh
         of credentials still valid is logged too, as a warning)."""
         now = self.unusable()
-        for name, creds in self._aws.items():
+        for name, creds in self._creds.items():
             if creds.refreshed_at is None and not creds.problem:
                 continue  # not asked yet (a reload): the next check says
             why = now.get(name) or (f"refresh failed: {creds.problem}" if creds.problem else "")
@@ -88,9 +103,9 @@ class Clouds:
                 if name in now:
                     log.error("provider %s is not used: %s", name, why)
                 else:
-                    log.warning("provider %s: its AWS credentials %s", name, why)
+                    log.warning("provider %s: its %s %s", name, _WORDS[self._kinds[name]], why)
             elif not why and self._said.get(name):
-                log.warning("provider %s: its AWS credentials are usable again", name)
+                log.warning("provider %s: its %s are usable again", name, _WORDS[self._kinds[name]])
             self._said[name] = why
         return now
 
@@ -104,7 +119,7 @@ class Clouds:
         cancelled; ``apply`` gets what is unusable after every check. A
         check that is cancelled finishes in its thread (botocore cannot be
         interrupted) and its result is dropped."""
-        if self._aws:
+        if self._creds:
             await trio.to_thread.run_sync(self.resolve_all)
         apply(self.report())
         task_status.started()
@@ -112,6 +127,6 @@ class Clouds:
             with trio.move_on_after(self.check_every):
                 await self._changed.wait()
             self._changed = trio.Event()
-            if self._aws:
+            if self._creds:
                 await trio.to_thread.run_sync(self.resolve_all)
                 apply(self.report())

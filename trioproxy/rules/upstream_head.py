@@ -10,7 +10,6 @@ from trioproxy.rules.auth import inject_credential
 from trioproxy.rules.transform import drop_betas
 
 CHAT_PATH = b"/chat/completions"  # appended to an OpenAI-style base URL (".../v1")
-EVENT_STREAM = b"application/vnd.amazon.eventstream"
 # What a cloud gets from the proxy instead: credentials, and the type headers.
 _CLOUD_OWN = frozenset(
     {b"authorization", b"x-api-key", b"content-type", b"accept", b"x-amz-security-token"}
@@ -29,6 +28,7 @@ def upstream_head(
     add_beta: bytes = b"",
     chat: bool = False,
     cloud_target: bytes | None = None,
+    cloud_headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> RequestHead:
     """Method, path and query byte-exact (prefixed by the origin's base path);
     end-to-end headers verbatim and in order; `host` set to the upstream's.
@@ -42,9 +42,10 @@ def upstream_head(
     provider speaks Chat Completions: the request goes to its
     ``/chat/completions``, without Anthropic's own headers. ``cloud_target``:
     the path a cloud provider takes the request at (its model in it), sent
-    without Anthropic's headers or the caller's credentials (the cloud's
-    signature is added once the head is final), asking for JSON or, for a
-    streaming path, AWS's event stream."""
+    as JSON without Anthropic's headers or the caller's credentials, with
+    ``cloud_headers`` instead (what the cloud's dialect asks for: an
+    ``accept``, the betas it takes); the cloud's credential is added once
+    the head is final."""
     headers = request_headers_for_upstream(head.headers, upstream_is_h2=upstream_is_h2)
     if credential is not None:
         headers = inject_credential(headers, credential.header, credential.value)
@@ -64,9 +65,8 @@ def upstream_head(
         headers = [
             (n, v) for n, v in headers if not n.startswith(b"anthropic-") and n not in _CLOUD_OWN
         ]
-        stream = cloud_target.endswith(b"-stream")
         headers.append((b"content-type", b"application/json"))
-        headers.append((b"accept", EVENT_STREAM if stream else b"application/json"))
+        headers.extend(cloud_headers)
     if not upstream_is_h2:
         headers.insert(0, (b"host", origin.authority))
     if cloud_target is not None:

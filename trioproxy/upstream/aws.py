@@ -24,7 +24,8 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -32,7 +33,11 @@ from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 from botocore.session import Session
 
+from trioproxy.bedrock.request import SIGNING_NAME
+from trioproxy.config.model import ProviderConfig
 from trioproxy.proto.events import RequestHead
+
+Signer = Callable[[RequestHead, bytes], RequestHead]
 
 log = logging.getLogger("trioproxy.aws")
 
@@ -84,6 +89,19 @@ class AwsCredentials:
         self.refreshed_at = time.time()
         self.problem = ""
         self.failures = 0
+
+    @property
+    def usable(self) -> bool:
+        return self.frozen is not None
+
+    def same_source(self, provider: ProviderConfig) -> bool:
+        """Whether a reloaded ``provider`` takes its credentials from here."""
+        return provider.kind == "bedrock" and provider.aws_profile == self.profile
+
+    def signer(self, provider: ProviderConfig) -> Signer | None:
+        if self.frozen is None:
+            return None
+        return partial(sign, credentials=self.frozen, region=provider.region, service=SIGNING_NAME)
 
     def state(self) -> dict[str, object]:
         """For /admin/providers: never a key, only where things stand."""
