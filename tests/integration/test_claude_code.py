@@ -510,18 +510,22 @@ async def test_claude_code_against_the_demo_finishes(
 
 
 @pytest.mark.parametrize("turn", ["text", "tool-round-trip", "thinking"])
-async def test_claude_code_through_a_bedrock_provider(
-    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, turn: str
+@pytest.mark.parametrize("cloud", ["bedrock", "vertex"])
+async def test_claude_code_through_a_cloud_provider(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cloud: str, turn: str
 ) -> None:
-    """Claude Code speaks Messages to the proxy; the fake Bedrock runtime
-    answers, checking every signature and body as Bedrock would. `-p`, a
-    tool round trip (the model Reads a file, Claude Code sends its content
-    back) and a thinking turn end as they do through the Anthropic API; the
-    fields and betas Bedrock rejects never reach it."""
+    """Claude Code speaks Messages to the proxy; the fake Bedrock runtime or
+    Vertex AI answers, checking every signature or token and every body as
+    the cloud would. `-p`, a tool round trip (the model Reads a file, Claude
+    Code sends its content back) and a thinking turn end as they do through
+    the Anthropic API; the fields and betas the cloud rejects never reach it."""
+    import os
+
     from trioproxy.fake.bedrock_app import BedrockFake
     from trioproxy.fake.sigv4 import issued
+    from trioproxy.fake.vertex_app import FAKE_PROJECT, VertexFake
 
-    for name in [n for n in __import__("os").environ if n.startswith("AWS_")]:
+    for name in [n for n in os.environ if n.startswith(("AWS_", "GOOGLE_"))]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
@@ -535,29 +539,39 @@ async def test_claude_code_through_a_bedrock_provider(
     notes = cwd / "notes.txt"
     notes.write_text("the launch code is 4217\n")
     call = ("Read", {"file_path": str(notes)}) if turn == "tool-round-trip" else None
-    fake = BedrockFake(tools=False, call=call)
-    fake_port = await nursery.start(Server(make_config()).serve_app, fake)
-    provider = {
-        "name": "bedrock",
-        "kind": "bedrock",
-        "region": "us-east-1",
+    fake: BedrockFake | VertexFake
+    if cloud == "bedrock":
+        fake = BedrockFake(tools=False, call=call)
+        fake_port = await nursery.start(Server(make_config()).serve_app, fake)
+        provider: dict[str, Any] = {"region": "us-east-1"}
+        version = "bedrock-2023-05-31"
+    else:
+        fake = VertexFake(tools=False, call=call)
+        fake_port = await nursery.start(Server(make_config()).serve_app, fake)
+        key = tmp_path / "sa.json"
+        fake.service_account_key(key, f"http://127.0.0.1:{fake_port}/token")
+        provider = {"project": FAKE_PROJECT, "region": "global", "credentials_file": str(key)}
+        version = "vertex-2023-10-16"
+    provider |= {
+        "name": cloud,
+        "kind": cloud,
         "base_url": f"http://127.0.0.1:{fake_port}",
-        "models": {"default": "us.anthropic.claude-opus-5-5-v1:0"},
+        "models": {"default": "claude-opus-5-5"},
     }
     proxy_port = await nursery.start(Server(make_config(providers=[provider])).serve)
     extra = {"MAX_THINKING_TOKENS": "4000"} if turn == "thinking" else None
     result = await claude(f"http://127.0.0.1:{proxy_port}", refuser, cwd=str(cwd), extra=extra)
     assert result["is_error"] is False, result
     assert result["result"].startswith("Hello from trioproxy")
-    assert not fake.refused and fake.seen, fake.refused
-    asked = [orjson.loads(b) for b in fake.bodies]
-    assert all(a["anthropic_version"] == "bedrock-2023-05-31" for a in asked)
+    assert not fake.refused, list(fake.refused)
+    asked = [orjson.loads(b) for b in fake.bodies if b and not b.startswith(b"grant_type")]
+    assert asked and all(a["anthropic_version"] == version for a in asked)
     assert not any("context_management" in a for a in asked)
     if turn == "tool-round-trip":
         results = [
             block
             for a in asked
-            for m in a["messages"]
+            for m in a.get("messages", [])
             if isinstance(m.get("content"), list)
             for block in m["content"]
             if block.get("type") == "tool_result"
