@@ -120,10 +120,21 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="fake upstream + proxy + a sample streaming request; keeps running"
     )
     demo.add_argument("--listen", metavar="HOST:PORT", default=DEFAULT_LISTEN)
-    demo.add_argument(
+    demo_kind = demo.add_mutually_exclusive_group()
+    demo_kind.add_argument(
         "--openai",
         action="store_true",
         help="the fake speaks Chat Completions; the proxy translates (a provider of kind openai)",
+    )
+    demo_kind.add_argument(
+        "--bedrock",
+        action="store_true",
+        help="the fake is Amazon Bedrock; the proxy signs and translates (a provider of kind bedrock)",
+    )
+    demo_kind.add_argument(
+        "--vertex",
+        action="store_true",
+        help="the fake is Vertex AI with its token endpoint (a provider of kind vertex)",
     )
     dev = sub.add_parser(
         "dev-cert", help="write a local test CA and server certificate (not for production)"
@@ -387,9 +398,10 @@ def main(argv: list[str] | None = None) -> int:
         from trioproxy.config import parse_hostport as _hp
         from trioproxy.demo import run_demo
 
-        trio.run(
-            partial(run_demo, openai=args.openai), _hp(args.listen, "--listen"), dict(os.environ)
+        demo_kind = next(
+            (k for k in ("openai", "bedrock", "vertex") if getattr(args, k)), "anthropic"
         )
+        trio.run(partial(run_demo, kind=demo_kind), _hp(args.listen, "--listen"), dict(os.environ))
         return 0
     except (ConfigError, BaseExceptionGroup) as exc:
         error = _config_error(exc)

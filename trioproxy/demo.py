@@ -3,8 +3,11 @@ streaming request sent through, its events printed as they arrive."""
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import TextIO
 
 import h11
@@ -13,7 +16,10 @@ import trio
 
 from trioproxy.config import Config, Endpoint, load_config
 from trioproxy.fake.app import FakeUpstream
+from trioproxy.fake.bedrock_app import FAKE_REGION, BedrockFake
 from trioproxy.fake.openai_app import OpenAIFake
+from trioproxy.fake.sigv4 import issued
+from trioproxy.fake.vertex_app import FAKE_PROJECT, VertexFake
 from trioproxy.proto.sse import SSEParser
 from trioproxy.server import Server
 
@@ -83,33 +89,66 @@ async def stream_sample(port: int, out: TextIO) -> int:
                 return events
 
 
+KINDS = {
+    "anthropic": "Anthropic",
+    "openai": "Chat Completions (translated)",
+    "bedrock": "Amazon Bedrock (SigV4-signed, event stream translated)",
+    "vertex": "Google Cloud Vertex AI (google-auth tokens)",
+}
+DEMO_AWS_KEY = "AKIAFAKEDEMO00000001"
+
+
 async def run_demo(
-    listen: Endpoint, env: dict[str, str], out: TextIO = sys.stdout, *, openai: bool = False
+    listen: Endpoint,
+    env: dict[str, str],
+    out: TextIO = sys.stdout,
+    *,
+    openai: bool = False,
+    kind: str = "anthropic",
 ) -> None:
     """Run until SIGINT/SIGTERM: the proxy drains first, then the fake upstream
-    it may still be using. ``openai``: the fake speaks Chat Completions and
-    the proxy translates (a provider of kind "openai")."""
+    it may still be using. ``kind``: what the fake speaks, and so the kind
+    of the proxy's provider ("openai": Chat Completions, translated;
+    "bedrock", "vertex": Claude on a cloud, the fake checking signatures or
+    tokens as the cloud does)."""
+    kind = "openai" if openai else kind
     fake_cfg, _ = demo_configs(listen, env)
     fake_server = Server(fake_cfg)
+    fakes = {"openai": OpenAIFake, "bedrock": BedrockFake, "vertex": VertexFake}
+    app = fakes[kind](tools=False) if kind in fakes else FakeUpstream()
     async with trio.open_nursery() as outer:
-        fake_port = await outer.start(
-            fake_server.serve_app, OpenAIFake(tools=False) if openai else FakeUpstream()
-        )
+        fake_port = await outer.start(fake_server.serve_app, app)
+        fake_url = f"http://127.0.0.1:{fake_port}"
         where: dict[str, object] = {
-            "upstream.url": f"http://127.0.0.1:{fake_port}",
+            "upstream.url": fake_url,
             "upstream.h2_prior_knowledge": "true",
         }
-        if openai:
-            where = {
-                "providers": [
-                    {
-                        "name": "openai-fake",
-                        "kind": "openai",
-                        "base_url": f"http://127.0.0.1:{fake_port}/v1",
-                        "models": {"default": "gpt-fake"},
-                    }
-                ]
-            }
+        if kind != "anthropic":
+            provider: dict[str, object] = {"name": f"{kind}-fake", "kind": kind}
+            if kind == "openai":
+                provider |= {"base_url": f"{fake_url}/v1", "models": {"default": "gpt-fake"}}
+            elif kind == "bedrock":
+                # Keys the fake issued, for this process only: botocore's chain
+                # reads them from the environment, as it would a real key's.
+                os.environ["AWS_ACCESS_KEY_ID"] = DEMO_AWS_KEY
+                os.environ["AWS_SECRET_ACCESS_KEY"] = issued(DEMO_AWS_KEY)[0]
+                os.environ.pop("AWS_SESSION_TOKEN", None)
+                provider |= {
+                    "region": FAKE_REGION,
+                    "base_url": fake_url,
+                    "models": {"default": "us.anthropic.claude-sonnet-4-6-v1:0"},
+                }
+            else:
+                assert isinstance(app, VertexFake)
+                key = Path(tempfile.mkdtemp(prefix="trioproxy-demo-")) / "service-account.json"
+                await trio.to_thread.run_sync(app.service_account_key, key, f"{fake_url}/token")
+                provider |= {
+                    "project": FAKE_PROJECT,
+                    "region": "global",
+                    "base_url": fake_url,
+                    "credentials_file": str(key),
+                }
+            where = {"providers": [provider]}
         if "TRIOPROXY_LOG_BODIES" not in env:
             where["log_bodies"] = "all"  # so the viewer has the sample to show
         proxy_cfg = load_config(env=env, overrides={"listen": str(listen), **where})
@@ -123,9 +162,8 @@ async def run_demo(
         async with trio.open_nursery() as signals:
             await signals.start(proxy.serve_signals)
             port = await outer.start(serve_proxy)
-            kind = "Chat Completions (translated)" if openai else "Anthropic"
             print(
-                f"trioproxy demo: fake {kind} upstream on 127.0.0.1:{fake_port}, "
+                f"trioproxy demo: fake {KINDS[kind]} upstream on 127.0.0.1:{fake_port}, "
                 f"proxy on {listen.host}:{port}",
                 file=out,
             )

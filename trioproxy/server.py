@@ -446,8 +446,12 @@ def _describe_callers(state: ServerState) -> str:
 def _describe_providers(cfg: Config) -> str:
     """For the log: names, where they point, and the credential mode."""
     return ", ".join(
-        f"{p.name}={p.upstream.origin} ("
-        f"{'subscription' if p.oauth_file else 'inject' if p.upstream.credential else 'passthrough'}"
-        f"{'' if p.enabled else ', disabled'})"
+        f"{p.name}={p.upstream.origin} ({_credential_mode(p)}{'' if p.enabled else ', disabled'})"
         for p in cfg.routing.providers
     )
+
+
+def _credential_mode(p: ProviderConfig) -> str:
+    if p.cloud:
+        return f"{p.kind} {p.region}"
+    return "subscription" if p.oauth_file else "inject" if p.upstream.credential else "passthrough"

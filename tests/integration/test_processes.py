@@ -36,15 +36,24 @@ async def test_serve_drains_on_sigterm_and_exits_0(nursery: trio.Nursery) -> Non
             await proxy.logged(rb"draining")
 
 
-@pytest.mark.parametrize("openai", [False, True], ids=["anthropic", "openai"])
-async def test_demo_prints_events_and_the_two_lines(openai: bool) -> None:
-    """`trioproxy demo` (and `demo --openai`, where the fake speaks Chat
-    Completions and the proxy translates): the same Anthropic events."""
+DEMO_KINDS = {
+    "anthropic": "fake Anthropic upstream",
+    "openai": "Chat Completions (translated)",
+    "bedrock": "Amazon Bedrock (SigV4-signed",
+    "vertex": "Google Cloud Vertex AI",
+}
+
+
+@pytest.mark.parametrize("kind", list(DEMO_KINDS))
+async def test_demo_prints_events_and_the_two_lines(kind: str) -> None:
+    """`trioproxy demo` (and `demo --openai`, `--bedrock`, `--vertex`, where
+    the fake speaks another dialect and the proxy translates and signs):
+    the same Anthropic events."""
     proc = await spawn_trioproxy(
         "demo",
         "--listen",
         "127.0.0.1:0",
-        *(["--openai"] if openai else []),
+        *([f"--{kind}"] if kind != "anthropic" else []),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env=clean_env(),
@@ -63,7 +72,7 @@ async def test_demo_prints_events_and_the_two_lines(openai: bool) -> None:
         text = out.decode()
         for name in ("message_start", "content_block_delta", "message_delta", "message_stop"):
             assert name in text
-        assert ("Chat Completions (translated)" in text) == openai
+        assert [k for k, words in DEMO_KINDS.items() if words in text] == [kind]
         port = int(m.group(1))
         async with await H1Client.connect(port) as c:  # the demo keeps running and serving
             r = await c.request("POST", "/v1/messages", [], STREAM)
