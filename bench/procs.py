@@ -130,6 +130,7 @@ def start_trioproxy(
     work: Path,
     extra_env: dict[str, str] | None = None,
     cpus: str = str(PROXY_CPU),
+    config: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """One trioproxy as a user runs it (a supervisor and its workers, one
     unless ``TRIOPROXY_WORKERS`` says otherwise): access lines on (INFO, to a
@@ -143,7 +144,16 @@ def start_trioproxy(
         **(extra_env or {}),
     )
     proc = python_process(
-        ["-m", "trioproxy", "serve", "--listen", f"127.0.0.1:{port}", "--upstream", upstream],
+        [
+            "-m",
+            "trioproxy",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--upstream",
+            upstream,
+            *(["--config", str(config)] if config else []),
+        ],
         cpus,
         env,
         work / f"{name}.log",
@@ -152,16 +162,24 @@ def start_trioproxy(
     return proc, port
 
 
-def start_fake(work: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_fake(work: Path, kind: str = "") -> tuple[subprocess.Popen[bytes], int]:
+    """The fake upstream (``kind``: "bedrock", the fake Bedrock runtime)."""
     port = free_port()
     env = {**os.environ, "TRIOPROXY_LOG_LEVEL": "warning"}
     proc = python_process(
-        ["-m", "trioproxy", "fake-upstream", "--listen", f"127.0.0.1:{port}"],
+        [
+            "-m",
+            "trioproxy",
+            "fake-upstream",
+            "--listen",
+            f"127.0.0.1:{port}",
+            *([f"--{kind}"] if kind else []),
+        ],
         LOAD_CPU,
         env,
-        work / "fake.log",
+        work / f"fake{'-' + kind if kind else ''}.log",
     )
-    wait_listening(port, proc, "fake upstream")
+    wait_listening(port, proc, f"fake {kind or 'anthropic'} upstream")
     return proc, port
 
 

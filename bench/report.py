@@ -23,6 +23,7 @@ VARIANTS = (
     "trioproxy scrub",
     "trioproxy log=all",
     "trioproxy production",
+    "trioproxy bedrock",
     "trioproxy 2 workers",
     "trioproxy 2 workers reloaded",
     "floor+h11 h2-tls-up",
@@ -34,6 +35,7 @@ VARIANT_HEADINGS = {
     "trioproxy scrub": "HTTP/1.1 upstream, scrubbing on",
     "trioproxy log=all": "HTTP/1.1 upstream, conversation log on (all)",
     "trioproxy production": "production: callers with limits, provider key, scrubbing, log all",
+    "trioproxy bedrock": "a Bedrock provider (SigV4, event stream to SSE), the fake Bedrock",
     "trioproxy 2 workers": "2 workers on both cores, HTTP/1.1 upstream",
     "trioproxy 2 workers reloaded": "2 workers, reloaded twice during the run",
     "floor+h11 h2-tls-up": "reference: floor + h11 with an h2-over-TLS upstream (no trioproxy)",
@@ -126,6 +128,15 @@ def render(results: dict[str, Any], png: Path | None = None) -> str:
             ' scrubbing on, `log_bodies = "all"`) against plain trioproxy, CPU per request:',
             "",
             *production,
+        ]
+    cloud = cloud_rows(sc)
+    if cloud:
+        lines += [
+            "",
+            "G through a Bedrock provider (the fake Bedrock's event stream translated to SSE)"
+            " against G through the Anthropic fake, CPU per event:",
+            "",
+            *cloud,
         ]
     variant_rows = _variants(sc)
     if variant_rows:
@@ -320,3 +331,22 @@ def _plot(results: dict[str, Any], png: Path) -> str:
 if __name__ == "__main__":
     data = json.loads(Path(sys.argv[1]).read_text())
     print(render(data, Path(sys.argv[2]) if len(sys.argv) > 2 else None))
+
+
+CLOUD_TARGET = 1.5  # G through Bedrock / G through an Anthropic provider, CPU per event
+
+
+def cloud_rows(sc: dict[str, Any]) -> list[str]:
+    """G through a Bedrock provider beside G through the Anthropic fake."""
+    rows = sc.get("G", {}).get("rows", {})
+    plain = rows.get("trioproxy", {}).get("cpu_us_each")
+    bedrock = rows.get("trioproxy bedrock", {}).get("cpu_us_each")
+    if not plain or not bedrock:
+        return []
+    ratio = bedrock / plain
+    met = "met" if ratio <= CLOUD_TARGET else "missed"
+    return [
+        "| Scenario | Anthropic provider | Bedrock provider | Bedrock / Anthropic | target |",
+        "|---|---|---|---|---|",
+        f"| G | {plain:.0f} µs | {bedrock:.0f} µs | {ratio:.2f}x | ≤ {CLOUD_TARGET}x: {met} |",
+    ]

@@ -47,6 +47,7 @@ from bench.procs import (
     start_tls_fake,
     start_trioproxy,
 )
+from trioproxy.fake.sigv4 import issued
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -59,6 +60,8 @@ LOGGED = "trioproxy log=all"  # A and G: the conversation log keeping every requ
 # A and D: what a team runs: callers with limits (a callers file), the
 # provider key injected, scrubbing on, the conversation log keeping all.
 PRODUCTION = "trioproxy production"
+BEDROCK = "trioproxy bedrock"  # G through a Bedrock provider: event stream to SSE
+BENCH_AWS_KEY = "AKIAFAKEBENCH0000001"
 BENCH_KEY = b"bench-key"  # the x-api-key the load generators send (bench/loads.py)
 FLOOR_H2UP = "floor+h11 h2-tls-up"  # A only: floor + h11 with an h2-over-TLS upstream
 
@@ -147,6 +150,14 @@ class Bench:
             return Target("direct", port, [])
 
         return self._once("fake", make).port
+
+    def bedrock_fake(self) -> int:
+        def make() -> Target:
+            proc, port = start_fake(self.work, "bedrock")
+            self.procs.append(proc)
+            return Target("bedrock", port, [])
+
+        return self._once("bedrock-fake", make).port
 
     def tls_fake(self) -> tuple[int, Path]:
         def make() -> Target:
@@ -270,8 +281,21 @@ class Bench:
                     "TRIOPROXY_SCRUB_MODE": "pseudonymize",
                     "TRIOPROXY_SCRUB_HMAC_KEY": SCRUB_KEY,
                 }
+            config = None
+            if variant == BEDROCK:
+                config = self.work / "bedrock.toml"
+                config.write_text(
+                    '[[providers]]\nname = "bedrock"\nkind = "bedrock"\nregion = "us-east-1"\n'
+                    f'base_url = "http://127.0.0.1:{self.bedrock_fake()}"\n'
+                    'models = { default = "us.anthropic.claude-sonnet-4-6-v1:0" }\n'
+                )
+                env |= {  # keys the fake issued, from the environment as a real one's
+                    "AWS_ACCESS_KEY_ID": BENCH_AWS_KEY,
+                    "AWS_SECRET_ACCESS_KEY": issued(BENCH_AWS_KEY)[0],
+                    "AWS_EC2_METADATA_DISABLED": "true",
+                }
             name = f"{variant.replace(' ', '_')}-{upstream}"
-            proc, port = start_trioproxy(name, url, self.work, env, cpus)
+            proc, port = start_trioproxy(name, url, self.work, env, cpus, config)
             self.procs.append(proc)
             return Target(variant, port, [proc.pid])
 
@@ -413,7 +437,7 @@ class Bench:
             self.nginx("fake"),
             self.floor(fake),
             self.floor(fake, h11=True),
-            *(self.trioproxy(v, "fake") for v in (*VARIANTS, LOGGED)),
+            *(self.trioproxy(v, "fake") for v in (*VARIANTS, LOGGED, BEDROCK)),
         ]
         self._paced("G", "paced SSE, 40 streams x 50 events/s of ~170-byte deltas", targets)
         hop = self.hop()
