@@ -178,7 +178,7 @@ async def test_errors_in_anthropic_s_shape(nursery: trio.Nursery, aws_env: Path)
     assert r.status == 404 and fake.requests == before
 
 
-async def test_a_wrong_secret_is_aws_s_own_words_and_never_logged(
+async def test_a_wrong_secret_is_one_clear_error_logged_once_never_the_secret(
     nursery: trio.Nursery, aws_env: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
     wrong = "w" * 40
@@ -198,6 +198,11 @@ async def test_a_wrong_secret_is_aws_s_own_words_and_never_logged(
             assert r.status == 403 and doc["error"]["type"] == "permission_error"
             assert "signature we calculated does not match" in doc["error"]["message"]
     assert wrong not in caplog.text and issued(KEY)[0] not in caplog.text
+    refusals = [r for r in caplog.records if "refused its AWS credentials" in r.getMessage()]
+    assert len(refusals) == 1 and "InvalidSignatureException" in refusals[0].getMessage()
+    r = await h1_request(proxy.port, "GET", "/admin/providers", [])
+    (row,) = orjson.loads(r.body)["providers"]
+    assert row["credentials"]["refused"] == "HTTP 403 InvalidSignatureException"
 
 
 async def test_failover_from_the_anthropic_api_to_bedrock(

@@ -56,6 +56,10 @@ PROVIDER = obj(
                         "refreshed_at": {**NULLABLE_NUM, "description": "Unix time"},
                         "problem": STR,
                         "failures": {**INT, "description": "refreshes failed in a row"},
+                        "refused": {
+                            **STR,
+                            "description": "the cloud's last refusal of them (401, 403), if any",
+                        },
                     }
                 ),
             ],

@@ -38,7 +38,18 @@ class LogResponseStage(Stage):
     @classmethod
     def make(cls, trip: Trip, leg: Leg, head: ResponseHead) -> LogResponseStage | None:
         capture = trip.capture
-        if capture is None:
+        if capture is None or leg.provider.kind == "bedrock":
+            return None
+        capture.answering(head.headers)
+        return cls(capture)
+
+    @classmethod
+    def translated(cls, trip: Trip, leg: Leg, head: ResponseHead) -> LogResponseStage | None:
+        """For a Bedrock provider, the log keeps the answer once translated
+        (Anthropic's SSE, placeholders still in): its binary event stream
+        would be unreadable in the viewer, and the events are the same."""
+        capture = trip.capture
+        if capture is None or leg.provider.kind != "bedrock":
             return None
         capture.answering(head.headers)
         return cls(capture)

@@ -302,6 +302,8 @@ class Verdict:
         """True: this answer goes to the client; False: it is held back
         (retry or failover)."""
         outcome = classify(head.status)
+        if self.provider.cloud and head.status in (401, 403):
+            self.router.clouds.refused(self.provider.name, head)
         if outcome is Outcome.ANSWER:
             self.outcome, self.latency, self.next = outcome, latency, Next(None)
             return True

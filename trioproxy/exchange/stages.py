@@ -24,7 +24,8 @@ Response side (upstream -> client), in ``RESPONSE`` order:
 0. ``LogResponseStage``: the answer as it arrived, for the conversation
    log (``log_bodies``; watches, keeps references within
    ``log.max_body_bytes``); first, so it keeps the upstream's own bytes,
-   placeholders and all.
+   placeholders and all (a Bedrock provider's once translated to SSE:
+   ``LogResponseStage.translated``, after the translations).
 1. ``ChatStreamStage`` / ``ChatAnswerStage`` (``translate_answer``): a
    Chat Completions provider's answer in Anthropic's shapes, stream chunk
    by chunk, JSON or error whole; ``EventStreamStage`` / ``BedrockWhole``
@@ -123,6 +124,7 @@ RESPONSE: tuple[StageMaker, ...] = (
     translate_answer,
     bedrock_answer,
     vertex_answer,
+    LogResponseStage.translated,
     UsageStage.make,
     RestoreStage.make,
     DemoteStage.make,

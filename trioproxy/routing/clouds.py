@@ -17,6 +17,7 @@ from collections.abc import Callable
 import trio
 
 from trioproxy.config.model import ProviderConfig, RoutingConfig
+from trioproxy.proto.events import ResponseHead
 from trioproxy.upstream.aws import CHECK_EVERY, AwsCredentials, Signer
 from trioproxy.upstream.gcp import GoogleCredentials
 
@@ -41,6 +42,7 @@ class Clouds:
         self._creds: dict[str, Credentials] = {}
         self._kinds: dict[str, str] = {}
         self._said: dict[str, str] = {}  # provider -> the reason last logged
+        self._refused: dict[str, str] = {}  # provider -> the cloud's last refusal, logged
         self._changed = trio.Event()  # a reload named credentials not resolved yet
         self.reconfigure(routing)
 
@@ -58,6 +60,24 @@ class Clouds:
             creds[p.name] = old
             self._kinds[p.name] = p.kind
         self._creds = creds
+
+    def refused(self, name: str, head: ResponseHead) -> None:
+        """The cloud refused a request's credentials (401, 403): logged once
+        per provider and kind of refusal, and shown in /admin/providers,
+        never with a secret. The provider stays in routing: an access
+        denied may be for one model only."""
+        if name not in self._creds:
+            return
+        kind = (head.header(b"x-amzn-errortype") or b"").decode("latin-1").split(":")[0]
+        why = f"HTTP {head.status}" + (f" {kind}" if kind else "")
+        if self._refused.get(name) != why:
+            self._refused[name] = why
+            log.error(
+                "provider %s: the cloud refused its %s (%s): check them",
+                name,
+                _WORDS[self._kinds[name]],
+                why,
+            )
 
     def check_every_s(self, seconds: float) -> None:
         """Check this often from now on (the wait under way ends at once)."""
@@ -84,7 +104,9 @@ class Clouds:
 
     def state(self, name: str) -> dict[str, object] | None:
         creds = self._creds.get(name)
-        return None if creds is None else creds.state()
+        if creds is None:
+            return None
+        return {**creds.state(), "refused": self._refused.get(name, "")}
 
     def resolve_all(self) -> None:
         """Blocking (botocore, google-auth): in a worker thread."""
