@@ -110,7 +110,8 @@ async def test_the_dashboard_draws_live_data_in_a_real_browser(
     assert seen["points"]["latency"] >= 1  # type: ignore[index]
     assert seen["rps"] != "\u2013" and "ms" in str(seen["latency"])
     assert [row[0] for row in seen["providers"]] == ["default"]  # type: ignore[attr-defined]
-    assert seen["providers"][0][1] == "healthy"  # type: ignore[index]
+    assert seen["providers"][0][1] == "anthropic"  # type: ignore[index]
+    assert seen["providers"][0][2] == "healthy"  # type: ignore[index]
     assert "200" in [row[0] for row in seen["codes"]]  # type: ignore[attr-defined]
     assert {row[0] for row in seen["callers"]} == {"alice", "bob", "carol"}  # type: ignore[attr-defined]
     # Each caller's use of its limits: carol's rpm and budget are bars.
