@@ -140,3 +140,81 @@ async def test_demotion_and_the_conversation_log(
     assert doc["message"] is not None
     assert doc["message"]["content"] == message["content"]
     assert "Hello from trioproxy" in row["search"]
+
+
+async def test_failover_anthropic_then_bedrock_then_vertex(
+    nursery: trio.Nursery, cloud_env: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The Anthropic API answers 529: the request is served by Bedrock;
+    when Bedrock is unavailable too, by Vertex. The client sees the same
+    answer each time; only the access line's provider tells them apart."""
+    import logging
+
+    from tests.integration.test_auth import access_lines
+    from trioproxy.fake.app import FakeUpstream
+
+    caplog.set_level(logging.INFO, logger="trioproxy.access")
+    anthropic_fake = FakeUpstream(faults=b"529", tools=False)
+    anthropic_port = await nursery.start(Server(make_config()).serve_app, anthropic_fake)
+    key_file = cloud_env / "anthropic.key"
+    key_file.write_text("sk-ant-fake-0123456789")
+    bedrock = BedrockFake(tools=False)
+    bedrock_port = await nursery.start(Server(make_config()).serve_app, bedrock)
+    vertex = VertexFake(tools=False)
+    vertex_port = await nursery.start(Server(make_config()).serve_app, vertex)
+    sa = cloud_env / "sa.json"
+    vertex.service_account_key(sa, f"http://127.0.0.1:{vertex_port}/token")
+    same_model = {"default": "claude-opus-5-5"}
+    providers = [
+        {
+            "name": "anthropic",
+            "base_url": f"http://127.0.0.1:{anthropic_port}",
+            "api_key_file": str(key_file),
+            "family": "anthropic",
+            "priority": 1,
+        },
+        {
+            "name": "bedrock",
+            "kind": "bedrock",
+            "region": "us-east-1",
+            "base_url": f"http://127.0.0.1:{bedrock_port}",
+            "models": same_model,
+            "priority": 2,
+        },
+        {
+            "name": "vertex",
+            "kind": "vertex",
+            "project": FAKE_PROJECT,
+            "region": "global",
+            "base_url": f"http://127.0.0.1:{vertex_port}",
+            "credentials_file": str(sa),
+            "models": same_model,
+            "priority": 3,
+        },
+    ]
+    server = Server(make_config(providers=providers, routing__retries=0))
+    proxy = Running(server, await nursery.start(server.serve))
+    request = body("hello", stream=True)
+    first = await h1_request(proxy.port, "POST", "/v1/messages", [], request)
+    bedrock.default_faults = b"503"  # Bedrock is unavailable from now on
+    second = await h1_request(proxy.port, "POST", "/v1/messages", [], request)
+    assert first.status == second.status == 200
+
+    def events(raw: bytes) -> list[tuple[str, Any]]:
+        out = []
+        for block in raw.split(b"\n\n"):
+            if b"data: " in block:
+                doc = orjson.loads(block.split(b"data: ", 1)[1])
+                doc.pop("message", None)  # the message's id is each cloud's own
+                out.append((doc.get("type"), doc))
+        return [e for e in out if e[0] != "ping"]
+
+    assert events(first.body) == events(second.body)
+    with trio.fail_after(10):
+        while len(lines := access_lines(caplog)) < 2:  # noqa: ASYNC110 (the journal writes)
+            await trio.sleep(0.05)
+    assert [line["provider"] for line in lines] == ["bedrock", "vertex"]
+    assert [line["providers_tried"] for line in lines] == [
+        "anthropic,bedrock",
+        "anthropic,bedrock,vertex",
+    ]
