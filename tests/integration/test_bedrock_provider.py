@@ -262,8 +262,9 @@ async def test_expiring_credentials_refresh_under_load(
     (aws_env / "aws-config").write_text(
         f"[profile rotating]\ncredential_process = {sys.executable} {script}\n"
     )
-    fake, proxy = await setup(nursery, provider={"aws_profile": "rotating"})
-    proxy.server.router.clouds.check_every_s(0.3)
+    fake, proxy = await setup(
+        nursery, provider={"aws_profile": "rotating"}, upstream__credentials_check_s=0.3
+    )
     body = orjson.dumps(
         {
             "model": "claude-opus-5-5",

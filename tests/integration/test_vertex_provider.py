@@ -175,8 +175,7 @@ async def test_an_expiring_token_is_refreshed_under_load(
     """Tokens that live 301 s are inside the 5-minute refresh window at
     once: every check fetches a new one through the real JWT flow, and
     requests in the meantime never fail."""
-    fake, proxy = await setup(nursery, no_adc, token_seconds=301)
-    proxy.server.router.clouds.check_every_s(0.3)
+    fake, proxy = await setup(nursery, no_adc, token_seconds=301, upstream__credentials_check_s=0.3)
     body = orjson.dumps(
         {
             "model": "claude-opus-5-5",

@@ -265,6 +265,7 @@ class RoutingConfig:
     backoff: float
     retry_budget: float = 0.2  # same-provider retries in flight / requests in flight
     routes: tuple[Route, ...] = ()  # [[routes]], in order: the first match wins
+    credentials_check_s: float = 30.0  # between checks of cloud providers' credentials
 
     def get(self, name: str) -> ProviderConfig | None:
         for p in self.providers:

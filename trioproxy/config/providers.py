@@ -413,6 +413,7 @@ def build_routing(
         retry_after_cap=defaults["routing.retry_after_cap"],
         backoff=defaults["routing.backoff"],
         retry_budget=defaults["routing.retry_budget"],
+        credentials_check_s=defaults["upstream.credentials_check_s"],
     )
 
 

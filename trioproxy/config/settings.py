@@ -236,6 +236,13 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds an HTTP/2 upstream connection has to answer a PING; then it is retired and the requests on it retried, failed over or cut",
     ),
     Setting(
+        "upstream.credentials_check_s",
+        "TRIOPROXY_UPSTREAM_CREDENTIALS_CHECK_S",
+        parse_seconds,
+        30.0,
+        "seconds between checks of cloud providers' credentials, in a worker thread: AWS credentials and Google tokens near their expiry are refreshed then, so no request waits on it",
+    ),
+    Setting(
         "upstream.idle_timeout",
         "TRIOPROXY_UPSTREAM_IDLE_TIMEOUT",
         parse_seconds,

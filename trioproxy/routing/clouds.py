@@ -18,7 +18,7 @@ import trio
 
 from trioproxy.config.model import ProviderConfig, RoutingConfig
 from trioproxy.proto.events import ResponseHead
-from trioproxy.upstream.aws import CHECK_EVERY, AwsCredentials, Signer
+from trioproxy.upstream.aws import AwsCredentials, Signer
 from trioproxy.upstream.gcp import GoogleCredentials
 
 log = logging.getLogger("trioproxy.aws")
@@ -37,8 +37,8 @@ def _made_for(provider: ProviderConfig) -> Credentials | None:
 
 
 class Clouds:
-    def __init__(self, routing: RoutingConfig, *, check_every: float = CHECK_EVERY) -> None:
-        self.check_every = check_every
+    def __init__(self, routing: RoutingConfig) -> None:
+        self.check_every = routing.credentials_check_s
         self._creds: dict[str, Credentials] = {}
         self._kinds: dict[str, str] = {}
         self._said: dict[str, str] = {}  # provider -> the reason last logged
@@ -49,6 +49,9 @@ class Clouds:
     def reconfigure(self, routing: RoutingConfig) -> None:
         """A reload keeps what was resolved for a provider whose source is
         unchanged; a new one is resolved by the next check (``serve``)."""
+        if routing.credentials_check_s != self.check_every:
+            self.check_every = routing.credentials_check_s
+            self._changed.set()
         creds: dict[str, Credentials] = {}
         for p in routing.providers:
             old = self._creds.get(p.name)
@@ -78,11 +81,6 @@ class Clouds:
                 _WORDS[self._kinds[name]],
                 why,
             )
-
-    def check_every_s(self, seconds: float) -> None:
-        """Check this often from now on (the wait under way ends at once)."""
-        self.check_every = seconds
-        self._changed.set()
 
     @property
     def empty(self) -> bool:

@@ -8,7 +8,7 @@ endpoint, so botocore is only ever called in a worker thread
 (``AwsCredentials.resolve``), and what it gives is kept in memory as frozen
 credentials (access key, secret, session token): botocore refreshes
 temporary ones from ``ADVISORY_S`` before they expire, and the watcher asks
-it again every ``CHECK_EVERY`` seconds, so a request never waits on it.
+it again every ``upstream.credentials_check_s``, so a request never waits on it.
 
 Signing is then a pure function of the request head, its body and those
 frozen credentials (``sign``), done on the loop once per attempt, where the
@@ -41,7 +41,6 @@ Signer = Callable[[RequestHead, bytes], RequestHead]
 
 log = logging.getLogger("trioproxy.aws")
 
-CHECK_EVERY = 30.0  # seconds between asking botocore whether to refresh
 ADVISORY_S = 15 * 60  # botocore refreshes temporary credentials this long before expiry
 # Headers the signature covers besides host and the x-amz-* ones botocore adds.
 SIGNED = (b"content-type", b"accept", b"content-length")
