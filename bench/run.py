@@ -61,6 +61,9 @@ LOGGED = "trioproxy log=all"  # A and G: the conversation log keeping every requ
 # provider key injected, scrubbing on, the conversation log keeping all.
 PRODUCTION = "trioproxy production"
 BEDROCK = "trioproxy bedrock"  # G through a Bedrock provider: event stream to SSE
+BEDROCK_REFRESHING = "trioproxy bedrock refreshing"  # its credentials refreshed all the time
+REFRESH_EVERY_S = 0.5  # R: a credential check (and so a refresh) this often
+MINT_DELAY_S = 0.2  # R: the credential_process takes this long (an SSO or STS call, say)
 BENCH_AWS_KEY = "AKIAFAKEBENCH0000001"
 BENCH_KEY = b"bench-key"  # the x-api-key the load generators send (bench/loads.py)
 FLOOR_H2UP = "floor+h11 h2-tls-up"  # A only: floor + h11 with an h2-over-TLS upstream
@@ -150,6 +153,59 @@ class Bench:
             return Target("direct", port, [])
 
         return self._once("fake", make).port
+
+    def rotating_profile(self) -> Path:
+        """An AWS config whose profile's credential_process takes
+        MINT_DELAY_S and gives keys expiring in five minutes: inside
+        botocore's mandatory refresh window, so every check refreshes."""
+        script = self.work / "mint.py"
+        script.write_text(
+            "import datetime, json, sys, time\n"
+            f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+            "from trioproxy.fake.sigv4 import issued\n"
+            f"time.sleep({MINT_DELAY_S})\n"
+            "key = 'ASIAFAKE%012d' % (int(time.time() * 1000) % 10**12)\n"
+            "secret, token = issued(key)\n"
+            "end = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)\n"
+            "print(json.dumps({'Version': 1, 'AccessKeyId': key, 'SecretAccessKey': secret,"
+            " 'SessionToken': token, 'Expiration': end.isoformat()}))\n"
+        )
+        config = self.work / "aws-config"
+        config.write_text(f"[profile rotating]\ncredential_process = {sys.executable} {script}\n")
+        return config
+
+    def refresh_scenario(self) -> None:
+        """R: B's load (concurrency 1, 1 KB Messages JSON) through a Bedrock
+        provider with static credentials, and with credentials refreshed
+        every REFRESH_EVERY_S by a credential_process that takes
+        MINT_DELAY_S: the refresh must not show in the latency (p99 within
+        1 ms). Alternated twice."""
+        if "R" not in self.only:
+            return
+        rows: dict[str, Any] = {}
+        targets = [self.trioproxy(BEDROCK, "fake"), self.trioproxy(BEDROCK_REFRESHING, "fake")]
+        for rnd in (1, 2):
+            for t in targets:
+                say(f"R credentials refreshed under load, round {rnd}: {t.name}")
+                run_wrk(t.port, path="/v1/messages", method="POST", body=1024, conns=1, seconds=1)
+                r = self.measured(
+                    t,
+                    lambda p: run_wrk(
+                        p,
+                        path="/v1/messages",
+                        method="POST",
+                        body=1024,
+                        conns=1,
+                        seconds=self.seconds,
+                    ),
+                )
+                say(
+                    f"   p50 {r['p50_us'] / 1000:.2f} ms  p99 {r['p99_us'] / 1000:.2f} ms  errors {r['errors']} non-2xx {r['non2xx']}"
+                )
+                rows[f"{t.name} {rnd}"] = r
+        self._record(
+            "R", "B through a Bedrock provider, credentials static or refreshed all the time", rows
+        )
 
     def bedrock_fake(self) -> int:
         def make() -> Target:
@@ -282,18 +338,27 @@ class Bench:
                     "TRIOPROXY_SCRUB_HMAC_KEY": SCRUB_KEY,
                 }
             config = None
-            if variant == BEDROCK:
-                config = self.work / "bedrock.toml"
+            if variant in (BEDROCK, BEDROCK_REFRESHING):
+                refreshing = variant == BEDROCK_REFRESHING
+                config = self.work / f"{variant.replace(' ', '_')}.toml"
                 config.write_text(
                     '[[providers]]\nname = "bedrock"\nkind = "bedrock"\nregion = "us-east-1"\n'
                     f'base_url = "http://127.0.0.1:{self.bedrock_fake()}"\n'
                     'models = { default = "us.anthropic.claude-sonnet-4-6-v1:0" }\n'
+                    + ('aws_profile = "rotating"\n' if refreshing else "")
                 )
-                env |= {  # keys the fake issued, from the environment as a real one's
-                    "AWS_ACCESS_KEY_ID": BENCH_AWS_KEY,
-                    "AWS_SECRET_ACCESS_KEY": issued(BENCH_AWS_KEY)[0],
-                    "AWS_EC2_METADATA_DISABLED": "true",
-                }
+                env["AWS_EC2_METADATA_DISABLED"] = "true"
+                if refreshing:
+                    env |= {
+                        "AWS_CONFIG_FILE": str(self.rotating_profile()),
+                        "AWS_SHARED_CREDENTIALS_FILE": str(self.work / "no-credentials"),
+                        "TRIOPROXY_UPSTREAM_CREDENTIALS_CHECK_S": str(REFRESH_EVERY_S),
+                    }
+                else:  # keys the fake issued, from the environment as a real one's
+                    env |= {
+                        "AWS_ACCESS_KEY_ID": BENCH_AWS_KEY,
+                        "AWS_SECRET_ACCESS_KEY": issued(BENCH_AWS_KEY)[0],
+                    }
             name = f"{variant.replace(' ', '_')}-{upstream}"
             proc, port = start_trioproxy(name, url, self.work, env, cpus, config)
             self.procs.append(proc)
@@ -497,7 +562,7 @@ class Bench:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
-    ap.add_argument("--only", default="A,B,C,D,E,F,G")
+    ap.add_argument("--only", default="A,B,C,D,E,F,G,R")
     ap.add_argument("--idle", default="2000,10000", help="stream counts for F")
     ap.add_argument("--out", default=str(RESULTS / "latest"), help="results path, no suffix")
     args = ap.parse_args()
@@ -543,6 +608,7 @@ def main() -> int:
         )
         bench.h2_scenario()
         bench.paced_scenario()
+        bench.refresh_scenario()
         bench.idle_scenario([int(x) for x in args.idle.split(",") if x])
     finally:
         bench.close()
