@@ -150,9 +150,8 @@ def start_trioproxy(
             "serve",
             "--listen",
             f"127.0.0.1:{port}",
-            "--upstream",
-            upstream,
-            *(["--config", str(config)] if config else []),
+            # A configuration with [[providers]] names each provider's URL itself.
+            *(["--config", str(config)] if config else ["--upstream", upstream]),
         ],
         cpus,
         env,
