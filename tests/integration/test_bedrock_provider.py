@@ -324,3 +324,25 @@ def test_check_config_on_bedrock_providers(tmp_path: Path) -> None:
     assert "credentials from AWS: the environment" in out and secret not in out + err
     code, _, err = _check_config(tmp_path, provider + 'api_key_env = "K"\n', **files)
     assert code == 2 and "providers[b].api_key_env: a bedrock provider signs" in err
+
+
+async def test_the_proxy_pings_during_bedrock_s_silences(
+    nursery: trio.Nursery, aws_env: Path
+) -> None:
+    """Bedrock sends no ping events: during its silences the proxy's
+    keep-alive pings go to the client, between whole events."""
+    _fake, proxy = await setup(nursery, stream_keepalive_s=0.2)
+    body = orjson.dumps(
+        {
+            "model": "claude-opus-5-5",
+            "max_tokens": 10,
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        }
+    )
+    faults = [("x-fake-fault", "event-delay=0.7")]
+    r = await h1_request(proxy.port, "POST", "/v1/messages", faults, body)
+    assert r.status == 200 and r.complete
+    events = [block.split(b"\n", 1)[0] for block in r.body.split(b"\n\n") if block]
+    assert events.count(b"event: ping") >= 3
+    assert events[0] == b"event: message_start" and events[-1] == b"event: message_stop"
