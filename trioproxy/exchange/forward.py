@@ -55,7 +55,6 @@ from trioproxy.upstream.pool import UpstreamPool
 log = logging.getLogger("trioproxy.exchange")
 
 
-
 class Forwarding:
     """One request's trip upstream."""
 

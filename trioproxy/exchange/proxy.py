@@ -83,6 +83,7 @@ class Proxy:
             record.user_agent = agent.decode("latin-1")[:200]
         if (session := head.header(b"x-claude-code-session-id")) is not None:
             record.session_id = session.decode("latin-1")[:100]
+        hints(head, record)
         target = head.target
         if b"?" in target:
             record.query = target.partition(b"?")[2].decode("latin-1")
@@ -158,6 +159,23 @@ class Proxy:
             model[:100],
             caller.name,
         )
+
+
+# Claude Code's hint headers (CLAUDE_CODE_GATEWAY_HINT_HEADERS=1) -> record fields.
+HINTS = (
+    (b"x-claude-code-request-class", "request_class"),
+    (b"x-claude-code-agent-type", "agent_type"),
+    (b"x-claude-code-agent-id", "agent_id"),
+    (b"x-claude-code-prompt-id", "prompt_id"),
+)
+
+
+def hints(head: RequestHead, record: RequestRecord) -> None:
+    """What the client says the request is, kept for attribution (bounded)."""
+    for name, attr in HINTS:
+        value = head.header(name)
+        if value is not None:
+            setattr(record, attr, value.decode("latin-1").strip()[:100])
 
 
 def client_addr(head: RequestHead, peer: str, *, trusted: bool) -> str:
