@@ -120,3 +120,64 @@ async def test_claude_code_s_hint_headers_reach_the_access_line(
             await trio.sleep(0.05)
     assert {x["request_class"] for x in lines} == {"main"}
     assert all(x["prompt_id"] for x in lines) and all(x["route"] == "" for x in lines)
+
+
+@unless_in_ci(not CLAUDE.exists(), "Claude Code is not installed (make js-clients)")
+@pytest.mark.timeout(150)
+async def test_a_chat_provider_s_context_overflow_makes_claude_code_compact(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A Chat Completions provider says the prompt is over its context in
+    OpenAI's words; the proxy says it in Anthropic's (its words kept, the
+    guide's token added), so Claude Code compacts and finishes the turn."""
+    from trioproxy.fake.openai_app import OpenAIFake
+
+    fake = OpenAIFake(tools=False)
+    port = await nursery.start(Server(make_config()).serve_app, fake)
+    key = tmp_path / "openai.key"
+    key.write_text("sk-openai-fake-0123456789")
+    provider = {
+        "name": "gpt",
+        "kind": "openai",
+        "base_url": f"http://127.0.0.1:{port}/v1",
+        "api_key_file": str(key),
+        "auth": "bearer",
+        "models": {"default": "gpt-4o"},
+    }
+    server = Server(make_config(providers=[provider]))
+    proxy = Running(server, await nursery.start(server.serve))
+    listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
+    refuser = listeners[0].socket.getsockname()[1]
+    home, cwd = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    cwd.mkdir()
+    env = {"CLAUDE_CODE_GATEWAY_HINT_HEADERS": "1", "HOME": str(home)}
+    first = await claude(proxy.url, refuser, extra=env, cwd=str(cwd))
+    assert first["is_error"] is False, first
+    before = len(fake.seen)
+    fake.script.append(b"context-overflow")  # the next request only
+    result = await claude(proxy.url, refuser, extra=env, cwd=str(cwd), args=("-c",))
+    seen = [dict(s.headers) for s in list(fake.seen)[before:]]
+    assert result["is_error"] is False, result
+    classes = [
+        (h.get(b"x-claude-code-request-class"), h.get(b"x-claude-code-compaction")) for h in seen
+    ]
+    assert classes[0] == (b"main", None) and (b"compaction", b"reactive") in classes[1:]
+    assert classes[-1] == (b"main", None)  # the turn, asked again after compacting
+    # What the proxy said, in Anthropic's words, the provider's kept (Claude
+    # Code also knows OpenAI's wording; other providers' it may not).
+    fake.script.append(b"context-overflow")
+    body = orjson.dumps(
+        {
+            "model": "claude-opus-5-5",
+            "max_tokens": 9,
+            "messages": [{"role": "user", "content": "x"}],
+        }
+    )
+    r = await h1_request(proxy.port, "POST", "/v1/messages", [], body)
+    message = orjson.loads(r.body)["error"]["message"]
+    assert r.status == 400 and message.startswith(
+        "prompt is too long: 130532 tokens > 128000 maximum"
+    )
+    assert "This model's maximum context length" in message
+    assert message.endswith("(capability_rejected: prompt_too_long)")
