@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from trioproxy.callers.policy import check_model
 from trioproxy.config.model import ProviderConfig, Route
 from trioproxy.errors import InvalidRequest, NotFound, PermissionDenied, RateLimited, Unavailable
-from trioproxy.exchange.local import ESTIMATE, LIST_MODELS, is_models
+from trioproxy.exchange.local import ESTIMATE, LIST_MODELS, PROFILES, is_models, is_profiles
 from trioproxy.exchange.trip import Trip
 from trioproxy.proto.events import RequestHead
 from trioproxy.routing.decide import OWN_KEY, NoProvider, UnknownProvider
@@ -70,6 +70,8 @@ def make_plan(
     ex, record, routing, caller = trip.ex, trip.record, trip.cfg.routing, trip.caller
     if is_models(ex.head.method, ex.head.path):  # from the catalogue, never an upstream's list
         return Plan([], None, "", "", None, local=LIST_MODELS)
+    if is_profiles(ex.head.method, ex.head.path):
+        return Plan([], None, "", "", None, local=PROFILES)
     session_raw = ex.head.header(SESSION_HEADER)
     session = session_raw.decode("latin-1") if session_raw else None
     route: Route | None = None

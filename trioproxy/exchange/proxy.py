@@ -19,6 +19,7 @@ import time
 from trioproxy.accounting.pricing import caller_tokens, cost_usd, price_for
 from trioproxy.accounting.record import NO_CALLER, RequestRecord
 from trioproxy.admin.endpoints import is_own, serve_own
+from trioproxy.bedrock.client import parse_target
 from trioproxy.callers.policy import Refusal, check_expiry
 from trioproxy.config.model import Caller, Config
 from trioproxy.convlog.capture import Capture
@@ -29,6 +30,7 @@ from trioproxy.errors import (
     RateLimited,
     error_response,
 )
+from trioproxy.exchange.bedrock_client import BedrockClient
 from trioproxy.exchange.cors_headers import CorsExchange
 from trioproxy.exchange.forward import Forwarding
 from trioproxy.exchange.retention import Retention
@@ -74,6 +76,9 @@ class Proxy:
         if is_own(head):
             await serve_own(ex, state)
             return
+        bedrock = parse_target(head.method, head.path)
+        if bedrock is not None:  # a Bedrock-format client: answered in its format
+            ex = BedrockClient(ex, bedrock)
         record = RequestRecord(
             ex.request_id, head.method.decode("latin-1"), head.path.decode("latin-1"), ex.protocol
         )
@@ -102,6 +107,9 @@ class Proxy:
                     _refuse(record, check_expiry(caller, state.book.wall()))
                     _refuse(record, state.book.admit(caller))
                     admitted = caller
+            if isinstance(ex, BedrockClient):  # its request, read now it is admitted
+                await ex.read_request(cfg.limits.max_body_bytes)
+                trip.rebind(ex)
             await Forwarding(trip, self.pools, self.router, self.retention).run()
         except ProxyError as exc:
             record.status, record.error = exc.status, exc.detail

@@ -118,3 +118,33 @@ def openai_list(models: list[Model]) -> bytes:
 
 def openai_model(m: Model) -> bytes:
     return orjson.dumps({"id": m.id, "object": "model", "created": 0, "owned_by": "trioproxy"})
+
+
+GEOGRAPHIES = ("us", "eu", "apac", "global")  # Bedrock's cross-region profile prefixes
+_ARN = "arn:aws:bedrock:{region}:000000000000:inference-profile/{id}"
+
+
+def bedrock_profiles(models: list[Model], region: str = "us-east-1") -> list[dict[str, object]]:
+    """Each Claude model of the catalogue as Bedrock's system-defined
+    inference profiles, one per geography (``us.anthropic.claude-opus-5-5``):
+    what a Bedrock-format client looks its model up in."""
+    out: list[dict[str, object]] = []
+    for m in models:
+        if not m.id.startswith("claude"):
+            continue
+        for geo in GEOGRAPHIES:
+            pid = f"{geo}.anthropic.{m.id}"
+            out.append(
+                {
+                    "inferenceProfileName": f"{geo.upper()} {m.display_name}",
+                    "description": f"{m.display_name}, served by trioproxy",
+                    "inferenceProfileArn": _ARN.format(region=region, id=pid),
+                    "inferenceProfileId": pid,
+                    "models": [
+                        {"modelArn": f"arn:aws:bedrock:{region}::foundation-model/anthropic.{m.id}"}
+                    ],
+                    "status": "ACTIVE",
+                    "type": "SYSTEM_DEFINED",
+                }
+            )
+    return out
