@@ -158,3 +158,68 @@ async def test_claude_code_in_bedrock_mode(
     assert {x["provider"] for x in lines if x["method"] == "POST"} == {kind}
     assert next(x for x in lines if x["path"] == turn)["stream"] is True
     assert fake.requests >= 1
+
+
+VERTEX = "/v1/projects/my-project/locations/us-east5/publishers/anthropic/models"
+
+
+async def test_vertex_format_requests(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, proxy = await proxy_for(nursery, "anthropic", monkeypatch)
+    body = orjson.dumps(
+        {
+            "anthropic_version": "vertex-2023-10-16",
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+    )
+    r = await h1_request(
+        proxy.port, "POST", f"{VERTEX}/claude-opus-5-5@20261101:rawPredict", BEARER, body
+    )
+    assert r.status == 200 and orjson.loads(r.body)["type"] == "message"
+    asked = orjson.loads(fake.last_body)
+    assert asked["model"] == "claude-opus-5-5" and "anthropic_version" not in asked
+    r = await h1_request(
+        proxy.port, "POST", f"{VERTEX}/claude-opus-5-5:streamRawPredict", BEARER, body
+    )
+    assert r.status == 200 and r.body.startswith(b"event: message_start")  # SSE, as Vertex's
+    assert orjson.loads(fake.last_body)["stream"] is True
+    counted = orjson.dumps({**orjson.loads(body), "model": "claude-opus-5-5"})
+    r = await h1_request(proxy.port, "POST", f"{VERTEX}/count-tokens:rawPredict", BEARER, counted)
+    assert r.status == 200 and orjson.loads(r.body)["input_tokens"] > 0
+    r = await h1_request(proxy.port, "POST", f"{VERTEX}/claude-opus-5-5:rawPredict", [], body)
+    assert r.status == 401
+
+
+@unless_in_ci(not CLAUDE.exists(), "Claude Code is not installed (make js-clients)")
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("kind", ["anthropic", "bedrock"])
+async def test_claude_code_in_vertex_mode(
+    nursery: trio.Nursery,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trioproxy.access")
+    fake, proxy = await proxy_for(nursery, kind, monkeypatch)
+    listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
+    refuser = listeners[0].socket.getsockname()[1]
+    env = {
+        "CLAUDE_CODE_USE_VERTEX": "1",
+        "ANTHROPIC_VERTEX_BASE_URL": f"{proxy.url}/v1",
+        "ANTHROPIC_VERTEX_PROJECT_ID": "my-project",
+        "CLOUD_ML_REGION": "us-east5",
+        "CLAUDE_CODE_SKIP_VERTEX_AUTH": "1",
+        "ANTHROPIC_CUSTOM_HEADERS": f"x-trioproxy-key: {SECRET}",
+    }
+    result = await claude(proxy.url, refuser, api_key="unused", extra=env)
+    assert result["is_error"] is False, result
+    assert result["result"].startswith("Hello from trioproxy")
+    lines: list[dict[str, Any]] = []
+    with trio.fail_after(10):  # the journal writes in batches
+        while not any("streamRawPredict" in x["path"] for x in lines):
+            await trio.sleep(0.05)
+            lines = access_lines(caplog)
+    assert all(x["caller"] == "team" and x["status"] == 200 for x in lines)
+    assert {x["provider"] for x in lines} == {kind} and fake.requests >= 1

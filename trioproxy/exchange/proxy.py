@@ -19,7 +19,7 @@ import time
 from trioproxy.accounting.pricing import caller_tokens, cost_usd, price_for
 from trioproxy.accounting.record import NO_CALLER, RequestRecord
 from trioproxy.admin.endpoints import is_own, serve_own
-from trioproxy.bedrock.client import parse_target
+from trioproxy.bedrock.client import parse_target as bedrock_target
 from trioproxy.callers.policy import Refusal, check_expiry
 from trioproxy.config.model import Caller, Config
 from trioproxy.convlog.capture import Capture
@@ -32,9 +32,11 @@ from trioproxy.errors import (
 )
 from trioproxy.exchange.bedrock_client import BedrockClient
 from trioproxy.exchange.cors_headers import CorsExchange
+from trioproxy.exchange.foreign_client import ForeignClient
 from trioproxy.exchange.forward import Forwarding
 from trioproxy.exchange.retention import Retention
 from trioproxy.exchange.trip import Trip
+from trioproxy.exchange.vertex_client import VertexClient
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.proto.events import RequestHead
 from trioproxy.routing.router import Router, usage_tokens
@@ -42,6 +44,7 @@ from trioproxy.rules.access import identify
 from trioproxy.rules.cors import allowed_origin, is_preflight, preflight_answer
 from trioproxy.state import ServerState
 from trioproxy.upstream.pool import UpstreamPool
+from trioproxy.vertex.client import parse_target as vertex_target
 
 diag = logging.getLogger("trioproxy.diag")  # one line per failed forward
 log = logging.getLogger("trioproxy.callers")
@@ -76,9 +79,7 @@ class Proxy:
         if is_own(head):
             await serve_own(ex, state)
             return
-        bedrock = parse_target(head.method, head.path)
-        if bedrock is not None:  # a Bedrock-format client: answered in its format
-            ex = BedrockClient(ex, bedrock)
+        ex = foreign(ex)  # a client of Bedrock's or Vertex's format: answered in it
         record = RequestRecord(
             ex.request_id, head.method.decode("latin-1"), head.path.decode("latin-1"), ex.protocol
         )
@@ -107,7 +108,7 @@ class Proxy:
                     _refuse(record, check_expiry(caller, state.book.wall()))
                     _refuse(record, state.book.admit(caller))
                     admitted = caller
-            if isinstance(ex, BedrockClient):  # its request, read now it is admitted
+            if isinstance(ex, ForeignClient):  # its request, read now it is admitted
                 await ex.read_request(cfg.limits.max_body_bytes)
                 trip.rebind(ex)
             await Forwarding(trip, self.pools, self.router, self.retention).run()
@@ -167,6 +168,16 @@ class Proxy:
             model[:100],
             caller.name,
         )
+
+
+def foreign(ex: ClientExchange) -> ClientExchange:
+    """The exchange as the client's format needs it (itself for Messages)."""
+    head = ex.head
+    if (bedrock := bedrock_target(head.method, head.path)) is not None:
+        return BedrockClient(ex, bedrock)
+    if (vertex := vertex_target(head.method, head.path)) is not None:
+        return VertexClient(ex, vertex)
+    return ex
 
 
 # Claude Code's hint headers (CLAUDE_CODE_GATEWAY_HINT_HEADERS=1) -> record fields.
