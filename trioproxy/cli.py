@@ -78,7 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     usage.add_argument("--since", default="7d", help="7d, 24h, 30m, 2w or 2026-11-01 (UTC)")
     usage.add_argument(
-        "--by", choices=("caller", "model", "provider", "day"), default="model", help="group by"
+        "--by",
+        choices=("caller", "model", "provider", "request_class", "agent_type", "day"),
+        default="model",
+        help="group by (request_class, agent_type: Claude Code's hint headers)",
     )
     usage.add_argument("--format", choices=("table", "csv", "json"), default="table")
     usage.add_argument(

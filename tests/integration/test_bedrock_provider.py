@@ -174,7 +174,7 @@ async def test_errors_in_anthropic_s_shape(nursery: trio.Nursery, aws_env: Path)
     assert r.status == 200 and not r.complete
     # Paths Bedrock has no equivalent for are the proxy's own 404.
     before = fake.requests
-    r = await h1_request(proxy.port, "GET", "/v1/models", [])
+    r = await h1_request(proxy.port, "GET", "/api/hello", [])
     assert r.status == 404 and fake.requests == before
 
 

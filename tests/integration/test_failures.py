@@ -247,7 +247,7 @@ async def test_connect_timeout_is_502(nursery: trio.Nursery) -> None:
             fillers.append(s)
         proxy = await start_proxy(nursery, f"http://127.0.0.1:{port}", timeouts__connect=0.5)
         t0 = trio.current_time()
-        r = await h1_request(proxy.port, "GET", "/v1/models")
+        r = await h1_request(proxy.port, "GET", "/api/hello")
         assert r.status == 502 and error_type(r.body) == "api_error"
         assert "within 0.5 s" in orjson.loads(r.body)["error"]["message"]
         assert 0.4 < trio.current_time() - t0 < 5

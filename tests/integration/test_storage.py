@@ -99,7 +99,7 @@ def test_a_ledger_from_before_versioning_is_taken_over(tmp_path: Path) -> None:
     )
     old.execute(
         "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        row(T0, "x", "m").values()[:-1],
+        row(T0, "x", "m").values()[:15],  # the columns of before versioning
     )
     old.commit()
     old.close()

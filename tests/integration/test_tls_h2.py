@@ -72,7 +72,7 @@ async def test_tls_upstream_verification_failure_is_502(
     proxy = await start_proxy(
         nursery, f"https://127.0.0.1:{fake.port}"
     )  # system store: does not know our CA
-    r = await h1_request(proxy.port, "GET", "/v1/models")
+    r = await h1_request(proxy.port, "GET", "/api/hello")
     assert r.status == 502
     doc = orjson.loads(r.body)
     assert doc["error"]["type"] == "api_error"

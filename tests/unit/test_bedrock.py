@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioproxy.bedrock.errors import PROMPT_TOO_LONG, from_json_answer, mapped_error
+from trioproxy.bedrock.errors import from_json_answer, mapped_error
 from trioproxy.bedrock.request import (
     count_tokens_answer,
     count_tokens_body,
@@ -22,6 +22,7 @@ from trioproxy.bedrock.stream import EventStreamToSSE, StreamError
 from trioproxy.fake.messages import plan_for, stream_events
 from trioproxy.proto.eventstream import encode_message
 from trioproxy.proto.sse import SSEParser
+from trioproxy.rules.wording import PROMPT_TOO_LONG
 
 # As Claude Code sends it: a 64-bit integer and odd spacing that must survive.
 BODY = (

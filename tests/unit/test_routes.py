@@ -167,3 +167,26 @@ def test_bad_rules_are_refused_naming_the_key(
     with pytest.raises(ConfigError) as info:
         config(tmp_path, [route])
     assert says in str(info.value)
+
+
+def test_claude_code_hint_headers_route_requests(tmp_path: Path) -> None:
+    cfg = config(
+        tmp_path,
+        [
+            {"name": "cheap", "match": {"request_class": "auxiliary"}, "provider": "local"},
+            {"name": "explorers", "match": {"agent_type": "Explore*"}, "provider": "gpt"},
+        ],
+    )
+    routes = cfg.routing.routes
+
+    def route(headers: list[tuple[bytes, bytes]]) -> str | None:
+        chosen = choose(routes, facts({"model": "claude-opus-5-5"}, headers=headers))
+        return None if chosen is None else chosen.name
+
+    assert route([(b"x-claude-code-request-class", b"auxiliary")]) == "cheap"
+    assert route([(b"x-claude-code-request-class", b"main")]) is None
+    assert route([(b"x-claude-code-agent-type", b"Explore")]) == "explorers"
+    assert route([]) is None  # no hint header: neither matches
+    assert "request_class=auxiliary -> local" in routes[0].describe()
+    with pytest.raises(ConfigError, match="request_class: expected"):
+        config(tmp_path, [{"match": {"request_class": 3}, "provider": "gpt"}])

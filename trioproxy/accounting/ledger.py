@@ -34,6 +34,10 @@ class Row:
     complete: bool  # usage seen to the end (an abandoned stream: False)
     error: bool  # a status >= 400 or an error event inside a 200 stream
     origin: str  # upstream, or proxy (its own errors and refusals)
+    request_class: str = ""  # Claude Code's hint headers
+    agent_type: str = ""
+    agent_id: str = ""
+    prompt_id: str = ""
 
     def values(self) -> tuple[object, ...]:
         """The columns in table order (``dataclasses.astuple`` deep-copies)."""
@@ -59,6 +63,10 @@ class Row:
             complete=u.complete,
             error=r.status >= 400 or u.stream_errors > 0,
             origin=r.origin,
+            request_class=r.request_class,
+            agent_type=r.agent_type,
+            agent_id=r.agent_id,
+            prompt_id=r.prompt_id,
         )
 
 

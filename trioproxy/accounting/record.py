@@ -29,6 +29,11 @@ class RequestRecord:
     client_addr: str = ""  # the client's IP (X-Forwarded-For's only with trust_front_proxy)
     user_agent: str = ""
     session_id: str = ""  # x-claude-code-session-id
+    # What Claude Code says each request is (CLAUDE_CODE_GATEWAY_HINT_HEADERS=1):
+    request_class: str = ""  # x-claude-code-request-class: main, subagent, compaction ...
+    agent_type: str = ""  # x-claude-code-agent-type
+    agent_id: str = ""  # x-claude-code-agent-id
+    prompt_id: str = ""  # x-claude-code-prompt-id: the user prompt a request serves
     limited: str = ""  # the caller's limit that refused the request (metrics: reason)
     cost_usd: float = 0.0  # estimated, with the pricing table
     demoted: bool = False  # sent upstream as a stream, answered as JSON

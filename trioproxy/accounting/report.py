@@ -32,7 +32,7 @@ TOKENS = (
     "cache_read_input_tokens",
     "output_tokens",
 )
-GROUPS = ("caller", "model", "provider", "day")  # day: UTC
+GROUPS = ("caller", "model", "provider", "request_class", "agent_type", "day")  # day: UTC
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
 _UNIT_S = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

@@ -6,7 +6,7 @@ window longer than the page has been open, still shows what happened.
         proxy's own apart), tokens in and out, latency p50 and p99; the
         window's status codes; and its last errors (request ids: the page
         links them to the viewer when the conversation log is on)
-    GET /admin/api/usage?window=15m|1h|24h&by=caller|model|provider
+    GET /admin/api/usage?window=15m|1h|24h&by=caller|model|provider|request_class|agent_type
         requests, errors, tokens and estimated cost in the window (by
         provider: the history of what the providers' quotas counted)
 
@@ -28,6 +28,7 @@ from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.state import ServerState
 
 HISTORY = b"/admin/api/history"
+USAGE_BY = ("caller", "model", "provider", "request_class", "agent_type")
 USAGE = b"/admin/api/usage"
 # window -> (seconds, bucket seconds): about 180-300 points a chart.
 WINDOWS = {"15m": (900, 5), "1h": (3600, 15), "24h": (86400, 300)}
@@ -71,8 +72,8 @@ async def handle(ex: ClientExchange, state: ServerState) -> tuple[int, Any]:
                 "errors": errors,
             }
         by = params.get("by", "caller")
-        if by not in ("caller", "model", "provider"):
-            raise InvalidRequest("by: caller, model or provider")
+        if by not in USAGE_BY:
+            raise InvalidRequest(f"by: one of {', '.join(USAGE_BY)}")
         rows = await reader.run(lambda db: db.usage_sums(by, since))
     except StorageError as exc:
         raise Unavailable(f"the usage ledger cannot be read: {exc}") from None

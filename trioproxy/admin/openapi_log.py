@@ -44,6 +44,10 @@ ENTRY_PROPS: dict[str, Schema] = {
     "stream": FLAG,
     "session": {**STR, "description": "x-claude-code-session-id"},
     "route": STR,
+    "request_class": {**STR, "description": "Claude Code's x-claude-code-request-class"},
+    "agent_type": {**STR, "description": "x-claude-code-agent-type"},
+    "agent_id": {**STR, "description": "x-claude-code-agent-id"},
+    "prompt_id": {**STR, "description": "x-claude-code-prompt-id: the user prompt served"},
     "upstream_request_id": STR,
     "retries": INT,
     "failovers": INT,
@@ -110,6 +114,9 @@ TURN = obj(
         "tokens": TOKENS,
         "cost_usd": NUM,
         "duration_s": NULLABLE_NUM,
+        "request_class": {**STR, "description": "x-claude-code-request-class"},
+        "agent_type": {**STR, "description": "x-claude-code-agent-type"},
+        "prompt_id": {**STR, "description": "x-claude-code-prompt-id: the viewer groups by it"},
     }
 )
 CONVERSATION = obj(
@@ -201,7 +208,7 @@ USAGE_LINE = obj(
 USAGE = obj(
     {
         "window": {"enum": ["15m", "1h", "24h"]},
-        "by": {"enum": ["caller", "model", "provider"]},
+        "by": {"enum": ["caller", "model", "provider", "request_class", "agent_type"]},
         "lines": {"type": "array", "items": USAGE_LINE},
         "total": USAGE_LINE,
     }
@@ -253,7 +260,8 @@ LOG_PATHS: dict[str, Any] = {
     },
     "/admin/api/usage": {
         "get": op(
-            "Requests, errors, tokens and estimated cost in the window, by caller, model or provider",
+            "Requests, errors, tokens and estimated cost in the window, by caller, model, provider,"
+            " request class or agent type (Claude Code's hint headers)",
             {"200": json_response(USAGE, "the window"), **errors(400, 404, 503)},
             admin=True,
             parameters=[
@@ -262,7 +270,9 @@ LOG_PATHS: dict[str, Any] = {
                     "name": "by",
                     "in": "query",
                     "required": False,
-                    "schema": {"enum": ["caller", "model", "provider"]},
+                    "schema": {
+                        "enum": ["caller", "model", "provider", "request_class", "agent_type"]
+                    },
                 },
             ],
         )

@@ -10,9 +10,9 @@ where the words say which capability was refused (a prompt too long).
 
 from __future__ import annotations
 
-import re
-
 import orjson
+
+from trioproxy.rules.wording import overflows, prompt_too_long
 
 # AWS exception name (header :exception-type in a stream, x-amzn-errortype
 # or the body's __type in a JSON answer) -> (status, Anthropic error type).
@@ -34,12 +34,6 @@ _MAPPED: dict[str, tuple[int, str]] = {
     "InternalServerException": (500, "api_error"),
 }
 RETRY_AFTER_S = 1  # whole seconds Bedrock's throttling is worth waiting (it sends none)
-# Words of a validation error that mean the prompt does not fit, and the
-# token Anthropic's gateway guide defines for it.
-TOO_LONG = re.compile(
-    r"too long|too many (input )?tokens|exceeds? .*context|context.* exceed", re.I
-)
-PROMPT_TOO_LONG = "capability_rejected: prompt_too_long"
 
 
 def exception_name(raw: str) -> str:
@@ -58,8 +52,8 @@ def mapped_error(name: str, status: int, message: str, request_id: str = "") -> 
         status, kind = known
     else:
         kind = "api_error" if status >= 500 else "invalid_request_error"
-    if kind == "invalid_request_error" and TOO_LONG.search(message):
-        message = f"{message} ({PROMPT_TOO_LONG})"
+    if kind == "invalid_request_error" and overflows(message):
+        message = prompt_too_long(message)
     body: dict[str, object] = {"type": "error", "error": {"type": kind, "message": message}}
     if request_id:
         body["request_id"] = request_id

@@ -227,6 +227,8 @@ class Route:
     tools_include: str | None = None  # a glob on the request's tool names
     caller: str | None = None
     header: tuple[bytes, bytes | None] | None = None  # (name, value); None: present
+    request_class: str | None = None  # a glob on x-claude-code-request-class
+    agent_type: str | None = None  # a glob on x-claude-code-agent-type
 
     def describe(self) -> str:
         """For check-config: the rule on one line."""
@@ -239,6 +241,8 @@ class Route:
                 ("min_input_tokens", self.min_input_tokens),
                 ("tools_include", self.tools_include),
                 ("caller", self.caller),
+                ("request_class", self.request_class),
+                ("agent_type", self.agent_type),
                 (
                     "header",
                     None

@@ -13,7 +13,10 @@ A rule::
 Matchers: ``subagent`` (an agent in ``routing.agents_dirs``), ``model`` (a
 glob on the requested model), ``thinking`` (true/false), ``min_input_tokens``
 (estimated from the body size), ``tools_include`` (a glob on tool names),
-``caller``, ``header`` ("name=value", or "name" for present).
+``caller``, ``header`` ("name=value", or "name" for present),
+``request_class`` and ``agent_type`` (globs on what Claude Code's hint
+headers say: ``x-claude-code-request-class``, ``x-claude-code-agent-type``;
+a request without the header matches neither).
 
 Subagents: Claude Code does not send an agent's name. A subagent's request
 carries the body of its definition file (after the front matter, trimmed)
@@ -45,6 +48,8 @@ MATCHERS = (
     "tools_include",
     "caller",
     "header",
+    "request_class",
+    "agent_type",
 )
 ACTION_KEYS = ("name", "match", "provider", "model", "fallbacks")
 _FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.DOTALL)
@@ -156,6 +161,8 @@ def _route(r: dict[str, Any], i: int, providers: Sequence[str], agents: Mapping[
         tools_include=_str(match, "tools_include", key),
         caller=_str(match, "caller", key),
         header=parsed_header,
+        request_class=_str(match, "request_class", key),
+        agent_type=_str(match, "agent_type", key),
     )
 
 

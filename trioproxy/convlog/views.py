@@ -120,6 +120,9 @@ def conversation(details: list[dict[str, Any]]) -> dict[str, Any]:
                 "tokens": {t: d.get(t, 0) for t in _TOKENS},
                 "cost_usd": d.get("cost_usd", 0.0),
                 "duration_s": d.get("duration_s"),
+                "request_class": d.get("request_class", ""),
+                "agent_type": d.get("agent_type", ""),
+                "prompt_id": d.get("prompt_id", ""),
             }
         )
         system, previous, answered = this_system, prints, answer is not None

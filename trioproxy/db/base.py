@@ -264,6 +264,8 @@ _GROUP = {
     "caller": "caller",
     "model": "model",
     "provider": "provider",
+    "request_class": "request_class",
+    "agent_type": "agent_type",
 }
 _INSERT_USAGE = f"INSERT INTO requests ({', '.join(USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
 _INSERT_LOG = (

@@ -7,7 +7,8 @@ the ledger as it was before versioning (``IF NOT EXISTS``), so an existing
 usage.sqlite3 is taken over as it is; 2 adds the conversation log; 3 says
 who answered each ledger row (the dashboard keeps the proxy's own errors
 apart); 4 indexes the failed rows (the dashboard's last errors, found
-without reading a day of successes).
+without reading a day of successes); 5 keeps what Claude Code's hint
+headers say each request is (class, agent type and id, prompt).
 """
 
 from __future__ import annotations
@@ -95,6 +96,19 @@ ALTER TABLE requests ADD COLUMN origin TEXT NOT NULL DEFAULT 'upstream';
 CREATE INDEX requests_errors ON requests (ts) WHERE error = 1;
 """,
     ),
+    (
+        5,
+        """
+ALTER TABLE requests ADD COLUMN request_class TEXT NOT NULL DEFAULT '';
+ALTER TABLE requests ADD COLUMN agent_type TEXT NOT NULL DEFAULT '';
+ALTER TABLE requests ADD COLUMN agent_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE requests ADD COLUMN prompt_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE exchanges ADD COLUMN request_class TEXT NOT NULL DEFAULT '';
+ALTER TABLE exchanges ADD COLUMN agent_type TEXT NOT NULL DEFAULT '';
+ALTER TABLE exchanges ADD COLUMN agent_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE exchanges ADD COLUMN prompt_id TEXT NOT NULL DEFAULT '';
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]
@@ -121,6 +135,10 @@ USAGE_COLUMNS = (
     "complete",
     "error",
     "origin",
+    "request_class",
+    "agent_type",
+    "agent_id",
+    "prompt_id",
 )
 
 LOG_COLUMNS = (
@@ -161,6 +179,10 @@ LOG_COLUMNS = (
     "response_body",
     "message",
     "search",
+    "request_class",
+    "agent_type",
+    "agent_id",
+    "prompt_id",
 )
 # What a list of the log shows: everything but the bodies.
 LOG_SUMMARY = tuple(

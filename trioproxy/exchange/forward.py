@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import time
 
-import orjson
 import trio
 
 from trioproxy.accounting.usage import requested_model
@@ -32,8 +31,9 @@ from trioproxy.errors import (
 )
 from trioproxy.exchange.attempt import Attempt
 from trioproxy.exchange.body import RequestBody
+from trioproxy.exchange.local import answer_locally
 from trioproxy.exchange.plan import Plan, make_plan, needs_body, pinned
-from trioproxy.exchange.respond import deliver, deliver_kept, relay
+from trioproxy.exchange.respond import deliver_kept, relay
 from trioproxy.exchange.retention import Retention
 from trioproxy.exchange.stages import REQUEST, Leg, prepare, reading_chain, run_whole
 from trioproxy.exchange.trip import Trip
@@ -53,8 +53,6 @@ from trioproxy.upstream.aws import Signer
 from trioproxy.upstream.pool import UpstreamPool
 
 log = logging.getLogger("trioproxy.exchange")
-
-ESTIMATE_HEADER = b"x-trioproxy-estimate"
 
 
 class Forwarding:
@@ -98,8 +96,10 @@ class Forwarding:
                 parsed = trip.parsed_body(whole)
             plan = make_plan(trip, router, parsed, len(whole) if whole is not None else 0, pin)
             trip.route, trip.home = plan.route, plan.home
-            if plan.estimate:
-                await _estimate_tokens(trip, whole if whole is not None else await body.read_all())
+            if plan.local:  # the proxy answers this itself
+                await answer_locally(
+                    plan.local, trip, whole if whole is not None else await body.read_all()
+                )
                 return
             router.forwarding += 1
             try:
@@ -329,14 +329,3 @@ class Verdict:
             health.failed(visit, now, self.provider.breaker, self.reason)
         else:
             health.answered_not_now(visit)
-
-
-async def _estimate_tokens(trip: Trip, body: bytes) -> None:
-    """count_tokens for a Chat Completions provider, which has none: about
-    four bytes a token, and a header that says it is an estimate."""
-    doc = orjson.dumps({"input_tokens": max(1, len(body) // 4)})
-    head = ResponseHead(
-        200, [(b"content-type", b"application/json"), (ESTIMATE_HEADER, b"bytes/4")]
-    )
-    trip.record.status, trip.record.origin = 200, "proxy"
-    await deliver(trip, head, doc)

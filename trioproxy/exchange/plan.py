@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from trioproxy.callers.policy import check_model
 from trioproxy.config.model import ProviderConfig, Route
 from trioproxy.errors import InvalidRequest, NotFound, PermissionDenied, RateLimited, Unavailable
+from trioproxy.exchange.local import ESTIMATE, LIST_MODELS, PROFILES, is_models, is_profiles
 from trioproxy.exchange.trip import Trip
 from trioproxy.proto.events import RequestHead
 from trioproxy.routing.decide import OWN_KEY, NoProvider, UnknownProvider
@@ -38,7 +39,7 @@ class Plan:
     caller_key: str  # whose cooldown a 429 starts (see decide.cooldown_key)
     home: str  # the provider family whose thinking signatures the history carries
     remember: str | None  # the session that moves to the provider that serves
-    estimate: bool = False  # count_tokens for a Chat Completions provider: estimated here
+    local: str = ""  # the proxy answers itself (exchange/local.py): "estimate" or "models"
 
 
 def needs_body(trip: Trip) -> bool:
@@ -67,6 +68,10 @@ def make_plan(
 ) -> Plan:
     """The plan for this request, or the proxy's own refusal (ProxyError)."""
     ex, record, routing, caller = trip.ex, trip.record, trip.cfg.routing, trip.caller
+    if is_models(ex.head.method, ex.head.path):  # from the catalogue, never an upstream's list
+        return Plan([], None, "", "", None, local=LIST_MODELS)
+    if is_profiles(ex.head.method, ex.head.path):
+        return Plan([], None, "", "", None, local=PROFILES)
     session_raw = ex.head.header(SESSION_HEADER)
     session = session_raw.decode("latin-1") if session_raw else None
     route: Route | None = None
@@ -112,7 +117,7 @@ def make_plan(
     # turns stay where they were while a subagent's go elsewhere.
     remember = session if route is None else None
     if ex.head.path == COUNT_TOKENS and providers[0].kind == "openai":
-        return Plan(providers, route, caller_key, providers[0].family, remember, estimate=True)
+        return Plan(providers, route, caller_key, providers[0].family, remember, local=ESTIMATE)
     if not trip.messages:
         # A provider of another dialect is asked only what can be translated.
         counted = ex.head.path == COUNT_TOKENS and ex.head.method == b"POST"

@@ -19,6 +19,7 @@ import time
 from trioproxy.accounting.pricing import caller_tokens, cost_usd, price_for
 from trioproxy.accounting.record import NO_CALLER, RequestRecord
 from trioproxy.admin.endpoints import is_own, serve_own
+from trioproxy.bedrock.client import parse_target as bedrock_target
 from trioproxy.callers.policy import Refusal, check_expiry
 from trioproxy.config.model import Caller, Config
 from trioproxy.convlog.capture import Capture
@@ -29,10 +30,13 @@ from trioproxy.errors import (
     RateLimited,
     error_response,
 )
+from trioproxy.exchange.bedrock_client import BedrockClient
 from trioproxy.exchange.cors_headers import CorsExchange
+from trioproxy.exchange.foreign_client import ForeignClient
 from trioproxy.exchange.forward import Forwarding
 from trioproxy.exchange.retention import Retention
 from trioproxy.exchange.trip import Trip
+from trioproxy.exchange.vertex_client import VertexClient
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.proto.events import RequestHead
 from trioproxy.routing.router import Router, usage_tokens
@@ -40,6 +44,7 @@ from trioproxy.rules.access import identify
 from trioproxy.rules.cors import allowed_origin, is_preflight, preflight_answer
 from trioproxy.state import ServerState
 from trioproxy.upstream.pool import UpstreamPool
+from trioproxy.vertex.client import parse_target as vertex_target
 
 diag = logging.getLogger("trioproxy.diag")  # one line per failed forward
 log = logging.getLogger("trioproxy.callers")
@@ -74,6 +79,7 @@ class Proxy:
         if is_own(head):
             await serve_own(ex, state)
             return
+        ex = foreign(ex)  # a client of Bedrock's or Vertex's format: answered in it
         record = RequestRecord(
             ex.request_id, head.method.decode("latin-1"), head.path.decode("latin-1"), ex.protocol
         )
@@ -83,6 +89,7 @@ class Proxy:
             record.user_agent = agent.decode("latin-1")[:200]
         if (session := head.header(b"x-claude-code-session-id")) is not None:
             record.session_id = session.decode("latin-1")[:100]
+        hints(head, record)
         target = head.target
         if b"?" in target:
             record.query = target.partition(b"?")[2].decode("latin-1")
@@ -101,6 +108,9 @@ class Proxy:
                     _refuse(record, check_expiry(caller, state.book.wall()))
                     _refuse(record, state.book.admit(caller))
                     admitted = caller
+            if isinstance(ex, ForeignClient):  # its request, read now it is admitted
+                await ex.read_request(cfg.limits.max_body_bytes)
+                trip.rebind(ex)
             await Forwarding(trip, self.pools, self.router, self.retention).run()
         except ProxyError as exc:
             record.status, record.error = exc.status, exc.detail
@@ -158,6 +168,33 @@ class Proxy:
             model[:100],
             caller.name,
         )
+
+
+def foreign(ex: ClientExchange) -> ClientExchange:
+    """The exchange as the client's format needs it (itself for Messages)."""
+    head = ex.head
+    if (bedrock := bedrock_target(head.method, head.path)) is not None:
+        return BedrockClient(ex, bedrock)
+    if (vertex := vertex_target(head.method, head.path)) is not None:
+        return VertexClient(ex, vertex)
+    return ex
+
+
+# Claude Code's hint headers (CLAUDE_CODE_GATEWAY_HINT_HEADERS=1) -> record fields.
+HINTS = (
+    (b"x-claude-code-request-class", "request_class"),
+    (b"x-claude-code-agent-type", "agent_type"),
+    (b"x-claude-code-agent-id", "agent_id"),
+    (b"x-claude-code-prompt-id", "prompt_id"),
+)
+
+
+def hints(head: RequestHead, record: RequestRecord) -> None:
+    """What the client says the request is, kept for attribution (bounded)."""
+    for name, attr in HINTS:
+        value = head.header(name)
+        if value is not None:
+            setattr(record, attr, value.decode("latin-1").strip()[:100])
 
 
 def client_addr(head: RequestHead, peer: str, *, trusted: bool) -> str:

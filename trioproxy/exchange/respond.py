@@ -42,8 +42,12 @@ _BOUNDARIES = (b"\n\n", b"\r\n\r\n", b"\r\r")  # an SSE event ends with a blank 
 def _note(trip: Trip, leg: Leg, head: ResponseHead) -> None:
     record = trip.record
     record.status = head.status
-    record.stream = is_event_stream(head.headers) and not leg.demoted
-    record.upstream_request_id = (head.header(b"request-id") or b"").decode("latin-1")[:100]
+    streamed = is_event_stream(head.headers) or (head.header(b"content-type") or b"").startswith(
+        b"application/vnd.amazon.eventstream"  # Bedrock's
+    )
+    record.stream = streamed and not leg.demoted
+    rid = head.header(b"request-id") or head.header(b"x-amzn-requestid") or b""
+    record.upstream_request_id = rid.decode("latin-1")[:100]
 
 
 async def relay(trip: Trip, leg: Leg, answer: Answer, body: RequestBody, origin: object) -> None:

@@ -53,6 +53,12 @@ class Trip:
         self._parsed: ParsedBody | None = None
         self.capture: Capture | None = None  # the bodies, for the conversation log
 
+    def rebind(self, ex: ClientExchange) -> None:
+        """A client of another format, once its request is read: from now on
+        the trip sees the Messages request it stands for."""
+        self.ex = ex
+        self.messages = ex.head.method == b"POST" and ex.head.path == MESSAGES
+
     def parsed_body(self, body: bytes) -> ParsedBody | None:
         """``body`` parsed as a JSON object, once per distinct body (the
         scrubber's parse is reused); None if it is not one."""

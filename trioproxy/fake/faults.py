@@ -19,6 +19,7 @@ Comma-separated tokens, each ``name`` or ``name=value``:
   delta-chars=N         characters of text per SSE delta (default 24)
   max-tokens-cut        honour max_tokens: the text stops there (stop_reason max_tokens)
   parallel-tools        (the OpenAI fake) call the first two tools at once
+  context-overflow      (the OpenAI fake) a 400 context_length_exceeded, in OpenAI's words
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Faults:
     no_retry_after: bool = False
     max_tokens_cut: bool = False
     parallel_tools: bool = False
+    context_overflow: bool = False
 
 
 class FaultSyntaxError(ValueError):
@@ -71,6 +73,8 @@ def parse_faults(raw: bytes | None) -> Faults:
                 kw["max_tokens_cut"] = True
             elif name == "parallel-tools":
                 kw["parallel_tools"] = True
+            elif name == "context-overflow":
+                kw["context_overflow"] = True
             elif name == "slow-headers":
                 kw["slow_headers"] = float(value)
             elif name == "event-delay":

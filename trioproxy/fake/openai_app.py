@@ -18,6 +18,18 @@ from trioproxy.proto.events import Headers, ResponseHead
 
 CHAT = b"/chat/completions"
 ISSUED_KEPT = 4096  # tool call ids remembered
+# OpenAI's own answer to a prompt over the model's context.
+CONTEXT_OVERFLOW = orjson.dumps(
+    {
+        "error": {
+            "message": "This model's maximum context length is 128000 tokens. However, your"
+            " messages resulted in 130532 tokens. Please reduce the length of the messages.",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    }
+)
 
 
 def unissued_call_ids(request: object, issued: Iterable[str]) -> list[str]:
@@ -69,6 +81,9 @@ class OpenAIFake(FakeUpstream):
             request = orjson.loads(body)
         except (FaultSyntaxError, orjson.JSONDecodeError) as exc:
             await _answer(ex, 400, chat_error(400, f"bad request (fake): {exc}"), rid)
+            return
+        if faults.context_overflow:
+            await _answer(ex, 400, CONTEXT_OVERFLOW, rid)
             return
         if faults.status is not None:
             extra: Headers = []

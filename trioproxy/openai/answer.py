@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 
+from trioproxy.rules.wording import overflows, prompt_too_long
+
 STOP_REASONS = {
     "stop": "end_turn",
     "length": "max_tokens",
@@ -101,7 +103,8 @@ def to_message(data: bytes) -> bytes:
 
 def to_error(status: int, data: bytes, request_id: str = "") -> tuple[int, bytes]:
     """An OpenAI-style error answer in Anthropic's shape: 429 stays 429,
-    5xx is ``api_error``, a context-length error is 400."""
+    5xx is ``api_error``, a context-length error is 400 in Anthropic's words
+    (rules/wording.py), the provider's kept."""
     try:
         doc = orjson.loads(data)
         err = doc.get("error") if isinstance(doc, dict) else None
@@ -114,8 +117,8 @@ def to_error(status: int, data: bytes, request_id: str = "") -> tuple[int, bytes
         code = str(err.get("code") or err.get("type") or "")
     elif isinstance(err, str):
         message = err
-    if "context_length" in code or "maximum context length" in message:
-        status = 400
+    if overflows(message, code):  # Claude Code compacts on Anthropic's words for it
+        status, message = 400, prompt_too_long(message)
     kind = "api_error" if status >= 500 else ERROR_TYPES.get(status, "invalid_request_error")
     body: dict[str, Any] = {
         "type": "error",

@@ -15,6 +15,8 @@ from trioproxy.config.routes import prompt_digest
 from trioproxy.proto.events import Headers
 
 BYTES_PER_TOKEN = 4  # the estimate behind min_input_tokens
+REQUEST_CLASS = b"x-claude-code-request-class"  # Claude Code's hint headers
+AGENT_TYPE = b"x-claude-code-agent-type"
 
 
 @dataclass
@@ -56,6 +58,11 @@ def choose(routes: Sequence[Route], facts: RequestFacts) -> Route | None:
 def matches(r: Route, f: RequestFacts) -> bool:
     if r.caller is not None and f.caller != r.caller:
         return False
+    for glob, name in ((r.request_class, REQUEST_CLASS), (r.agent_type, AGENT_TYPE)):
+        if glob is not None:
+            got = next((v for n, v in f.headers if n == name), None)
+            if got is None or not fnmatch.fnmatchcase(got.decode("latin-1").strip(), glob):
+                return False
     if r.header is not None:
         name, value = r.header
         got = next((v for n, v in f.headers if n == name), None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import orjson
 
-from trioproxy.bedrock.errors import PROMPT_TOO_LONG, TOO_LONG
+from trioproxy.rules.wording import overflows, prompt_too_long
 
 # Google's canonical status -> (status, Anthropic error type).
 _MAPPED: dict[str, tuple[int, str]] = {
@@ -51,8 +51,8 @@ def from_answer(status: int, raw: bytes, request_id: str = "") -> tuple[int, byt
         kind = "rate_limit_error"
     else:
         kind = "api_error" if status >= 500 else "invalid_request_error"
-    if kind == "invalid_request_error" and TOO_LONG.search(message):
-        message = f"{message} ({PROMPT_TOO_LONG})"
+    if kind == "invalid_request_error" and overflows(message):
+        message = prompt_too_long(message)
     body: dict[str, object] = {"type": "error", "error": {"type": kind, "message": message}}
     if request_id:
         body["request_id"] = request_id

@@ -1,0 +1,225 @@
+"""Clients that speak Bedrock's format to the proxy: Claude Code in Bedrock
+mode (CLAUDE_CODE_USE_BEDROCK=1, ANTHROPIC_BEDROCK_BASE_URL at the proxy,
+AWS_BEARER_TOKEN_BEDROCK the caller's secret), and raw requests as the AWS
+SDKs send them; answered in Bedrock's format whatever provider serves."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import tempfile
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import trio
+from botocore.eventstream import EventStreamBuffer
+
+from tests.helpers import Running, h1_request, make_config, unless_in_ci
+from tests.integration.test_auth import access_lines
+from tests.integration.test_claude_code import CLAUDE, claude, refuse
+from trioproxy.fake.app import FakeUpstream
+from trioproxy.fake.bedrock_app import BedrockFake
+from trioproxy.fake.sigv4 import issued
+from trioproxy.server import Server
+
+SECRET = "team-secret-0123456789abcdef"
+CALLERS = [{"name": "team", "secret_sha256": [hashlib.sha256(SECRET.encode()).hexdigest()]}]
+BEARER = [("authorization", f"Bearer {SECRET}")]
+MODELS = {"claude-opus-5-5": "claude-opus-5-5", "claude-haiku-4-5": "claude-haiku-4-5"}
+
+
+async def proxy_for(
+    nursery: trio.Nursery, kind: str, monkeypatch: pytest.MonkeyPatch, **cfg: Any
+) -> tuple[FakeUpstream, Running]:
+    key = Path(tempfile.mkdtemp(prefix="trioproxy-key-")) / "anthropic.key"
+    key.write_text("sk-ant-fake-0123456789")
+    fake: FakeUpstream
+    if kind == "bedrock":
+        for name in [n for n in os.environ if n.startswith("AWS_")]:
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(key.parent / "none"))
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(key.parent / "none"))
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFAKE0000CLIENTS")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", issued("AKIAFAKE0000CLIENTS")[0])
+        fake = BedrockFake(tools=False)
+        port = await nursery.start(Server(make_config()).serve_app, fake)
+        provider: dict[str, Any] = {"kind": "bedrock", "region": "us-east-1", "models": MODELS}
+    else:
+        fake = FakeUpstream(tools=False)
+        port = await nursery.start(Server(make_config()).serve_app, fake)
+        provider = {"api_key_file": str(key), "models": MODELS}
+    provider |= {"name": kind, "base_url": f"http://127.0.0.1:{port}"}
+    server = Server(make_config(providers=[provider], callers=CALLERS, **cfg))
+    return fake, Running(server, await nursery.start(server.serve))
+
+
+def frames(raw: bytes) -> list[tuple[dict[str, Any], bytes]]:
+    """What botocore's own parser reads in an answer."""
+    buffer = EventStreamBuffer()
+    buffer.add_data(raw)
+    return [(dict(m.headers), m.payload) for m in buffer]
+
+
+BODY = orjson.dumps(
+    {
+        "anthropic_version": "bedrock-2023-05-31",
+        "anthropic_beta": ["interleaved-thinking-2025-05-14"],
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+)
+PATH = "/model/us.anthropic.claude-opus-5-5-v1%3A0"
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "bedrock"])
+async def test_invoke_stream_count_and_errors_in_bedrock_s_format(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    fake, proxy = await proxy_for(nursery, kind, monkeypatch)
+    r = await h1_request(proxy.port, "POST", f"{PATH}/invoke", BEARER, BODY)
+    message = orjson.loads(r.body)
+    assert r.status == 200 and message["type"] == "message"
+    assert message["content"][0]["text"].startswith("Hello")
+    r = await h1_request(proxy.port, "POST", f"{PATH}/invoke-with-response-stream", BEARER, BODY)
+    assert r.status == 200 and r.header(b"content-type") == b"application/vnd.amazon.eventstream"
+    got = frames(r.body)
+    assert got and all(h[":event-type"] == "chunk" for h, _ in got)
+    events = [orjson.loads(base64.b64decode(orjson.loads(p)["bytes"])) for _, p in got]
+    assert events[0]["type"] == "message_start" and events[-1]["type"] == "message_stop"
+    assert events[0]["message"]["content"] == [] and "ping" not in {e["type"] for e in events}
+    counted = orjson.dumps({"input": {"invokeModel": {"body": base64.b64encode(BODY).decode()}}})
+    r = await h1_request(proxy.port, "POST", f"{PATH}/count-tokens", BEARER, counted)
+    assert r.status == 200 and orjson.loads(r.body)["inputTokens"] > 0
+    # What the provider got: a Messages request for the API's model name.
+    if kind == "anthropic":
+        asked = orjson.loads(fake.last_body)
+        assert asked["model"] == "claude-opus-5-5" and "anthropic_version" not in asked
+        assert dict(fake.seen[0].headers)[b"anthropic-beta"] == b"interleaved-thinking-2025-05-14"
+    else:
+        assert isinstance(fake, BedrockFake) and not fake.refused
+        assert fake.seen[0].target == b"/model/claude-opus-5-5/invoke"
+    # Errors in AWS's shape, their words kept.
+    r = await h1_request(
+        proxy.port, "POST", f"{PATH}/invoke", [*BEARER, ("x-fake-fault", "429")], BODY
+    )
+    assert r.status == 429 and r.header(b"x-amzn-errortype") == b"ThrottlingException:"
+    assert "message" in orjson.loads(r.body)
+    r = await h1_request(proxy.port, "POST", f"{PATH}/invoke", [], BODY)
+    assert r.status == 403 and r.header(b"x-amzn-errortype") == b"UnrecognizedClientException:"
+    # The profiles a Bedrock client looks its model up in.
+    r = await h1_request(proxy.port, "GET", "/inference-profiles?type=SYSTEM_DEFINED", BEARER)
+    ids = [p["inferenceProfileId"] for p in orjson.loads(r.body)["inferenceProfileSummaries"]]
+    assert "us.anthropic.claude-opus-5-5" in ids and "global.anthropic.claude-haiku-4-5" in ids
+    r = await h1_request(
+        proxy.port, "GET", "/inference-profiles/eu.anthropic.claude-opus-5-5", BEARER
+    )
+    assert r.status == 200 and orjson.loads(r.body)["status"] == "ACTIVE"
+    r = await h1_request(proxy.port, "GET", "/inference-profiles/us.anthropic.nope", BEARER)
+    assert r.status == 404 and r.header(b"x-amzn-errortype") == b"ResourceNotFoundException:"
+
+
+@unless_in_ci(not CLAUDE.exists(), "Claude Code is not installed (make js-clients)")
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("kind", ["anthropic", "bedrock"])
+async def test_claude_code_in_bedrock_mode(
+    nursery: trio.Nursery,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trioproxy.access")
+    fake, proxy = await proxy_for(nursery, kind, monkeypatch)
+    listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
+    refuser = listeners[0].socket.getsockname()[1]
+    env = {
+        "CLAUDE_CODE_USE_BEDROCK": "1",
+        "ANTHROPIC_BEDROCK_BASE_URL": proxy.url,
+        "AWS_BEARER_TOKEN_BEDROCK": SECRET,
+        "AWS_REGION": "us-east-1",
+    }
+    result = await claude(proxy.url, refuser, api_key="unused", extra=env)
+    assert result["is_error"] is False, result
+    assert result["result"].startswith("Hello from trioproxy")
+    turn = "/model/us.anthropic.claude-opus-5-5/invoke-with-response-stream"
+    lines: list[dict[str, Any]] = []
+    with trio.fail_after(10):  # the journal writes in batches
+        while not any(x["path"] == turn for x in lines):
+            await trio.sleep(0.05)
+            lines = access_lines(caplog)
+    # Its profile lookup, its probes of other models, its turn: all served.
+    assert lines[0]["path"] == "/inference-profiles"
+    assert all(x["caller"] == "team" and x["status"] == 200 for x in lines)
+    assert {x["provider"] for x in lines if x["method"] == "POST"} == {kind}
+    assert next(x for x in lines if x["path"] == turn)["stream"] is True
+    assert fake.requests >= 1
+
+
+VERTEX = "/v1/projects/my-project/locations/us-east5/publishers/anthropic/models"
+
+
+async def test_vertex_format_requests(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, proxy = await proxy_for(nursery, "anthropic", monkeypatch)
+    body = orjson.dumps(
+        {
+            "anthropic_version": "vertex-2023-10-16",
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+    )
+    r = await h1_request(
+        proxy.port, "POST", f"{VERTEX}/claude-opus-5-5@20261101:rawPredict", BEARER, body
+    )
+    assert r.status == 200 and orjson.loads(r.body)["type"] == "message"
+    asked = orjson.loads(fake.last_body)
+    assert asked["model"] == "claude-opus-5-5" and "anthropic_version" not in asked
+    r = await h1_request(
+        proxy.port, "POST", f"{VERTEX}/claude-opus-5-5:streamRawPredict", BEARER, body
+    )
+    assert r.status == 200 and r.body.startswith(b"event: message_start")  # SSE, as Vertex's
+    assert orjson.loads(fake.last_body)["stream"] is True
+    counted = orjson.dumps({**orjson.loads(body), "model": "claude-opus-5-5"})
+    r = await h1_request(proxy.port, "POST", f"{VERTEX}/count-tokens:rawPredict", BEARER, counted)
+    assert r.status == 200 and orjson.loads(r.body)["input_tokens"] > 0
+    r = await h1_request(proxy.port, "POST", f"{VERTEX}/claude-opus-5-5:rawPredict", [], body)
+    assert r.status == 401
+
+
+@unless_in_ci(not CLAUDE.exists(), "Claude Code is not installed (make js-clients)")
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("kind", ["anthropic", "bedrock"])
+async def test_claude_code_in_vertex_mode(
+    nursery: trio.Nursery,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trioproxy.access")
+    fake, proxy = await proxy_for(nursery, kind, monkeypatch)
+    listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
+    refuser = listeners[0].socket.getsockname()[1]
+    env = {
+        "CLAUDE_CODE_USE_VERTEX": "1",
+        "ANTHROPIC_VERTEX_BASE_URL": f"{proxy.url}/v1",
+        "ANTHROPIC_VERTEX_PROJECT_ID": "my-project",
+        "CLOUD_ML_REGION": "us-east5",
+        "CLAUDE_CODE_SKIP_VERTEX_AUTH": "1",
+        "ANTHROPIC_CUSTOM_HEADERS": f"x-trioproxy-key: {SECRET}",
+    }
+    result = await claude(proxy.url, refuser, api_key="unused", extra=env)
+    assert result["is_error"] is False, result
+    assert result["result"].startswith("Hello from trioproxy")
+    lines: list[dict[str, Any]] = []
+    with trio.fail_after(10):  # the journal writes in batches
+        while not any("streamRawPredict" in x["path"] for x in lines):
+            await trio.sleep(0.05)
+            lines = access_lines(caplog)
+    assert all(x["caller"] == "team" and x["status"] == 200 for x in lines)
+    assert {x["provider"] for x in lines} == {kind} and fake.requests >= 1

@@ -1,0 +1,101 @@
+"""The client's exchange as a client of another format sees it (Bedrock's,
+Vertex AI's): its request, once read, is a Messages request for the rest
+of the proxy; every answer goes back in the client's format.
+
+Two phases: the answer side translates from the start (a refused caller
+gets its format's shape too); the request is read and translated only
+once the caller is admitted (``read_request``), so nobody unauthenticated
+makes the proxy read a body.
+"""
+
+from __future__ import annotations
+
+from trioproxy.errors import InvalidRequest, RequestTooLarge
+from trioproxy.inbound.exchange import ClientExchange
+from trioproxy.proto.events import BodyChunk, Headers, RequestHead, ResponseHead
+
+MESSAGES = b"/v1/messages"
+COUNT_TOKENS = b"/v1/messages/count_tokens"
+API_VERSION = b"2023-06-01"
+
+
+class ForeignClient:
+    """Delegates to the client's exchange; subclasses translate."""
+
+    def __init__(self, inner: ClientExchange) -> None:
+        self._inner = inner
+        self.head = inner.head
+        self.request_id = inner.request_id
+        self.protocol = inner.protocol
+        self._body: bytes | None = None  # the translated request body
+
+    def translate(self, raw: bytes) -> tuple[bytes, bytes, list[str]]:
+        """(the Messages path, its body, the anthropic-beta values); raises
+        ValueError (a 400) for a request that cannot be one."""
+        raise NotImplementedError
+
+    @property
+    def peer(self) -> str:
+        return self._inner.peer
+
+    @property
+    def has_body(self) -> bool:
+        return bool(self._body) if self._body is not None else self._inner.has_body
+
+    @property
+    def response_started(self) -> bool:
+        return self._inner.response_started
+
+    async def read_request(self, max_bytes: int) -> None:
+        """Read the client's body whole (within ``max_bytes``) and become
+        the Messages request it stands for."""
+        parts: list[bytes] = []
+        total = 0
+        while (chunk := await self._inner.receive_body()) is not None:
+            total += len(chunk.data)
+            if total > max_bytes:
+                raise RequestTooLarge(f"request body over the proxy's limit of {max_bytes} bytes")
+            parts.append(chunk.data)
+            self._inner.ack(chunk.flow_controlled_length)
+        try:
+            path, body, betas = self.translate(b"".join(parts))
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        old = self._inner.head
+        dropped = (b"content-length", b"content-type", b"anthropic-version")
+        headers: Headers = [(n, v) for n, v in old.headers if n not in dropped]
+        if betas:
+            headers = [(n, v) for n, v in headers if n != b"anthropic-beta"]
+            headers.append((b"anthropic-beta", ",".join(betas).encode()))
+        headers += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"anthropic-version", API_VERSION),
+        ]
+        self.head = RequestHead(b"POST", path, headers, old.http_version, old.authority, old.scheme)
+        self._body = body
+
+    async def receive_body(self) -> BodyChunk | None:
+        if self._body is None:
+            return await self._inner.receive_body()
+        body, self._body = self._body, b""
+        return BodyChunk(body) if body else None
+
+    def ack(self, nbytes: int) -> None:
+        if self._body is None:
+            self._inner.ack(nbytes)
+
+    def watch_disconnect(self) -> None:
+        self._inner.watch_disconnect()
+
+    async def send_head(self, head: ResponseHead) -> None:
+        await self._inner.send_head(head)
+
+    async def send_body(self, data: bytes) -> None:
+        await self._inner.send_body(data)
+
+    async def end(self) -> None:
+        await self._inner.end()
+
+    async def abort(self) -> None:
+        await self._inner.abort()
