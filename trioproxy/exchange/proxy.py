@@ -34,6 +34,7 @@ from trioproxy.exchange.bedrock_client import BedrockClient
 from trioproxy.exchange.cors_headers import CorsExchange
 from trioproxy.exchange.foreign_client import ForeignClient
 from trioproxy.exchange.forward import Forwarding
+from trioproxy.exchange.openai_client import OpenAIClient, is_chat
 from trioproxy.exchange.retention import Retention
 from trioproxy.exchange.trip import Trip
 from trioproxy.exchange.vertex_client import VertexClient
@@ -171,12 +172,15 @@ class Proxy:
 
 
 def foreign(ex: ClientExchange) -> ClientExchange:
-    """The exchange as the client's format needs it (itself for Messages)."""
+    """The exchange as the client's format needs it (itself for Messages):
+    Bedrock's, Vertex AI's or Chat Completions'."""
     head = ex.head
     if (bedrock := bedrock_target(head.method, head.path)) is not None:
         return BedrockClient(ex, bedrock)
     if (vertex := vertex_target(head.method, head.path)) is not None:
         return VertexClient(ex, vertex)
+    if is_chat(head.method, head.path):
+        return OpenAIClient(ex)
     return ex
 
 
