@@ -28,6 +28,7 @@ from trioproxy.config.model import Budget, Caller
 
 RATE_BUCKET = 10  # seconds per rpm/tpm bucket
 RATE_BUCKETS = 7  # buckets counted: the last 60-70 s
+RETRY_AFTER_MAX = 60  # seconds: a rate refusal's retry-after (Claude Code retries up to 60)
 DAY = 86400
 
 # Reasons, as the metrics label them.
@@ -136,13 +137,16 @@ def check_rates(
 
 def _rate_retry_after(buckets: list[tuple[int, int]], used: int, limit: int, now: float) -> int:
     """Seconds until enough of the oldest buckets leave the window that one
-    more fits."""
+    more fits, at most RETRY_AFTER_MAX: Claude Code gives up at once on a
+    retry-after over 60 s, while a per-minute limit frees a place within 60
+    to 70 s (its window); asked again a little early, the caller is told the
+    few seconds left."""
     for bucket, n in buckets:
         used -= n
         if used < limit:
             leaves = (bucket + RATE_BUCKETS) * RATE_BUCKET
-            return max(1, math.ceil(leaves - now))
-    return RATE_BUCKET * RATE_BUCKETS
+            return min(RETRY_AFTER_MAX, max(1, math.ceil(leaves - now)))
+    return RETRY_AFTER_MAX
 
 
 def check_budget(caller: Caller, spend: Spend, now: float) -> Refusal | None:
