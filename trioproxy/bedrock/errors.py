@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import orjson
 
-from trioproxy.rules.wording import overflows, prompt_too_long
+from trioproxy.rules.wording import translated_error
 
 # AWS exception name (header :exception-type in a stream, x-amzn-errortype
 # or the body's __type in a JSON answer) -> (status, Anthropic error type).
@@ -48,16 +48,7 @@ def mapped_error(name: str, status: int, message: str, request_id: str = "") -> 
     """(status, Anthropic error body) for an AWS error ``name`` that came
     with ``status`` (unknown names keep it, as ``api_error`` when >= 500)."""
     known = _MAPPED.get(exception_name(name)) if name else None
-    if known is not None:
-        status, kind = known
-    else:
-        kind = "api_error" if status >= 500 else "invalid_request_error"
-    if kind == "invalid_request_error" and overflows(message):
-        message = prompt_too_long(message)
-    body: dict[str, object] = {"type": "error", "error": {"type": kind, "message": message}}
-    if request_id:
-        body["request_id"] = request_id
-    return status, orjson.dumps(body)
+    return translated_error(status, known, message, request_id)
 
 
 def from_json_answer(

@@ -83,15 +83,20 @@ def split_betas(values: Iterable[bytes]) -> list[str]:
     return out
 
 
-def invoke_body(
-    raw: bytes, doc: dict[str, Any], betas: list[str], bridge: tuple[Bridge, ...] = BEDROCK_BRIDGE
-) -> tuple[bytes, list[str]]:
-    """(the body for InvokeModel, what the bridge removed: fields and betas).
-
-    ``raw`` is the Messages body and ``doc`` its parse (a JSON object)."""
-    own = doc.get("anthropic_beta")  # a client speaking Bedrock's format sends its own
-    if isinstance(own, list):
-        betas = betas + [b for b in own if isinstance(b, str) and b not in betas]
+def bridged(
+    raw: bytes,
+    doc: dict[str, Any],
+    betas: list[str],
+    bridge: tuple[Bridge, ...],
+    *,
+    fixed: set[str],
+    head: bytes,
+) -> tuple[bytes, list[str], list[str]]:
+    """The cloud's body: the members in ``fixed`` and what the bridge
+    rejects removed (each field with its betas), ``head`` (members, JSON)
+    put first; every other byte as sent. Returns (body, the betas kept,
+    what was dropped: betas, then fields). ``head`` may hold ``{betas}``
+    for the kept betas as a JSON list."""
     dropped: list[str] = []
     kept_betas: list[str] = []
     rejected = {b.field for b in bridge if b.field}
@@ -103,7 +108,6 @@ def invoke_body(
         else:
             kept_betas.append(beta)
     members = object_members(raw)
-    fixed = {"model", "stream", "anthropic_version", "anthropic_beta"}
     top = {f for f in rejected if "[" not in f} | fixed
     drop = {i for i, m in enumerate(members) if m.key in top}
     edits = remove_elements([(m.start, m.end) for m in members], drop)
@@ -111,17 +115,33 @@ def invoke_body(
     tool_fields = {f.split("].", 1)[1] for f in rejected if f.startswith("tools[].")}
     tools = doc.get("tools")
     if tool_fields and isinstance(tools, list):
-        found = tool_field_edits(raw, members, tools, tool_fields)
-        edits += found[0]
-        dropped += [f"tools[].{f}" for f in sorted(found[1])]
-    head = b'"anthropic_version":' + orjson.dumps(ANTHROPIC_VERSION)
-    if kept_betas:
-        head += b',"anthropic_beta":' + orjson.dumps(kept_betas)
+        more, seen = tool_field_edits(raw, members, tools, tool_fields)
+        edits += more
+        dropped += [f"tools[].{f}" for f in sorted(seen)]
+    head = head.replace(b"{betas}", orjson.dumps(kept_betas))
     survivors = [i for i in range(len(members)) if i not in drop]
-    opening = raw.index(b"{") + 1
     head += b"," if survivors else b""
+    opening = raw.index(b"{") + 1
     edits.insert(0, Edit(opening, opening, head))  # before a deletion starting there
-    return apply(raw, edits), dropped
+    return apply(raw, edits), kept_betas, dropped
+
+
+def invoke_body(
+    raw: bytes, doc: dict[str, Any], betas: list[str], bridge: tuple[Bridge, ...] = BEDROCK_BRIDGE
+) -> tuple[bytes, list[str]]:
+    """(the body for InvokeModel, what the bridge removed: fields and betas).
+
+    ``raw`` is the Messages body and ``doc`` its parse (a JSON object)."""
+    own = doc.get("anthropic_beta")  # a client speaking Bedrock's format sends its own
+    if isinstance(own, list):
+        betas = betas + [b for b in own if isinstance(b, str) and b not in betas]
+    kept = [b for b in betas if not any(x.matches_beta(b) for x in bridge)]
+    head = b'"anthropic_version":' + orjson.dumps(ANTHROPIC_VERSION)
+    if kept:
+        head += b',"anthropic_beta":{betas}'
+    fixed = {"model", "stream", "anthropic_version", "anthropic_beta"}
+    body, _, dropped = bridged(raw, doc, betas, bridge, fixed=fixed, head=head)
+    return body, dropped
 
 
 def tool_field_edits(

@@ -10,6 +10,8 @@ makes the proxy read a body.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from trioproxy.errors import InvalidRequest, RequestTooLarge
 from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.proto.events import BodyChunk, Headers, RequestHead, ResponseHead
@@ -17,6 +19,8 @@ from trioproxy.proto.events import BodyChunk, Headers, RequestHead, ResponseHead
 MESSAGES = b"/v1/messages"
 COUNT_TOKENS = b"/v1/messages/count_tokens"
 API_VERSION = b"2023-06-01"
+WHOLE_MAX = 32 * 1024 * 1024  # bytes of an answer kept to translate it whole
+Translate = Callable[[bytes], bytes]
 
 
 class ForeignClient:
@@ -28,6 +32,10 @@ class ForeignClient:
         self.request_id = inner.request_id
         self.protocol = inner.protocol
         self._body: bytes | None = None  # the translated request body
+        self._feed: Translate | None = None  # an answer translated as it streams
+        self._held: ResponseHead | None = None  # an answer kept whole, until its end
+        self._chunks: list[bytes] = []
+        self._size = 0
 
     def translate(self, raw: bytes) -> tuple[bytes, bytes, list[str]]:
         """(the Messages path, its body, the anthropic-beta values); raises
@@ -41,10 +49,6 @@ class ForeignClient:
     @property
     def has_body(self) -> bool:
         return bool(self._body) if self._body is not None else self._inner.has_body
-
-    @property
-    def response_started(self) -> bool:
-        return self._inner.response_started
 
     async def read_request(self, max_bytes: int) -> None:
         """Read the client's body whole (within ``max_bytes``) and become
@@ -88,13 +92,57 @@ class ForeignClient:
     def watch_disconnect(self) -> None:
         self._inner.watch_disconnect()
 
+    # -- the answer: as it came (the defaults), translated as it streams, or whole --
+    def whole(self, head: ResponseHead) -> bool:
+        """Whether this answer is translated whole (``finish`` at its end)."""
+        return False
+
+    def streamed(self, head: ResponseHead) -> tuple[ResponseHead, Translate] | None:
+        """The head and the translation of an answer translated as it streams."""
+        return None
+
+    def finish(self, head: ResponseHead, body: bytes) -> tuple[int, Headers, bytes]:
+        """(status, headers to add, body) for an answer kept whole."""
+        return head.status, [], body
+
+    @property
+    def response_started(self) -> bool:
+        return self._held is not None or self._inner.response_started
+
     async def send_head(self, head: ResponseHead) -> None:
+        if self.whole(head):
+            self._held = head  # translated at the end
+            return
+        streamed = self.streamed(head)
+        if streamed is not None:
+            head, self._feed = streamed
         await self._inner.send_head(head)
 
     async def send_body(self, data: bytes) -> None:
+        if self._held is not None:
+            self._size += len(data)
+            if self._size <= WHOLE_MAX:
+                self._chunks.append(data)
+            return
+        if self._feed is not None:
+            data = self._feed(data)
+            if not data:
+                return
         await self._inner.send_body(data)
 
     async def end(self) -> None:
+        head = self._held
+        if head is not None:
+            self._held = None
+            status, extra, body = self.finish(head, b"".join(self._chunks))
+            drop = (b"content-type", b"content-length")
+            headers = [(n, v) for n, v in head.headers if n not in drop] + extra
+            headers += [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await self._inner.send_head(ResponseHead(status, headers, b""))
+            await self._inner.send_body(body)
         await self._inner.end()
 
     async def abort(self) -> None:

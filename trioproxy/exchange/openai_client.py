@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import orjson
 
-from trioproxy.exchange.foreign_client import MESSAGES, ForeignClient
+from trioproxy.exchange.foreign_client import MESSAGES, ForeignClient, Translate
 from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.openai.client import (
     ChunkStream,
@@ -16,14 +16,18 @@ from trioproxy.openai.client import (
     to_error,
     to_messages,
 )
-from trioproxy.proto.events import ResponseHead
+from trioproxy.proto.events import Headers, ResponseHead
 
 CHAT_COMPLETIONS = b"/v1/chat/completions"
-WHOLE_MAX = 32 * 1024 * 1024  # bytes of a JSON answer kept to translate it whole
 
 
 def is_chat(method: bytes, path: bytes) -> bool:
     return method == b"POST" and path == CHAT_COMPLETIONS
+
+
+def _is_stream(head: ResponseHead) -> bool:
+    kind = head.header(b"content-type") or b""
+    return head.status == 200 and kind.startswith(b"text/event-stream")
 
 
 class OpenAIClient(ForeignClient):
@@ -31,10 +35,6 @@ class OpenAIClient(ForeignClient):
         super().__init__(inner)
         self._model = ""
         self._usage = False
-        self._stream: ChunkStream | None = None
-        self._held: ResponseHead | None = None
-        self._chunks: list[bytes] = []
-        self._size = 0
 
     def translate(self, raw: bytes) -> tuple[bytes, bytes, list[str]]:
         try:
@@ -50,52 +50,22 @@ class OpenAIClient(ForeignClient):
         self._model = str(messages["model"])
         return MESSAGES, orjson.dumps(messages), []
 
-    @property
-    def response_started(self) -> bool:
-        return self._held is not None or self._inner.response_started
+    def whole(self, head: ResponseHead) -> bool:
+        return not _is_stream(head)  # a Message or an error
 
-    async def send_head(self, head: ResponseHead) -> None:
-        kind = head.header(b"content-type") or b""
-        if head.status == 200 and kind.startswith(b"text/event-stream"):
-            self._stream = ChunkStream(self._model, include_usage=self._usage)
-            drop = (b"content-type", b"content-length")
-            headers = [(n, v) for n, v in head.headers if n not in drop]
-            headers.append((b"content-type", b"text/event-stream; charset=utf-8"))
-            await self._inner.send_head(ResponseHead(200, headers, head.reason))
-        else:
-            self._held = head  # a Message or an error: translated whole, at the end
+    def streamed(self, head: ResponseHead) -> tuple[ResponseHead, Translate] | None:
+        drop = (b"content-type", b"content-length")
+        headers = [(n, v) for n, v in head.headers if n not in drop]
+        headers.append((b"content-type", b"text/event-stream; charset=utf-8"))
+        chunks = ChunkStream(self._model, include_usage=self._usage)
+        return ResponseHead(200, headers, head.reason), chunks.feed
 
-    async def send_body(self, data: bytes) -> None:
-        if self._held is not None:
-            self._size += len(data)
-            if self._size <= WHOLE_MAX:
-                self._chunks.append(data)
-            return
-        if self._stream is not None:
-            data = self._stream.feed(data)
-            if not data:
-                return
-        await self._inner.send_body(data)
-
-    async def end(self) -> None:
-        head = self._held
-        if head is not None:
-            self._held = None
-            raw = b"".join(self._chunks)
-            body = to_error(head.status, raw)
-            if head.status == 200:
-                try:
-                    doc = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    doc = None
-                if isinstance(doc, dict) and doc.get("type") == "message":
-                    body = orjson.dumps(to_completion(doc, self._model))
-            drop = (b"content-type", b"content-length")
-            headers = [(n, v) for n, v in head.headers if n not in drop]
-            headers += [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ]
-            await self._inner.send_head(ResponseHead(head.status, headers, b""))
-            await self._inner.send_body(body)
-        await self._inner.end()
+    def finish(self, head: ResponseHead, body: bytes) -> tuple[int, Headers, bytes]:
+        if head.status == 200:
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                doc = None
+            if isinstance(doc, dict) and doc.get("type") == "message":
+                return 200, [], orjson.dumps(to_completion(doc, self._model))
+        return head.status, [], to_error(head.status, body)

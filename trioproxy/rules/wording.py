@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+import orjson
+
 PROMPT_TOO_LONG = "capability_rejected: prompt_too_long"
 # How other APIs say the prompt does not fit (OpenAI, vLLM, Ollama, LiteLLM,
 # Bedrock, Vertex ...), lower case.
@@ -50,3 +52,24 @@ def prompt_too_long(message: str) -> str:
             else f"prompt is too long: {message}"
         )
     return head if PROMPT_TOO_LONG in head else f"{head} ({PROMPT_TOO_LONG})"
+
+
+def translated_error(
+    status: int, known: tuple[int, str] | None, message: str, request_id: str = ""
+) -> tuple[int, bytes]:
+    """(status, Anthropic's error body) for an error another API gave:
+    ``known`` its (status, type) when its name was mapped; otherwise the
+    status says (a 429 is a rate limit, >= 500 ``api_error``, else a bad
+    request). A prompt over the context is said in Anthropic's words."""
+    if known is not None:
+        status, kind = known
+    elif status == 429:
+        kind = "rate_limit_error"
+    else:
+        kind = "api_error" if status >= 500 else "invalid_request_error"
+    if kind == "invalid_request_error" and overflows(message):
+        message = prompt_too_long(message)
+    body: dict[str, object] = {"type": "error", "error": {"type": kind, "message": message}}
+    if request_id:
+        body["request_id"] = request_id
+    return status, orjson.dumps(body)

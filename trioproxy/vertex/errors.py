@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import orjson
 
-from trioproxy.rules.wording import overflows, prompt_too_long
+from trioproxy.rules.wording import translated_error
 
 # Google's canonical status -> (status, Anthropic error type).
 _MAPPED: dict[str, tuple[int, str]] = {
@@ -45,18 +45,7 @@ def from_answer(status: int, raw: bytes, request_id: str = "") -> tuple[int, byt
     else:
         message = raw.decode("utf-8", "replace").strip() or f"HTTP {status}"
         known = None
-    if known is not None:
-        status, kind = known
-    elif status == 429:
-        kind = "rate_limit_error"
-    else:
-        kind = "api_error" if status >= 500 else "invalid_request_error"
-    if kind == "invalid_request_error" and overflows(message):
-        message = prompt_too_long(message)
-    body: dict[str, object] = {"type": "error", "error": {"type": kind, "message": message}}
-    if request_id:
-        body["request_id"] = request_id
-    return status, orjson.dumps(body)
+    return translated_error(status, known, message, request_id)
 
 
 def retry_after(status: int) -> int | None:
