@@ -96,8 +96,16 @@ async def test_tpm_counts_what_the_answers_used(
         status, kind, text = error_of(r)
         assert (status, kind) == (429, "rate_limit_error") and "tpm = 40" in text
         assert up.requests == 1
+        # The window is 60-70 s; retry-after says at most 60 (Claude Code gives
+        # up above that): asked then, the caller is told the seconds left.
         await trio.sleep(int(r.header(b"retry-after")))
-        assert (await post(world)).status == 200
+        again = await post(world)
+        if again.status == 429:
+            wait = int(again.header(b"retry-after"))
+            assert wait <= 10
+            await trio.sleep(wait)
+            again = await post(world)
+        assert again.status == 200
 
 
 async def test_max_concurrent_refuses_while_the_others_are_in_flight(

@@ -59,7 +59,7 @@ async def test_hostile_request(
     assert fake.fake is not None
     async with await H1Client.connect(proxy.port) as bad:
         await bad.stream.send_all(raw)
-        good = await h1_request(proxy.port, "GET", "/v1/models")  # served meanwhile
+        good = await h1_request(proxy.port, "GET", "/api/hello")  # served meanwhile
         status, body = await read_answer(bad)  # and the proxy closes the bad connection
     assert good.status == 200
     assert status == expected, (name, status, body[:200])
@@ -73,7 +73,7 @@ async def test_garbage_after_a_request(nursery: trio.Nursery) -> None:
     proxy = await start_proxy(nursery, fake.url)
     async with await H1Client.connect(proxy.port) as c:
         await c.stream.send_all(
-            b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n\x00\x01garbage\r\n\r\n"
+            b"GET /api/hello HTTP/1.1\r\nhost: x\r\n\r\n\x00\x01garbage\r\n\r\n"
         )
         first, second = await c.read_pipelined(["GET", "GET"])
     assert first.status == 200  # the real request is answered
@@ -94,7 +94,7 @@ async def test_slowloris_and_stalled_body(nursery: trio.Nursery) -> None:
         ):  # dribbles, never finishes
             await slow.stream.send_all(piece)
             await trio.sleep(0.1)
-        good = await h1_request(proxy.port, "GET", "/v1/models")
+        good = await h1_request(proxy.port, "GET", "/api/hello")
         status, _ = await read_answer(slow)
     assert (good.status, status) == (200, 408)
     assert fake.fake is not None and fake.fake.requests == 1
@@ -132,7 +132,7 @@ async def test_mutated_requests_get_an_answer_or_a_close(nursery: trio.Nursery) 
     )
     rng = random.Random(20261122)
     valid = (
-        b"POST /v1/models?beta=true HTTP/1.1\r\nhost: x\r\nx-a: 1\r\ncontent-length: 5\r\n\r\nhello"
+        b"POST /api/hello?beta=true HTTP/1.1\r\nhost: x\r\nx-a: 1\r\ncontent-length: 5\r\n\r\nhello"
     )
     for _ in range(60):
         data = bytearray(valid)
@@ -147,5 +147,5 @@ async def test_mutated_requests_get_an_answer_or_a_close(nursery: trio.Nursery) 
             assert 100 <= status < 600
             # no 5xx of the proxy's own making, but 505 for a version it does not speak
             assert not (status >= 500 and status not in (502, 505)), (bytes(data), status)
-    await h1_request(proxy.port, "GET", "/v1/models")
+    await h1_request(proxy.port, "GET", "/api/hello")
     assert (await h1_request(proxy.port, "GET", "/health")).status == 200

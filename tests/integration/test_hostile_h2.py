@@ -55,12 +55,12 @@ def client_conn() -> h2.connection.H2Connection:
     return conn
 
 
-def req_headers(path: bytes = b"/v1/models") -> list[tuple[bytes, bytes]]:
+def req_headers(path: bytes = b"/api/hello") -> list[tuple[bytes, bytes]]:
     return [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", path)]
 
 
 async def still_serving(port: int) -> None:
-    good = await h1_request(port, "GET", "/v1/models")
+    good = await h1_request(port, "GET", "/api/hello")
     assert good.status == 200
 
 

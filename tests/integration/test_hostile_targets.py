@@ -26,24 +26,24 @@ from tests.helpers import H1Client, Running, h1_request, start_fake, start_proxy
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 PROTOCOL_ERROR = 0x1
 H1_CASES: list[tuple[str, bytes, int]] = [
-    ("absolute-form", b"GET http://evil.example/v1/models HTTP/1.1\r\nhost: x\r\n\r\n", 400),
+    ("absolute-form", b"GET http://evil.example/api/hello HTTP/1.1\r\nhost: x\r\n\r\n", 400),
     ("asterisk-form", b"OPTIONS * HTTP/1.1\r\nhost: x\r\n\r\n", 400),
     ("no-leading-slash", b"GET v1/models HTTP/1.1\r\nhost: x\r\n\r\n", 400),
-    ("fragment", b"GET /v1/models#top HTTP/1.1\r\nhost: x\r\n\r\n", 400),
-    ("version-2.0", b"GET /v1/models HTTP/2.0\r\nhost: x\r\n\r\n", 505),
-    ("version-0.9", b"GET /v1/models HTTP/0.9\r\nhost: x\r\n\r\n", 505),
-    ("ctl-0x01", b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-a: a\x01b\r\n\r\n", 400),
-    ("ctl-0x7f", b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-a: a\x7fb\r\n\r\n", 400),
+    ("fragment", b"GET /api/hello#top HTTP/1.1\r\nhost: x\r\n\r\n", 400),
+    ("version-2.0", b"GET /api/hello HTTP/2.0\r\nhost: x\r\n\r\n", 505),
+    ("version-0.9", b"GET /api/hello HTTP/0.9\r\nhost: x\r\n\r\n", 505),
+    ("ctl-0x01", b"GET /api/hello HTTP/1.1\r\nhost: x\r\nx-a: a\x01b\r\n\r\n", 400),
+    ("ctl-0x7f", b"GET /api/hello HTTP/1.1\r\nhost: x\r\nx-a: a\x7fb\r\n\r\n", 400),
     ("ctl-in-post", b"POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-b: \x1b[31m\r\n\r\n", 400),
 ]
 H2_CASES: list[tuple[str, list[tuple[bytes, bytes]], int | None]] = [
     ("asterisk-path", [(b":method", b"OPTIONS"), (b":path", b"*")], 400),
     ("no-leading-slash", [(b":method", b"GET"), (b":path", b"v1/models")], 400),
-    ("fragment", [(b":method", b"GET"), (b":path", b"/v1/models#top")], 400),
+    ("fragment", [(b":method", b"GET"), (b":path", b"/api/hello#top")], 400),
     ("absolute-path", [(b":method", b"GET"), (b":path", b"http://evil.example/x")], 400),
-    ("ctl-0x01", [(b":method", b"GET"), (b":path", b"/v1/models"), (b"x-a", b"a\x01b")], 400),
-    ("method-not-a-token", [(b":method", b"GET /x"), (b":path", b"/v1/models")], None),
-    ("method-empty", [(b":method", b""), (b":path", b"/v1/models")], None),
+    ("ctl-0x01", [(b":method", b"GET"), (b":path", b"/api/hello"), (b"x-a", b"a\x01b")], 400),
+    ("method-not-a-token", [(b":method", b"GET /x"), (b":path", b"/api/hello")], None),
+    ("method-empty", [(b":method", b""), (b":path", b"/api/hello")], None),
 ]
 
 
@@ -86,7 +86,7 @@ async def test_h1_target_version_and_header_rules(
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
     assert b"evil.example" not in answer and b"\x01" not in answer
     assert fake.fake is not None and fake.fake.requests == 0  # nothing went upstream
-    assert (await h1_request(proxy.port, "GET", "/v1/models")).status == 200
+    assert (await h1_request(proxy.port, "GET", "/api/hello")).status == 200
     no_errors_logged(caplog)
 
 
@@ -94,7 +94,7 @@ async def test_h1_higher_minor_version_is_served(nursery: trio.Nursery) -> None:
     """RFC 9110 2.5: ``GET / HTTP/1.2`` is served as HTTP/1.1 (keep-alive too)."""
     fake, proxy = await start(nursery)
     async with await trio.open_tcp_stream("127.0.0.1", proxy.port) as s:
-        await s.send_all(b"GET /v1/models HTTP/1.2\r\nhost: x\r\n\r\n")
+        await s.send_all(b"GET /api/hello HTTP/1.2\r\nhost: x\r\n\r\n")
         data = b""
         with trio.fail_after(10):
             while b"\r\n\r\n" not in data:
@@ -155,7 +155,7 @@ async def test_h2_target_method_and_header_rules(
     caplog.set_level(logging.DEBUG)
     fake, proxy = await start(nursery)
     enc, dec = hpack.Encoder(), hpack.Decoder()
-    good = [(b":method", b"GET"), (b":path", b"/v1/models")]
+    good = [(b":method", b"GET"), (b":path", b"/api/hello")]
     async with await trio.open_tcp_stream("127.0.0.1", proxy.port) as s:
         await s.send_all(PREFACE + SettingsFrame(0).serialize() + h2_frames(1, headers, enc))
         status, reset, body = await h2_outcome(s, 1, dec)
@@ -191,7 +191,7 @@ async def test_flood_then_disconnect_logs_no_error(
         s.socket.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
         await s.aclose()  # gone with an RST while the proxy still owes ACKs
     await trio.sleep(0.5)
-    assert (await h1_request(proxy.port, "GET", "/v1/models")).status == 200
+    assert (await h1_request(proxy.port, "GET", "/api/hello")).status == 200
     no_errors_logged(caplog)
 
 
@@ -229,5 +229,5 @@ async def test_client_gone_mid_write_logs_no_error(
     with trio.fail_after(5):
         await fake.fake.wait_for(lambda f: f.cancelled >= 3)
     await trio.sleep(0.2)
-    assert (await h1_request(proxy.port, "GET", "/v1/models")).status == 200
+    assert (await h1_request(proxy.port, "GET", "/api/hello")).status == 200
     no_errors_logged(caplog)
