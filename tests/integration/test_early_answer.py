@@ -58,7 +58,7 @@ async def early_then_next(
             return first, None
         c.conn.start_next_cycle()
         with trio.fail_after(5):
-            second = await c.request("GET", "/v1/models", [("x-api-key", KEY)])
+            second = await c.request("GET", "/api/hello", [("x-api-key", KEY)])
         return first, second
     finally:
         await c.aclose()
