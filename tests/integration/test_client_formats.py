@@ -25,6 +25,7 @@ from tests.integration.test_claude_code import CLAUDE, claude, refuse
 from trioproxy.fake.app import FakeUpstream
 from trioproxy.fake.bedrock_app import BedrockFake
 from trioproxy.fake.sigv4 import issued
+from trioproxy.fake.vertex_app import FAKE_PROJECT, VertexFake
 from trioproxy.server import Server
 
 SECRET = "team-secret-0123456789abcdef"
@@ -50,6 +51,19 @@ async def proxy_for(
         fake = BedrockFake(tools=False)
         port = await nursery.start(Server(make_config()).serve_app, fake)
         provider: dict[str, Any] = {"kind": "bedrock", "region": "us-east-1", "models": MODELS}
+    elif kind == "vertex":
+        vertex = VertexFake(tools=False)
+        fake = vertex
+        port = await nursery.start(Server(make_config()).serve_app, vertex)
+        sa = key.parent / "sa.json"
+        vertex.service_account_key(sa, f"http://127.0.0.1:{port}/token")
+        provider = {
+            "kind": "vertex",
+            "project": FAKE_PROJECT,
+            "region": "global",
+            "credentials_file": str(sa),
+            "models": MODELS,
+        }
     else:
         fake = FakeUpstream(tools=False)
         port = await nursery.start(Server(make_config()).serve_app, fake)
@@ -126,7 +140,7 @@ async def test_invoke_stream_count_and_errors_in_bedrock_s_format(
 
 @unless_in_ci(not CLAUDE.exists(), "Claude Code is not installed (make js-clients)")
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("kind", ["anthropic", "bedrock"])
+@pytest.mark.parametrize("kind", ["anthropic", "bedrock", "vertex"])
 async def test_claude_code_in_bedrock_mode(
     nursery: trio.Nursery,
     monkeypatch: pytest.MonkeyPatch,
@@ -194,7 +208,7 @@ async def test_vertex_format_requests(
 
 @unless_in_ci(not CLAUDE.exists(), "Claude Code is not installed (make js-clients)")
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("kind", ["anthropic", "bedrock"])
+@pytest.mark.parametrize("kind", ["anthropic", "bedrock", "vertex"])
 async def test_claude_code_in_vertex_mode(
     nursery: trio.Nursery,
     monkeypatch: pytest.MonkeyPatch,
