@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import orjson
+import pytest
 import trio
 
-from tests.helpers import Running, h1_request, make_config, start_fake
+from tests.helpers import Running, h1_request, make_config, start_fake, unless_in_ci
+from tests.integration.test_claude_code import CLAUDE, claude, refuse
 from trioproxy.server import Server
 
 ALICE, BOB = "alice-secret-0123456789", "bob-secret-0123456789ab"
@@ -88,19 +91,13 @@ async def test_a_caller_sees_only_what_it_may_use(nursery: trio.Nursery) -> None
     assert r.status == 401
 
 
+@unless_in_ci(not CLAUDE.exists(), "Claude Code is not installed (make js-clients)")
+@pytest.mark.timeout(150)
 async def test_claude_code_lists_the_gateway_s_models(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     """With CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1 Claude Code asks the
     proxy for its models and caches what it got."""
-    import pytest
-
-    from tests.integration.test_claude_code import CLAUDE, claude, refuse
-
-    if not CLAUDE.exists():
-        pytest.skip("Claude Code is not installed (make js-clients)")
-    from functools import partial
-
     _fake, proxy = await proxy_with_catalogue(nursery, callers=CALLERS)
     listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
     refuser = listeners[0].socket.getsockname()[1]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from trioproxy.accounting.usage import UsageObserver
 from trioproxy.convlog.capture import Capture
 from trioproxy.errors import UpstreamError
-from trioproxy.exchange.stage import Leg, Stage, without_length
+from trioproxy.exchange.stage import Leg, Stage, WholeJSON, without_length
 from trioproxy.openai.answer import BadAnswer, to_error, to_message
 from trioproxy.openai.stream import ChatStreamTranslator, StreamError
 from trioproxy.proto.events import ResponseHead
@@ -231,30 +231,19 @@ class ChatStreamStage(Stage):
             raise UpstreamError(f"the provider's stream could not be translated: {exc}") from None
 
 
-class ChatAnswerStage(Stage):
+class ChatAnswerStage(WholeJSON):
     """A Chat Completions JSON answer as one Message, or its error in
     Anthropic's shape and status (whole: the status may change, and the
     length does)."""
 
-    __slots__ = ("_chunks", "_request_id", "_status")
-    whole = True
+    __slots__ = ("_request_id",)
 
     def __init__(self, status: int, request_id: str) -> None:
-        self._status = status
+        super().__init__(status)
         self._request_id = request_id
-        self._chunks: list[bytes] = []
-
-    def head(self, head: ResponseHead) -> ResponseHead:
-        headers = [(n, v) for n, v in head.headers if n not in (b"content-type", b"content-length")]
-        headers.append((b"content-type", b"application/json"))
-        return ResponseHead(self._status, headers, b"")
-
-    def feed(self, chunk: bytes) -> bytes:
-        self._chunks.append(chunk)
-        return b""
 
     def end(self) -> bytes:
-        data = b"".join(self._chunks)
+        data = self._data()
         if self._status != 200:
             self._status, body = to_error(self._status, data, self._request_id)
             return body

@@ -21,7 +21,7 @@ from trioproxy.bedrock.stream import EventStreamToSSE, StreamError
 from trioproxy.config.model import ProviderConfig
 from trioproxy.errors import InvalidRequest, UpstreamError
 from trioproxy.exchange.request_stages import WholeBody
-from trioproxy.exchange.stage import Leg, Stage
+from trioproxy.exchange.stage import Leg, Stage, WholeJSON
 from trioproxy.proto.events import ResponseHead
 from trioproxy.vertex.errors import from_answer as google_error
 from trioproxy.vertex.errors import retry_after as vertex_retry_after
@@ -161,38 +161,23 @@ class EventStreamStage(Stage):
             raise UpstreamError(f"the provider's event stream broke: {exc}") from None
 
 
-class BedrockWhole(Stage):
+class BedrockWhole(WholeJSON):
     """A JSON answer that changes shape: an error in Anthropic's shape and
-    status (Bedrock's words kept), or a token count in Anthropic's terms.
-    Whole: the status and the length may change."""
+    status (Bedrock's words kept), or a token count in Anthropic's terms."""
 
-    __slots__ = ("_chunks", "_count", "_errortype", "_request_id", "_status")
-    whole = True
+    __slots__ = ("_count", "_errortype", "_request_id")
 
     def __init__(self, head: ResponseHead, *, count: bool) -> None:
-        self._status = head.status
+        super().__init__(head.status)
         self._count = count
         self._errortype = (head.header(b"x-amzn-errortype") or b"").decode("latin-1")
         self._request_id = (head.header(b"x-amzn-requestid") or b"").decode("latin-1")
-        self._chunks: list[bytes] = []
 
-    def head(self, head: ResponseHead) -> ResponseHead:
-        drop = (b"content-type", b"content-length", b"retry-after")
-        headers = [(n, v) for n, v in head.headers if n not in drop]
-        headers.append((b"content-type", b"application/json"))
-        wait = retry_after(self._status)
-        if wait is not None and head.header(b"retry-after") is None:
-            headers.append((b"retry-after", str(wait).encode()))
-        elif head.header(b"retry-after") is not None:
-            headers.append((b"retry-after", head.header(b"retry-after") or b""))
-        return ResponseHead(self._status, headers, b"")
-
-    def feed(self, chunk: bytes) -> bytes:
-        self._chunks.append(chunk)
-        return b""
+    def wait(self) -> int | None:
+        return retry_after(self._status)
 
     def end(self) -> bytes:
-        data = b"".join(self._chunks)
+        data = self._data()
         if self._status == 200:
             counted = count_tokens_answer(data)
             if counted is None:
@@ -214,34 +199,21 @@ def bedrock_answer(trip: Trip, leg: Leg, head: ResponseHead) -> Stage | None:
     return BedrockWhole(head, count=count)
 
 
-class GoogleError(Stage):
+class GoogleError(WholeJSON):
     """An error from Google's front of Vertex AI in Anthropic's shape and
-    status (Claude's own errors pass as they came). Whole: the status and
-    the length may change."""
+    status (Claude's own errors pass as they came)."""
 
-    __slots__ = ("_chunks", "_request_id", "_status")
-    whole = True
+    __slots__ = ("_request_id",)
 
     def __init__(self, head: ResponseHead) -> None:
-        self._status = head.status
+        super().__init__(head.status)
         self._request_id = (head.header(b"x-request-id") or b"").decode("latin-1")
-        self._chunks: list[bytes] = []
 
-    def head(self, head: ResponseHead) -> ResponseHead:
-        drop = (b"content-type", b"content-length")
-        headers = [(n, v) for n, v in head.headers if n not in drop]
-        headers.append((b"content-type", b"application/json"))
-        wait = vertex_retry_after(self._status)
-        if wait is not None and head.header(b"retry-after") is None:
-            headers.append((b"retry-after", str(wait).encode()))
-        return ResponseHead(self._status, headers, b"")
-
-    def feed(self, chunk: bytes) -> bytes:
-        self._chunks.append(chunk)
-        return b""
+    def wait(self) -> int | None:
+        return vertex_retry_after(self._status)
 
     def end(self) -> bytes:
-        data = b"".join(self._chunks)
+        data = self._data()
         mapped = google_error(self._status, data, self._request_id)
         if mapped is None:
             return data  # Claude's own error: as it came

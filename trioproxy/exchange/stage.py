@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from trioproxy.errors import UpstreamError
 from trioproxy.proto.events import ResponseHead
 
 if TYPE_CHECKING:
@@ -100,3 +101,44 @@ def without_length(head: ResponseHead) -> ResponseHead:
     return ResponseHead(
         head.status, [(n, v) for n, v in head.headers if n != b"content-length"], head.reason
     )
+
+
+WHOLE_JSON_MAX = 32 * 1024 * 1024  # bytes of an answer a whole-JSON stage keeps
+
+
+class WholeJSON(Stage):
+    """An answer translated whole (its status and length may change): the
+    chunks are kept (within WHOLE_JSON_MAX), the head becomes JSON with
+    ``_status``, plus a ``retry-after`` from ``wait()`` where the upstream
+    gave none. Subclasses make the body in ``end`` from ``_data()``."""
+
+    __slots__ = ("_chunks", "_size", "_status")
+    whole = True
+
+    def __init__(self, status: int) -> None:
+        self._status = status
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def wait(self) -> int | None:
+        """Seconds of ``retry-after`` the translated status is worth."""
+        return None
+
+    def head(self, head: ResponseHead) -> ResponseHead:
+        drop = (b"content-type", b"content-length")
+        headers = [(n, v) for n, v in head.headers if n not in drop]
+        headers.append((b"content-type", b"application/json"))
+        wait = self.wait()
+        if wait is not None and head.header(b"retry-after") is None:
+            headers.append((b"retry-after", str(wait).encode()))
+        return ResponseHead(self._status, headers, b"")
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._size += len(chunk)
+        if self._size > WHOLE_JSON_MAX:
+            raise UpstreamError(f"the provider's answer is over {WHOLE_JSON_MAX} bytes")
+        self._chunks.append(chunk)
+        return b""
+
+    def _data(self) -> bytes:
+        return b"".join(self._chunks)

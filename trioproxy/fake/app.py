@@ -80,6 +80,13 @@ class FakeUpstream:
         self._changed.set()
         self._changed = trio.Event()
 
+    def faults_for(self, header: bytes | None) -> Faults:
+        """The request's own x-fake-fault, else the next scripted one, else
+        the default (raises FaultSyntaxError)."""
+        if header is None and self.script:
+            header = self.script.popleft()
+        return parse_faults(header if header is not None else self.default_faults)
+
     def _request_id(self) -> str:
         self._ids += 1
         return f"req_fake_{self._ids:06d}"
@@ -192,10 +199,7 @@ class FakeUpstream:
 
     async def _messages(self, ex: ClientExchange, body: bytes, rid: str) -> None:
         try:
-            raw = ex.head.header(b"x-fake-fault")
-            if raw is None and self.script:
-                raw = self.script.popleft()
-            faults = parse_faults(raw if raw is not None else self.default_faults)
+            faults = self.faults_for(ex.head.header(b"x-fake-fault"))
         except FaultSyntaxError as exc:
             await json_answer(ex, 400, error_json("invalid_request_error", str(exc), rid), rid)
             return
@@ -300,31 +304,29 @@ class FakeUpstream:
             # A stream's head comes at once, as the API sends it; what is
             # slow is the first event (a long prefill, a long think).
             await trio.sleep(faults.slow_headers)
-        for n, event in enumerate(events):
-            if faults.drop_after is not None and n == faults.drop_after:
-                await ex.abort()
-                return
-            if faults.error_after is not None and n == faults.error_after:
-                await ex.send_body(
-                    sse(
-                        "error",
-                        {
-                            "type": "error",
-                            "error": {
-                                "type": "overloaded_error",
-                                "message": "Overloaded (fake, mid-stream)",
-                            },
-                        },
-                    )
-                )
-                await ex.end()
-                return
-            if faults.stall_after is not None and n == faults.stall_after:
-                await trio.sleep_forever()
-            if faults.event_delay and n:
-                await trio.sleep(faults.event_delay)
-            await ex.send_body(event)
-        await ex.end()
+        overloaded = {"type": "overloaded_error", "message": "Overloaded (fake, mid-stream)"}
+        await send_paced(ex, events, faults, sse("error", {"type": "error", "error": overloaded}))
+
+
+async def send_paced(ex: ClientExchange, items: list[bytes], faults: Faults, error: bytes) -> None:
+    """A stream's items, one write each, as the faults say: cut after
+    ``drop_after`` items, ``error`` (then the end) after ``error_after``,
+    silence after ``stall_after``, ``event_delay`` between items. Every
+    fake streams through here, each with its own items and error."""
+    for n, item in enumerate(items):
+        if faults.drop_after is not None and n == faults.drop_after:
+            await ex.abort()
+            return
+        if faults.error_after is not None and n == faults.error_after:
+            await ex.send_body(error)
+            await ex.end()
+            return
+        if faults.stall_after is not None and n == faults.stall_after:
+            await trio.sleep_forever()
+        if faults.event_delay and n:
+            await trio.sleep(faults.event_delay)
+        await ex.send_body(item)
+    await ex.end()
 
 
 async def json_answer(

@@ -18,7 +18,6 @@ import base64
 import binascii
 import fnmatch
 from collections import deque
-from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -26,9 +25,9 @@ import orjson
 import trio
 
 from trioproxy.bedrock.request import ANTHROPIC_VERSION, BEDROCK_BRIDGE, SIGNING_NAME
-from trioproxy.fake.app import FakeUpstream
-from trioproxy.fake.faults import Faults, FaultSyntaxError, parse_faults
-from trioproxy.fake.messages import answered, message_json, offers, plan_for, stream_events
+from trioproxy.fake.app import FakeUpstream, send_paced
+from trioproxy.fake.faults import Faults, FaultSyntaxError
+from trioproxy.fake.messages import message_json, plan_for, stream_events, with_call
 from trioproxy.fake.sigv4 import verify
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.proto.events import Headers, ResponseHead
@@ -86,7 +85,7 @@ class BedrockFake(FakeUpstream):
             return
         model, action = unquote(parts[2]), parts[3]
         try:
-            faults = parse_faults(headers.get("x-fake-fault", "").encode() or self._next_fault())
+            faults = self.faults_for(ex.head.header(b"x-fake-fault"))
         except FaultSyntaxError as exc:
             await self._refuse(ex, 400, "ValidationException", str(exc), rid)
             return
@@ -112,20 +111,13 @@ class BedrockFake(FakeUpstream):
             tools=self.tools,
             max_tokens_cut=faults.max_tokens_cut,
         )
-        if self.call is not None and offers(request, self.call[0]) and not answered(request):
-            tool = {"name": self.call[0], "input": self.call[1]}
-            plan = replace(plan, tool=tool, stop_reason="tool_use")
+        plan = with_call(plan, request, self.call)
         if action == "invoke":
             if faults.slow_headers:
                 await trio.sleep(faults.slow_headers)
             await _json(ex, 200, message_json(plan), rid)
             return
         await self._stream(ex, stream_events(plan, delta_chars=faults.delta_chars), faults, rid)
-
-    def _next_fault(self) -> bytes | None:
-        if self.script:
-            return self.script.popleft()
-        return self.default_faults
 
     async def _count(self, ex: ClientExchange, body: bytes, rid: str) -> None:
         try:
@@ -168,26 +160,12 @@ class BedrockFake(FakeUpstream):
         )
         if faults.slow_headers:
             await trio.sleep(faults.slow_headers)  # a slow first event
-        frames = [chunk_frame(e) for e in events]
-        for n, frame in enumerate(f for f in frames if f):
-            if faults.drop_after is not None and n == faults.drop_after:
-                await ex.abort()
-                return
-            if faults.error_after is not None and n == faults.error_after:
-                await ex.send_body(
-                    encode_message(
-                        {":message-type": "exception", ":exception-type": "throttlingException"},
-                        b'{"message":"Too many tokens, please wait before trying again (fake)."}',
-                    )
-                )
-                await ex.end()
-                return
-            if faults.stall_after is not None and n == faults.stall_after:
-                await trio.sleep_forever()
-            if faults.event_delay and n:
-                await trio.sleep(faults.event_delay)
-            await ex.send_body(frame)
-        await ex.end()
+        throttled = encode_message(
+            {":message-type": "exception", ":exception-type": "throttlingException"},
+            b'{"message":"Too many tokens, please wait before trying again (fake)."}',
+        )
+        frames = [f for f in (chunk_frame(e) for e in events) if f]
+        await send_paced(ex, frames, faults, throttled)
 
     async def _refuse(
         self, ex: ClientExchange, status: int, errortype: str, message: str, rid: str
@@ -209,18 +187,29 @@ def invoke_problem(body: bytes) -> tuple[str, dict[str, Any]]:
     for key in ("model", "stream"):
         if key in doc:
             return f"Malformed input request: extraneous key [{key}] is not permitted", doc
+    rejected = bridge_rejects(doc, [str(b) for b in doc.get("anthropic_beta") or []])
+    if rejected is not None and rejected[0] == "field":
+        return f"Malformed input request: extraneous key [{rejected[1]}] is not permitted", doc
+    if rejected is not None:
+        return f"invalid beta flag: {rejected[1]}", doc
+    return "", doc
+
+
+def bridge_rejects(doc: dict[str, Any], betas: list[str]) -> tuple[str, str] | None:
+    """("field", name) or ("beta", value): the first thing of the request
+    that the clouds reject (``BEDROCK_BRIDGE``), as both fakes check it."""
     for bridge in BEDROCK_BRIDGE:
         name = bridge.field
         if name.startswith("tools[]."):
             field = name.split(".", 1)[1]
             if any(isinstance(t, dict) and field in t for t in doc.get("tools") or []):
-                return f"Malformed input request: extraneous key [{field}] is not permitted", doc
-        elif name in doc:
-            return f"Malformed input request: extraneous key [{name}] is not permitted", doc
-    for beta in doc.get("anthropic_beta") or []:
-        if any(fnmatch.fnmatchcase(str(beta), g) for b in BEDROCK_BRIDGE for g in b.betas):
-            return f"invalid beta flag: {beta}", doc
-    return "", doc
+                return "field", field
+        elif name and name in doc:
+            return "field", name
+    for beta in betas:
+        if any(fnmatch.fnmatchcase(beta, g) for b in BEDROCK_BRIDGE for g in b.betas):
+            return "beta", beta
+    return None
 
 
 def chunk_frame(sse_event: bytes) -> bytes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -115,6 +115,15 @@ def plan_for(
     return Plan(
         f"msg_fake_{digest[:24]}", model, text, thinking, tool, usage, stop_reason, stop_sequence
     )
+
+
+def with_call(plan: Plan, request: dict[str, Any], call: tuple[str, dict[str, Any]] | None) -> Plan:
+    """``plan`` answering with ``call`` (a tool name and its input) when the
+    request offers that tool and its last message is not already its
+    result: a model that uses one given tool, once."""
+    if call is None or not offers(request, call[0]) or answered(request):
+        return plan
+    return replace(plan, tool={"name": call[0], "input": call[1]}, stop_reason="tool_use")
 
 
 def offers(request: dict[str, Any], name: str) -> bool:

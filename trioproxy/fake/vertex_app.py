@@ -16,12 +16,10 @@ Claude's own (529, a cut, an error event mid-stream).
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import secrets
 import time
 from collections import deque
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -33,16 +31,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import exceptions as auth_exceptions
 from google.auth import jwt
 
-from trioproxy.bedrock.request import BEDROCK_BRIDGE
-from trioproxy.fake.app import FakeUpstream
-from trioproxy.fake.faults import Faults, FaultSyntaxError, parse_faults
+from trioproxy.fake.app import FakeUpstream, send_paced
+from trioproxy.fake.bedrock_app import bridge_rejects
+from trioproxy.fake.faults import Faults, FaultSyntaxError
 from trioproxy.fake.messages import (
-    answered,
     error_json,
     message_json,
-    offers,
     plan_for,
     stream_events,
+    with_call,
 )
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.proto.events import Headers, ResponseHead
@@ -146,8 +143,7 @@ class VertexFake(FakeUpstream):
             await _json(ex, 200, orjson.dumps({"input_tokens": max(1, len(body) // 4)}), rid)
             return
         try:
-            raw = head.header(b"x-fake-fault")
-            faults = parse_faults(raw if raw is not None else self._next_fault())
+            faults = self.faults_for(head.header(b"x-fake-fault"))
         except FaultSyntaxError as exc:
             await _google_error(ex, 400, "INVALID_ARGUMENT", str(exc), rid)
             return
@@ -165,20 +161,13 @@ class VertexFake(FakeUpstream):
             tools=self.tools,
             max_tokens_cut=faults.max_tokens_cut,
         )
-        if self.call is not None and offers(request, self.call[0]) and not answered(request):
-            tool = {"name": self.call[0], "input": self.call[1]}
-            plan = replace(plan, tool=tool, stop_reason="tool_use")
+        plan = with_call(plan, request, self.call)
         if not request.get("stream"):
             if faults.slow_headers:
                 await trio.sleep(faults.slow_headers)
             await _json(ex, 200, message_json(plan), rid)
             return
         await self._stream(ex, stream_events(plan, delta_chars=faults.delta_chars), faults, rid)
-
-    def _next_fault(self) -> bytes | None:
-        if self.script:
-            return self.script.popleft()
-        return self.default_faults
 
     async def _token(self, ex: ClientExchange, body: bytes, rid: str) -> None:
         form = {k: v[0] for k, v in parse_qs(body.decode("latin-1")).items()}
@@ -230,27 +219,9 @@ class VertexFake(FakeUpstream):
         )
         if faults.slow_headers:
             await trio.sleep(faults.slow_headers)
-        for n, event in enumerate(events):
-            if faults.drop_after is not None and n == faults.drop_after:
-                await ex.abort()
-                return
-            if faults.error_after is not None and n == faults.error_after:
-                error = {
-                    "type": "error",
-                    "error": {
-                        "type": "overloaded_error",
-                        "message": "Overloaded (fake, mid-stream)",
-                    },
-                }
-                await ex.send_body(b"event: error\ndata: " + orjson.dumps(error) + b"\n\n")
-                await ex.end()
-                return
-            if faults.stall_after is not None and n == faults.stall_after:
-                await trio.sleep_forever()
-            if faults.event_delay and n:
-                await trio.sleep(faults.event_delay)
-            await ex.send_body(event)
-        await ex.end()
+        overloaded = {"type": "overloaded_error", "message": "Overloaded (fake, mid-stream)"}
+        error = b"event: error\ndata: " + orjson.dumps({"type": "error", "error": overloaded})
+        await send_paced(ex, events, faults, error + b"\n\n")
 
 
 def predict_problem(body: bytes, betas: list[str], *, counting: bool) -> tuple[str, dict[str, Any]]:
@@ -265,17 +236,11 @@ def predict_problem(body: bytes, betas: list[str], *, counting: bool) -> tuple[s
         return f"anthropic_version: must be {ANTHROPIC_VERSION}", doc
     if "model" in doc and not counting:
         return "model: Extra inputs are not permitted", doc
-    for bridge in BEDROCK_BRIDGE:
-        name = bridge.field
-        if name.startswith("tools[]."):
-            field = name.split(".", 1)[1]
-            if any(isinstance(t, dict) and field in t for t in doc.get("tools") or []):
-                return f"tools.0.{field}: Extra inputs are not permitted", doc
-        elif name in doc:
-            return f"{name}: Extra inputs are not permitted", doc
-    for beta in betas:
-        if any(fnmatch.fnmatchcase(beta, g) for b in BEDROCK_BRIDGE for g in b.betas):
-            return f"Unexpected value(s) `{beta}` for the `anthropic-beta` header.", doc
+    rejected = bridge_rejects(doc, betas)
+    if rejected is not None and rejected[0] == "field":
+        return f"{rejected[1]}: Extra inputs are not permitted", doc
+    if rejected is not None:
+        return f"Unexpected value(s) `{rejected[1]}` for the `anthropic-beta` header.", doc
     return "", doc
 
 
