@@ -237,3 +237,35 @@ async def test_claude_code_in_vertex_mode(
             lines = access_lines(caplog)
     assert all(x["caller"] == "team" and x["status"] == 200 for x in lines)
     assert {x["provider"] for x in lines} == {kind} and fake.requests >= 1
+
+
+async def test_unserved_paths_are_404s_in_the_format_s_shape(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, proxy = await proxy_for(nursery, "anthropic", monkeypatch)
+    # Bedrock's: ResourceNotFoundException, its message as AWS puts it.
+    for method, path in [
+        ("POST", f"{PATH}/converse"),
+        ("GET", f"{PATH}/invoke"),
+        ("POST", "/inference-profiles"),
+    ]:
+        r = await h1_request(proxy.port, method, path, BEARER, BODY if method == "POST" else b"")
+        assert r.status == 404, (method, path)
+        assert r.header(b"x-amzn-errortype") == b"ResourceNotFoundException:"
+        assert set(orjson.loads(r.body)) == {"message"}
+    # Vertex AI's: Google's error shape.
+    r = await h1_request(proxy.port, "POST", f"{VERTEX}/claude-opus-5-5:predict", BEARER, BODY)
+    err = orjson.loads(r.body)["error"]
+    assert r.status == 404 and err["code"] == 404 and err["status"] == "NOT_FOUND"
+    # Chat Completions': OpenAI's error object.
+    r = await h1_request(proxy.port, "GET", "/v1/chat/completions", BEARER)
+    err = orjson.loads(r.body)["error"]
+    assert (
+        r.status == 404
+        and err["type"] == "invalid_request_error"
+        and "Invalid URL" in err["message"]
+    )
+    # Authentication first, in the format's shape too; nothing was forwarded.
+    r = await h1_request(proxy.port, "POST", f"{PATH}/converse", [], BODY)
+    assert r.status == 403 and r.header(b"x-amzn-errortype") == b"UnrecognizedClientException:"
+    assert fake.requests == 0

@@ -75,6 +75,20 @@ def parse_target(method: bytes, path: bytes) -> BedrockTarget | None:
     return BedrockTarget(unquote(parts[2]), parts[3])
 
 
+def unserved(method: bytes, path: bytes) -> str:
+    """What a 404 says for a request in Bedrock's format (a ``/model/`` path,
+    anything but a lookup under ``/inference-profiles``) that names no
+    operation the proxy serves; "" for any other request."""
+    served = parse_target(method, path) is not None
+    profiles = path == b"/inference-profiles" or path.startswith(b"/inference-profiles/")
+    if served or not (path.startswith(b"/model/") or profiles):
+        return ""
+    if profiles and method in (b"GET", b"HEAD"):
+        return ""  # answered from the catalogue
+    verb = method.decode("latin-1")
+    return f"Unknown operation: {verb} {path.decode('latin-1')[:200]}"
+
+
 def api_model(bedrock_id: str) -> str:
     """The API's name of a Bedrock model ID or inference profile (as it is
     when it is not one: an alias, a name the proxy's tables know)."""
@@ -143,7 +157,7 @@ class SSEToEventStream:
 
 def exception_frame(data: bytes) -> bytes:
     """An SSE ``event: error``'s data as Bedrock's exception frame."""
-    kind, message = _error_of(data)
+    kind, message = error_of(data)
     name = _STREAM_EXCEPTIONS.get(kind, "internalServerException")
     headers = {
         ":message-type": "exception",
@@ -156,7 +170,7 @@ def exception_frame(data: bytes) -> bytes:
 def aws_error(status: int, body: bytes) -> tuple[int, str, bytes]:
     """(status, x-amzn-errortype, body) for an Anthropic-shaped error; the
     message's words kept."""
-    kind, message = _error_of(body)
+    kind, message = error_of(body)
     status, name = _AWS_ERRORS.get(
         kind, (status, "InternalServerException" if status >= 500 else "ValidationException")
     )
@@ -173,7 +187,7 @@ def count_answer(body: bytes) -> bytes | None:
     return orjson.dumps({"inputTokens": n}) if isinstance(n, int) else None
 
 
-def _error_of(data: bytes) -> tuple[str, str]:
+def error_of(data: bytes) -> tuple[str, str]:
     try:
         doc: Any = orjson.loads(data)
     except orjson.JSONDecodeError:

@@ -17,10 +17,14 @@ from trioproxy.exchange.foreign_client import COUNT_TOKENS, MESSAGES, ForeignCli
 from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.proto.events import Headers, ResponseHead
 
+UNSERVED = BedrockTarget("", "")
+
 
 class BedrockClient(ForeignClient):
-    def __init__(self, inner: ClientExchange, target: BedrockTarget) -> None:
-        super().__init__(inner)
+    def __init__(
+        self, inner: ClientExchange, target: BedrockTarget = UNSERVED, *, unserved: str = ""
+    ) -> None:
+        super().__init__(inner, unserved=unserved)
         self.target = target
 
     def translate(self, raw: bytes) -> tuple[bytes, bytes, list[str]]:

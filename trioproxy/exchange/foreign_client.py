@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from trioproxy.errors import InvalidRequest, RequestTooLarge
+import orjson
+
+from trioproxy.errors import InvalidRequest, NotFound, RequestTooLarge
 from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.proto.events import BodyChunk, Headers, RequestHead, ResponseHead
 
@@ -26,8 +28,11 @@ Translate = Callable[[bytes], bytes]
 class ForeignClient:
     """Delegates to the client's exchange; subclasses translate."""
 
-    def __init__(self, inner: ClientExchange) -> None:
+    def __init__(self, inner: ClientExchange, *, unserved: str = "") -> None:
         self._inner = inner
+        # A path of the format that names nothing it serves: its 404, said
+        # in the format's shape once the caller is admitted.
+        self.unserved = unserved
         self.head = inner.head
         self.request_id = inner.request_id
         self.protocol = inner.protocol
@@ -53,6 +58,8 @@ class ForeignClient:
     async def read_request(self, max_bytes: int) -> None:
         """Read the client's body whole (within ``max_bytes``) and become
         the Messages request it stands for."""
+        if self.unserved:
+            raise NotFound(self.unserved)
         parts: list[bytes] = []
         total = 0
         while (chunk := await self._inner.receive_body()) is not None:
@@ -134,7 +141,11 @@ class ForeignClient:
         head = self._held
         if head is not None:
             self._held = None
-            status, extra, body = self.finish(head, b"".join(self._chunks))
+            if self._size > WHOLE_MAX:  # never a truncated answer that looks whole
+                head, whole = _too_large(head, self.request_id)
+            else:
+                whole = b"".join(self._chunks)
+            status, extra, body = self.finish(head, whole)
             drop = (b"content-type", b"content-length")
             headers = [(n, v) for n, v in head.headers if n not in drop] + extra
             headers += [
@@ -147,3 +158,13 @@ class ForeignClient:
 
     async def abort(self) -> None:
         await self._inner.abort()
+
+
+def _too_large(head: ResponseHead, request_id: str) -> tuple[ResponseHead, bytes]:
+    """An answer over what the proxy keeps to translate, as a 502 in
+    Anthropic's shape (translated into the client's like any error)."""
+    message = f"the upstream's answer is over the {WHOLE_MAX} bytes the proxy translates whole"
+    body = {"type": "error", "error": {"type": "api_error", "message": message}}
+    if request_id:
+        body["request_id"] = request_id
+    return ResponseHead(502, head.headers, b""), orjson.dumps(body)

@@ -25,14 +25,22 @@ def is_chat(method: bytes, path: bytes) -> bool:
     return method == b"POST" and path == CHAT_COMPLETIONS
 
 
+def unserved(method: bytes, path: bytes) -> str:
+    """What a 404 says for a request under ``/v1/chat/`` that is not
+    ``POST /v1/chat/completions``; "" for any other request."""
+    if not path.startswith(b"/v1/chat/") or is_chat(method, path):
+        return ""
+    return f"Invalid URL ({method.decode('latin-1')} {path.decode('latin-1')[:200]})"
+
+
 def _is_stream(head: ResponseHead) -> bool:
     kind = head.header(b"content-type") or b""
     return head.status == 200 and kind.startswith(b"text/event-stream")
 
 
 class OpenAIClient(ForeignClient):
-    def __init__(self, inner: ClientExchange) -> None:
-        super().__init__(inner)
+    def __init__(self, inner: ClientExchange, *, unserved: str = "") -> None:
+        super().__init__(inner, unserved=unserved)
         self._model = ""
         self._usage = False
 
@@ -67,5 +75,16 @@ class OpenAIClient(ForeignClient):
             except orjson.JSONDecodeError:
                 doc = None
             if isinstance(doc, dict) and doc.get("type") == "message":
-                return 200, [], orjson.dumps(to_completion(doc, self._model))
+                try:
+                    return 200, [], orjson.dumps(to_completion(doc, self._model))
+                except (TypeError, ValueError, AttributeError):
+                    pass  # an integer over 64 bits, a field of the wrong type
+            # A 200 that is no Message the proxy can translate is an
+            # upstream fault: a 502, never a 200 that carries an error.
+            what = "the upstream's answer is not a Message the proxy can translate"
+            return (
+                502,
+                [],
+                to_error(502, orjson.dumps({"error": {"type": "api_error", "message": what}})),
+            )
         return head.status, [], to_error(head.status, body)

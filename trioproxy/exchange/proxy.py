@@ -20,6 +20,7 @@ from trioproxy.accounting.pricing import caller_tokens, cost_usd, price_for
 from trioproxy.accounting.record import NO_CALLER, RequestRecord
 from trioproxy.admin.endpoints import is_own, serve_own
 from trioproxy.bedrock.client import parse_target as bedrock_target
+from trioproxy.bedrock.client import unserved as bedrock_unserved
 from trioproxy.callers.policy import Refusal, check_expiry
 from trioproxy.config.model import Caller, Config
 from trioproxy.convlog.capture import Capture
@@ -35,6 +36,7 @@ from trioproxy.exchange.cors_headers import CorsExchange
 from trioproxy.exchange.foreign_client import ForeignClient
 from trioproxy.exchange.forward import Forwarding
 from trioproxy.exchange.openai_client import OpenAIClient, is_chat
+from trioproxy.exchange.openai_client import unserved as chat_unserved
 from trioproxy.exchange.retention import Retention
 from trioproxy.exchange.trip import Trip
 from trioproxy.exchange.vertex_client import VertexClient
@@ -46,6 +48,7 @@ from trioproxy.rules.cors import allowed_origin, is_preflight, preflight_answer
 from trioproxy.state import ServerState
 from trioproxy.upstream.pool import UpstreamPool
 from trioproxy.vertex.client import parse_target as vertex_target
+from trioproxy.vertex.client import unserved as vertex_unserved
 
 diag = logging.getLogger("trioproxy.diag")  # one line per failed forward
 log = logging.getLogger("trioproxy.callers")
@@ -173,14 +176,21 @@ class Proxy:
 
 def foreign(ex: ClientExchange) -> ClientExchange:
     """The exchange as the client's format needs it (itself for Messages):
-    Bedrock's, Vertex AI's or Chat Completions'."""
-    head = ex.head
-    if (bedrock := bedrock_target(head.method, head.path)) is not None:
+    Bedrock's, Vertex AI's or Chat Completions'. A path of one of those
+    formats that the proxy does not serve is that format's 404."""
+    method, path = ex.head.method, ex.head.path
+    if (bedrock := bedrock_target(method, path)) is not None:
         return BedrockClient(ex, bedrock)
-    if (vertex := vertex_target(head.method, head.path)) is not None:
+    if (vertex := vertex_target(method, path)) is not None:
         return VertexClient(ex, vertex)
-    if is_chat(head.method, head.path):
+    if is_chat(method, path):
         return OpenAIClient(ex)
+    if message := bedrock_unserved(method, path):
+        return BedrockClient(ex, unserved=message)
+    if message := vertex_unserved(method, path):
+        return VertexClient(ex, unserved=message)
+    if message := chat_unserved(method, path):
+        return OpenAIClient(ex, unserved=message)
     return ex
 
 

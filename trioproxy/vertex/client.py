@@ -43,6 +43,23 @@ def parse_target(method: bytes, path: bytes) -> VertexTarget | None:
     return None if m is None else VertexTarget(m["model"], m["verb"])
 
 
+def unserved(method: bytes, path: bytes) -> str:
+    """What a 404 says for a request under Vertex AI's ``/v1/projects/``
+    that names no method the proxy serves; "" for any other request."""
+    if not path.startswith(b"/v1/projects/") or parse_target(method, path) is not None:
+        return ""
+    where = path.decode("latin-1")[:200]
+    return f"The requested URL {where} was not found on this server ({method.decode('latin-1')})."
+
+
+def google_error(status: int, message: str) -> bytes:
+    """Google's error shape, as its front answers a path it does not serve."""
+    names = {404: "NOT_FOUND", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}
+    names |= {429: "RESOURCE_EXHAUSTED", 413: "INVALID_ARGUMENT", 400: "INVALID_ARGUMENT"}
+    name = names.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
+    return orjson.dumps({"error": {"code": status, "message": message, "status": name}})
+
+
 def api_model(model: str) -> str:
     """``claude-opus-5-5@20261101`` -> ``claude-opus-5-5``."""
     return model.split("@", 1)[0]
