@@ -156,6 +156,8 @@ async def test_errors_and_count_tokens(nursery: trio.Nursery, tmp_path: Path) ->
     doc = orjson.loads(r.body)
     assert r.status == 400 and doc["error"]["type"] == "invalid_request_error"
     assert "document" in doc["error"]["message"] and fake.requests == before
+    # The gateway guide's token: Claude Code drops the documents and retries.
+    assert doc["error"]["message"].endswith("(capability_rejected: document_block)")
     r = await h1_request(proxy.port, "GET", "/api/hello", [])
     assert r.status == 404 and fake.requests == before
 

@@ -15,6 +15,7 @@ from trioproxy.openai.request import Untranslatable, to_chat
 from trioproxy.rules.demote import streaming_body
 from trioproxy.rules.traits import BodyTraits
 from trioproxy.rules.transform import rewrite
+from trioproxy.rules.wording import TOKEN
 
 if TYPE_CHECKING:
     from trioproxy.accounting.record import RequestRecord
@@ -192,6 +193,9 @@ class TranslateRequest(WholeBody):
         try:
             out = to_chat(parsed.doc, parsed.model or "", reasoning=self._provider.reasoning)
         except Untranslatable as exc:
-            raise InvalidRequest(f"provider {self._provider.name}: {exc}") from None
+            message = f"provider {self._provider.name}: {exc}"
+            if exc.capability:  # Claude Code drops the feature and retries
+                message += f" ({TOKEN}{exc.capability})"
+            raise InvalidRequest(message) from None
         self._trip.record.dropped = ",".join(out.notes)
         return orjson.dumps(out.body)

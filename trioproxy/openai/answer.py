@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from trioproxy.rules.wording import overflows, prompt_too_long
+from trioproxy.rules.wording import overflows, prompt_too_long, with_token
 
 STOP_REASONS = {
     "stop": "end_turn",
@@ -119,6 +119,8 @@ def to_error(status: int, data: bytes, request_id: str = "") -> tuple[int, bytes
         message = err
     if overflows(message, code):  # Claude Code compacts on Anthropic's words for it
         status, message = 400, prompt_too_long(message)
+    else:  # other refusals it recovers from: their class's token
+        message = with_token(message, status)
     kind = "api_error" if status >= 500 else ERROR_TYPES.get(status, "invalid_request_error")
     body: dict[str, Any] = {
         "type": "error",

@@ -26,7 +26,13 @@ DROPPED_TOP = ("top_k", "context_management", "service_tier", "output_config")
 
 
 class Untranslatable(ValueError):
-    """The request uses a feature with no equivalent that must not be dropped."""
+    """The request uses a feature with no equivalent that must not be dropped.
+    ``capability``: the gateway guide's class for it (``document_block``,
+    ``image_block``), for a client that can drop the feature and retry."""
+
+    def __init__(self, message: str, capability: str = "") -> None:
+        super().__init__(message)
+        self.capability = capability
 
 
 @dataclass
@@ -129,7 +135,9 @@ def _user(content: object, out: Translated, i: int) -> list[dict[str, Any]]:
         elif kind == "tool_result":
             tools.append(_tool_result(b, i))
         elif kind == "document":
-            raise Untranslatable(f"messages[{i}]: document blocks have no equivalent here")
+            raise Untranslatable(
+                f"messages[{i}]: document blocks have no equivalent here", "document_block"
+            )
         else:
             raise Untranslatable(f"messages[{i}]: {kind} blocks have no equivalent here")
     out_messages = list(tools)
@@ -146,7 +154,9 @@ def _image_url(b: dict[str, Any], i: int) -> str:
         return f"data:{src.get('media_type', 'image/png')};base64,{src.get('data', '')}"
     if src.get("type") == "url":
         return str(src.get("url", ""))
-    raise Untranslatable(f"messages[{i}]: an image source of type {src.get('type')!r}")
+    raise Untranslatable(
+        f"messages[{i}]: an image source of type {src.get('type')!r}", "image_block"
+    )
 
 
 def _tool_result(b: dict[str, Any], i: int) -> dict[str, Any]:
@@ -156,7 +166,9 @@ def _tool_result(b: dict[str, Any], i: int) -> dict[str, Any]:
         if part.get("type") == "text":
             texts.append(str(part.get("text", "")))
         elif part.get("type") == "image":
-            raise Untranslatable(f"messages[{i}]: an image in a tool result has no equivalent here")
+            raise Untranslatable(
+                f"messages[{i}]: an image in a tool result has no equivalent here", "image_block"
+            )
     text = "\n".join(texts)
     if b.get("is_error"):
         text = "Error: " + text
