@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,14 @@ from typing import Any
 import orjson
 import pytest
 import trio
+import zstandard
 from botocore.eventstream import EventStreamBuffer
 
 from tests.helpers import Running, h1_request, make_config, unless_in_ci
 from tests.integration.test_auth import access_lines
 from tests.integration.test_claude_code import CLAUDE, claude, refuse
+from trioproxy.convlog.views import conversation, detail
+from trioproxy.db.base import LogQuery
 from trioproxy.fake.app import FakeUpstream
 from trioproxy.fake.bedrock_app import BedrockFake
 from trioproxy.fake.sigv4 import issued
@@ -35,7 +39,11 @@ MODELS = {"claude-opus-5-5": "claude-opus-5-5", "claude-haiku-4-5": "claude-haik
 
 
 async def proxy_for(
-    nursery: trio.Nursery, kind: str, monkeypatch: pytest.MonkeyPatch, **cfg: Any
+    nursery: trio.Nursery,
+    kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+    call: tuple[str, dict[str, Any]] | None = None,
+    **cfg: Any,
 ) -> tuple[FakeUpstream, Running]:
     key = Path(tempfile.mkdtemp(prefix="trioproxy-key-")) / "anthropic.key"
     key.write_text("sk-ant-fake-0123456789")
@@ -48,11 +56,11 @@ async def proxy_for(
         monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFAKE0000CLIENTS")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", issued("AKIAFAKE0000CLIENTS")[0])
-        fake = BedrockFake(tools=False)
+        fake = BedrockFake(tools=False, call=call)
         port = await nursery.start(Server(make_config()).serve_app, fake)
         provider: dict[str, Any] = {"kind": "bedrock", "region": "us-east-1", "models": MODELS}
     elif kind == "vertex":
-        vertex = VertexFake(tools=False)
+        vertex = VertexFake(tools=False, call=call)
         fake = vertex
         port = await nursery.start(Server(make_config()).serve_app, vertex)
         sa = key.parent / "sa.json"
@@ -65,11 +73,11 @@ async def proxy_for(
             "models": MODELS,
         }
     else:
-        fake = FakeUpstream(tools=False)
+        fake = FakeUpstream(tools=False, call=call)
         port = await nursery.start(Server(make_config()).serve_app, fake)
         provider = {"api_key_file": str(key), "models": MODELS}
     provider |= {"name": kind, "base_url": f"http://127.0.0.1:{port}"}
-    server = Server(make_config(providers=[provider], callers=CALLERS, **cfg))
+    server = Server(make_config(providers=[provider], **({"callers": CALLERS} | cfg)))
     return fake, Running(server, await nursery.start(server.serve))
 
 
@@ -138,39 +146,108 @@ async def test_invoke_stream_count_and_errors_in_bedrock_s_format(
     assert r.status == 404 and r.header(b"x-amzn-errortype") == b"ResourceNotFoundException:"
 
 
+async def claude_code_turn(
+    nursery: trio.Nursery,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    kind: str,
+    turn: str,
+    env: Callable[[str], dict[str, str]],
+) -> FakeUpstream:
+    """The real Claude Code, one `-p` turn through a proxy in front of a
+    ``kind`` provider (``env``: its mode's variables, for the proxy's URL).
+    ``turn`` "tool-thinking": thinking on, and the model Reads a file whose
+    words Claude Code sends back (a tool round trip); the proxy keeps its
+    conversation log and counts the caller's use against a limit."""
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    notes = cwd / "notes.txt"
+    notes.write_text("the launch code is 4217\n")
+    call = ("Read", {"file_path": str(notes)}) if turn == "tool-thinking" else None
+    cfg: dict[str, Any] = {"log_bodies": "all", "state_dir": str(tmp_path / "state")}
+    if turn == "tool-thinking":
+        cfg["callers"] = [{**CALLERS[0], "rpm": 1000, "tpm": 10_000_000}]
+    fake, proxy = await proxy_for(nursery, kind, monkeypatch, call, **cfg)
+    listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
+    refuser = listeners[0].socket.getsockname()[1]
+    extra = env(proxy.url) | ({"MAX_THINKING_TOKENS": "4000"} if turn == "tool-thinking" else {})
+    result = await claude(proxy.url, refuser, api_key="unused", extra=extra, cwd=str(cwd))
+    assert result["is_error"] is False, result
+    assert result["result"].startswith("Hello from trioproxy")
+    if turn == "tool-thinking":
+        assert result["num_turns"] >= 2
+        await tool_and_thinking_checked(proxy, fake)
+    return fake
+
+
+async def tool_and_thinking_checked(proxy: Running, fake: FakeUpstream) -> None:
+    """What a tool-and-thinking turn leaves: the provider got a thinking
+    request and the file's words in a tool_result; the conversation log
+    holds both requests under the caller, the tool call in the first
+    answer; the caller's limits counted its requests and tokens."""
+    asked = [orjson.loads(b) for b in fake.bodies if b.startswith(b"{")]
+    assert any(isinstance(a.get("thinking"), dict) for a in asked)
+    assert "4217" in orjson.dumps([a["messages"] for a in asked]).decode()
+    state = proxy.server.state
+    reader = state.log_reader
+    assert reader is not None
+    unzstd = zstandard.ZstdDecompressor()
+    sent = ""
+    with trio.fail_after(10):
+        while "tool_result" not in sent:  # the journal writes in batches, in a thread
+            await trio.sleep(0.05)
+            rows = await reader.run(lambda db: db.list_log(LogQuery()))
+            if not rows:
+                continue
+            session = rows[0]["session"]
+            full = await reader.run(lambda db, s=session: db.session_log(s))
+            turns = conversation([detail(r, unzstd) for r in full])["turns"]
+            sent = orjson.dumps([t["messages"] for t in turns]).decode()
+    assert "4217" in sent and {r["caller"] for r in rows} == {"team"}
+    answered = [b["type"] for t in turns for b in (t["answer"] or {}).get("content", [])]
+    assert "tool_use" in answered and "thinking" in answered, answered
+    (team,) = state.callers.callers()
+    use = state.book.usage(team)
+    assert use["requests_last_minute"] >= 2 and use["tokens_last_minute"] > 0  # type: ignore[operator]
+
+
+TURNS = ["text", "tool-thinking"]
+
+
+def bedrock_mode(url: str) -> dict[str, str]:
+    return {
+        "CLAUDE_CODE_USE_BEDROCK": "1",
+        "ANTHROPIC_BEDROCK_BASE_URL": url,
+        "AWS_BEARER_TOKEN_BEDROCK": SECRET,
+        "AWS_REGION": "us-east-1",
+    }
+
+
 @unless_in_ci(not CLAUDE.exists(), "Claude Code is not installed (make js-clients)")
 @pytest.mark.timeout(150)
+@pytest.mark.parametrize("turn", TURNS)
 @pytest.mark.parametrize("kind", ["anthropic", "bedrock", "vertex"])
 async def test_claude_code_in_bedrock_mode(
     nursery: trio.Nursery,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
     kind: str,
+    turn: str,
 ) -> None:
     caplog.set_level(logging.INFO, logger="trioproxy.access")
-    fake, proxy = await proxy_for(nursery, kind, monkeypatch)
-    listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
-    refuser = listeners[0].socket.getsockname()[1]
-    env = {
-        "CLAUDE_CODE_USE_BEDROCK": "1",
-        "ANTHROPIC_BEDROCK_BASE_URL": proxy.url,
-        "AWS_BEARER_TOKEN_BEDROCK": SECRET,
-        "AWS_REGION": "us-east-1",
-    }
-    result = await claude(proxy.url, refuser, api_key="unused", extra=env)
-    assert result["is_error"] is False, result
-    assert result["result"].startswith("Hello from trioproxy")
-    turn = "/model/us.anthropic.claude-opus-5-5/invoke-with-response-stream"
+    fake = await claude_code_turn(nursery, monkeypatch, tmp_path, kind, turn, bedrock_mode)
+    streamed = "/model/us.anthropic.claude-opus-5-5/invoke-with-response-stream"
     lines: list[dict[str, Any]] = []
     with trio.fail_after(10):  # the journal writes in batches
-        while not any(x["path"] == turn for x in lines):
+        while not any(x["path"] == streamed for x in lines):
             await trio.sleep(0.05)
             lines = access_lines(caplog)
     # Its profile lookup, its probes of other models, its turn: all served.
     assert lines[0]["path"] == "/inference-profiles"
     assert all(x["caller"] == "team" and x["status"] == 200 for x in lines)
     assert {x["provider"] for x in lines if x["method"] == "POST"} == {kind}
-    assert next(x for x in lines if x["path"] == turn)["stream"] is True
+    assert next(x for x in lines if x["path"] == streamed)["stream"] is True
     assert fake.requests >= 1
 
 
@@ -206,30 +283,31 @@ async def test_vertex_format_requests(
     assert r.status == 401
 
 
-@unless_in_ci(not CLAUDE.exists(), "Claude Code is not installed (make js-clients)")
-@pytest.mark.timeout(150)
-@pytest.mark.parametrize("kind", ["anthropic", "bedrock", "vertex"])
-async def test_claude_code_in_vertex_mode(
-    nursery: trio.Nursery,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-    kind: str,
-) -> None:
-    caplog.set_level(logging.INFO, logger="trioproxy.access")
-    fake, proxy = await proxy_for(nursery, kind, monkeypatch)
-    listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
-    refuser = listeners[0].socket.getsockname()[1]
-    env = {
+def vertex_mode(url: str) -> dict[str, str]:
+    return {
         "CLAUDE_CODE_USE_VERTEX": "1",
-        "ANTHROPIC_VERTEX_BASE_URL": f"{proxy.url}/v1",
+        "ANTHROPIC_VERTEX_BASE_URL": f"{url}/v1",
         "ANTHROPIC_VERTEX_PROJECT_ID": "my-project",
         "CLOUD_ML_REGION": "us-east5",
         "CLAUDE_CODE_SKIP_VERTEX_AUTH": "1",
         "ANTHROPIC_CUSTOM_HEADERS": f"x-trioproxy-key: {SECRET}",
     }
-    result = await claude(proxy.url, refuser, api_key="unused", extra=env)
-    assert result["is_error"] is False, result
-    assert result["result"].startswith("Hello from trioproxy")
+
+
+@unless_in_ci(not CLAUDE.exists(), "Claude Code is not installed (make js-clients)")
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("turn", TURNS)
+@pytest.mark.parametrize("kind", ["anthropic", "bedrock", "vertex"])
+async def test_claude_code_in_vertex_mode(
+    nursery: trio.Nursery,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    kind: str,
+    turn: str,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trioproxy.access")
+    fake = await claude_code_turn(nursery, monkeypatch, tmp_path, kind, turn, vertex_mode)
     lines: list[dict[str, Any]] = []
     with trio.fail_after(10):  # the journal writes in batches
         while not any("streamRawPredict" in x["path"] for x in lines):

@@ -19,6 +19,7 @@ from trioproxy.fake.messages import (
     plan_for,
     sse,
     stream_events,
+    with_call,
 )
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.proto.events import Headers, ResponseHead
@@ -54,17 +55,27 @@ CLIENT_ERRORS = {
 
 
 class FakeUpstream:
-    def __init__(self, *, faults: bytes | None = None, tools: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        faults: bytes | None = None,
+        tools: bool = True,
+        call: tuple[str, dict[str, Any]] | None = None,
+    ) -> None:
         """``faults``: the x-fake-fault applied to every /v1/messages request
         that carries none (a provider that is down, say). ``script`` holds
         faults for the next requests, one each, before that default.
         ``tools``: answer with a call of the request's first tool; an agent
-        such as Claude Code would then run it and ask again, forever."""
+        such as Claude Code would then run it and ask again, forever.
+        ``call``: answer a first turn with this tool call (a name and its
+        input) when the request offers it, once (messages.with_call)."""
         self.default_faults = faults
+        self.call = call
         self.tools = tools
         self.script: deque[bytes] = deque()
         self.seen: deque[Seen] = deque(maxlen=RECORDS)
         self.last_body = b""
+        self.bodies: deque[bytes] = deque(maxlen=100)  # what _route got, for tests
         self.requests = 0
         self.cancelled = 0  # exchanges the peer abandoned (reset stream, closed connection)
         self.bytes_sent = 0  # body bytes /bytes/N handed to the transport so far
@@ -128,6 +139,7 @@ class FakeUpstream:
         return b"".join(parts)
 
     async def _route(self, ex: ClientExchange, body: bytes, rid: str) -> None:
+        self.bodies.append(body)
         method, path = ex.head.method, ex.head.path
         if path == b"/v1/messages" and method == b"POST":
             await self._messages(ex, body, rid)
@@ -237,6 +249,7 @@ class FakeUpstream:
             tools=self.tools,
             max_tokens_cut=faults.max_tokens_cut,
         )
+        plan = with_call(plan, request, self.call)
         if not request.get("stream"):
             if faults.error_after is not None:  # overloaded during generation: the API's 529
                 await json_answer(

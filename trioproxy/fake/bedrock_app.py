@@ -50,10 +50,8 @@ class BedrockFake(FakeUpstream):
     ) -> None:
         """``call``: answer a first turn with this tool call when the
         request offers the tool (an agent then runs it and asks again)."""
-        super().__init__(faults=faults, tools=tools)
+        super().__init__(faults=faults, tools=tools, call=call)
         self.region = region
-        self.call = call
-        self.bodies: deque[bytes] = deque(maxlen=100)  # what arrived, for tests
         self.refused: deque[str] = deque(maxlen=100)  # why requests were refused
         self.signed_by: deque[str] = deque(maxlen=1000)  # the access key of each request
 

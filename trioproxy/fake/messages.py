@@ -86,8 +86,9 @@ def plan_for(
     choice = request.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") == "none":
         tool = None
-    thinking = (
-        isinstance(request.get("thinking"), dict) and request["thinking"].get("type") == "enabled"
+    thinking = isinstance(request.get("thinking"), dict) and request["thinking"].get("type") in (
+        "enabled",
+        "adaptive",  # as the model chooses: the fake always does
     )
     stop_reason, stop_sequence = "tool_use" if tool else "end_turn", None
     for seq in request.get("stop_sequences") or []:

@@ -60,9 +60,7 @@ class OpenAIFake(FakeUpstream):
         """``call``: answer the first turn with this tool call (name,
         arguments) when the request offers it, as a model would (an agent
         then runs it and asks again); otherwise as the Anthropic fake."""
-        super().__init__(faults=faults, tools=tools)
-        self.call = call
-        self.bodies: deque[bytes] = deque(maxlen=100)  # the last requests, for tests
+        super().__init__(faults=faults, tools=tools, call=call)
         # Tool call ids this fake issued (the latest ISSUED_KEPT): a request
         # naming another one is refused, as a real provider refuses a
         # tool result for a call it never made.

@@ -62,13 +62,11 @@ class VertexFake(FakeUpstream):
     ) -> None:
         """``token_seconds``: the lifetime of the tokens it issues.
         ``call``: answer a first turn with this tool call when offered."""
-        super().__init__(faults=faults, tools=tools)
+        super().__init__(faults=faults, tools=tools, call=call)
         self.token_seconds = token_seconds
-        self.call = call
         self._keys: dict[str, rsa.RSAPublicKey] = {}  # service account email -> its key
         self._tokens: dict[str, float] = {}  # access token -> expiry (wall time)
         self.issued = 0  # tokens granted
-        self.bodies: deque[bytes] = deque(maxlen=100)
         self.refused: deque[str] = deque(maxlen=100)
 
     def service_account_key(self, path: Path, token_uri: str, email: str = "") -> None:
