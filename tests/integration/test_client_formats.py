@@ -115,6 +115,17 @@ async def test_invoke_stream_count_and_errors_in_bedrock_s_format(
     events = [orjson.loads(base64.b64decode(orjson.loads(p)["bytes"])) for _, p in got]
     assert events[0]["type"] == "message_start" and events[-1]["type"] == "message_stop"
     assert events[0]["message"]["content"] == [] and "ping" not in {e["type"] for e in events}
+    if isinstance(fake, BedrockFake):  # Bedrock's own frames, as they came
+        assert r.body == b"".join(fake.frames[:-1]) and b'"p":' in r.body
+        r = await h1_request(
+            proxy.port,
+            "POST",
+            f"{PATH}/invoke-with-response-stream",
+            [*BEARER, ("x-fake-fault", "error-mid-stream=3")],
+            BODY,
+        )
+        assert r.status == 200 and r.body == b"".join([*fake.frames[:3], fake.frames[-1]])
+        assert frames(r.body)[-1][0][":exception-type"] == "throttlingException"
     counted = orjson.dumps({"input": {"invokeModel": {"body": base64.b64encode(BODY).decode()}}})
     r = await h1_request(proxy.port, "POST", f"{PATH}/count-tokens", BEARER, counted)
     assert r.status == 200 and orjson.loads(r.body)["inputTokens"] > 0

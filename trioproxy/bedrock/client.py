@@ -26,6 +26,7 @@ from urllib.parse import unquote
 
 import orjson
 
+from trioproxy.bedrock.relay import FrameMemo
 from trioproxy.proto.eventstream import encode_message
 from trioproxy.proto.sse import SSEParser
 from trioproxy.rules.jsonedit import Edit, apply, object_members, remove_elements
@@ -135,17 +136,23 @@ def _counted_body(raw: bytes) -> bytes:
 class SSEToEventStream:
     """Anthropic's SSE events as Bedrock's frames, as they arrive: each
     event's JSON, base64, in a ``chunk``; an ``error`` event an exception
-    frame (the stream ends there); pings dropped (Bedrock sends none)."""
+    frame (the stream ends there); pings dropped (Bedrock sends none). An
+    event a Bedrock provider sent, that no stage changed, goes as the frame
+    it came in (``memo``, relay.py)."""
 
-    __slots__ = ("_sse",)
+    __slots__ = ("_memo", "_sse")
 
-    def __init__(self) -> None:
+    def __init__(self, memo: FrameMemo | None = None) -> None:
         self._sse = SSEParser()
+        self._memo = memo
 
     def feed(self, data: bytes) -> bytes:
         out: list[bytes] = []
         for ev in self._sse.feed(data):
             if ev.event == b"ping":
+                continue
+            if self._memo and (frame := self._memo.take(ev.data)) is not None:
+                out.append(frame)
                 continue
             if ev.event == b"error":
                 out.append(exception_frame(ev.data))

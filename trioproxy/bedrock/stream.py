@@ -6,7 +6,8 @@ JSON the Anthropic API would put on its ``data:`` line. So each becomes
 ``event: {type}\\ndata: {those bytes}\\n\\n``, its JSON untouched. An
 exception event becomes Anthropic's ``event: error`` with the mapped type
 and Bedrock's words, and ends the stream. Nothing is held beyond the frame
-being read.
+being read, but for a client of Bedrock's format: then each frame is
+remembered by the event it became (relay.py), to be passed on as it came.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 import orjson
 
 from trioproxy.bedrock.errors import mapped_error
+from trioproxy.bedrock.relay import FrameMemo
 from trioproxy.proto.eventstream import EventMessage, EventStreamDecoder, EventStreamError
 
 # The event's type where the API puts it, first: no parse for the common case.
@@ -29,11 +31,12 @@ class StreamError(ValueError):
 
 
 class EventStreamToSSE:
-    __slots__ = ("_decoder", "_ended")
+    __slots__ = ("_decoder", "_ended", "_memo")
 
-    def __init__(self) -> None:
-        self._decoder = EventStreamDecoder()
+    def __init__(self, memo: FrameMemo | None = None) -> None:
+        self._decoder = EventStreamDecoder(keep_raw=memo is not None)
         self._ended = False
+        self._memo = memo
 
     @property
     def ended(self) -> bool:
@@ -57,7 +60,10 @@ class EventStreamToSSE:
     def _event(self, msg: EventMessage) -> bytes:
         if msg.message_type != "event":
             self._ended = True
-            return error_event(msg)
+            data = error_data(msg)
+            if self._memo is not None:
+                self._memo.remember(data, msg.raw)
+            return b"event: error\ndata: " + data + b"\n\n"
         if msg.event_type != "chunk":
             return b""  # an event type this translation does not know: not Anthropic's
         try:
@@ -77,11 +83,13 @@ class EventStreamToSSE:
             if not isinstance(kind, str):
                 raise StreamError("a chunk's event has no type")
             name = kind.encode()
+        if self._memo is not None:
+            self._memo.remember(inner, msg.raw)
         return b"event: " + name + b"\ndata: " + inner + b"\n\n"
 
 
-def error_event(msg: EventMessage) -> bytes:
-    """An exception (or error) frame as Anthropic's ``event: error``."""
+def error_data(msg: EventMessage) -> bytes:
+    """An exception (or error) frame as the data of Anthropic's ``event: error``."""
     message = str(msg.headers.get(":error-message", ""))
     if msg.payload:
         try:
@@ -91,4 +99,4 @@ def error_event(msg: EventMessage) -> bytes:
         except orjson.JSONDecodeError:
             message = msg.payload.decode("utf-8", "replace")
     _, body = mapped_error(msg.event_type, 500, message or msg.event_type)
-    return b"event: error\ndata: " + body + b"\n\n"
+    return body

@@ -13,6 +13,7 @@ from trioproxy.bedrock.client import (
     count_answer,
     to_messages,
 )
+from trioproxy.bedrock.relay import FrameMemo
 from trioproxy.exchange.foreign_client import COUNT_TOKENS, MESSAGES, ForeignClient, Translate
 from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.proto.events import Headers, ResponseHead
@@ -26,6 +27,7 @@ class BedrockClient(ForeignClient):
     ) -> None:
         super().__init__(inner, unserved=unserved)
         self.target = target
+        self.frames = FrameMemo()  # a Bedrock provider's frames, to pass on as they came
 
     def translate(self, raw: bytes) -> tuple[bytes, bytes, list[str]]:
         body, betas = to_messages(raw, self.target)
@@ -43,7 +45,7 @@ class BedrockClient(ForeignClient):
         drop = (b"content-type", b"content-length")
         headers = [(n, v) for n, v in head.headers if n not in drop]
         headers.append((b"content-type", EVENT_STREAM))
-        return ResponseHead(200, headers, head.reason), SSEToEventStream().feed
+        return ResponseHead(200, headers, head.reason), SSEToEventStream(self.frames).feed
 
     def finish(self, head: ResponseHead, body: bytes) -> tuple[int, Headers, bytes]:
         counted = count_answer(body) if head.status == 200 else None

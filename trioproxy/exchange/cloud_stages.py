@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from trioproxy.bedrock.errors import from_json_answer, retry_after
+from trioproxy.bedrock.relay import FrameMemo
 from trioproxy.bedrock.request import (
     Bridge,
     bridge_of,
@@ -138,8 +139,10 @@ class EventStreamStage(Stage):
 
     __slots__ = ("_translator",)
 
-    def __init__(self) -> None:
-        self._translator = EventStreamToSSE()
+    def __init__(self, memo: FrameMemo | None = None) -> None:
+        """``memo``: the client's (one of Bedrock's format), which gets the
+        frames no stage changed as they came."""
+        self._translator = EventStreamToSSE(memo)
 
     def head(self, head: ResponseHead) -> ResponseHead:
         headers = [(n, v) for n, v in head.headers if n not in (b"content-type", b"content-length")]
@@ -195,7 +198,10 @@ def bedrock_answer(trip: Trip, leg: Leg, head: ResponseHead) -> Stage | None:
     count = trip.ex.head.path == COUNT_TOKENS
     if head.status == 200 and not count:
         kind = head.header(b"content-type") or b""
-        return EventStreamStage() if kind.startswith(EVENT_STREAM) else None
+        if not kind.startswith(EVENT_STREAM):
+            return None
+        memo = getattr(trip.ex, "frames", None)  # a client of Bedrock's format
+        return EventStreamStage(memo if isinstance(memo, FrameMemo) else None)
     return BedrockWhole(head, count=count)
 
 

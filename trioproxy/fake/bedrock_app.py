@@ -53,6 +53,7 @@ class BedrockFake(FakeUpstream):
         super().__init__(faults=faults, tools=tools, call=call)
         self.region = region
         self.refused: deque[str] = deque(maxlen=100)  # why requests were refused
+        self.frames: list[bytes] = []  # the last stream's frames, its error frame last
         self.signed_by: deque[str] = deque(maxlen=1000)  # the access key of each request
 
     async def _route(self, ex: ClientExchange, body: bytes, rid: str) -> None:
@@ -163,6 +164,7 @@ class BedrockFake(FakeUpstream):
             b'{"message":"Too many tokens, please wait before trying again (fake)."}',
         )
         frames = [f for f in (chunk_frame(e) for e in events) if f]
+        self.frames = [*frames, throttled]
         await send_paced(ex, frames, faults, throttled)
 
     async def _refuse(

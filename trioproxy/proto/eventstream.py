@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PRELUDE = 12  # bytes: two lengths and the prelude's CRC
 MAX_MESSAGE = 24 * 1024 * 1024 + 128 * 1024  # bytes; botocore's caps (payload + headers)
@@ -38,6 +38,7 @@ class EventStreamError(ValueError):
 class EventMessage:
     headers: dict[str, HeaderValue]
     payload: bytes
+    raw: bytes = field(default=b"", compare=False, repr=False)  # the frame, if kept
 
     @property
     def message_type(self) -> str:
@@ -54,11 +55,14 @@ class EventMessage:
 class EventStreamDecoder:
     """Feed bytes; get the whole messages they complete."""
 
-    __slots__ = ("_buffer", "_max")
+    __slots__ = ("_buffer", "_keep_raw", "_max")
 
-    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
+    def __init__(self, max_message: int = MAX_MESSAGE, *, keep_raw: bool = False) -> None:
+        """``keep_raw``: each message carries its whole frame too (a relay
+        that may pass it on as it came)."""
         self._buffer = bytearray()
         self._max = max_message
+        self._keep_raw = keep_raw
 
     @property
     def at_boundary(self) -> bool:
@@ -84,7 +88,9 @@ class EventStreamDecoder:
                 raise EventStreamError("message CRC mismatch")
             headers_at = start + PRELUDE
             headers = _headers(bytes(buf[headers_at : headers_at + headers_len]))
-            out.append(EventMessage(headers, bytes(buf[headers_at + headers_len : end - 4])))
+            payload = bytes(buf[headers_at + headers_len : end - 4])
+            raw = bytes(buf[start:end]) if self._keep_raw else b""
+            out.append(EventMessage(headers, payload, raw))
             start = end
         if start:
             del buf[:start]
