@@ -102,24 +102,41 @@ async def test_routes_on_the_request_class_and_the_agent_type(
 
 @unless_in_ci(not CLAUDE.exists(), "Claude Code is not installed (make js-clients)")
 @pytest.mark.timeout(150)
-async def test_claude_code_s_hint_headers_reach_the_access_line(
+async def test_claude_code_s_auxiliary_requests_take_the_route_and_its_turns_do_not(
     nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Claude Code 2.1.330 in `-p` mode sends its main turns only (its
-    auxiliary requests are interactive ones): they say so, are not routed
-    as auxiliary, and carry the prompt they serve."""
+    """The real Claude Code with prompt hooks (on the user's prompt and on
+    Stop): each hook is a side request it marks auxiliary, which the route
+    sends to the cheap provider and model; its main turn stays where it
+    was. The access line says which is which, and the main turn's prompt
+    (Claude Code sends no prompt id with a hook's request)."""
     caplog.set_level(logging.INFO, logger="trioproxy.access")
     main, cheap, proxy = await two_providers(nursery, tmp_path)
     listeners = await nursery.start(partial(trio.serve_tcp, refuse, 0, host="127.0.0.1"))
     refuser = listeners[0].socket.getsockname()[1]
-    result = await claude(proxy.url, refuser, extra={"CLAUDE_CODE_GATEWAY_HINT_HEADERS": "1"})
+    hook = [{"hooks": [{"type": "prompt", "prompt": "Is this fine? $ARGUMENTS"}]}]
+    settings = {"hooks": {"UserPromptSubmit": hook, "Stop": hook}}
+    result = await claude(
+        proxy.url,
+        refuser,
+        extra={"CLAUDE_CODE_GATEWAY_HINT_HEADERS": "1"},
+        args=("--settings", orjson.dumps(settings).decode()),
+    )
     assert result["is_error"] is False, result
-    assert main.requests >= 1 and cheap.requests == 0
     with trio.fail_after(10):
-        while not (lines := access_lines(caplog)):  # noqa: ASYNC110 (the journal writes)
+        while len(lines := access_lines(caplog)) < 3:  # noqa: ASYNC110 (the journal writes)
             await trio.sleep(0.05)
-    assert {x["request_class"] for x in lines} == {"main"}
-    assert all(x["prompt_id"] for x in lines) and all(x["route"] == "" for x in lines)
+    got = sorted((x["request_class"], x["route"], x["provider"], x["model"]) for x in lines)
+    assert got == [
+        ("auxiliary", "aux", "cheap", "claude-haiku-4-5"),
+        ("auxiliary", "aux", "cheap", "claude-haiku-4-5"),
+        ("main", "", "main", "claude-opus-5-5"),
+    ]
+    assert main.requests == 1 and cheap.requests == 2
+    asked = [orjson.loads(b) for b in cheap.bodies]
+    assert all(a["model"] == "claude-haiku-4-5" for a in asked)
+    assert "Is this fine?" in orjson.dumps(asked[0]["messages"]).decode()
+    assert all(bool(x["prompt_id"]) == (x["request_class"] == "main") for x in lines)
 
 
 @unless_in_ci(not CLAUDE.exists(), "Claude Code is not installed (make js-clients)")
