@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from trioproxy.accounting.journal import Journal
 from trioproxy.accounting.metrics import Metrics
+from trioproxy.accounting.pricing import PriceBook
 from trioproxy.callers.book import CallerBook
 from trioproxy.callers.directory import Directory
 from trioproxy.config.model import Config
@@ -48,17 +49,25 @@ class ServerState:
     peers: Peers | None = None  # the other workers, when this is one of several
     callers: Directory = field(init=False)  # who may call, with their policies
     book: CallerBook = field(default_factory=CallerBook)  # what each caller used
+    prices: PriceBook = field(init=False)  # what each request cost
 
     def __post_init__(self) -> None:
         self.listening = Listening(self.config)
         self.callers = Directory(self.config.auth)
+        self.prices = PriceBook.of(self.config)
 
     def reconfigure(self, config: Config) -> None:
-        old = self.config.auth
+        old = self.config
         self.config = config
         self.listening.config = config
-        if config.auth != old:
+        if config.auth != old.auth:
             self.callers.reconfigure(config.auth)
+        if (config.pricing, config.pricing_unknown, config.routing.providers) != (
+            old.pricing,
+            old.pricing_unknown,
+            old.routing.providers,
+        ):
+            self.prices = PriceBook.of(config)
 
     # -- what the admin endpoints read -------------------------------------------
     @property

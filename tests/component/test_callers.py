@@ -158,14 +158,14 @@ async def test_budget_refuses_until_the_window_resets(
         assert limited(world) == {("alice", "budget"): 1}
 
 
-async def test_usd_budget_is_priced_with_the_pricing_table(
+async def test_usd_budget_is_priced_with_the_price_database(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     up = FakeUpstream()
     async with callers_rig(tmp_path, up, budget={"usd": 0.0001, "window": "monthly"}) as world:
         assert (await post(world, message(text="z" * 400))).status == 200
         spent = world.state.metrics.spend["alice"]
-        assert spent > 0.0001  # sonnet list prices: ~100 input tokens are $0.0003
+        assert spent > 0.0001  # genai-prices: ~100 input tokens of sonnet are $0.0003
         status, kind, text = error_of(await post(world))
         assert (status, kind) == (429, "rate_limit_error") and "monthly budget of $0.00" in text
         assert up.requests == 1

@@ -189,12 +189,12 @@ async def test_metrics_and_the_access_line_name_the_caller(
     assert SECRET not in caplog.text and DIGEST not in caplog.text
 
 
-async def test_a_usd_budget_warns_once_about_a_model_it_cannot_price(
+async def test_a_model_no_price_knows_is_refused_to_a_usd_budget(
     nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A model the pricing table does not know costs nothing against a USD
-    budget: the operator is told once per model (not per request), and not
-    about priced models."""
+    """Under the default pricing.unknown_model = "refuse", a caller with a
+    USD budget is refused a model neither the price database nor [pricing]
+    knows (a 403 naming both, never sent); priced models go through."""
     fake = await start_fake(nursery)
     callers = [
         {"name": "alice", "secret_sha256": [DIGEST], "budget": {"usd": 5, "window": "daily"}}
@@ -202,14 +202,48 @@ async def test_a_usd_budget_warns_once_about_a_model_it_cannot_price(
     proxy = await start_proxy(
         nursery, fake.url, upstream__api_key_file=key_file(tmp_path), callers=callers
     )
-    unpriced = JSON.replace(b"claude-sonnet-4-6", b"MiniMax-M2.5")
+    unpriced = JSON.replace(b"claude-sonnet-4-6", b"house-model-7")
+    caplog.set_level(logging.INFO, logger="trioproxy.access")
+    r = await h1_request(proxy.port, "POST", "/v1/messages", [("x-api-key", SECRET)], unpriced)
+    error = orjson.loads(r.body)["error"]
+    assert r.status == 403 and error["type"] == "permission_error"
+    assert "'house-model-7' has no price" in error["message"]
+    assert 'pricing.unknown_model = "refuse"' in error["message"]
+    assert fake.fake is not None and fake.fake.requests == 0
+    r = await h1_request(proxy.port, "POST", "/v1/messages", [("x-api-key", SECRET)], JSON)
+    assert r.status == 200 and fake.fake.requests == 1
+    with trio.fail_after(5):
+        while len(lines := [ln for r in access(caplog) for ln in r.getMessage().splitlines()]) < 2:  # noqa: ASYNC110 (the journal writes)
+            await trio.sleep(0.05)
+    refused, ok = (orjson.loads(ln) for ln in lines)
+    assert refused["limited"] == "unpriced_model" and ok["cost_usd"] > 0
+
+
+async def test_a_usd_budget_warns_once_about_a_model_let_through_unpriced(
+    nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With pricing.unknown_model = "free", such a model is served and
+    costs nothing against a USD budget: the operator is told once per model
+    (not per request), and not about priced models."""
+    fake = await start_fake(nursery)
+    callers = [
+        {"name": "alice", "secret_sha256": [DIGEST], "budget": {"usd": 5, "window": "daily"}}
+    ]
+    proxy = await start_proxy(
+        nursery,
+        fake.url,
+        upstream__api_key_file=key_file(tmp_path),
+        callers=callers,
+        pricing__unknown_model="free",
+    )
+    unpriced = JSON.replace(b"claude-sonnet-4-6", b"house-model-7")
     with caplog.at_level(logging.WARNING, logger="trioproxy.callers"):
         for body in (JSON, unpriced, unpriced, JSON):
             r = await h1_request(proxy.port, "POST", "/v1/messages", [("x-api-key", SECRET)], body)
             assert r.status == 200
     warned = [r.getMessage() for r in caplog.records if r.name == "trioproxy.callers"]
     assert len(warned) == 1, warned
-    assert "'MiniMax-M2.5' has no price" in warned[0] and "caller alice's USD budget" in warned[0]
+    assert "'house-model-7' has no price" in warned[0] and "caller alice's USD budget" in warned[0]
     assert SECRET not in caplog.text
 
 

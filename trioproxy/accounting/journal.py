@@ -47,7 +47,7 @@ import trio
 
 from trioproxy.accounting.ledger import Row
 from trioproxy.accounting.record import RequestRecord
-from trioproxy.config.model import Config, Price
+from trioproxy.config.model import Config
 from trioproxy.db.base import Database, StorageError
 
 log = logging.getLogger("trioproxy.ledger")
@@ -81,9 +81,7 @@ class LogRows(Protocol):
     """Builds conversation-log rows, in the writer thread (convlog.rows):
     handed in by the server, so accounting needs nothing of the log."""
 
-    def row(
-        self, record: RequestRecord, capture: Any, prices: tuple[Price, ...]
-    ) -> tuple[object, ...]: ...
+    def row(self, record: RequestRecord, capture: Any) -> tuple[object, ...]: ...
 
 
 Entry = tuple[RequestRecord, Config, Capture | None]
@@ -293,7 +291,7 @@ class Journal:
         if logged:
             assert self._log_rows is not None  # add() keeps no capture without it
             make = self._log_rows.row
-            entries = [make(r, capture, cfg.pricing) for r, capture, cfg in logged]
+            entries = [make(r, capture) for r, capture, _ in logged]
             try:
                 db.insert_log(entries)
             except StorageError as exc:

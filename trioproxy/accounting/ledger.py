@@ -38,6 +38,7 @@ class Row:
     agent_type: str = ""
     agent_id: str = ""
     prompt_id: str = ""
+    cost_usd: float | None = None  # accounting/pricing.py; None: could not be priced
 
     def values(self) -> tuple[object, ...]:
         """The columns in table order (``dataclasses.astuple`` deep-copies)."""
@@ -67,6 +68,7 @@ class Row:
             agent_type=r.agent_type,
             agent_id=r.agent_id,
             prompt_id=r.prompt_id,
+            cost_usd=r.cost_usd,
         )
 
 

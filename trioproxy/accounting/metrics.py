@@ -304,7 +304,7 @@ class Metrics:
         family(
             "trioproxy_caller_limited_total",
             "counter",
-            "Requests refused by a caller's own limit, by caller and reason (expired, model, rpm, tpm, max_concurrent, budget)",
+            "Requests refused by a caller's own limit, by caller and reason (expired, model, unpriced_model, rpm, tpm, max_concurrent, budget)",
             (("", {"caller": a, "reason": r}, n) for (a, r), n in sorted(self.limited.items())),
         )
         family(
@@ -316,7 +316,7 @@ class Metrics:
         family(
             "trioproxy_caller_spend_usd_total",
             "counter",
-            "Estimated spend by caller, priced with the pricing table",
+            "Estimated spend by caller, priced with the price database (genai-prices) and [pricing]",
             (("", {"caller": a}, round(v, 6)) for a, v in sorted(self.spend.items())),
         )
         for name, hist, help_ in (

@@ -35,7 +35,7 @@ class RequestRecord:
     agent_id: str = ""  # x-claude-code-agent-id
     prompt_id: str = ""  # x-claude-code-prompt-id: the user prompt a request serves
     limited: str = ""  # the caller's limit that refused the request (metrics: reason)
-    cost_usd: float = 0.0  # estimated, with the pricing table
+    cost_usd: float | None = 0.0  # accounting/pricing.py; None: the model could not be priced
     demoted: bool = False  # sent upstream as a stream, answered as JSON
     pings: int = 0  # keep-alive events written during the upstream's silence
     dropped: str = ""  # features dropped translating for a Chat Completions provider

@@ -1,8 +1,12 @@
 """`trioproxy usage`: the ledger summed by caller, model, provider or day,
 with an estimated cost. Synchronous and read-only: it runs beside the
 server (the ledger is in WAL mode), often as another user, and needs no
-provider key, so it reads only state_dir and [pricing] from the TOML file
-and the environment, without validating the whole configuration."""
+provider key, so it reads only state_dir, [pricing] and the providers'
+kinds and URLs from the TOML file and the environment, without validating
+the whole configuration. Each row's cost is the one it was priced at when
+it ended (accounting/pricing.py); rows without one (a model that could not
+be priced then, or rows older than the column) are priced now if they can
+be."""
 
 from __future__ import annotations
 
@@ -17,11 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from trioproxy.accounting.pricing import price_for
+from trioproxy.accounting.pricing import PriceBook, provider_hint
 from trioproxy.config.envfile import EnvFileError, read_env_file
-from trioproxy.config.model import Price
 from trioproxy.config.partial import Partial
-from trioproxy.config.pricing import DEFAULT_PRICES, parse_pricing
+from trioproxy.config.pricing import parse_pricing
 from trioproxy.config.source import ConfigError
 from trioproxy.db.base import StorageError
 from trioproxy.db.open import open_database
@@ -62,7 +65,7 @@ class Where:
 
     state_dir: str
     database_url: str = field(repr=False)
-    prices: tuple[Price, ...]
+    prices: PriceBook
 
 
 def settings_from(config_path: str | None, env_file: str | None) -> Where:
@@ -82,7 +85,15 @@ def settings(config_path: str | None, env: Mapping[str, str]) -> Where:
     validating the rest of the configuration (no provider key needed)."""
     try:
         where = Partial(config_path, env)
-        prices = parse_pricing(where.table("pricing")) + DEFAULT_PRICES
+        providers = where.table("providers")
+        hints = {
+            str(p.get("name")): provider_hint(str(p.get("kind", "")), str(p.get("base_url", "")))
+            for p in (providers if isinstance(providers, list) else [])
+            if isinstance(p, Mapping)
+        }
+        prices = PriceBook(
+            parse_pricing(where.table("pricing")), where.get("pricing.unknown_model"), hints
+        )
         return Where(where.get("state_dir"), where.get("storage.database_url"), prices)
     except (ConfigError, ValueError) as exc:
         raise UsageError(str(exc)) from None
@@ -113,7 +124,7 @@ def summarize(
     *,
     since: float,
     by: str,
-    prices: tuple[Price, ...],
+    prices: PriceBook,
     database_url: str = "",
 ) -> tuple[list[Line], Line]:
     """Lines by ``by`` (largest cost, then most tokens, first; days in
@@ -131,25 +142,27 @@ def summarize(
     return lines_from(rows, by, prices)
 
 
-def lines_from(
-    rows: list[dict[str, Any]], by: str, prices: tuple[Price, ...]
-) -> tuple[list[Line], Line]:
-    """``usage_sums`` rows as priced lines and their total (pure)."""
+def lines_from(rows: list[dict[str, Any]], by: str, prices: PriceBook) -> tuple[list[Line], Line]:
+    """``usage_sums`` rows as priced lines and their total."""
     lines: dict[str, Line] = {}
     total = Line("total")
     for row in rows:
         key, model, count, errors = row["k"], row["model"], row["n"], row["errors"]
-        tokens = [row[t] for t in TOKENS]
-        counts = dict(zip(TOKENS, (int(t or 0) for t in tokens), strict=True))
-        price = price_for(model, prices)
+        counts = {t: int(row[t] or 0) for t in TOKENS}
+        cost = float(row["cost"] or 0.0)
+        unpriced = {t: int(row["u_" + t] or 0) for t in TOKENS}
+        missing = False
+        if any(unpriced.values()):  # rows without a cost: priced now if they can be
+            later = prices.tokens_cost(unpriced, model, str(row["provider"]))
+            missing = later is None
+            cost += later or 0.0
         for line in (lines.setdefault(str(key), Line(str(key))), total):
             line.requests += count
             line.errors += int(errors or 0)
             for t in TOKENS:
                 line.tokens[t] += counts[t]
-            if price is not None:
-                line.cost += price.cost(counts)
-            elif any(counts.values()):
+            line.cost += cost
+            if missing:
                 line.unpriced.add(model)
     if by == "day":
         return sorted(lines.values(), key=lambda x: x.key), total  # a time series
@@ -209,6 +222,6 @@ def render(lines: list[Line], total: Line, *, by: str, fmt: str, since: float) -
         text.append(
             "* cost leaves out models without a price: "
             + ", ".join(sorted(total.unpriced))
-            + ' (add [pricing."<glob>"] to the config)'
+            + ' (neither the price database nor [pricing] knows them: add [pricing."<glob>"])'
         )
     return "\n".join(text) + "\n"

@@ -77,7 +77,7 @@ async def handle(ex: ClientExchange, state: ServerState) -> tuple[int, Any]:
         rows = await reader.run(lambda db: db.usage_sums(by, since))
     except StorageError as exc:
         raise Unavailable(f"the usage ledger cannot be read: {exc}") from None
-    lines, total = lines_from(rows, by, state.config.pricing)
+    lines, total = lines_from(rows, by, state.prices)
     return 200, {
         "window": window,
         "by": by,

@@ -55,7 +55,10 @@ ENTRY_PROPS: dict[str, Schema] = {
     "time_to_first_token_s": NULLABLE_NUM,
     "duration_s": NUM,
     **TOKENS["properties"],
-    "cost_usd": {**NUM, "description": "estimated with the pricing table"},
+    "cost_usd": {
+        **NUM,
+        "description": "estimated when the request ended (genai-prices, [pricing])",
+    },
     "request_bytes": INT,
     "request_truncated": FLAG,
     "response_bytes": INT,

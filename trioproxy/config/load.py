@@ -32,7 +32,7 @@ from trioproxy.config.model import (
     Timeouts,
     UpstreamConfig,
 )
-from trioproxy.config.pricing import DEFAULT_PRICES, parse_pricing
+from trioproxy.config.pricing import UNKNOWN_MODEL, parse_pricing
 from trioproxy.config.providers import (
     breaker_policy,
     build_routing,
@@ -73,6 +73,12 @@ def load_config(
         for name in STRUCTURED:
             if name in doc:
                 structured[name] = doc.pop(name)
+        table = structured.get("pricing")
+        if isinstance(table, dict) and UNKNOWN_MODEL in table:  # a setting among the globs
+            values["pricing.unknown_model"] = (
+                table[UNKNOWN_MODEL],
+                f"pricing.unknown_model (in {path})",
+            )
         for key, value in flatten(doc).items():
             if key not in _BY_KEY:
                 raise ConfigError(f"{key}: unknown setting in {path}")
@@ -193,6 +199,7 @@ def _build(
         log_retention_days=p["log.retention_days"],
         database_url=p["storage.database_url"],
         pricing=_build_pricing(structured.get("pricing")),
+        pricing_unknown=p["pricing.unknown_model"],
         workers=p["workers"],
         state_redis_url=p["state.redis_url"],
         raw=dict(p),
@@ -292,7 +299,7 @@ def _build_routing(
 
 def _build_pricing(raw: object) -> tuple[Price, ...]:
     try:
-        return parse_pricing(raw) + DEFAULT_PRICES
+        return parse_pricing(raw)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -70,7 +70,7 @@ class Budget:
     """What a caller may spend per calendar window (UTC)."""
 
     window: str  # daily | weekly (from Monday) | monthly (from the 1st)
-    usd: float | None = None  # priced with the pricing table
+    usd: float | None = None  # priced by accounting/pricing.py (genai-prices, [pricing])
     tokens: int | None = None  # all four token classes together
 
 
@@ -393,7 +393,8 @@ class Config:
     log_max_pending_bytes: int = 64 * 1024 * 1024  # all pending log rows of a worker
     log_retention_days: int = 14
     database_url: str = field(default="", repr=False)  # Postgres; may hold a password
-    pricing: tuple[Price, ...] = ()  # [pricing] entries first, then the built-in list prices
+    pricing: tuple[Price, ...] = ()  # [pricing]: overrides the price database, checked first
+    pricing_unknown: str | Price = "refuse"  # pricing.unknown_model: "refuse", "free" or a price
     workers: int = 1  # 0: one per CPU
     state_redis_url: str = field(default="", repr=False)  # may hold a password
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from trioproxy.config.settings import _BY_KEY, default_state_dir
-from trioproxy.config.source import ConfigError, flatten, read_toml
+from trioproxy.config.source import ConfigError, read_toml
 
 
 class Partial:
@@ -23,15 +23,16 @@ class Partial:
     def __init__(self, path: str | None, env: Mapping[str, str]) -> None:
         self._env = env
         self._doc: dict[str, Any] = read_toml(path) if path else {}
-        self._flat = flatten(self._doc)  # [[providers]] and friends stay lists: never asked for
 
     def get(self, key: str) -> Any:
         """The setting ``key``, parsed; its default when set nowhere."""
         s = _BY_KEY[key]
         if s.env in self._env:
             raw, where = self._env[s.env], s.env
-        elif key in self._flat:
-            raw, where = self._flat[key], key
+        elif (
+            raw := _at(self._doc, key)
+        ) is not None:  # a table's value too (pricing.unknown_model)
+            where = key
         else:
             if key == "state_dir":
                 return default_state_dir(self._env)
@@ -51,3 +52,13 @@ class Partial:
     def table(self, name: str) -> Any:
         """A structured table of the file as written (``pricing``), or None."""
         return self._doc.get(name)
+
+
+def _at(doc: Mapping[str, Any], key: str) -> Any:
+    """The value at a dotted key of the TOML document, as written."""
+    value: Any = doc
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value

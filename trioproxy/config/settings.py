@@ -34,6 +34,7 @@ from trioproxy.config.parsers import (
     parse_stream_failure,
     parse_workers,
 )
+from trioproxy.config.pricing import parse_unknown_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +397,13 @@ SETTINGS: tuple[Setting, ...] = (
         parse_positive_int,
         90,
         "ledger rows older than this are deleted (at start and hourly)",
+    ),
+    Setting(
+        "pricing.unknown_model",
+        "TRIOPROXY_PRICING_UNKNOWN_MODEL",
+        parse_unknown_model,
+        "refuse",
+        'what a model that neither the price database (genai-prices) nor `[pricing]` knows costs: "refuse" (a caller with a USD budget is refused it with a 403; its cost is shown as unknown), "free", or a price (`{ input = 3, output = 15, cache_write = 3.75, cache_read = 0.3 }`, in the environment `3/15/3.75/0.3`, USD per million tokens)',
     ),
     Setting(
         "storage.database_url",

@@ -11,9 +11,7 @@ from typing import Any
 import orjson
 import zstandard
 
-from trioproxy.accounting.pricing import cost_usd
 from trioproxy.accounting.record import RequestRecord, redacted_query
-from trioproxy.config.model import Price
 from trioproxy.convlog.capture import Capture
 from trioproxy.convlog.search import json_answer_text, search_text, streamed_answer_text
 from trioproxy.db.schema import LOG_COLUMNS
@@ -33,11 +31,7 @@ class RowMaker:
     def __init__(self) -> None:
         self._zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
 
-    def row(
-        self, record: RequestRecord, capture: Capture, prices: tuple[Price, ...] = ()
-    ) -> tuple[object, ...]:
-        """``prices``: to estimate the cost when the request path did not
-        (it does only for callers with budgets)."""
+    def row(self, record: RequestRecord, capture: Capture) -> tuple[object, ...]:
         request = _request_body(capture)
         request_total = capture.request_seen if capture.sent is None else len(request)
         request = request[: capture.cap]
@@ -79,8 +73,7 @@ class RowMaker:
             "cache_creation_input_tokens": u.cache_creation_input_tokens,
             "cache_read_input_tokens": u.cache_read_input_tokens,
             "output_tokens": u.output_tokens,
-            "cost_usd": record.cost_usd
-            or (cost_usd(u, record.model_requested, prices) if prices else 0.0),
+            "cost_usd": record.cost_usd or 0.0,  # priced when it ended (accounting/pricing.py)
             "request_headers": headers_json(capture.request_headers),
             "response_headers": headers_json(capture.response_headers),
             "request_bytes": request_total,

@@ -122,13 +122,19 @@ class Database(abc.ABC):
         return self._fetch("SELECT * FROM requests WHERE ts >= ? ORDER BY ts", (since,))
 
     def usage_sums(self, column: str, since: float) -> list[Row]:
-        """Requests, errors and tokens by (``column``, model) since then;
-        ``column`` is one of the ledger's, or "day"."""
+        """Requests, errors, tokens and cost by (``column``, model,
+        provider) since then; ``column`` is one of the ledger's, or "day".
+        The tokens of rows without a cost (``u_`` + the class) are given
+        apart, for the report to price now if it can."""
         key = self.day if column == "day" else _GROUP[column]
         return self._fetch(
-            f"SELECT {key} AS k, model, COUNT(*) AS n, SUM(error) AS errors, "
+            f"SELECT {key} AS k, model, provider, COUNT(*) AS n, SUM(error) AS errors, "
             + ", ".join(f"SUM({t}) AS {t}" for t in _TOKENS)
-            + " FROM requests WHERE ts >= ? GROUP BY 1, 2",
+            + ", SUM(cost_usd) AS cost, "
+            + ", ".join(
+                f"SUM(CASE WHEN cost_usd IS NULL THEN {t} ELSE 0 END) AS u_{t}" for t in _TOKENS
+            )
+            + " FROM requests WHERE ts >= ? GROUP BY 1, 2, 3",
             (since,),
         )
 

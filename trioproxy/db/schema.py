@@ -8,7 +8,9 @@ usage.sqlite3 is taken over as it is; 2 adds the conversation log; 3 says
 who answered each ledger row (the dashboard keeps the proxy's own errors
 apart); 4 indexes the failed rows (the dashboard's last errors, found
 without reading a day of successes); 5 keeps what Claude Code's hint
-headers say each request is (class, agent type and id, prompt).
+headers say each request is (class, agent type and id, prompt); 6 keeps
+each request's cost as it was priced when it ended (NULL: it could not be,
+or the row is older than the column).
 """
 
 from __future__ import annotations
@@ -109,6 +111,12 @@ ALTER TABLE exchanges ADD COLUMN agent_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE exchanges ADD COLUMN prompt_id TEXT NOT NULL DEFAULT '';
 """,
     ),
+    (
+        6,
+        """
+ALTER TABLE requests ADD COLUMN cost_usd {REAL};
+""",
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]
@@ -139,6 +147,7 @@ USAGE_COLUMNS = (
     "agent_type",
     "agent_id",
     "prompt_id",
+    "cost_usd",
 )
 
 LOG_COLUMNS = (

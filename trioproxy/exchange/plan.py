@@ -23,7 +23,7 @@ from trioproxy.exchange.trip import Trip
 from trioproxy.proto.events import RequestHead
 from trioproxy.routing.decide import OWN_KEY, NoProvider, UnknownProvider
 from trioproxy.routing.router import Router, Unusable
-from trioproxy.routing.routes import RequestFacts, choose
+from trioproxy.routing.routes import RequestFacts, choose, model_for
 from trioproxy.rules.auth import presented_credential
 from trioproxy.rules.transform import ParsedBody
 
@@ -47,7 +47,22 @@ def needs_body(trip: Trip) -> bool:
     metadata, a model to map, the caller's model allowlist, demotion)."""
     routing, caller = trip.cfg.routing, trip.caller
     allowlist = caller is not None and bool(caller.models)
-    return routing.needs_body or allowlist or (trip.messages and routing.demotes)
+    return (
+        routing.needs_body or allowlist or (trip.messages and routing.demotes) or _priced_only(trip)
+    )
+
+
+def _priced_only(trip: Trip) -> bool:
+    """A caller with a USD budget under ``pricing.unknown_model = "refuse"``:
+    served only models that can be priced."""
+    caller, prices = trip.caller, trip.prices
+    return (
+        caller is not None
+        and caller.budget is not None
+        and caller.budget.usd is not None
+        and prices is not None
+        and prices.refuses_unknown
+    )
 
 
 def pinned(trip: Trip) -> str | None:
@@ -137,10 +152,32 @@ def make_plan(
                 f"caller {caller.name} can only be served with its own upstream "
                 'credential (upstream_credential = "own"): no provider here has a key'
             )
+    if parsed is not None and parsed.model and _priced_only(trip):
+        providers = _priced(trip, providers, route, parsed.model)
     # Thinking blocks in the history were signed by the session's last
     # provider (or, for a session we do not know, the first choice).
     home = router.family_of(router.session_provider(session)) or providers[0].family
     return Plan(providers, route, caller_key, home, remember)
+
+
+def _priced(
+    trip: Trip, providers: list[ProviderConfig], route: Route | None, requested: str
+) -> list[ProviderConfig]:
+    """The providers whose model for this request can be priced; none is a
+    403 naming the model and the setting, never a budget bypassed."""
+    prices, routing = trip.prices, trip.cfg.routing
+    assert prices is not None
+    models = [model_for(p, route, requested, routing) for p in providers]
+    kept = [p for p, m in zip(providers, models, strict=True) if prices.known(m, p.name)]
+    if not kept:
+        trip.record.limited = "unpriced_model"
+        raise PermissionDenied(
+            f"model {models[0]!r} has no price (neither the price database nor [pricing] "
+            f"knows it), and caller {trip.record.caller}'s budget is in USD: refused under "
+            'pricing.unknown_model = "refuse" (give the model a [pricing."glob"] entry, or '
+            "set pricing.unknown_model to a price)"
+        )
+    return kept
 
 
 def _route_plan(router: Router, route: Route, caller_key: str) -> list[ProviderConfig]:

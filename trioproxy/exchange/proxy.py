@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 
-from trioproxy.accounting.pricing import caller_tokens, cost_usd, price_for
+from trioproxy.accounting.pricing import caller_tokens
 from trioproxy.accounting.record import NO_CALLER, RequestRecord
 from trioproxy.admin.endpoints import is_own, serve_own
 from trioproxy.bedrock.client import parse_target as bedrock_target
@@ -64,7 +64,7 @@ class Proxy:
         self.router = router
         # Request bodies kept for retries, bounded over the process.
         self.retention = Retention(state.config.limits.retained_body_bytes)
-        # Models served to a caller with a USD budget that the pricing table
+        # Models served to a caller with a USD budget that no price knows
         # cannot price (warned about once each; bounded: models come from
         # upstream answers).
         self._unpriced: set[str] = set()
@@ -101,6 +101,7 @@ class Proxy:
         if beta:
             record.anthropic_beta = beta.decode("latin-1")[:1000]
         trip = Trip(cfg, ex, record, state.listening.watchdog)
+        trip.prices = state.prices
         if cfg.log_bodies != "off":
             trip.capture = Capture(cfg.log_max_body_bytes, head.headers)
         admitted: Caller | None = None  # holds a place in its caller's concurrency
@@ -137,12 +138,12 @@ class Proxy:
             # Abandoned streams count too: the provider served those tokens.
             usage = record.usage
             self.router.record_usage(record.provider, usage_tokens(usage))
+            record.cost_usd = state.prices.cost(usage, record.model_requested, record.provider)
             if state.callers.enabled and record.caller != NO_CALLER:
-                record.cost_usd = cost_usd(usage, record.model_requested, cfg.pricing)
                 tokens = caller_tokens(usage)
-                state.book.record(record.caller, tokens, record.cost_usd)
-                if tokens and not record.cost_usd and caller is not None:
-                    self._warn_unpriced(caller, usage.model or record.model_requested, cfg)
+                state.book.record(record.caller, tokens, record.cost_usd or 0.0)
+                if tokens and caller is not None:
+                    self._warn_unpriced(caller, usage.model or record.model_requested, record)
         state.metrics.observe(record)
         if capture is not None and cfg.log_bodies == "errors" and not failed(record):
             capture = None
@@ -157,20 +158,24 @@ class Proxy:
         if line is not None:
             diag.warning("%s", line)
 
-    def _warn_unpriced(self, caller: Caller, model: str, cfg: Config) -> None:
-        """A USD budget silently ignores what the pricing table cannot price:
-        say so once per model, where the operator looks."""
-        budget = caller.budget
+    def _warn_unpriced(self, caller: Caller, model: str, record: RequestRecord) -> None:
+        """A USD-budgeted caller was served a model that no price knows
+        (``pricing.unknown_model`` let it through, or the answer named
+        another model than the one asked): its budget counts it only as the
+        setting says. Said once per model, where the operator looks."""
+        budget, prices = caller.budget, self.state.prices
         if budget is None or budget.usd is None or model in self._unpriced:
             return
-        if price_for(model, cfg.pricing) is not None or len(self._unpriced) >= MAX_UNPRICED:
+        if len(self._unpriced) >= MAX_UNPRICED or prices.known(model, record.provider):
             return
         self._unpriced.add(model)
         log.warning(
-            "model %r has no price in the pricing table: caller %s's USD budget does not "
-            'count its tokens (give it a [pricing."glob"] entry, or the caller a token budget)',
+            "model %r has no price (neither the price database nor [pricing] knows it): "
+            "caller %s's USD budget counts it as pricing.unknown_model says (%s); give it a "
+            '[pricing."glob"] entry, or the caller a token budget',
             model[:100],
             caller.name,
+            "not at all" if record.cost_usd is None else f"${record.cost_usd:.6f}",
         )
 
 

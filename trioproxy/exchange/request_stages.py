@@ -12,6 +12,7 @@ from trioproxy.convlog.capture import Capture
 from trioproxy.errors import InvalidRequest
 from trioproxy.exchange.stage import Stage
 from trioproxy.openai.request import Untranslatable, to_chat
+from trioproxy.routing.routes import model_for
 from trioproxy.rules.demote import streaming_body
 from trioproxy.rules.traits import BodyTraits
 from trioproxy.rules.transform import rewrite
@@ -129,10 +130,9 @@ class EditStage(WholeBody):
             return body  # not a JSON object: forwarded as it is, the provider judges it
         model = parsed.model
         route = trip.route
-        if route is not None and route.model and provider.name == route.provider:
-            model = route.model  # the rule names the model its provider is asked for
-        elif model is not None:
-            model = provider.map_model(trip.cfg.routing.resolve_alias(model))
+        routed = route is not None and route.model and provider.name == route.provider
+        if model is not None or routed:
+            model = model_for(provider, route, model or "", trip.cfg.routing)
         return rewrite(
             parsed,
             model=model,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from trioproxy.accounting.pricing import PriceBook
 from trioproxy.accounting.record import RequestRecord
 from trioproxy.config.model import Caller, Config, Route
 from trioproxy.convlog.capture import Capture
@@ -31,6 +32,7 @@ class Trip:
         "ex",
         "home",
         "messages",
+        "prices",
         "record",
         "restore",
         "route",
@@ -52,6 +54,7 @@ class Trip:
         self.messages = ex.head.method == b"POST" and ex.head.path == MESSAGES
         self._parsed: ParsedBody | None = None
         self.capture: Capture | None = None  # the bodies, for the conversation log
+        self.prices: PriceBook | None = None  # the server's, for a USD budget's refusal (plan.py)
 
     def rebind(self, ex: ClientExchange) -> None:
         """A client of another format, once its request is read: from now on

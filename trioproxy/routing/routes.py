@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trioproxy.config.model import Route
+from trioproxy.config.model import ProviderConfig, Route, RoutingConfig
 from trioproxy.config.routes import prompt_digest
 from trioproxy.proto.events import Headers
 
@@ -86,3 +86,13 @@ def matches(r: Route, f: RequestFacts) -> bool:
         if not any(hmac.compare_digest(d, digest) for d in f.prefix_digests(length)):
             return False
     return True
+
+
+def model_for(
+    provider: ProviderConfig, route: Route | None, requested: str, routing: RoutingConfig
+) -> str:
+    """The model ``provider`` is asked for: the rule's when it routed there,
+    else the requested one through the aliases and the provider's table."""
+    if route is not None and route.model and provider.name == route.provider:
+        return route.model
+    return provider.map_model(routing.resolve_alias(requested))
