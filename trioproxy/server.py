@@ -182,6 +182,13 @@ class Server:
             )
         if new.admin_listen != old.admin_listen:
             log.warning("reload: admin.listen changed; it needs a restart")
+        if new.auth.oidc != old.auth.oidc:
+            # The issuer's keys are fetched by a task started with the server;
+            # [[caller_groups]] apply now.
+            log.warning("reload: auth.oidc changed; it needs a restart (its groups apply now)")
+            if old.auth.oidc is None:
+                raise ConfigError("auth.oidc: turning sign-in through an IdP on needs a restart")
+            new = replace(new, auth=replace(new.auth, oidc=old.auth.oidc))
         if new.state_dir != old.state_dir:
             log.warning("reload: state_dir changed; it needs a restart")
         return replace(
@@ -384,6 +391,8 @@ class Server:
             async with trio.open_nursery() as background:
                 await background.start(self.router.serve, cfg.state_dir, cfg.state_redis_url)
                 await background.start(self.state.callers.serve)
+                if self.state.signin is not None:
+                    await background.start(self.state.signin.issuer.serve)
                 await background.start(self.router.watch_subscriptions)
                 await background.start(self.router.watch_clouds)
                 journal = Journal(

@@ -19,6 +19,7 @@ from trioproxy.callers.directory import Directory
 from trioproxy.config.model import Config
 from trioproxy.convlog.reader import LogReader
 from trioproxy.inbound.context import Listening
+from trioproxy.oidc.issuer import Issuer, SignIn
 from trioproxy.routing.router import Router
 from trioproxy.upstream.pool import UpstreamPool
 
@@ -50,11 +51,14 @@ class ServerState:
     callers: Directory = field(init=False)  # who may call, with their policies
     book: CallerBook = field(default_factory=CallerBook)  # what each caller used
     prices: PriceBook = field(init=False)  # what each request cost
+    signin: SignIn | None = field(init=False)  # users of an identity provider ([auth.oidc])
 
     def __post_init__(self) -> None:
         self.listening = Listening(self.config)
         self.callers = Directory(self.config.auth)
         self.prices = PriceBook.of(self.config)
+        auth = self.config.auth
+        self.signin = SignIn(Issuer(auth.oidc), auth.groups) if auth.oidc else None
 
     def reconfigure(self, config: Config) -> None:
         old = self.config
@@ -62,6 +66,8 @@ class ServerState:
         self.listening.config = config
         if config.auth != old.auth:
             self.callers.reconfigure(config.auth)
+        if self.signin is not None and config.auth.groups != old.auth.groups:
+            self.signin = SignIn(self.signin.issuer, config.auth.groups)  # the same keys
         if (config.pricing, config.pricing_unknown, config.routing.providers) != (
             old.pricing,
             old.pricing_unknown,

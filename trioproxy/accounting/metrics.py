@@ -18,6 +18,7 @@ from trioproxy.accounting.record import RequestRecord
 from trioproxy.accounting.usage import TOKEN_CLASSES
 
 MAX_MODELS = 32  # distinct model label values kept
+MAX_CALLERS = 1000  # distinct caller label values kept (users signed in through an IdP are many)
 DURATION_BUCKETS = (
     0.005,
     0.01,
@@ -116,6 +117,7 @@ class Metrics:
         self.spend: defaultdict[str, float] = defaultdict(float)  # caller -> USD
         self.routes: defaultdict[str, int] = defaultdict(int)  # [[routes]] rule -> requests
         self._models: set[str] = set()
+        self._callers: set[str] = set()
 
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> Metrics:
@@ -156,9 +158,17 @@ class Metrics:
             return model
         return "other" if model else "unknown"
 
+    def _caller(self, caller: str) -> str:
+        if caller in self._callers:
+            return caller
+        if len(self._callers) < MAX_CALLERS:
+            self._callers.add(caller)
+            return caller
+        return "other"
+
     def observe(self, r: RequestRecord) -> None:
         model = self._model(r.usage.model or r.model_requested)
-        caller = r.caller or "-"
+        caller = self._caller(r.caller or "-")
         stream = "true" if r.stream else "false"
         provider = r.provider or "-"
         self.requests[(str(r.status), caller, model, stream, provider, r.origin)] += 1

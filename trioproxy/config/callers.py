@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from trioproxy.config.model import Budget, Caller, Secret
+from trioproxy.config.model import Budget, Caller, CallerGroup, Secret
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 BUDGET_WINDOWS = ("daily", "weekly", "monthly")
@@ -87,21 +87,65 @@ def parse_caller(t: Mapping[str, Any], where: str) -> Caller:
         digests.add(digest(secret.encode()))
     if not digests:
         raise ValueError(f"{key}: needs secret_sha256 (or secrets)")
-    mode = t.get("upstream_credential", "provider")
-    if mode not in CREDENTIAL_MODES:
-        raise ValueError(f'{key}.upstream_credential: expected "provider" or "own"')
     return Caller(
         name=name,
         digests=frozenset(digests),
-        models=tuple(_strings(t.get("models", ()), f"{key}.models")),
-        rpm=_limit(t.get("rpm"), f"{key}.rpm"),
-        tpm=_limit(t.get("tpm"), f"{key}.tpm"),
-        max_concurrent=_limit(t.get("max_concurrent"), f"{key}.max_concurrent"),
-        budget=_budget(t.get("budget"), f"{key}.budget"),
         expires=parse_time(t["expires"], f"{key}.expires") if "expires" in t else None,
-        upstream_credential=mode,
         plaintext=bool(plain),
+        **_policy(t, key),
     )
+
+
+def _policy(t: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The policy keys a caller and a group share, checked."""
+    mode = t.get("upstream_credential", "provider")
+    if mode not in CREDENTIAL_MODES:
+        raise ValueError(f'{key}.upstream_credential: expected "provider" or "own"')
+    return {
+        "models": tuple(_strings(t.get("models", ()), f"{key}.models")),
+        "rpm": _limit(t.get("rpm"), f"{key}.rpm"),
+        "tpm": _limit(t.get("tpm"), f"{key}.tpm"),
+        "max_concurrent": _limit(t.get("max_concurrent"), f"{key}.max_concurrent"),
+        "budget": _budget(t.get("budget"), f"{key}.budget"),
+        "upstream_credential": mode,
+    }
+
+
+# Keys a [[caller_groups]] entry may carry (the policy keys are the callers').
+GROUP_KEYS: dict[str, str] = {
+    "name": "unique name: what the audit trail and `check-config` show",
+    "match": 'a group of the IdP\'s groups claim, or a glob (`"eng-*"`, `"*"` for every signed-in user)',
+    **{
+        k: v
+        for k, v in CALLER_KEYS.items()
+        if k not in ("name", "secret_sha256", "secrets", "expires")
+    },
+}
+
+
+def parse_caller_groups(raw: object, where: str = "[[caller_groups]]") -> tuple[CallerGroup, ...]:
+    """``raw``: the list of ``[[caller_groups]]`` tables; names unique."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ValueError(f"{where}: expected [[caller_groups]] tables")
+    out: list[CallerGroup] = []
+    for t in raw:
+        name = t.get("name")
+        if not isinstance(name, str) or not NAME.match(name):
+            raise ValueError(f"{where}: every group needs a name of letters, digits and _.@-")
+        key = f"caller_groups[{name}]"
+        if any(g.name == name for g in out):
+            raise ValueError(f"{where}: the group name {name!r} is used twice")
+        unknown = sorted(set(t) - set(GROUP_KEYS))
+        if unknown:
+            raise ValueError(f"{key}.{unknown[0]}: unknown key (known: {', '.join(GROUP_KEYS)})")
+        match = t.get("match")
+        if not isinstance(match, str) or not match.strip():
+            raise ValueError(f"{key}.match: expected a group name or glob")
+        policy = Caller(name=name, digests=frozenset(), **_policy(t, key))
+        out.append(CallerGroup(name, match.strip(), policy))
+    return tuple(out)
 
 
 def from_secrets(secrets: Iterable[Secret]) -> tuple[Caller, ...]:

@@ -15,15 +15,18 @@ from typing import Any
 from trioproxy.config.callers import (
     check_unique,
     from_secrets,
+    parse_caller_groups,
     parse_callers,
     read_callers_file,
 )
 from trioproxy.config.model import (
     AuthConfig,
+    CallerGroup,
     Config,
     Credential,
     Endpoint,
     Limits,
+    OIDCConfig,
     Origin,
     Price,
     ProviderConfig,
@@ -113,7 +116,7 @@ def load_config(
 
 
 # Tables of the TOML file that are not flat settings.
-STRUCTURED = ("providers", "aliases", "pricing", "callers", "routes")
+STRUCTURED = ("providers", "aliases", "pricing", "callers", "caller_groups", "routes")
 
 # Variables other parts of the system read, which the strict check must not reject.
 _FOREIGN_ENV: frozenset[str] = frozenset()
@@ -139,7 +142,7 @@ def _build(
             f"admin.listen {admin_listen}: the same address as listen {listen}; "
             "the admin listener needs a port of its own"
         )
-    auth = _build_auth(p, structured.get("callers"))
+    auth = _build_auth(p, structured.get("callers"), structured.get("caller_groups"))
     routing = _build_routing(p, structured, env, explicit)
     # Callers that bring their own upstream credential need no provider key;
     # the others are never routed to a provider without one (forward.py).
@@ -336,7 +339,7 @@ def _read_secret_file(path: str, key: str) -> str:
         raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _build_auth(p: dict[str, Any], callers_raw: object) -> AuthConfig:
+def _build_auth(p: dict[str, Any], callers_raw: object, groups_raw: object) -> AuthConfig:
     text = p["auth.secrets"]
     if p["auth.secrets_file"]:
         text += "\n" + _read_secret_file(p["auth.secrets_file"], "auth.secrets_file")
@@ -348,9 +351,44 @@ def _build_auth(p: dict[str, Any], callers_raw: object) -> AuthConfig:
         # refuse a broken one; the running server watches it (callers/).
         in_file = read_callers_file(path) if path else ()
         check_unique([*from_secrets(secrets), *callers, *in_file], "callers")
+        groups = parse_caller_groups(groups_raw)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return AuthConfig(secrets, p["admin.token"].encode(), p["trust_front_proxy"], callers, path)
+    return AuthConfig(
+        secrets,
+        p["admin.token"].encode(),
+        p["trust_front_proxy"],
+        callers,
+        path,
+        _build_oidc(p, groups),
+        groups,
+    )
+
+
+def _build_oidc(p: dict[str, Any], groups: tuple[CallerGroup, ...]) -> OIDCConfig | None:
+    issuer = p["auth.oidc.issuer"]
+    if not issuer:
+        if groups:
+            raise ConfigError("[[caller_groups]]: group policies need auth.oidc.issuer")
+        return None
+    if not p["auth.oidc.audience"]:
+        raise ConfigError(
+            "auth.oidc.audience: tokens are checked for the audience the IdP issues them to "
+            "(TRIOPROXY_AUTH_OIDC_AUDIENCE); set it with auth.oidc.issuer"
+        )
+    if not groups:
+        raise ConfigError(
+            'auth.oidc.issuer: add [[caller_groups]] (match = "*" for every signed-in '
+            "user): a user in no group is refused"
+        )
+    return OIDCConfig(
+        issuer=issuer,
+        audience=p["auth.oidc.audience"],
+        user_claim=p["auth.oidc.user_claim"],
+        groups_claim=p["auth.oidc.groups_claim"],
+        allowed_domains=p["auth.oidc.allowed_domains"],
+        leeway_s=p["auth.oidc.leeway_s"],
+    )
 
 
 def _build_credential(p: dict[str, Any]) -> Credential | None:

@@ -346,18 +346,43 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class OIDCConfig:
+    """``[auth.oidc]``: callers are users of this identity provider."""
+
+    issuer: str
+    audience: str
+    user_claim: str = "email"
+    groups_claim: str = "groups"
+    allowed_domains: tuple[str, ...] = ()
+    leeway_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallerGroup:
+    """``[[caller_groups]]``: the policy of the users in a group of the IdP
+    (``match``: a group name or glob). ``policy`` is a caller without
+    secrets, named after the group."""
+
+    name: str
+    match: str
+    policy: Caller
+
+
+@dataclass(frozen=True, slots=True)
 class AuthConfig:
     secrets: tuple[Secret, ...]  # auth.secrets: callers without limits
     admin_token: bytes = field(repr=False)
     trust_front_proxy: bool
     callers: tuple[Caller, ...] = ()  # [[callers]] in the TOML file
     callers_file: str = ""  # auth.callers_file: read at start, watched while running
+    oidc: OIDCConfig | None = None  # [auth.oidc]: users of an identity provider
+    groups: tuple[CallerGroup, ...] = ()  # [[caller_groups]]: their policies
 
     @property
     def enabled(self) -> bool:
         """A callers file turns auth on even while it is empty: revoking the
         last caller must not open the proxy."""
-        return bool(self.secrets or self.callers or self.callers_file)
+        return bool(self.secrets or self.callers or self.callers_file or self.oidc)
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,3 +168,29 @@ def parse_paths(raw: object) -> tuple[str, ...]:
     if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
         raise ValueError("expected a list of paths")
     return tuple(i.strip() for i in items if i.strip())
+
+
+def parse_url(raw: object) -> str:
+    """ "" (unset) or an http(s) URL, as written (an issuer is compared exactly)."""
+    url = parse_str(raw).strip()
+    if url and not url.startswith(("https://", "http://")):
+        raise ValueError("expected an https:// URL")
+    return url
+
+
+def parse_domains(raw: object) -> tuple[str, ...]:
+    """E-mail domains, comma-separated (environment) or a TOML list; lower case."""
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ValueError("expected a list of domains")
+    out = tuple(i.strip().lower().lstrip("@") for i in items if i.strip())
+    if any(" " in d or "@" in d for d in out):
+        raise ValueError("expected domains such as example.com")
+    return out
+
+
+def parse_claim(raw: object) -> str:
+    name = parse_str(raw).strip()
+    if not name:
+        raise ValueError("expected a claim name")
+    return name

@@ -15,8 +15,10 @@ from typing import Any
 from trioproxy.config.parsers import (
     parse_allow,
     parse_bool,
+    parse_claim,
     parse_count,
     parse_database_url,
+    parse_domains,
     parse_fraction,
     parse_log_bodies,
     parse_log_format,
@@ -32,6 +34,7 @@ from trioproxy.config.parsers import (
     parse_secret_list,
     parse_str,
     parse_stream_failure,
+    parse_url,
     parse_workers,
 )
 from trioproxy.config.pricing import parse_unknown_model
@@ -127,6 +130,48 @@ SETTINGS: tuple[Setting, ...] = (
         parse_str,
         "",
         "TOML file of `[[callers]]` with their limits, written by `trioproxy callers` and /admin/callers; watched: changes apply within 2 s, no restart. Set, it turns caller auth on even while empty",
+    ),
+    Setting(
+        "auth.oidc.issuer",
+        "TRIOPROXY_AUTH_OIDC_ISSUER",
+        parse_url,
+        "",
+        "callers sign in through this identity provider (OIDC): its discovery document and JWKS are fetched at start and when a token names an unknown key; a caller presents an IdP-issued JWT, checked locally. Set, it turns caller auth on; needs `auth.oidc.audience` and `[[caller_groups]]`",
+    ),
+    Setting(
+        "auth.oidc.audience",
+        "TRIOPROXY_AUTH_OIDC_AUDIENCE",
+        parse_str,
+        "",
+        "the `aud` a token must carry (the client ID the IdP issues tokens for)",
+    ),
+    Setting(
+        "auth.oidc.user_claim",
+        "TRIOPROXY_AUTH_OIDC_USER_CLAIM",
+        parse_claim,
+        "email",
+        "the claim that names the caller: logs, metrics, the ledger and each user's own limits and spend",
+    ),
+    Setting(
+        "auth.oidc.groups_claim",
+        "TRIOPROXY_AUTH_OIDC_GROUPS_CLAIM",
+        parse_claim,
+        "groups",
+        "the claim listing the user's groups, matched by `[[caller_groups]]`",
+    ),
+    Setting(
+        "auth.oidc.allowed_domains",
+        "TRIOPROXY_AUTH_OIDC_ALLOWED_DOMAINS",
+        parse_domains,
+        (),
+        "if set, only users whose user claim is an address at one of these domains (others get 403)",
+    ),
+    Setting(
+        "auth.oidc.leeway_s",
+        "TRIOPROXY_AUTH_OIDC_LEEWAY_S",
+        parse_nonneg_seconds,
+        30.0,
+        "clock skew allowed when checking a token's `exp`, `nbf` and `iat`",
     ),
     Setting(
         "admin.token",

@@ -31,6 +31,7 @@ from trioproxy.errors import (
     RateLimited,
     error_response,
 )
+from trioproxy.exchange.authn import authenticate
 from trioproxy.exchange.bedrock_client import BedrockClient
 from trioproxy.exchange.cors_headers import CorsExchange
 from trioproxy.exchange.foreign_client import ForeignClient
@@ -43,7 +44,6 @@ from trioproxy.exchange.vertex_client import VertexClient
 from trioproxy.inbound.exchange import ClientExchange, respond
 from trioproxy.proto.events import RequestHead
 from trioproxy.routing.router import Router, usage_tokens
-from trioproxy.rules.access import identify
 from trioproxy.rules.cors import allowed_origin, is_preflight, preflight_answer
 from trioproxy.state import ServerState
 from trioproxy.upstream.pool import UpstreamPool
@@ -107,7 +107,7 @@ class Proxy:
         admitted: Caller | None = None  # holds a place in its caller's concurrency
         try:
             if state.callers.enabled:
-                caller = trip.caller = identify(head, state.callers.lookup)
+                caller = trip.caller = await authenticate(head, state.callers, state.signin)
                 record.caller = caller.name
                 if caller.limited:
                     _refuse(record, check_expiry(caller, state.book.wall()))
