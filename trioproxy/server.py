@@ -30,6 +30,7 @@ import trio
 from trioproxy._util import first_of
 from trioproxy.accounting.journal import Journal, Keeping
 from trioproxy.admin.endpoints import AdminApp
+from trioproxy.alerts.watch import watch
 from trioproxy.config import Config, ConfigError, binding_problem, is_loopback, load_checked
 from trioproxy.config.model import ProviderConfig
 from trioproxy.convlog.reader import LogReader
@@ -393,6 +394,8 @@ class Server:
                 await background.start(self.state.callers.serve)
                 if self.state.signin is not None:
                     await background.start(self.state.signin.issuer.serve)
+                await background.start(self.state.alerts.serve)
+                await background.start(watch, self.router, self.state.alerts)
                 await background.start(self.router.watch_subscriptions)
                 await background.start(self.router.watch_clouds)
                 journal = Journal(

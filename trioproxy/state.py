@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from trioproxy.accounting.journal import Journal
 from trioproxy.accounting.metrics import Metrics
 from trioproxy.accounting.pricing import PriceBook
+from trioproxy.alerts.sender import Alerts, Claim
 from trioproxy.callers.book import CallerBook
 from trioproxy.callers.directory import Directory
 from trioproxy.config.model import Config
@@ -52,6 +53,7 @@ class ServerState:
     book: CallerBook = field(default_factory=CallerBook)  # what each caller used
     prices: PriceBook = field(init=False)  # what each request cost
     signin: SignIn | None = field(init=False)  # users of an identity provider ([auth.oidc])
+    alerts: Alerts = field(init=False)  # to alerts.webhook_urls
 
     def __post_init__(self) -> None:
         self.listening = Listening(self.config)
@@ -59,6 +61,7 @@ class ServerState:
         self.prices = PriceBook.of(self.config)
         auth = self.config.auth
         self.signin = SignIn(Issuer(auth.oidc), auth.groups) if auth.oidc else None
+        self.alerts = Alerts(self.config.alert_urls, self.metrics.alerts, claim=self._claim)
 
     def reconfigure(self, config: Config) -> None:
         old = self.config
@@ -66,6 +69,7 @@ class ServerState:
         self.listening.config = config
         if config.auth != old.auth:
             self.callers.reconfigure(config.auth)
+        self.alerts.urls = config.alert_urls
         if self.signin is not None and config.auth.groups != old.auth.groups:
             self.signin = SignIn(self.signin.issuer, config.auth.groups)  # the same keys
         if (config.pricing, config.pricing_unknown, config.routing.providers) != (
@@ -74,6 +78,12 @@ class ServerState:
             old.routing.providers,
         ):
             self.prices = PriceBook.of(config)
+
+    def _claim(self) -> Claim | None:
+        """The state store's claim, once the router has one: an alert is
+        posted by the one process that claims it."""
+        store = self.router.store if self.router is not None else None
+        return store.claim if store is not None else None
 
     # -- what the admin endpoints read -------------------------------------------
     @property

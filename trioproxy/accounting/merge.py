@@ -39,6 +39,7 @@ _SUMMED_DICTS = (
     "active",
     "connections",
     "caller_spend_usd",
+    "alerts",
     "routes",
     "log_rows",
 )
@@ -67,6 +68,7 @@ def counters(snap: Snapshot) -> Snapshot:
         "caller_limited",
         "caller_spend_usd",
         "routes",
+        "alerts",
         "time_to_first_token_s",
         "log_rows",
     )

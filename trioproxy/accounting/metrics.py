@@ -116,6 +116,7 @@ class Metrics:
         self.limited: defaultdict[tuple[str, str], int] = defaultdict(int)  # (caller, reason)
         self.spend: defaultdict[str, float] = defaultdict(float)  # caller -> USD
         self.routes: defaultdict[str, int] = defaultdict(int)  # [[routes]] rule -> requests
+        self.alerts: defaultdict[tuple[str, str], int] = defaultdict(int)  # (kind, outcome)
         self._models: set[str] = set()
         self._callers: set[str] = set()
 
@@ -142,6 +143,9 @@ class Metrics:
             m.limited[(r["caller"], r["reason"])] += r["count"]
         m.spend.update(snap.get("caller_spend_usd", {}))
         m.routes.update(snap.get("routes", {}))
+        for key, n in snap.get("alerts", {}).items():
+            kind, _, outcome = key.partition(":")
+            m.alerts[(kind, outcome)] += n
         m.duration = Histogram.from_snapshot(snap["duration_s"])
         m.time_to_headers = Histogram.from_snapshot(snap["time_to_headers_s"])
         for row in snap.get("time_to_first_token_s", ()):
@@ -318,6 +322,12 @@ class Metrics:
             (("", {"caller": a, "reason": r}, n) for (a, r), n in sorted(self.limited.items())),
         )
         family(
+            "trioproxy_alerts_total",
+            "counter",
+            "Alerts to alerts.webhook_urls by kind (budget, breaker, credential, worker) and outcome (sent, failed, dropped: the queue was full; duplicate: another process posted it)",
+            (("", {"kind": k, "outcome": o}, n) for (k, o), n in sorted(self.alerts.items())),
+        )
+        family(
             "trioproxy_route_requests_total",
             "counter",
             "Requests that matched a [[routes]] rule, by rule",
@@ -387,6 +397,7 @@ class Metrics:
             ],
             "caller_spend_usd": {a: round(v, 6) for a, v in sorted(self.spend.items())},
             "routes": dict(sorted(self.routes.items())),
+            "alerts": {f"{k}:{o}": n for (k, o), n in sorted(self.alerts.items())},
             "duration_s": self.duration.snapshot(),
             "time_to_headers_s": self.time_to_headers.snapshot(),
             "time_to_first_token_s": [

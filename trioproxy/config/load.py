@@ -203,6 +203,8 @@ def _build(
         database_url=p["storage.database_url"],
         pricing=_build_pricing(structured.get("pricing")),
         pricing_unknown=p["pricing.unknown_model"],
+        alert_urls=p["alerts.webhook_urls"],
+        alert_thresholds=p["alerts.budget_thresholds"],
         workers=p["workers"],
         state_redis_url=p["state.redis_url"],
         raw=dict(p),

@@ -420,6 +420,8 @@ class Config:
     database_url: str = field(default="", repr=False)  # Postgres; may hold a password
     pricing: tuple[Price, ...] = ()  # [pricing]: overrides the price database, checked first
     pricing_unknown: str | Price = "refuse"  # pricing.unknown_model: "refuse", "free" or a price
+    alert_urls: tuple[str, ...] = field(default=(), repr=False)  # alerts.webhook_urls (secret)
+    alert_thresholds: tuple[float, ...] = (0.8, 1.0)  # alerts.budget_thresholds
     workers: int = 1  # 0: one per CPU
     state_redis_url: str = field(default="", repr=False)  # may hold a password
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)

@@ -194,3 +194,28 @@ def parse_claim(raw: object) -> str:
     if not name:
         raise ValueError("expected a claim name")
     return name
+
+
+def parse_urls(raw: object) -> tuple[str, ...]:
+    """http(s) URLs, comma-separated (environment) or a TOML list."""
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ValueError("expected a list of URLs")
+    out = tuple(i.strip() for i in items if i.strip())
+    if not all(u.startswith(("https://", "http://")) for u in out):
+        raise ValueError("expected https:// URLs")
+    return out
+
+
+def parse_thresholds(raw: object) -> tuple[float, ...]:
+    """Fractions of a budget, e.g. [0.8, 1.0] (environment: 0.8,1.0)."""
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple):
+        raise ValueError("expected a list of fractions such as [0.8, 1.0]")
+    try:
+        out = sorted({float(i) for i in items if str(i).strip()})
+    except (TypeError, ValueError):
+        raise ValueError("expected a list of fractions such as [0.8, 1.0]") from None
+    if any(not 0 < f <= 10 for f in out):
+        raise ValueError("expected fractions above 0 (1.0: the whole budget)")
+    return tuple(out)

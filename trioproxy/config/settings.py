@@ -34,7 +34,9 @@ from trioproxy.config.parsers import (
     parse_secret_list,
     parse_str,
     parse_stream_failure,
+    parse_thresholds,
     parse_url,
+    parse_urls,
     parse_workers,
 )
 from trioproxy.config.pricing import parse_unknown_model
@@ -442,6 +444,21 @@ SETTINGS: tuple[Setting, ...] = (
         parse_positive_int,
         90,
         "ledger rows older than this are deleted (at start and hourly)",
+    ),
+    Setting(
+        "alerts.webhook_urls",
+        "TRIOPROXY_ALERTS_WEBHOOK_URLS",
+        parse_urls,
+        (),
+        "where alerts are posted, as Slack incoming-webhook JSON (a `text` and fields): budget thresholds crossed, breakers opening and closing, credentials failing to refresh or about to expire, workers restarted. Secret (the URL is the credential), comma-separated in the environment",
+        secret=True,
+    ),
+    Setting(
+        "alerts.budget_thresholds",
+        "TRIOPROXY_ALERTS_BUDGET_THRESHOLDS",
+        parse_thresholds,
+        (0.8, 1.0),
+        "the fractions of a caller's (or signed-in user's) budget at which an alert is posted, once per crossing per window",
     ),
     Setting(
         "pricing.unknown_model",

@@ -40,7 +40,11 @@ def effective_settings(config: Config) -> list[tuple[str, str, str]]:
 
 def _shown(value: object) -> str:
     """A value as a user writes it (lists comma-separated, as in the environment)."""
-    return ", ".join(value) if isinstance(value, tuple) else str(value)
+    return (
+        ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+        if isinstance(value, tuple)
+        else str(value)
+    )
 
 
 def settings_markdown() -> str:

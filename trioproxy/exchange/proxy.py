@@ -19,6 +19,7 @@ import time
 from trioproxy.accounting.pricing import caller_tokens
 from trioproxy.accounting.record import NO_CALLER, RequestRecord
 from trioproxy.admin.endpoints import is_own, serve_own
+from trioproxy.alerts.budget import budget_alerts
 from trioproxy.bedrock.client import parse_target as bedrock_target
 from trioproxy.bedrock.client import unserved as bedrock_unserved
 from trioproxy.callers.policy import Refusal, check_expiry
@@ -141,7 +142,11 @@ class Proxy:
             record.cost_usd = state.prices.cost(usage, record.model_requested, record.provider)
             if state.callers.enabled and record.caller != NO_CALLER:
                 tokens = caller_tokens(usage)
+                before = state.book.spend(caller, state.book.wall()) if caller else None
                 state.book.record(record.caller, tokens, record.cost_usd or 0.0)
+                if before is not None and caller is not None and state.alerts.enabled:
+                    for alert in budget_alerts(caller, before, state.book, cfg.alert_thresholds):
+                        state.alerts.offer(alert)
                 if tokens and caller is not None:
                     self._warn_unpriced(caller, usage.model or record.model_requested, record)
         state.metrics.observe(record)

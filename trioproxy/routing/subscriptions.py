@@ -78,6 +78,19 @@ class Subscriptions:
                 )
         return out
 
+    def expiring(self, within: float) -> dict[str, float]:
+        """Provider -> when its token expires, for tokens not expired yet
+        that will be within ``within`` seconds (Claude Code did not refresh
+        the file)."""
+        now = self.wall()
+        return {
+            name: w.token.expires_at
+            for name, w in self._files.items()
+            if w.token is not None
+            and w.token.expires_at is not None
+            and now < w.token.expires_at <= now + within
+        }
+
     def refresh(self) -> bool:
         """Read the files that changed (synchronous: small files, from a
         thread while serving). True when any was read."""

@@ -38,6 +38,7 @@ _SCHEMA = (
         PRIMARY KEY (provider, hour)
     )""",
     "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, until REAL NOT NULL)",
     """CREATE TABLE IF NOT EXISTS events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         origin TEXT NOT NULL,
@@ -188,6 +189,20 @@ class LocalFile:
             (key, orjson.dumps(value)),
         )
 
+    def claim(self, key: str, ttl: float, now: float) -> bool:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM claims WHERE until < ?", (now,))
+            won = db.execute(
+                "INSERT OR IGNORE INTO claims (key, until) VALUES (?, ?)", (key, now + ttl)
+            ).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return bool(won)
+
     def close(self) -> None:
         self._db.close()
 
@@ -233,6 +248,10 @@ class LocalStore:
 
     async def save_mode(self, value: dict[str, Any]) -> None:
         await self._run(self._file.put, ROUTE_KEY, value)
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        won: bool = await self._run(self._file.claim, key, ttl, self._wall())
+        return won
 
     async def aclose(self) -> None:
         with contextlib.suppress(StoreUnavailable):

@@ -30,6 +30,7 @@ import coredis
 import coredis.exceptions
 import orjson
 import trio
+from coredis.tokens import PureToken
 
 from trioproxy.store.base import Event, Inbox, Outbox, StoreUnavailable, origin
 
@@ -49,6 +50,7 @@ class RedisStore:
         self._counters = f"{prefix}:counters".encode()
         self._events = f"{prefix}:events".encode()
         self._route = f"{prefix}:route".encode()
+        self._claims = f"{prefix}:claim:"
         self._origin = origin().encode()
         self._last: bytes | None = None  # the last event id seen
         self._next_prune = 0.0
@@ -169,6 +171,14 @@ class RedisStore:
 
     async def save_mode(self, value: dict[str, Any]) -> None:
         await self._round_trip(lambda: self._client.set(self._route, orjson.dumps(value)))
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        """SET NX with an expiry: atomic across every instance."""
+        name = (self._claims + key).encode()
+        won = await self._round_trip(
+            lambda: self._client.set(name, b"1", condition=PureToken.NX, px=max(1, int(ttl * 1000)))
+        )
+        return bool(won)
 
 
 def _text(value: str | bytes) -> str:

@@ -21,6 +21,9 @@ TELL_OTHERS = "tell_others"  # {"tell_others": message}: pass it to every other 
 # Supervisor -> worker:
 RETIRE = "retire"  # {"retire": true}: stop accepting and drain
 GATHERED = "gathered"  # {"gathered": id, "snapshot": {...}}: the answer to "gather"
+REPLACED = (
+    "replaced"  # {"replaced": "worker 1 (pid 9) killed by signal 9 after 3.1 s"}: you replace it
+)
 ROUTE = "route"  # {"route": {"mode": ..., "provider": ...}}: another worker's switch
 # (and {"report": id}: send your snapshot)
 

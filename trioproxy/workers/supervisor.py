@@ -23,6 +23,7 @@ from trioproxy.workers.channel import (
     GATHER,
     GATHERED,
     READY,
+    REPLACED,
     REPORT,
     RETIRE,
     RETIRED,
@@ -207,7 +208,10 @@ class Supervisor:
             await self._stopping.wait()
         if self._stopping.is_set() or self._slots[w.slot] is not w:
             return  # stopping, or a reload has replaced it meanwhile
-        await self._start(w.slot)
+        new = await self._start(w.slot)
+        what = f"worker {w.slot} (pid {w.proc.pid}) {describe_exit(code)} after {lived:.1f} s"
+        with contextlib.suppress(OSError):  # the new one posts the alert (and counts it)
+            await new.link.send({REPLACED: what})
 
     async def _read_control(self, w: Worker, read_all: trio.Event) -> None:
         """``w``'s messages, until end of file (then ``read_all`` is set)."""

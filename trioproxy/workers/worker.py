@@ -14,12 +14,14 @@ from typing import Any
 import trio
 
 from trioproxy.admin.snapshot import snapshot
+from trioproxy.alerts.events import worker_restarted
 from trioproxy.config import Config
 from trioproxy.server import Server
 from trioproxy.workers.channel import (
     GATHER,
     GATHERED,
     READY,
+    REPLACED,
     REPORT,
     RETIRE,
     RETIRED,
@@ -134,6 +136,9 @@ async def _follow(link: Link, server: Server, peers: SupervisedPeers) -> None:
                 peers.answered(msg[GATHERED], msg["snapshot"])
             elif ROUTE in msg:
                 await _switch(server, msg[ROUTE])
+            elif REPLACED in msg:
+                what = str(msg[REPLACED])[:300]
+                server.state.alerts.offer(worker_restarted(what, socket.gethostname(), os.getpid()))
     except (OSError, ValueError) as exc:
         log.warning("control channel broken (%s): retiring", exc)
     else:
