@@ -383,6 +383,7 @@ class Server:
                 "providers: %s; %s", _describe_providers(self.config), _describe_callers(self.state)
             )
         cfg = self.config
+        await self.state.load_prices()
         upstreams = {p.name: p.upstream for p in cfg.routing.providers}
         connector = tcp_connector(self.state.listening.buffer)
         async with open_pools(

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import trio
+
 from trioproxy.accounting.journal import Journal
 from trioproxy.accounting.metrics import Metrics
 from trioproxy.accounting.pricing import PriceBook
@@ -51,14 +53,13 @@ class ServerState:
     peers: Peers | None = None  # the other workers, when this is one of several
     callers: Directory = field(init=False)  # who may call, with their policies
     book: CallerBook = field(default_factory=CallerBook)  # what each caller used
-    prices: PriceBook = field(init=False)  # what each request cost
+    _prices: PriceBook | None = field(init=False, default=None)  # what each request cost
     signin: SignIn | None = field(init=False)  # users of an identity provider ([auth.oidc])
     alerts: Alerts = field(init=False)  # to alerts.webhook_urls
 
     def __post_init__(self) -> None:
         self.listening = Listening(self.config)
         self.callers = Directory(self.config.auth)
-        self.prices = PriceBook.of(self.config)
         auth = self.config.auth
         self.signin = SignIn(Issuer(auth.oidc), auth.groups) if auth.oidc else None
         self.alerts = Alerts(self.config.alert_urls, self.metrics.alerts, claim=self._claim)
@@ -77,7 +78,19 @@ class ServerState:
             old.pricing_unknown,
             old.routing.providers,
         ):
-            self.prices = PriceBook.of(config)
+            self._prices = PriceBook.of(config)
+
+    @property
+    def prices(self) -> PriceBook:
+        """The price book (the server makes it in a thread before serving:
+        loading the database takes a quarter of a second)."""
+        if self._prices is None:
+            self._prices = PriceBook.of(self.config)
+        return self._prices
+
+    async def load_prices(self) -> None:
+        if self._prices is None:
+            self._prices = await trio.to_thread.run_sync(PriceBook.of, self.config)
 
     def _claim(self) -> Claim | None:
         """The state store's claim, once the router has one: an alert is

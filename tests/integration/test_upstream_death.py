@@ -14,6 +14,7 @@ import signal
 import socket
 
 import orjson
+import pytest
 import trio
 
 from tests.helpers import (
@@ -67,6 +68,7 @@ def acceptable(status: int, complete: bool, data: bytes, kind: int) -> bool:
     return False
 
 
+@pytest.mark.timeout(120)  # twenty rounds take about 55 s: the default 60 s bound is too tight
 async def test_killed_h2_upstream_never_leaves_a_request_hanging(
     nursery: trio.Nursery,
 ) -> None:

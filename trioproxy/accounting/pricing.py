@@ -24,12 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-
-from genai_prices import data_snapshot
-from genai_prices.types import TieredPrices
+from typing import TYPE_CHECKING, Any
 
 from trioproxy.accounting.usage import Usage
 from trioproxy.config.model import Config, Price
+
+if TYPE_CHECKING:
+    from genai_prices.types import TieredPrices
 
 REFUSE = "refuse"
 FREE = "free"
@@ -110,7 +111,11 @@ class PriceBook:
         self._hints = dict(providers or {})
         self._kept: dict[tuple[str, str], Rates | None] = {}
         self._lock = threading.Lock()
-        self._snapshot = data_snapshot.get_snapshot()  # loads the database now, not on a request
+        # The database (a 1.6 MB module) is loaded now, not on a request; the
+        # server makes its book in a worker thread before it serves.
+        from genai_prices import data_snapshot
+
+        self._snapshot: Any = data_snapshot.get_snapshot()
 
     @classmethod
     def of(cls, config: Config) -> PriceBook:
@@ -190,6 +195,8 @@ class PriceBook:
 
 
 def _tiered(value: Decimal | TieredPrices | None) -> Tiered:
+    from genai_prices.types import TieredPrices
+
     if value is None:
         return (0.0, ())
     if isinstance(value, TieredPrices):
