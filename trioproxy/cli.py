@@ -17,6 +17,7 @@ import trio
 
 from trioproxy import __version__
 from trioproxy.admin import callers_cli as callers_command
+from trioproxy.audit import cli as audit_command
 from trioproxy.config import (
     SETTINGS,
     Config,
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("--state-dir", help="where the ledger is (default: from the configuration)")
     callers_command.add_parser(sub)
     log_command.add_parser(sub)
+    audit_command.add_parser(sub)
     fake = sub.add_parser(
         "fake-upstream", help="run the fake Anthropic API alone (HTTP/1.1 and h2c)"
     )
@@ -335,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         return callers_command.run(args)
     if args.command == "log":
         return log_command.run(args)
+    if args.command == "audit":
+        return audit_command.run(args)
     try:
         if args.command in ("serve", "check-config"):
             overrides = {

@@ -31,6 +31,7 @@ from trioproxy._util import first_of
 from trioproxy.accounting.journal import Journal, Keeping
 from trioproxy.admin.endpoints import AdminApp
 from trioproxy.alerts.watch import watch
+from trioproxy.audit.reload import reload_changes
 from trioproxy.config import Config, ConfigError, binding_problem, is_loopback, load_checked
 from trioproxy.config.model import ProviderConfig
 from trioproxy.convlog.reader import LogReader
@@ -118,6 +119,8 @@ class Server:
             log.error("reload rejected; the running configuration stays in force: %s", exc)
             self._notify("READY=1\nSTATUS=reload rejected, previous configuration in force")
             return False
+        if self._announce:  # one worker of several records it, not each
+            self.state.audit.add(reload_changes(self.config, new))
         self.config = new
         self.state.reconfigure(new)
         # The ledger or the log turned on opens the database at the next
@@ -396,6 +399,7 @@ class Server:
                 if self.state.signin is not None:
                     await background.start(self.state.signin.issuer.serve)
                 await background.start(self.state.alerts.serve)
+                await background.start(self.state.audit.serve)
                 await background.start(watch, self.router, self.state.alerts)
                 await background.start(self.router.watch_subscriptions)
                 await background.start(self.router.watch_clouds)

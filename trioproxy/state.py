@@ -17,10 +17,13 @@ from trioproxy.accounting.journal import Journal
 from trioproxy.accounting.metrics import Metrics
 from trioproxy.accounting.pricing import PriceBook
 from trioproxy.alerts.sender import Alerts, Claim
+from trioproxy.audit.auditor import Auditor
 from trioproxy.callers.book import CallerBook
 from trioproxy.callers.directory import Directory
 from trioproxy.config.model import Config
 from trioproxy.convlog.reader import LogReader
+from trioproxy.db.base import Database
+from trioproxy.db.open import open_database
 from trioproxy.inbound.context import Listening
 from trioproxy.oidc.issuer import Issuer, SignIn
 from trioproxy.routing.router import Router
@@ -56,6 +59,7 @@ class ServerState:
     _prices: PriceBook | None = field(init=False, default=None)  # what each request cost
     signin: SignIn | None = field(init=False)  # users of an identity provider ([auth.oidc])
     alerts: Alerts = field(init=False)  # to alerts.webhook_urls
+    audit: Auditor = field(init=False)  # administrative changes, to the database
 
     def __post_init__(self) -> None:
         self.listening = Listening(self.config)
@@ -63,6 +67,7 @@ class ServerState:
         auth = self.config.auth
         self.signin = SignIn(Issuer(auth.oidc), auth.groups) if auth.oidc else None
         self.alerts = Alerts(self.config.alert_urls, self.metrics.alerts, claim=self._claim)
+        self.audit = Auditor(self.open_database)
 
     def reconfigure(self, config: Config) -> None:
         old = self.config
@@ -91,6 +96,10 @@ class ServerState:
     async def load_prices(self) -> None:
         if self._prices is None:
             self._prices = await trio.to_thread.run_sync(PriceBook.of, self.config)
+
+    def open_database(self) -> Database:
+        """The database as the configuration in force names it (blocking)."""
+        return open_database(self.config.database_url, self.config.state_dir)
 
     def _claim(self) -> Claim | None:
         """The state store's claim, once the router has one: an alert is

@@ -29,7 +29,7 @@ write to stderr, a transaction) are paid per batch, not per request.
   for the log stays within that bound.
 * On shutdown what is queued is written, within a bounded shield.
 * Rows older than their retention (usage.retention_days,
-  log.retention_days) are deleted at start and hourly.
+  log.retention_days, audit.retention_days) are deleted at start and hourly.
 * The database (db/) is opened in a thread; when it cannot be (Postgres
   down, a read-only disk), requests are served anyway, their rows are
   counted lost, and opening is tried again every REOPEN_EVERY.
@@ -96,6 +96,7 @@ class Keeping:
     log: bool = False  # log_bodies is not off
     log_days: float = 14.0
     log_pending_bytes: int = MAX_LOG_BYTES  # log.max_pending_bytes
+    audit_days: float = 400.0  # audit.retention_days
 
     @property
     def database(self) -> bool:
@@ -110,6 +111,7 @@ class Keeping:
             log=cfg.log_bodies != "off",
             log_days=cfg.log_retention_days,
             log_pending_bytes=cfg.log_max_pending_bytes,
+            audit_days=cfg.audit_retention_days,
         )
 
 
@@ -319,6 +321,7 @@ class Journal:
             sweeps.append(("usage ledger", db.prune_usage, now - self.keeping.ledger_days * 86400))
         # Always: log_bodies may have been turned on by a reload.
         sweeps.append(("conversation log", db.prune_log, now - self.keeping.log_days * 86400))
+        sweeps.append(("audit trail", db.prune_audit, now - self.keeping.audit_days * 86400))
         for what, prune, before in sweeps:
             try:
                 gone = await trio.to_thread.run_sync(prune, before)

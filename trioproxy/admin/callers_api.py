@@ -24,6 +24,7 @@ import orjson
 import trio
 
 from trioproxy.admin.snapshot import callers_view
+from trioproxy.audit.changes import Change, redacted
 from trioproxy.callers import manage
 from trioproxy.errors import (
     ClientTimeout,
@@ -66,8 +67,11 @@ async def read_json(ex: ClientExchange, state: ServerState, limit: int) -> Any:
         raise InvalidRequest("the request body is not JSON") from None
 
 
-async def handle(ex: ClientExchange, state: ServerState) -> tuple[int, dict[str, Any]]:
-    """(status, JSON answer); access was checked by the caller."""
+async def handle(
+    ex: ClientExchange, state: ServerState, who: str = ""
+) -> tuple[int, dict[str, Any]]:
+    """(status, JSON answer); access was checked by the caller (``who``:
+    the admin token's name, for the audit trail)."""
     head = ex.head
     method, path = head.method, head.path
     name = unquote(path[len(PATH) + 1 :].decode("latin-1")) if path != PATH else ""
@@ -92,6 +96,9 @@ async def handle(ex: ClientExchange, state: ServerState) -> tuple[int, dict[str,
     if not isinstance(doc, dict):
         raise InvalidRequest("expected a JSON object of caller settings")
     secret: str | None = None
+    subject = doc.get("name") if method == b"POST" else name
+    before = await trio.to_thread.run_sync(manage.entry_of, path_file, str(subject))
+    action = "caller.update"
     try:
         if method == b"POST":
             fields = dict(doc)
@@ -101,17 +108,21 @@ async def handle(ex: ClientExchange, state: ServerState) -> tuple[int, dict[str,
             if new_name in state.callers.by_name and state.callers.source(new_name) != "file":
                 raise Conflict(f"a caller named {new_name!r} is defined in the configuration")
             secret = await trio.to_thread.run_sync(manage.add, path_file, new_name, fields)
-            name = new_name
+            name, action = new_name, "caller.add"
         elif method == b"DELETE":
             await trio.to_thread.run_sync(manage.revoke, path_file, name)
+            action = "caller.revoke"
         else:
             fields = dict(doc)
             if fields.pop("rotate", False) is True:
                 secret = await trio.to_thread.run_sync(manage.rotate, path_file, name)
+                action = "caller.rotate"
             if fields:
                 await trio.to_thread.run_sync(manage.update, path_file, name, fields)
     except manage.CallerChangeError as exc:
         raise _error(exc) from None
+    after = await trio.to_thread.run_sync(manage.entry_of, path_file, name)
+    state.audit.add([Change(who, action, name, redacted(before), redacted(after), "api")])
     await trio.to_thread.run_sync(state.callers.refresh)
     if method == b"DELETE":
         return 200, {"revoked": name}

@@ -19,11 +19,14 @@ from typing import Any
 
 from trioproxy.admin.client import SwitchError, admin_target, read_env_file
 from trioproxy.admin.client import call as admin_call
+from trioproxy.audit.changes import Change, redacted
+from trioproxy.audit.trail import os_user, write
 from trioproxy.callers import manage
 from trioproxy.cliargs import add_shared
 from trioproxy.config.callers import format_time, parse_callers
 from trioproxy.config.partial import Partial
 from trioproxy.config.source import ConfigError
+from trioproxy.db.open import open_database
 
 
 def add_parser(sub: Any) -> None:
@@ -79,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "list":
             return _list(args, env)
         path = args.file or callers_file(args.config, env)
+        before = manage.entry_of(path, args.name)
         if args.action == "add":
             fields = _add_fields(args)
             secret = manage.add(path, args.name, fields)
@@ -97,7 +101,27 @@ def run(args: argparse.Namespace) -> int:
     except (manage.CallerChangeError, SwitchError, OSError) as exc:
         print(f"trioproxy callers: {exc}", file=sys.stderr)
         return 1
+    _audit(args, env, path, before)
     return 0
+
+
+def _audit(args: argparse.Namespace, env: dict[str, str], path: str, before: object) -> None:
+    """The change, in the audit trail of the database the server uses (by
+    the OS user); the change stands whether or not it can be recorded."""
+    action = "caller.update" if args.action == "set" else f"caller.{args.action}"
+    after = manage.entry_of(path, args.name)
+    change = Change(os_user(), action, args.name, redacted(before), redacted(after), "cli")
+    try:
+        where = Partial(args.config, env)
+        state_dir, url = str(where.get("state_dir")), str(where.get("storage.database_url"))
+    except ConfigError as exc:
+        print(f"trioproxy callers: not in the audit trail: {exc}", file=sys.stderr)
+        return
+    if not write(lambda: open_database(url, state_dir), [change]):
+        print(
+            "trioproxy callers: the change is made, but not in the audit trail (see above)",
+            file=sys.stderr,
+        )
 
 
 def callers_file(config_path: str | None, env: dict[str, str]) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from trioproxy.accounting.metrics import Metrics
+from trioproxy.admin import audit_api
 from trioproxy.admin import history_api as history
 from trioproxy.admin import viewer_api as viewer
 from trioproxy.admin.callers_api import handle as handle_callers
@@ -16,6 +17,7 @@ from trioproxy.admin.callers_api import is_callers_path, read_json
 from trioproxy.admin.pages import dashboard_html, openapi_json
 from trioproxy.admin.snapshot import current_view, gauges, snapshot
 from trioproxy.admin.stream import serve_metrics_stream
+from trioproxy.audit.changes import Change
 from trioproxy.config import is_loopback
 from trioproxy.errors import (
     AuthenticationFailed,
@@ -46,6 +48,7 @@ RESERVED_EXACT: frozenset[bytes] = frozenset(
         b"/admin/api/requests",
         b"/admin/api/history",
         b"/admin/api/usage",
+        b"/admin/api/audit",
     }
 )
 ROUTE_BODY_MAX = 16 * 1024  # bytes; {"mode": ..., "provider": ...} is tiny
@@ -149,16 +152,17 @@ def _store_state(routing: dict[str, Any] | None) -> str:
     return "ok" if store["up"] else "unreachable"
 
 
-def _check_access(head: RequestHead, state: ServerState, admin_listener: bool) -> None:
+def _check_access(head: RequestHead, state: ServerState, admin_listener: bool) -> str:
+    """Who is asking (the admin token's name; see check_admin), else the
+    proxy's own refusal."""
     path = head.path
     cfg = state.config
-    if path in ADMIN_EXACT or path.startswith(RESERVED_PREFIXES):
-        if cfg.admin_listen is not None and not admin_listener:
-            raise NotFound(
-                "admin endpoints are served on the admin listener (admin.listen), not here"
-            )
-        host = cfg.admin_listen.host if (admin_listener and cfg.admin_listen) else cfg.listen.host
-        check_admin(head, cfg.auth, loopback_only=is_loopback(host))
+    if not (path in ADMIN_EXACT or path.startswith(RESERVED_PREFIXES)):
+        return ""
+    if cfg.admin_listen is not None and not admin_listener:
+        raise NotFound("admin endpoints are served on the admin listener (admin.listen), not here")
+    host = cfg.admin_listen.host if (admin_listener and cfg.admin_listen) else cfg.listen.host
+    return check_admin(head, cfg.auth, loopback_only=is_loopback(host))
 
 
 async def serve_own(
@@ -169,8 +173,11 @@ async def serve_own(
         if path == b"/admin/route" and method == b"POST":
             head, body = await _switch_route(ex, state, admin_listener)
         elif is_callers_path(path):
+            who = _check_access(ex.head, state, admin_listener)
+            head, body = _json(*await handle_callers(ex, state, who))
+        elif path == audit_api.PATH:
             _check_access(ex.head, state, admin_listener)
-            head, body = _json(*await handle_callers(ex, state))
+            head, body = _json(*await audit_api.handle(ex, state))
         elif history.is_history_path(path):
             _check_access(ex.head, state, admin_listener)
             head, body = _json(*await history.handle(ex, state))
@@ -204,10 +211,11 @@ async def _switch_route(
 ) -> tuple[ResponseHead, bytes]:
     """POST /admin/route {"mode": "failover"} or {"mode": "single",
     "provider": NAME}: applied at once, persisted before the answer."""
-    _check_access(ex.head, state, admin_listener)
+    who = _check_access(ex.head, state, admin_listener)
     router = state.router
     if router is None:
         raise NotFound("this server does not route to providers")
+    before = {"mode": router.mode.mode, "provider": router.mode.provider}
     try:
         doc = await read_json(ex, state, ROUTE_BODY_MAX)
     except InvalidRequest:
@@ -226,7 +234,9 @@ async def _switch_route(
         await state.peers.tell_others(
             {"route": {"mode": router.mode.mode, "provider": router.mode.provider}}
         )
-    return _json(200, {"mode": router.mode.mode, "provider": router.mode.provider})
+    after = {"mode": router.mode.mode, "provider": router.mode.provider}
+    state.audit.add([Change(who, "route.switch", "", before, after, "api")])
+    return _json(200, after)
 
 
 class AdminApp:

@@ -217,6 +217,18 @@ USAGE = obj(
     }
 )
 WINDOW_PARAMETERS = [_query("window", "15m (default), 1h or 24h")]
+AUDIT_ENTRY = obj(
+    {
+        "ts": NUM,
+        "who": STR,
+        "action": STR,
+        "subject": STR,
+        "before": ANY,
+        "after": ANY,
+        "source": {"enum": ["api", "cli", "signal"]},
+    }
+)
+AUDIT = obj({"since": NUM, "entries": {"type": "array", "items": AUDIT_ENTRY}})
 
 ID_PARAMETER: Schema = {"name": "id", "in": "path", "required": True, "schema": STR}
 
@@ -259,6 +271,18 @@ LOG_PATHS: dict[str, Any] = {
             {"200": json_response(HISTORY, "the window"), **errors(400, 404, 503)},
             admin=True,
             parameters=WINDOW_PARAMETERS,
+        )
+    },
+    "/admin/api/audit": {
+        "get": op(
+            "Administrative changes, newest first: when, who (an admin token's name, the OS user"
+            " of the CLI, reload), what, and the value before and after (secrets as SHA-256)",
+            {"200": json_response(AUDIT, "the trail"), **errors(400, 503)},
+            admin=True,
+            parameters=[
+                _query("since", "7d (default), 24h, 30m, 2w or a date 2026-11-01"),
+                _query("limit", "at most this many (default 1000)"),
+            ],
         )
     },
     "/admin/api/usage": {

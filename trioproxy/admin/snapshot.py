@@ -11,6 +11,7 @@ from typing import Any
 from trioproxy import __version__
 from trioproxy.admin.process import process_figures
 from trioproxy.callers.policy import remaining
+from trioproxy.config.callers import policy_dict
 from trioproxy.state import ServerState
 
 
@@ -55,15 +56,8 @@ def callers_view(state: ServerState) -> list[dict[str, Any]]:
             {
                 "name": c.name,
                 "source": state.callers.source(c.name),
-                "models": list(c.models),
-                "rpm": c.rpm,
-                "tpm": c.tpm,
-                "max_concurrent": c.max_concurrent,
-                "budget": None
-                if budget is None
-                else {"window": budget.window, "usd": budget.usd, "tokens": budget.tokens},
+                **policy_dict(c),
                 "expires": c.expires,
-                "upstream_credential": c.upstream_credential,
                 "secrets": len(c.digests),
                 **use,
                 "budget_remaining": None

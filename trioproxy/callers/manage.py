@@ -66,6 +66,16 @@ def read_entries(path: str) -> list[dict[str, Any]]:
     return [dict(e) for e in entries if isinstance(e, dict)]
 
 
+def entry_of(path: str, name: str) -> dict[str, Any] | None:
+    """The caller's entry as the file has it now (None: not there), for the
+    audit trail's before and after."""
+    try:
+        entries = read_entries(path)
+    except CallerChangeError:
+        return None
+    return next((e for e in entries if e.get("name") == name), None)
+
+
 def add(path: str, name: str, fields: Mapping[str, object]) -> str:
     """A new caller with a new secret (returned, never stored)."""
     if not isinstance(name, str) or not NAME.match(name):

@@ -253,3 +253,19 @@ def _budget(value: object, key: str) -> Budget | None:
             raise ValueError(f"{key}.usd: expected a positive number of US dollars")
         return Budget(window, usd=float(usd))
     return Budget(window, tokens=_limit(tokens, f"{key}.tokens"))
+
+
+def policy_dict(c: Caller) -> dict[str, Any]:
+    """A caller's (or group's) policy as JSON shows it: the admin API's
+    caller rows and the audit trail."""
+    budget = c.budget
+    return {
+        "models": list(c.models),
+        "rpm": c.rpm,
+        "tpm": c.tpm,
+        "max_concurrent": c.max_concurrent,
+        "budget": None
+        if budget is None
+        else {"window": budget.window, "usd": budget.usd, "tokens": budget.tokens},
+        "upstream_credential": c.upstream_credential,
+    }

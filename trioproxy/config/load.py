@@ -205,6 +205,7 @@ def _build(
         pricing_unknown=p["pricing.unknown_model"],
         alert_urls=p["alerts.webhook_urls"],
         alert_thresholds=p["alerts.budget_thresholds"],
+        audit_retention_days=p["audit.retention_days"],
         workers=p["workers"],
         state_redis_url=p["state.redis_url"],
         raw=dict(p),
@@ -354,6 +355,7 @@ def _build_auth(p: dict[str, Any], callers_raw: object, groups_raw: object) -> A
         in_file = read_callers_file(path) if path else ()
         check_unique([*from_secrets(secrets), *callers, *in_file], "callers")
         groups = parse_caller_groups(groups_raw)
+        admin_tokens = parse_secrets(p["admin.tokens"], "admin.tokens")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return AuthConfig(
@@ -364,6 +366,7 @@ def _build_auth(p: dict[str, Any], callers_raw: object, groups_raw: object) -> A
         path,
         _build_oidc(p, groups),
         groups,
+        admin_tokens,
     )
 
 

@@ -377,6 +377,7 @@ class AuthConfig:
     callers_file: str = ""  # auth.callers_file: read at start, watched while running
     oidc: OIDCConfig | None = None  # [auth.oidc]: users of an identity provider
     groups: tuple[CallerGroup, ...] = ()  # [[caller_groups]]: their policies
+    admin_tokens: tuple[Secret, ...] = field(default=(), repr=False)  # admin.tokens: named
 
     @property
     def enabled(self) -> bool:
@@ -422,6 +423,7 @@ class Config:
     pricing_unknown: str | Price = "refuse"  # pricing.unknown_model: "refuse", "free" or a price
     alert_urls: tuple[str, ...] = field(default=(), repr=False)  # alerts.webhook_urls (secret)
     alert_thresholds: tuple[float, ...] = (0.8, 1.0)  # alerts.budget_thresholds
+    audit_retention_days: int = 400  # audit.retention_days
     workers: int = 1  # 0: one per CPU
     state_redis_url: str = field(default="", repr=False)  # may hold a password
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)

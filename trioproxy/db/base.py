@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trioproxy.db.schema import (
+    AUDIT_COLUMNS,
     LATEST,
     LOG_COLUMNS,
     LOG_SUMMARY,
@@ -183,6 +184,23 @@ class Database(abc.ABC):
         with self._transaction():
             return self._run("DELETE FROM exchanges WHERE ts < ?", (before,))
 
+    # -- the audit trail ------------------------------------------------------------
+    def insert_audit(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Rows in AUDIT_COLUMNS order."""
+        with self._transaction():
+            self._many(_INSERT_AUDIT, rows)
+
+    def audit_rows(self, since: float, limit: int = 1000) -> list[Row]:
+        """Newest first."""
+        return self._fetch(
+            "SELECT * FROM audit WHERE ts >= ? ORDER BY ts DESC LIMIT ?",
+            (since, max(1, min(limit, 10_000))),
+        )
+
+    def prune_audit(self, before: float) -> int:
+        with self._transaction():
+            return self._run("DELETE FROM audit WHERE ts < ?", (before,))
+
     def list_log(self, q: LogQuery) -> list[Row]:
         """Newest first, without bodies."""
         where, params = self._where(q)
@@ -273,6 +291,9 @@ _GROUP = {
     "request_class": "request_class",
     "agent_type": "agent_type",
 }
+_INSERT_AUDIT = (
+    f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})"
+)
 _INSERT_USAGE = f"INSERT INTO requests ({', '.join(USAGE_COLUMNS)}) VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
 _INSERT_LOG = (
     f"INSERT INTO exchanges ({', '.join(LOG_COLUMNS)}) "

@@ -10,7 +10,8 @@ apart); 4 indexes the failed rows (the dashboard's last errors, found
 without reading a day of successes); 5 keeps what Claude Code's hint
 headers say each request is (class, agent type and id, prompt); 6 keeps
 each request's cost as it was priced when it ended (NULL: it could not be,
-or the row is older than the column).
+or the row is older than the column); 7 is the audit trail of
+administrative changes.
 """
 
 from __future__ import annotations
@@ -117,7 +118,24 @@ ALTER TABLE exchanges ADD COLUMN prompt_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE requests ADD COLUMN cost_usd {REAL};
 """,
     ),
+    (
+        7,
+        """
+CREATE TABLE audit (
+    ts {REAL} NOT NULL,
+    who TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    old_value TEXT NOT NULL,
+    new_value TEXT NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE INDEX audit_ts ON audit (ts);
+""",
+    ),
 )
+
+AUDIT_COLUMNS = ("ts", "who", "action", "subject", "old_value", "new_value", "source")
 
 LATEST = MIGRATIONS[-1][0]
 

@@ -45,23 +45,31 @@ def identify(head: RequestHead, lookup: Callable[[bytes], Caller | None]) -> Cal
     return caller
 
 
-def check_admin(head: RequestHead, auth: AuthConfig, *, loopback_only: bool) -> None:
-    """Admin endpoints: the admin token whenever one is configured, and always
-    when the listener is reachable beyond loopback (then without a configured
-    token they are closed)."""
+def check_admin(head: RequestHead, auth: AuthConfig, *, loopback_only: bool) -> str:
+    """Admin endpoints: an admin token whenever one is configured, and
+    always when the listener is reachable beyond loopback (then without a
+    configured token they are closed). Returns who: the token's name
+    (``admin`` for ``admin.token``), or ``local`` on a loopback listener
+    without tokens."""
     token = auth.admin_token
-    if not token:
+    named = auth.admin_tokens
+    if not token and not named:
         if loopback_only:
-            return
+            return "local"
         raise PermissionDenied(
             "admin endpoints are disabled on a non-loopback listener until TRIOPROXY_ADMIN_TOKEN is set"
         )
     presented = presented_credential(head.headers) or _basic_password(head)
-    if presented is None or not hmac.compare_digest(presented, token):
-        raise AuthenticationFailed(
-            "admin endpoints need the admin token as `Authorization: Bearer <token>` or "
-            "`x-api-key: <token>` (a browser: any user name, the token as password)"
-        )
+    if presented is not None:
+        if token and hmac.compare_digest(presented, token):
+            return "admin"
+        for t in named:
+            if hmac.compare_digest(presented, t.value):
+                return t.name
+    raise AuthenticationFailed(
+        "admin endpoints need an admin token as `Authorization: Bearer <token>` or "
+        "`x-api-key: <token>` (a browser: any user name, the token as password)"
+    )
 
 
 def _basic_password(head: RequestHead) -> bytes | None:
