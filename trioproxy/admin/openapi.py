@@ -188,7 +188,7 @@ SNAPSHOT = obj(
         },
         "callers": {"type": "array", "items": CALLER},
         "routes": {**COUNTS, "description": "requests that matched each [[routes]] rule"},
-        "alerts": {**COUNTS, "description": "alerts by \"kind:outcome\" (trioproxy_alerts_total)"},
+        "alerts": {**COUNTS, "description": 'alerts by "kind:outcome" (trioproxy_alerts_total)'},
         "log_rows": {
             **COUNTS,
             "description": "conversation-log rows: written, dropped (writer behind), lost (database refused)",
