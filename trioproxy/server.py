@@ -43,6 +43,7 @@ from trioproxy.inbound.conn import handle_connection, make_server_ssl_context
 from trioproxy.inbound.exchange import App
 from trioproxy.routing.router import Router
 from trioproxy.state import ServerState
+from trioproxy.telemetry.exporter import Telemetry
 from trioproxy.transport.listen import open_listeners
 from trioproxy.upstream.connect import tcp_connector
 from trioproxy.upstream.pool import UpstreamPool, open_pools
@@ -387,6 +388,19 @@ class Server:
             )
         cfg = self.config
         await self.state.load_prices()
+        if cfg.telemetry is not None and self.state.telemetry is None:
+            metrics = self.state.metrics
+            telemetry = cfg.telemetry
+
+            def dropped(n: int) -> None:
+                metrics.telemetry_dropped += n
+
+            try:
+                self.state.telemetry = await trio.to_thread.run_sync(
+                    lambda: Telemetry(telemetry, dropped)
+                )
+            except ValueError as exc:  # the SDK's OTEL_BSP_* variables, say
+                log.error("telemetry is off: the OpenTelemetry SDK refused its settings: %s", exc)
         upstreams = {p.name: p.upstream for p in cfg.routing.providers}
         connector = tcp_connector(self.state.listening.buffer)
         async with open_pools(
@@ -423,6 +437,12 @@ class Server:
                     )
                 finally:
                     await reader.aclose()
+                    if self.state.telemetry is not None:
+                        # What is queued goes out, briefly, even on the way out.
+                        with trio.CancelScope(shield=True), trio.move_on_after(5):
+                            await trio.to_thread.run_sync(
+                                self.state.telemetry.shutdown, abandon_on_cancel=True
+                            )
                 background.cancel_scope.cancel()
 
     async def serve_signals(

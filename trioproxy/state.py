@@ -27,6 +27,7 @@ from trioproxy.db.open import open_database
 from trioproxy.inbound.context import Listening
 from trioproxy.oidc.issuer import Issuer, SignIn
 from trioproxy.routing.router import Router
+from trioproxy.telemetry.exporter import Telemetry
 from trioproxy.upstream.pool import UpstreamPool
 
 
@@ -60,6 +61,7 @@ class ServerState:
     signin: SignIn | None = field(init=False)  # users of an identity provider ([auth.oidc])
     alerts: Alerts = field(init=False)  # to alerts.webhook_urls
     audit: Auditor = field(init=False)  # administrative changes, to the database
+    telemetry: Telemetry | None = None  # [telemetry]: traces (the server sets it up)
 
     def __post_init__(self) -> None:
         self.listening = Listening(self.config)

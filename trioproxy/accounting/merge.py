@@ -31,6 +31,7 @@ _SUMMED = (
     "retries",
     "in_flight",
     "watchers",
+    "telemetry_dropped",
 )
 _SUMMED_DICTS = (
     "bytes",
@@ -61,6 +62,7 @@ def counters(snap: Snapshot) -> Snapshot:
         "body_retention_skipped",
         "client_disconnects",
         "retries",
+        "telemetry_dropped",
     )
     extra = (
         "scrub_hits",

@@ -117,6 +117,7 @@ class Metrics:
         self.spend: defaultdict[str, float] = defaultdict(float)  # caller -> USD
         self.routes: defaultdict[str, int] = defaultdict(int)  # [[routes]] rule -> requests
         self.alerts: defaultdict[tuple[str, str], int] = defaultdict(int)  # (kind, outcome)
+        self.telemetry_dropped = 0  # spans the full export queue could not take
         self._models: set[str] = set()
         self._callers: set[str] = set()
 
@@ -143,6 +144,7 @@ class Metrics:
             m.limited[(r["caller"], r["reason"])] += r["count"]
         m.spend.update(snap.get("caller_spend_usd", {}))
         m.routes.update(snap.get("routes", {}))
+        m.telemetry_dropped = snap.get("telemetry_dropped", 0)
         for key, n in snap.get("alerts", {}).items():
             kind, _, outcome = key.partition(":")
             m.alerts[(kind, outcome)] += n
@@ -322,6 +324,12 @@ class Metrics:
             (("", {"caller": a, "reason": r}, n) for (a, r), n in sorted(self.limited.items())),
         )
         family(
+            "trioproxy_telemetry_dropped_total",
+            "counter",
+            "Spans dropped because the export queue was full (the OpenTelemetry collector down or slow); requests never wait for it",
+            [("", {}, self.telemetry_dropped)],
+        )
+        family(
             "trioproxy_alerts_total",
             "counter",
             "Alerts to alerts.webhook_urls by kind (budget, breaker, credential, worker) and outcome (sent, failed, dropped: the queue was full; duplicate: another process posted it)",
@@ -398,6 +406,7 @@ class Metrics:
             "caller_spend_usd": {a: round(v, 6) for a, v in sorted(self.spend.items())},
             "routes": dict(sorted(self.routes.items())),
             "alerts": {f"{k}:{o}": n for (k, o), n in sorted(self.alerts.items())},
+            "telemetry_dropped": self.telemetry_dropped,
             "duration_s": self.duration.snapshot(),
             "time_to_headers_s": self.time_to_headers.snapshot(),
             "time_to_first_token_s": [

@@ -12,6 +12,7 @@ import orjson
 
 from trioproxy.accounting.usage import Usage
 from trioproxy.rules.traits import BodyTraits
+from trioproxy.telemetry.note import TraceNote
 
 NO_CALLER = "-"  # the caller when auth is off: the same in the log, metrics and ledger
 
@@ -67,6 +68,7 @@ class RequestRecord:
     body_complete: bool = False  # the whole body was read (else the traits are unknown)
     traits: BodyTraits | None = None  # looked at only for the diagnostic line
     usage: Usage = field(default_factory=Usage)
+    trace: TraceNote | None = None  # [telemetry]: what the request's trace will say
 
     def fields(self) -> dict[str, object]:
         u = self.usage
@@ -134,6 +136,7 @@ _NOT_LOGGED = frozenset(
         "anthropic_beta",
         "body_complete",
         "traits",
+        "trace",
     }
 )
 _LOGGED = tuple(f.name for f in dataclass_fields(RequestRecord) if f.name not in _NOT_LOGGED)

@@ -37,6 +37,7 @@ class Usage:
     cache_read_input_tokens: int = 0
     output_tokens: int = 0
     model: str = ""  # as served (the response's `model`)
+    stop_reason: str = ""  # the answer's (a trace's gen_ai.response.finish_reasons)
     stream_errors: int = 0  # `event: error` inside a stream
     complete: bool = False  # the whole response was seen
     extra: dict[str, Any] = field(default_factory=dict)
@@ -141,6 +142,9 @@ class UsageObserver:
                 self.usage.model = message["model"]
         elif doc.get("type") == "message_delta":
             self.usage.merge(doc.get("usage"))
+            delta = doc.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
+                self.usage.stop_reason = delta["stop_reason"][:40]
 
     def finish(self, *, complete: bool) -> Usage:
         """``complete`` is False for a stream the client abandoned or the
@@ -156,6 +160,8 @@ class UsageObserver:
                 self.usage.merge(doc.get("usage"))
                 if isinstance(doc.get("model"), str):
                     self.usage.model = doc["model"]
+                if isinstance(doc.get("stop_reason"), str):
+                    self.usage.stop_reason = doc["stop_reason"][:40]
         self.usage.complete = complete
         return self.usage
 

@@ -189,6 +189,7 @@ SNAPSHOT = obj(
         "callers": {"type": "array", "items": CALLER},
         "routes": {**COUNTS, "description": "requests that matched each [[routes]] rule"},
         "alerts": {**COUNTS, "description": 'alerts by "kind:outcome" (trioproxy_alerts_total)'},
+        "telemetry_dropped": {**INT, "description": "spans dropped: the export queue was full"},
         "log_rows": {
             **COUNTS,
             "description": "conversation-log rows: written, dropped (writer behind), lost (database refused)",

@@ -32,6 +32,7 @@ from trioproxy.config.model import (
     ProviderConfig,
     RoutingConfig,
     ScrubConfig,
+    TelemetryConfig,
     Timeouts,
     UpstreamConfig,
 )
@@ -46,6 +47,7 @@ from trioproxy.config.routes import load_agents, parse_routes
 from trioproxy.config.secrets import parse_secrets
 from trioproxy.config.settings import _BY_KEY, SETTINGS, default_state_dir
 from trioproxy.config.source import ConfigError, flatten, read_toml
+from trioproxy.config.telemetry import pairs
 
 
 def parse_hostport(raw: str, key: str) -> Endpoint:
@@ -206,6 +208,7 @@ def _build(
         alert_urls=p["alerts.webhook_urls"],
         alert_thresholds=p["alerts.budget_thresholds"],
         audit_retention_days=p["audit.retention_days"],
+        telemetry=_build_telemetry(p),
         workers=p["workers"],
         state_redis_url=p["state.redis_url"],
         raw=dict(p),
@@ -367,6 +370,19 @@ def _build_auth(p: dict[str, Any], callers_raw: object, groups_raw: object) -> A
         _build_oidc(p, groups),
         groups,
         admin_tokens,
+    )
+
+
+def _build_telemetry(p: dict[str, Any]) -> TelemetryConfig | None:
+    if not p["telemetry.endpoint"]:
+        return None
+    return TelemetryConfig(
+        endpoint=p["telemetry.endpoint"],
+        headers=tuple(pairs(p["telemetry.headers"]).items()),
+        service_name=p["telemetry.service_name"] or "trioproxy",
+        resource=tuple(pairs(p["telemetry.resource_attributes"]).items()),
+        sampler=p["telemetry.traces_sampler"],
+        sampler_arg=p["telemetry.traces_sampler_arg"],
     )
 
 

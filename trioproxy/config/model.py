@@ -395,6 +395,19 @@ class ScrubConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    """``[telemetry]`` (OpenTelemetry's OTEL_* variables): traces to an
+    OTLP/HTTP collector."""
+
+    endpoint: str
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # secret
+    service_name: str = "trioproxy"
+    resource: tuple[tuple[str, str], ...] = ()
+    sampler: str = "parentbased_always_on"
+    sampler_arg: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     listen: Endpoint
     admin_listen: Endpoint | None
@@ -424,6 +437,7 @@ class Config:
     alert_urls: tuple[str, ...] = field(default=(), repr=False)  # alerts.webhook_urls (secret)
     alert_thresholds: tuple[float, ...] = (0.8, 1.0)  # alerts.budget_thresholds
     audit_retention_days: int = 400  # audit.retention_days
+    telemetry: TelemetryConfig | None = None  # [telemetry]: off without an endpoint
     workers: int = 1  # 0: one per CPU
     state_redis_url: str = field(default="", repr=False)  # may hold a password
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)

@@ -40,6 +40,12 @@ from trioproxy.config.parsers import (
     parse_workers,
 )
 from trioproxy.config.pricing import parse_unknown_model
+from trioproxy.config.telemetry import (
+    parse_otlp_headers,
+    parse_otlp_protocol,
+    parse_resource_attributes,
+    parse_sampler,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,6 +465,56 @@ SETTINGS: tuple[Setting, ...] = (
         parse_positive_int,
         90,
         "ledger rows older than this are deleted (at start and hourly)",
+    ),
+    Setting(
+        "telemetry.endpoint",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        parse_url,
+        "",
+        "OpenTelemetry: the OTLP/HTTP collector traces are exported to (`/v1/traces` is added), the standard variable; off while unset",
+    ),
+    Setting(
+        "telemetry.headers",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        parse_otlp_headers,
+        "",
+        "headers sent with every export, `key=value` pairs comma-separated (URL-encoded values), e.g. an API key of the collector's; secret",
+        secret=True,
+    ),
+    Setting(
+        "telemetry.protocol",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        parse_otlp_protocol,
+        "http/protobuf",
+        "the OTLP protocol: `http/protobuf` (the OTLP/HTTP exporter of the OpenTelemetry SDK)",
+    ),
+    Setting(
+        "telemetry.service_name",
+        "OTEL_SERVICE_NAME",
+        parse_str,
+        "trioproxy",
+        "the resource's `service.name`",
+    ),
+    Setting(
+        "telemetry.resource_attributes",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        parse_resource_attributes,
+        "",
+        "more resource attributes, `key=value` comma-separated (`deployment.environment=prod`)",
+    ),
+    Setting(
+        "telemetry.traces_sampler",
+        "OTEL_TRACES_SAMPLER",
+        parse_sampler,
+        "parentbased_always_on",
+        "which requests are traced: `always_on`, `always_off`, `traceidratio` or their `parentbased_` forms (a client's sampled `traceparent` decides first)",
+    ),
+    Setting(
+        "telemetry.traces_sampler_arg",
+        "OTEL_TRACES_SAMPLER_ARG",
+        parse_fraction,
+        1.0,
+        "the ratio of `traceidratio` samplers (0.1: one request in ten)",
     ),
     Setting(
         "alerts.webhook_urls",

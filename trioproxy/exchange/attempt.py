@@ -99,6 +99,7 @@ class Attempt:
         "pool",
         "provider",
         "signer",
+        "traceparent",
         "trip",
     )
 
@@ -110,13 +111,15 @@ class Attempt:
         body: RequestBody,
         credential: Credential | None,
         signer: Signer | None = None,
+        traceparent: bytes | None = None,
     ) -> None:
         """``leg.payload``: the body as this provider gets it, when it was
         read whole (else the client's body streams, replayed from the copy
         when this is not the first try). ``credential``: what the proxy
         sends for the caller (None: the caller's own credential goes
         through). ``signer``: a cloud's signature over the final head and
-        body, made for each try (its time is part of it)."""
+        body, made for each try (its time is part of it). ``traceparent``:
+        this try's, with tracing on."""
         self.trip = trip
         self.leg = leg
         self.credential = credential
@@ -125,6 +128,7 @@ class Attempt:
         self.body = body
         self.payload = leg.payload
         self.signer = signer
+        self.traceparent = traceparent
         self._lease: Lease | None = None
         self.headers_timeout = (
             self.provider.response_headers_timeout or trip.cfg.timeouts.response_headers
@@ -237,6 +241,7 @@ class Attempt:
             body_length=None if payload is None else len(payload),
             drop_betas=provider.drop_betas,
             identity=bool(trip.restore),
+            traceparent=self.traceparent,
         )
         if self.signer is not None:
             up_head = self.signer(up_head, payload or b"")

@@ -48,7 +48,9 @@ from trioproxy.routing.decide import (
 )
 from trioproxy.routing.health import PROVIDER
 from trioproxy.routing.router import Router
+from trioproxy.routing.routes import model_for
 from trioproxy.rules.upstream_head import check_declared_length
+from trioproxy.telemetry.note import AttemptNote
 from trioproxy.upstream.aws import Signer
 from trioproxy.upstream.pool import UpstreamPool
 
@@ -94,7 +96,10 @@ class Forwarding:
                 if trip.capture is not None:
                     trip.capture.went(whole)
                 parsed = trip.parsed_body(whole)
+            planning = time.monotonic()
             plan = make_plan(trip, router, parsed, len(whole) if whole is not None else 0, pin)
+            if record.trace is not None:
+                record.trace.plan = (planning, time.monotonic())
             trip.route, trip.home = plan.route, plan.home
             if plan.local:  # the proxy answers this itself
                 await answer_locally(
@@ -170,9 +175,20 @@ class Forwarding:
             retrying = False  # holding a place in the retry budget
             try:
                 while True:
+                    noted = _noted_attempt(trip, provider, verdict.retry)
                     try:
-                        attempt = Attempt(trip, leg, pool, body, credential, signer)
+                        attempt = Attempt(
+                            trip,
+                            leg,
+                            pool,
+                            body,
+                            credential,
+                            signer,
+                            traceparent=None if noted is None else noted[1],
+                        )
                         async with attempt.open() as answer:
+                            if noted is not None:
+                                noted[0].status = answer.head.status
                             # A body streamed without a copy cannot be sent
                             # again: whatever this answer is, it is the answer.
                             if verdict.judge(answer.head, answer.latency) or not body.replayable:
@@ -182,11 +198,15 @@ class Forwarding:
                             held = await answer.keep(trip.cfg.timeouts.upstream_body_idle)
                             kept, error = (leg, answer.head, held), None
                     except (UpstreamError, UpstreamTimeout) as exc:
+                        if noted is not None:
+                            noted[0].error = exc.detail[:200]
                         if ex.response_started:
                             raise
                         verdict.connection_failed(exc)
                         error = exc
                     finally:
+                        if noted is not None:
+                            noted[0].end = time.monotonic()
                         if retrying:
                             router.retrying -= 1
                             retrying = False
@@ -195,6 +215,14 @@ class Forwarding:
                         break
                     verdict.retry += 1
                     record.retries += 1
+                    if record.trace is not None:
+                        record.trace.event(
+                            "retry",
+                            **{
+                                "trioproxy.provider": provider.name,
+                                "trioproxy.reason": verdict.reason,
+                            },
+                        )
                     router.count_retry(provider.name)
                     log.info(
                         "%s: %s failed (%s); retry %d in %.2f s",
@@ -215,6 +243,11 @@ class Forwarding:
                 break  # no copy to send elsewhere
             if verdict.more:
                 record.failovers += 1
+                if record.trace is not None:
+                    record.trace.event(
+                        "failover",
+                        **{"trioproxy.provider": provider.name, "trioproxy.reason": verdict.reason},
+                    )
                 router.count_failover(provider.name)
                 log.info(
                     "%s: failing over from %s (%s)", ex.request_id, provider.name, verdict.reason
@@ -237,6 +270,29 @@ class Forwarding:
             f"{error.message} (providers tried: {names})",
             detail=f"{error.detail} (providers tried: {names})",
         )
+
+
+GEN_AI_SYSTEMS = {"bedrock": "aws.bedrock", "vertex": "gcp.vertex_ai", "openai": "openai"}
+
+
+def _noted_attempt(
+    trip: Trip, provider: ProviderConfig, retry: int
+) -> tuple[AttemptNote, bytes] | None:
+    """With tracing on: this try in the request's trace, and the
+    ``traceparent`` the upstream gets for it."""
+    note = trip.record.trace
+    if note is None:
+        return None
+    requested = trip.record.model_requested
+    model = model_for(provider, trip.route, requested, trip.cfg.routing) if requested else ""
+    attempt = note.attempt(
+        provider.name,
+        GEN_AI_SYSTEMS.get(provider.kind, "anthropic"),
+        provider.upstream.origin.host,
+        model,
+        retry,
+    )
+    return attempt, note.header(attempt)
 
 
 class Verdict:

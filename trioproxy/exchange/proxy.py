@@ -103,12 +103,17 @@ class Proxy:
             record.anthropic_beta = beta.decode("latin-1")[:1000]
         trip = Trip(cfg, ex, record, state.listening.watchdog)
         trip.prices = state.prices
+        if state.telemetry is not None:
+            record.trace = state.telemetry.begin(head)
         if cfg.log_bodies != "off":
             trip.capture = Capture(cfg.log_max_body_bytes, head.headers)
         admitted: Caller | None = None  # holds a place in its caller's concurrency
         try:
             if state.callers.enabled:
+                checking = time.monotonic()
                 caller = trip.caller = await authenticate(head, state.callers, state.signin)
+                if record.trace is not None:
+                    record.trace.auth = (checking, time.monotonic())
                 record.caller = caller.name
                 if caller.limited:
                     _refuse(record, check_expiry(caller, state.book.wall()))
@@ -150,6 +155,8 @@ class Proxy:
                 if tokens and caller is not None:
                     self._warn_unpriced(caller, usage.model or record.model_requested, record)
         state.metrics.observe(record)
+        if state.telemetry is not None:
+            state.telemetry.emit(record)  # spans to the exporter thread's queue
         if capture is not None and cfg.log_bodies == "errors" and not failed(record):
             capture = None
         failed_forward = record.forward_failed or record.status >= 500  # ours or the upstream's

@@ -29,6 +29,7 @@ def upstream_head(
     chat: bool = False,
     cloud_target: bytes | None = None,
     cloud_headers: tuple[tuple[bytes, bytes], ...] = (),
+    traceparent: bytes | None = None,
 ) -> RequestHead:
     """Method, path and query byte-exact (prefixed by the origin's base path);
     end-to-end headers verbatim and in order; `host` set to the upstream's.
@@ -45,7 +46,7 @@ def upstream_head(
     as JSON without Anthropic's headers or the caller's credentials, with
     ``cloud_headers`` instead (what the cloud's dialect asks for: an
     ``accept``, the betas it takes); the cloud's credential is added once
-    the head is final."""
+    the head is final. ``traceparent`` (tracing on) replaces the client's."""
     headers = request_headers_for_upstream(head.headers, upstream_is_h2=upstream_is_h2)
     if credential is not None:
         headers = inject_credential(headers, credential.header, credential.value)
@@ -67,6 +68,9 @@ def upstream_head(
         ]
         headers.append((b"content-type", b"application/json"))
         headers.extend(cloud_headers)
+    if traceparent is not None:  # the proxy's attempt is the upstream's parent now
+        headers = [(n, v) for n, v in headers if n != b"traceparent"]
+        headers.append((b"traceparent", traceparent))
     if not upstream_is_h2:
         headers.insert(0, (b"host", origin.authority))
     if cloud_target is not None:

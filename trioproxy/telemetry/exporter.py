@@ -1,0 +1,116 @@
+"""Traces out (the OpenTelemetry SDK): each finished request's spans go to
+the SDK's BatchSpanProcessor, whose own thread sends them with the SDK's
+OTLP/HTTP exporter. Its queue is bounded: when the collector is down or
+slow and the queue is full, spans are dropped and counted
+(``trioproxy_telemetry_dropped_total``), never waited for. Sampling is the
+SDK's own samplers, as ``OTEL_TRACES_SAMPLER`` names them; a request that
+is not sampled costs a trace id and its ``traceparent``, nothing more."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+from trioproxy import __version__
+from trioproxy.accounting.record import RequestRecord
+from trioproxy.config.model import TelemetryConfig
+from trioproxy.proto.events import RequestHead
+from trioproxy.telemetry.context import new_trace_id, parse_traceparent
+from trioproxy.telemetry.note import TraceNote
+from trioproxy.telemetry.spans import build
+
+log = logging.getLogger("trioproxy.telemetry")
+
+MAX_QUEUE = 2048  # spans waiting for the exporter thread (OTEL_BSP_MAX_QUEUE_SIZE's default)
+EXPORT_TIMEOUT_S = 10.0
+
+
+def sampler_for(cfg: TelemetryConfig) -> Sampler:
+    ratio = TraceIdRatioBased(cfg.sampler_arg)
+    root = {"always_on": ALWAYS_ON, "always_off": ALWAYS_OFF, "traceidratio": ratio}
+    name = cfg.sampler.removeprefix("parentbased_")
+    chosen = root[name]
+    return ParentBased(chosen) if cfg.sampler.startswith("parentbased_") else chosen
+
+
+class Telemetry:
+    def __init__(
+        self,
+        cfg: TelemetryConfig,
+        dropped: Callable[[int], None],
+        *,
+        instance: str = "",
+    ) -> None:
+        """``dropped(n)``: count spans the full queue could not take."""
+        self.resource = Resource.create(
+            {
+                "service.name": cfg.service_name,
+                "service.version": __version__,
+                "service.instance.id": instance or f"{socket.gethostname()}:{os.getpid()}",
+                **dict(cfg.resource),
+            }
+        )
+        exporter = OTLPSpanExporter(
+            endpoint=cfg.endpoint.rstrip("/") + "/v1/traces",
+            headers=dict(cfg.headers),
+            timeout=EXPORT_TIMEOUT_S,
+        )
+        # Its queue and batch sizes, and its delay, are the SDK's standard
+        # OTEL_BSP_* variables (default: 2048 spans queued, sent every 5 s).
+        self.processor = BatchSpanProcessor(exporter)
+        self._sampler = sampler_for(cfg)
+        self._dropped = dropped
+
+    def begin(self, head: RequestHead) -> TraceNote:
+        """A request's trace: the client's, if it sent a valid traceparent."""
+        parent = parse_traceparent(head.header(b"traceparent"))
+        if parent is None:
+            trace_id, parent_id, context = new_trace_id(), None, None
+        else:
+            trace_id, parent_id, sampled = parent
+            flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+            span = NonRecordingSpan(
+                SpanContext(trace_id, parent_id, is_remote=True, trace_flags=flags)
+            )
+            context = set_span_in_context(span, Context())
+        result = self._sampler.should_sample(context, trace_id, "request")
+        return TraceNote(trace_id, parent_id, result.decision is Decision.RECORD_AND_SAMPLE)
+
+    def emit(self, record: RequestRecord) -> None:
+        note = record.trace
+        if note is None or not note.sampled:
+            return
+        spans = build(record, note, self.resource)
+        if self._full(len(spans)):
+            self._dropped(len(spans))
+            return
+        for span in spans:
+            self.processor.on_end(span)
+
+    def _full(self, n: int) -> bool:
+        """Whether the processor's queue cannot take ``n`` more (its own
+        check would log a warning per span and drop the oldest instead)."""
+        inner = getattr(self.processor, "_batch_processor", None)
+        queue = getattr(inner, "_queue", None)
+        limit = getattr(inner, "_max_queue_size", MAX_QUEUE)
+        return queue is not None and len(queue) + n > limit
+
+    def shutdown(self) -> None:
+        """Blocking (a thread): what is queued is sent, within the timeout."""
+        self.processor.shutdown()  # type: ignore[no-untyped-call]
