@@ -4,6 +4,8 @@ first of several things, and telling whether a watched file changed."""
 from __future__ import annotations
 
 import os
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
@@ -59,3 +61,16 @@ def file_stamp(path: str) -> FileStamp:
     except OSError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def post_status(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    """POST ``body`` (blocking: run in a worker thread); the HTTP status, an
+    error status included. Raises OSError when nothing answered. For the
+    operator's own URLs (alert webhooks, telemetry collectors)."""
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            answer.read(65536)
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)

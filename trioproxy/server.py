@@ -414,6 +414,8 @@ class Server:
                     await background.start(self.state.signin.issuer.serve)
                 await background.start(self.state.alerts.serve)
                 await background.start(self.state.audit.serve)
+                if self.state.relay is not None:
+                    await background.start(self.state.relay.serve)
                 await background.start(watch, self.router, self.state.alerts)
                 await background.start(self.router.watch_subscriptions)
                 await background.start(self.router.watch_clouds)

@@ -28,6 +28,7 @@ from trioproxy.inbound.context import Listening
 from trioproxy.oidc.issuer import Issuer, SignIn
 from trioproxy.routing.router import Router
 from trioproxy.telemetry.exporter import Telemetry
+from trioproxy.telemetry.relay import Relay
 from trioproxy.upstream.pool import UpstreamPool
 
 
@@ -62,6 +63,7 @@ class ServerState:
     alerts: Alerts = field(init=False)  # to alerts.webhook_urls
     audit: Auditor = field(init=False)  # administrative changes, to the database
     telemetry: Telemetry | None = None  # [telemetry]: traces (the server sets it up)
+    relay: Relay | None = field(init=False)  # callers' own telemetry (telemetry.relay_to)
 
     def __post_init__(self) -> None:
         self.listening = Listening(self.config)
@@ -70,6 +72,8 @@ class ServerState:
         self.signin = SignIn(Issuer(auth.oidc), auth.groups) if auth.oidc else None
         self.alerts = Alerts(self.config.alert_urls, self.metrics.alerts, claim=self._claim)
         self.audit = Auditor(self.open_database)
+        relay = self.config.relay
+        self.relay = Relay(relay, self.metrics.relayed) if relay else None
 
     def reconfigure(self, config: Config) -> None:
         old = self.config

@@ -41,6 +41,7 @@ _SUMMED_DICTS = (
     "connections",
     "caller_spend_usd",
     "alerts",
+    "telemetry_relay",
     "routes",
     "log_rows",
 )
@@ -71,6 +72,7 @@ def counters(snap: Snapshot) -> Snapshot:
         "caller_spend_usd",
         "routes",
         "alerts",
+        "telemetry_relay",
         "time_to_first_token_s",
         "log_rows",
     )

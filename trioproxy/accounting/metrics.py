@@ -118,6 +118,7 @@ class Metrics:
         self.routes: defaultdict[str, int] = defaultdict(int)  # [[routes]] rule -> requests
         self.alerts: defaultdict[tuple[str, str], int] = defaultdict(int)  # (kind, outcome)
         self.telemetry_dropped = 0  # spans the full export queue could not take
+        self.relayed: defaultdict[tuple[str, str], int] = defaultdict(int)  # (signal, outcome)
         self._models: set[str] = set()
         self._callers: set[str] = set()
 
@@ -145,6 +146,9 @@ class Metrics:
         m.spend.update(snap.get("caller_spend_usd", {}))
         m.routes.update(snap.get("routes", {}))
         m.telemetry_dropped = snap.get("telemetry_dropped", 0)
+        for key, n in snap.get("telemetry_relay", {}).items():
+            signal, _, outcome = key.partition(":")
+            m.relayed[(signal, outcome)] += n
         for key, n in snap.get("alerts", {}).items():
             kind, _, outcome = key.partition(":")
             m.alerts[(kind, outcome)] += n
@@ -330,6 +334,12 @@ class Metrics:
             [("", {}, self.telemetry_dropped)],
         )
         family(
+            "trioproxy_telemetry_relay_total",
+            "counter",
+            "Callers' own OTLP exports through the relay, by signal (metrics, logs, traces) and outcome (accepted, refused, dropped; forwarded or failed, per collector)",
+            (("", {"signal": k, "outcome": o}, n) for (k, o), n in sorted(self.relayed.items())),
+        )
+        family(
             "trioproxy_alerts_total",
             "counter",
             "Alerts to alerts.webhook_urls by kind (budget, breaker, credential, worker) and outcome (sent, failed, dropped: the queue was full; duplicate: another process posted it)",
@@ -407,6 +417,7 @@ class Metrics:
             "routes": dict(sorted(self.routes.items())),
             "alerts": {f"{k}:{o}": n for (k, o), n in sorted(self.alerts.items())},
             "telemetry_dropped": self.telemetry_dropped,
+            "telemetry_relay": {f"{k}:{o}": n for (k, o), n in sorted(self.relayed.items())},
             "duration_s": self.duration.snapshot(),
             "time_to_headers_s": self.time_to_headers.snapshot(),
             "time_to_first_token_s": [

@@ -190,6 +190,7 @@ SNAPSHOT = obj(
         "routes": {**COUNTS, "description": "requests that matched each [[routes]] rule"},
         "alerts": {**COUNTS, "description": 'alerts by "kind:outcome" (trioproxy_alerts_total)'},
         "telemetry_dropped": {**INT, "description": "spans dropped: the export queue was full"},
+        "telemetry_relay": {**COUNTS, "description": 'relayed exports by "signal:outcome"'},
         "log_rows": {
             **COUNTS,
             "description": "conversation-log rows: written, dropped (writer behind), lost (database refused)",

@@ -16,13 +16,12 @@ never logged.
 from __future__ import annotations
 
 import logging
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 
+from trioproxy._util import post_status
 from trioproxy.alerts.events import Alert, payload
 from trioproxy.store.base import StoreUnavailable
 
@@ -37,16 +36,8 @@ Claim = Callable[[str, float], Awaitable[bool]]
 
 
 def post_json(url: str, body: bytes) -> int:
-    """POST ``body`` (blocking: run in a thread); the HTTP status."""
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"content-type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=POST_TIMEOUT) as answer:
-            answer.read(65536)
-            return int(answer.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
+    """POST ``body`` as JSON (blocking: run in a thread); the HTTP status."""
+    return post_status(url, body, {"content-type": "application/json"}, POST_TIMEOUT)
 
 
 class Alerts:

@@ -30,6 +30,7 @@ from trioproxy.config.model import (
     Origin,
     Price,
     ProviderConfig,
+    RelayConfig,
     RoutingConfig,
     ScrubConfig,
     TelemetryConfig,
@@ -209,6 +210,13 @@ def _build(
         alert_thresholds=p["alerts.budget_thresholds"],
         audit_retention_days=p["audit.retention_days"],
         telemetry=_build_telemetry(p),
+        relay=RelayConfig(
+            p["telemetry.relay_to"],
+            p["telemetry.relay_max_body_bytes"],
+            p["telemetry.relay_rpm"],
+        )
+        if p["telemetry.relay_to"]
+        else None,
         workers=p["workers"],
         state_redis_url=p["state.redis_url"],
         raw=dict(p),

@@ -408,6 +408,15 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """Where callers' own OTLP telemetry goes (``telemetry.relay_to``)."""
+
+    targets: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = field(repr=False)
+    max_body_bytes: int = 4 * 1024 * 1024
+    rpm: int = 600
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     listen: Endpoint
     admin_listen: Endpoint | None
@@ -438,6 +447,7 @@ class Config:
     alert_thresholds: tuple[float, ...] = (0.8, 1.0)  # alerts.budget_thresholds
     audit_retention_days: int = 400  # audit.retention_days
     telemetry: TelemetryConfig | None = None  # [telemetry]: off without an endpoint
+    relay: RelayConfig | None = None  # telemetry.relay_to: callers' own telemetry relayed
     workers: int = 1  # 0: one per CPU
     state_redis_url: str = field(default="", repr=False)  # may hold a password
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)

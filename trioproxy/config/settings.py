@@ -43,6 +43,7 @@ from trioproxy.config.pricing import parse_unknown_model
 from trioproxy.config.telemetry import (
     parse_otlp_headers,
     parse_otlp_protocol,
+    parse_relay_to,
     parse_resource_attributes,
     parse_sampler,
 )
@@ -515,6 +516,28 @@ SETTINGS: tuple[Setting, ...] = (
         parse_fraction,
         1.0,
         "the ratio of `traceidratio` samplers (0.1: one request in ten)",
+    ),
+    Setting(
+        "telemetry.relay_to",
+        "TRIOPROXY_TELEMETRY_RELAY_TO",
+        parse_relay_to,
+        (),
+        'collectors that callers\' own OTLP/HTTP telemetry (Claude Code\'s metrics and events, sent to the proxy\'s `/v1/metrics`, `/v1/logs`, `/v1/traces`) is relayed to, stamped with the caller: URLs, or `{ url = "...", headers = "k=v" }` tables; secret',
+        secret=True,
+    ),
+    Setting(
+        "telemetry.relay_max_body_bytes",
+        "TRIOPROXY_TELEMETRY_RELAY_MAX_BODY_BYTES",
+        parse_positive_int,
+        4 * 1024 * 1024,
+        "the largest OTLP body a caller may send to the relay (larger: 413)",
+    ),
+    Setting(
+        "telemetry.relay_rpm",
+        "TRIOPROXY_TELEMETRY_RELAY_RPM",
+        parse_positive_int,
+        600,
+        "OTLP exports a caller may send to the relay a minute (more: 429 with retry-after)",
     ),
     Setting(
         "alerts.webhook_urls",

@@ -60,3 +60,29 @@ def parse_sampler(raw: object) -> str:
     if value not in SAMPLERS:
         raise ValueError(f"expected one of {', '.join(SAMPLERS)}")
     return value
+
+
+def parse_relay_to(raw: object) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """Collectors the callers' own telemetry is relayed to: a list of URLs
+    or of ``{ url = "...", headers = "k=v,..." }`` tables (in the
+    environment: URLs, comma-separated)."""
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple):
+        raise ValueError('expected a list of URLs or { url = "...", headers = "k=v" } tables')
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            url, headers = item.strip(), ""
+        elif isinstance(item, dict) and isinstance(item.get("url"), str):
+            url, headers = item["url"].strip(), parse_otlp_headers(item.get("headers", ""))
+            unknown = sorted(set(item) - {"url", "headers"})
+            if unknown:
+                raise ValueError(f"{unknown[0]}: unknown key (url, headers)")
+        else:
+            raise ValueError('expected a list of URLs or { url = "...", headers = "k=v" } tables')
+        if not url:
+            continue
+        if not url.startswith(("https://", "http://")):
+            raise ValueError(f"{url!r}: expected an https:// URL")
+        out.append((url.rstrip("/"), tuple(pairs(headers).items())))
+    return tuple(out)

@@ -12,7 +12,13 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 
 from trioproxy.callers.policy import check_model
-from trioproxy.errors import NotFound
+from trioproxy.errors import (
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    RequestTooLarge,
+    Unavailable,
+)
 from trioproxy.exchange.respond import deliver
 from trioproxy.exchange.trip import Trip
 from trioproxy.proto.events import ResponseHead
@@ -26,12 +32,15 @@ from trioproxy.routing.catalogue import (
     openai_model,
     visible,
 )
+from trioproxy.telemetry.stamp import SIGNALS, stamp
+from trioproxy.telemetry.stamp import answer as otlp_answer
 
 ESTIMATE_HEADER = b"x-trioproxy-estimate"
 MODELS = b"/v1/models"
 ESTIMATE = "estimate"  # Plan.local: count_tokens estimated here
 LIST_MODELS = "models"  # Plan.local: GET /v1/models[/{id}] from the catalogue
 PROFILES = "profiles"  # Plan.local: Bedrock's GET /inference-profiles[/{id}], from it too
+RELAY = "relay"  # Plan.local: a caller's own OTLP telemetry, to telemetry.relay_to
 INFERENCE_PROFILES = b"/inference-profiles"
 
 
@@ -51,6 +60,8 @@ async def answer_locally(what: str, trip: Trip, body: bytes) -> None:
         await _estimate_tokens(trip, body)
     elif what == PROFILES:
         await _profiles(trip)
+    elif what == RELAY:
+        await _relay(trip, body)
     else:
         await _models(trip)
 
@@ -139,3 +150,37 @@ async def _openai_not_found(trip: Trip, wanted: str) -> None:
     )
     trip.record.status, trip.record.origin = 404, "proxy"
     await deliver(trip, ResponseHead(404, [(b"content-type", b"application/json")]), body)
+
+
+async def _relay(trip: Trip, body: bytes) -> None:
+    """A caller's OTLP export: bounded, rate-limited, stamped with the
+    caller, queued for the collectors, and answered at once."""
+    relay, head = trip.relay, trip.ex.head
+    assert relay is not None
+    signal = SIGNALS[head.path]
+    caller = trip.record.caller
+    if len(body) > relay.cfg.max_body_bytes:
+        relay.counts[(signal.name, "refused")] += 1
+        raise RequestTooLarge(
+            f"the export is {len(body)} bytes; the relay takes at most "
+            f"{relay.cfg.max_body_bytes} (telemetry.relay_max_body_bytes)"
+        )
+    wait = relay.admit(caller)
+    if wait is not None:
+        relay.counts[(signal.name, "refused")] += 1
+        raise RateLimited(
+            f"caller {caller} sent its {relay.cfg.rpm} exports for this minute "
+            "(telemetry.relay_rpm)",
+            retry_after=wait,
+        )
+    json = (head.header(b"content-type") or b"").startswith(b"application/json")
+    try:
+        payload = stamp(signal, body, json, caller)
+    except ValueError as exc:
+        relay.counts[(signal.name, "refused")] += 1
+        raise InvalidRequest(str(exc)) from None
+    if not relay.offer(signal.name, head.path.decode("latin-1"), payload):
+        raise Unavailable("the telemetry relay's queue is full; send again shortly")
+    kind, answer_body = otlp_answer(signal, json)
+    trip.record.status, trip.record.origin = 200, "proxy"
+    await deliver(trip, ResponseHead(200, [(b"content-type", kind)]), answer_body)

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from trioproxy.callers.policy import check_model
 from trioproxy.config.model import ProviderConfig, Route
 from trioproxy.errors import InvalidRequest, NotFound, PermissionDenied, RateLimited, Unavailable
-from trioproxy.exchange.local import ESTIMATE, LIST_MODELS, PROFILES, is_models, is_profiles
+from trioproxy.exchange.local import (
+    ESTIMATE,
+    LIST_MODELS,
+    PROFILES,
+    RELAY,
+    is_models,
+    is_profiles,
+)
 from trioproxy.exchange.trip import Trip
 from trioproxy.proto.events import RequestHead
 from trioproxy.routing.decide import OWN_KEY, NoProvider, UnknownProvider
@@ -26,6 +33,7 @@ from trioproxy.routing.router import Router, Unusable
 from trioproxy.routing.routes import RequestFacts, choose, model_for
 from trioproxy.rules.auth import presented_credential
 from trioproxy.rules.transform import ParsedBody
+from trioproxy.telemetry.stamp import is_relay
 
 PIN_HEADER = b"x-trioproxy-provider"
 COUNT_TOKENS = b"/v1/messages/count_tokens"
@@ -48,8 +56,17 @@ def needs_body(trip: Trip) -> bool:
     routing, caller = trip.cfg.routing, trip.caller
     allowlist = caller is not None and bool(caller.models)
     return (
-        routing.needs_body or allowlist or (trip.messages and routing.demotes) or _priced_only(trip)
+        routing.needs_body
+        or relayed(trip)
+        or allowlist
+        or (trip.messages and routing.demotes)
+        or _priced_only(trip)
     )
+
+
+def relayed(trip: Trip) -> bool:
+    """Callers' own OTLP telemetry, for the relay (telemetry.relay_to)."""
+    return trip.relay is not None and is_relay(trip.ex.head.method, trip.ex.head.path)
 
 
 def _priced_only(trip: Trip) -> bool:
@@ -87,6 +104,8 @@ def make_plan(
         return Plan([], None, "", "", None, local=LIST_MODELS)
     if is_profiles(ex.head.method, ex.head.path):
         return Plan([], None, "", "", None, local=PROFILES)
+    if relayed(trip):
+        return Plan([], None, "", "", None, local=RELAY)
     session_raw = ex.head.header(SESSION_HEADER)
     session = session_raw.decode("latin-1") if session_raw else None
     route: Route | None = None

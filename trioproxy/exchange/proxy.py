@@ -103,6 +103,7 @@ class Proxy:
             record.anthropic_beta = beta.decode("latin-1")[:1000]
         trip = Trip(cfg, ex, record, state.listening.watchdog)
         trip.prices = state.prices
+        trip.relay = state.relay
         if state.telemetry is not None:
             record.trace = state.telemetry.begin(head)
         if cfg.log_bodies != "off":

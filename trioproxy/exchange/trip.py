@@ -16,6 +16,7 @@ from trioproxy.convlog.capture import Capture
 from trioproxy.inbound.exchange import ClientExchange
 from trioproxy.rules.transform import ParsedBody, parse_body
 from trioproxy.scrub.engine import Scrubber
+from trioproxy.telemetry.relay import Relay
 from trioproxy.transport.watchdog import Watchdog
 
 log = logging.getLogger("trioproxy.exchange")
@@ -34,6 +35,7 @@ class Trip:
         "messages",
         "prices",
         "record",
+        "relay",
         "restore",
         "route",
         "watchdog",
@@ -55,6 +57,7 @@ class Trip:
         self._parsed: ParsedBody | None = None
         self.capture: Capture | None = None  # the bodies, for the conversation log
         self.prices: PriceBook | None = None  # the server's, for a USD budget's refusal (plan.py)
+        self.relay: Relay | None = None  # the server's telemetry relay (telemetry.relay_to)
 
     def rebind(self, ex: ClientExchange) -> None:
         """A client of another format, once its request is read: from now on
