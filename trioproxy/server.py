@@ -43,6 +43,7 @@ from trioproxy.inbound.conn import handle_connection, make_server_ssl_context
 from trioproxy.inbound.exchange import App
 from trioproxy.routing.router import Router
 from trioproxy.state import ServerState
+from trioproxy.telemetry.context import GEN_AI_SYSTEMS
 from trioproxy.telemetry.exporter import Telemetry
 from trioproxy.transport.listen import open_listeners
 from trioproxy.upstream.connect import tcp_connector
@@ -389,15 +390,18 @@ class Server:
         cfg = self.config
         await self.state.load_prices()
         if cfg.telemetry is not None and self.state.telemetry is None:
-            metrics = self.state.metrics
-            telemetry = cfg.telemetry
-
-            def dropped(n: int) -> None:
-                metrics.telemetry_dropped += n
-
+            telemetry, state = cfg.telemetry, self.state
+            systems = {
+                p.name: GEN_AI_SYSTEMS.get(p.kind, "anthropic") for p in cfg.routing.providers
+            }
             try:
                 self.state.telemetry = await trio.to_thread.run_sync(
-                    lambda: Telemetry(telemetry, dropped)
+                    lambda: Telemetry(
+                        telemetry,
+                        state.metrics,
+                        in_flight=lambda: state.in_flight,
+                        systems=systems,
+                    )
                 )
             except ValueError as exc:  # the SDK's OTEL_BSP_* variables, say
                 log.error("telemetry is off: the OpenTelemetry SDK refused its settings: %s", exc)
@@ -441,7 +445,7 @@ class Server:
                     await reader.aclose()
                     if self.state.telemetry is not None:
                         # What is queued goes out, briefly, even on the way out.
-                        with trio.CancelScope(shield=True), trio.move_on_after(5):
+                        with trio.CancelScope(shield=True), trio.move_on_after(2):
                             await trio.to_thread.run_sync(
                                 self.state.telemetry.shutdown, abandon_on_cancel=True
                             )

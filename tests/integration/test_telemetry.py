@@ -14,6 +14,9 @@ from typing import Any
 import orjson
 import pytest
 import trio
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -47,6 +50,7 @@ class Receiver:
     def __init__(self) -> None:
         self.raw: list[bytes] = []
         self.spans: list[Any] = []  # (resource attributes, span)
+        self.metrics: list[Any] = []  # ExportMetricsServiceRequest
         self.down = False
         self.refused = 0
         self.arrived = trio.Event()
@@ -64,6 +68,11 @@ class Receiver:
         body = b"".join(parts)
         self.raw.append(body)
         self.headers.append(list(ex.head.headers))
+        if ex.head.path == b"/v1/metrics":
+            self.metrics.append(ExportMetricsServiceRequest.FromString(body))
+            self.arrived.set()
+            await respond(ex, ResponseHead(200, [(b"content-length", b"0")]), b"")
+            return
         request = ExportTraceServiceRequest.FromString(body)
         for rs in request.resource_spans:
             resource = {a.key: a.value.string_value for a in rs.resource.attributes}
@@ -99,7 +108,8 @@ def attrs(span: Any) -> dict[str, Any]:
 
 @pytest.fixture(autouse=True)
 def quick_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")  # the SDK's own variable
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")  # the SDK's own variables
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "300")
 
 
 async def test_a_failover_is_one_trace_with_two_attempts_and_nothing_secret(
@@ -300,3 +310,64 @@ def test_the_standard_otel_variables_configure_it_and_check_config_shows_them(
             cmd, capture_output=True, text=True, timeout=30, env={**env, name: value}
         )
         assert bad.returncode == 2 and words in bad.stderr and "hc-secret-123" not in bad.stderr
+
+
+async def test_genai_metrics_and_the_proxy_s_counts_go_out_over_otlp(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trioproxy.access")
+    receiver = Receiver()
+    rport = await nursery.start(Server(make_config()).serve_app, receiver)
+    up = FakeUpstream()
+    up_port = await nursery.start(Server(make_config()).serve_app, up)
+    server = Server(
+        make_config(
+            upstream__url=f"http://127.0.0.1:{up_port}",
+            telemetry__endpoint=f"http://127.0.0.1:{rport}",
+            telemetry__traces_sampler="always_off",  # metrics do not depend on sampling
+        )
+    )
+    proxy = Running(server, await nursery.start(server.serve))
+    for _ in range(3):
+        assert (await h1_request(proxy.port, "POST", "/v1/messages", [], STREAM)).status == 200
+    refused = [("x-fake-fault", "529")]
+    assert (await h1_request(proxy.port, "POST", "/v1/messages", refused, STREAM)).status == 529
+    with trio.fail_after(15):
+        while True:
+            points = latest(receiver)
+            if (
+                points.get("trioproxy.requests", 0) >= 4
+                and "gen_ai.client.operation.duration" in points
+            ):
+                break
+            receiver.arrived = trio.Event()
+            await receiver.arrived.wait()
+    lines = access_lines(caplog)
+    assert points["gen_ai.client.token.usage:input"] == sum(x["input_tokens"] for x in lines)
+    assert points["gen_ai.client.token.usage:output"] == sum(x["output_tokens"] for x in lines)
+    assert points["gen_ai.client.operation.duration"] == 4  # one a request, the 529 too
+    assert points["trioproxy.errors"] == 1 and points["trioproxy.time_to_first_token"] == 3
+    assert "trioproxy.requests.in_flight" in points
+
+
+def latest(receiver: Receiver) -> dict[str, float]:
+    """The last export's figures: histogram sums (tokens, by type) and
+    counts, counter values summed over their attributes."""
+    out: dict[str, float] = {}
+    if not receiver.metrics:
+        return out
+    for rm in receiver.metrics[-1].resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                kind = m.WhichOneof("data")
+                if kind == "histogram":
+                    for p in m.histogram.data_points:
+                        kinds = {a.key: a.value.string_value for a in p.attributes}
+                        if m.name == "gen_ai.client.token.usage":
+                            key = f"{m.name}:{kinds['gen_ai.token.type']}"
+                            out[key] = out.get(key, 0) + p.sum
+                        else:
+                            out[m.name] = out.get(m.name, 0) + p.count
+                elif kind == "sum":
+                    out[m.name] = out.get(m.name, 0) + sum(p.as_int for p in m.sum.data_points)
+    return out

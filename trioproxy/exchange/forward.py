@@ -50,6 +50,7 @@ from trioproxy.routing.health import PROVIDER
 from trioproxy.routing.router import Router
 from trioproxy.routing.routes import model_for
 from trioproxy.rules.upstream_head import check_declared_length
+from trioproxy.telemetry.context import GEN_AI_SYSTEMS
 from trioproxy.telemetry.note import AttemptNote
 from trioproxy.upstream.aws import Signer
 from trioproxy.upstream.pool import UpstreamPool
@@ -270,9 +271,6 @@ class Forwarding:
             f"{error.message} (providers tried: {names})",
             detail=f"{error.detail} (providers tried: {names})",
         )
-
-
-GEN_AI_SYSTEMS = {"bedrock": "aws.bedrock", "vertex": "gcp.vertex_ai", "openai": "openai"}
 
 
 def _noted_attempt(

@@ -1,4 +1,4 @@
-"""Traces out (the OpenTelemetry SDK): each finished request's spans go to
+"""Traces (and, through meters.py, metrics) out (the OpenTelemetry SDK): each finished request's spans go to
 the SDK's BatchSpanProcessor, whose own thread sends them with the SDK's
 OTLP/HTTP exporter. Its queue is bounded: when the collector is down or
 slow and the queue is full, spans are dropped and counted
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -28,10 +28,12 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from trioproxy import __version__
+from trioproxy.accounting.metrics import Metrics
 from trioproxy.accounting.record import RequestRecord
 from trioproxy.config.model import TelemetryConfig
 from trioproxy.proto.events import RequestHead
 from trioproxy.telemetry.context import new_trace_id, parse_traceparent
+from trioproxy.telemetry.meters import Meters
 from trioproxy.telemetry.note import TraceNote
 from trioproxy.telemetry.spans import build
 
@@ -53,11 +55,15 @@ class Telemetry:
     def __init__(
         self,
         cfg: TelemetryConfig,
-        dropped: Callable[[int], None],
+        metrics: Metrics,
         *,
+        in_flight: Callable[[], int] = lambda: 0,
+        systems: Mapping[str, str] | None = None,
         instance: str = "",
     ) -> None:
-        """``dropped(n)``: count spans the full queue could not take."""
+        """``metrics``: /metrics' counters (the dropped spans are counted
+        there; OTLP metrics are read from them). ``systems``: each
+        provider's gen_ai.system, by name."""
         self.resource = Resource.create(
             {
                 "service.name": cfg.service_name,
@@ -75,7 +81,8 @@ class Telemetry:
         # OTEL_BSP_* variables (default: 2048 spans queued, sent every 5 s).
         self.processor = BatchSpanProcessor(exporter)
         self._sampler = sampler_for(cfg)
-        self._dropped = dropped
+        self._metrics = metrics
+        self.meters = Meters(cfg, self.resource, metrics, in_flight, systems or {})
 
     def begin(self, head: RequestHead) -> TraceNote:
         """A request's trace: the client's, if it sent a valid traceparent."""
@@ -93,12 +100,13 @@ class Telemetry:
         return TraceNote(trace_id, parent_id, result.decision is Decision.RECORD_AND_SAMPLE)
 
     def emit(self, record: RequestRecord) -> None:
+        self.meters.record(record)
         note = record.trace
         if note is None or not note.sampled:
             return
         spans = build(record, note, self.resource)
         if self._full(len(spans)):
-            self._dropped(len(spans))
+            self._metrics.telemetry_dropped += len(spans)
             return
         for span in spans:
             self.processor.on_end(span)
@@ -114,3 +122,4 @@ class Telemetry:
     def shutdown(self) -> None:
         """Blocking (a thread): what is queued is sent, within the timeout."""
         self.processor.shutdown()  # type: ignore[no-untyped-call]
+        self.meters.shutdown()
