@@ -22,6 +22,7 @@ from trioproxy.accounting.record import RequestRecord
 from trioproxy.config.model import TelemetryConfig
 
 EXPORT_TIMEOUT_S = 10.0
+MAX_ATTRIBUTE_SETS = 256  # models come from clients: the cache is bounded
 TOKEN_BOUNDS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 
 
@@ -63,6 +64,11 @@ class Meters:
         self._metrics = metrics
         self._in_flight = in_flight
         self._systems = dict(systems)
+        # Attribute sets by (system, model, failed), made once: a bounded few.
+        self._attributes: dict[tuple[str, str, bool], dict[str, str]] = {}
+        self._tokens_attributes: dict[
+            tuple[str, str, bool], tuple[dict[str, str], dict[str, str]]
+        ] = {}
         meter.create_observable_counter(
             "trioproxy.requests",
             [self._requests],
@@ -83,25 +89,37 @@ class Meters:
         )
 
     def record(self, record: RequestRecord) -> None:
-        """A finished request's GenAI figures (those served by a provider)."""
+        """A finished request's GenAI figures (those served by a provider).
+        The SDK hashes every attribute set on each record: the few the
+        conventions require, so the request path pays little."""
         if not record.provider:
             return
         u = record.usage
-        attributes = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.system": self._systems.get(record.provider, "anthropic"),
-            "gen_ai.request.model": record.model_requested,
-            "gen_ai.response.model": u.model,
-            "trioproxy.provider": record.provider,
-        }
+        system = self._systems.get(record.provider, "anthropic")
+        key = (system, record.model_requested, record.status >= 400)
+        attributes = self._attributes.get(key)
+        if attributes is None:
+            if len(self._attributes) >= MAX_ATTRIBUTE_SETS:
+                self._attributes.clear()
+            attributes = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.system": system,
+                "gen_ai.request.model": record.model_requested,
+            }
+            if record.status >= 400:
+                attributes["error.type"] = "http"
+            self._attributes[key] = attributes
+            self._tokens_attributes[key] = (
+                {**attributes, "gen_ai.token.type": "input"},
+                {**attributes, "gen_ai.token.type": "output"},
+            )
         if u.input_tokens or u.output_tokens:
-            self._tokens.record(u.input_tokens, {**attributes, "gen_ai.token.type": "input"})
-            self._tokens.record(u.output_tokens, {**attributes, "gen_ai.token.type": "output"})
-        if record.status >= 400:
-            attributes["error.type"] = str(record.status)
+            inputs, outputs = self._tokens_attributes[key]
+            self._tokens.record(u.input_tokens, inputs)
+            self._tokens.record(u.output_tokens, outputs)
         self._duration.record(record.duration_s, attributes)
         if record.time_to_first_byte_s is not None and 200 <= record.status < 300 and u.model:
-            self._first.record(record.time_to_first_byte_s, {"trioproxy.provider": record.provider})
+            self._first.record(record.time_to_first_byte_s, attributes)
 
     # The reader thread's callbacks: copies of the loop's counters (a dict
     # copy is one step under the GIL).
