@@ -42,7 +42,9 @@ class Meters:
             timeout=EXPORT_TIMEOUT_S,
         )
         self.provider = MeterProvider(
-            resource=resource, metric_readers=[PeriodicExportingMetricReader(exporter)]
+            resource=resource,
+            metric_readers=[PeriodicExportingMetricReader(exporter)],
+            shutdown_on_exit=False,  # the server shuts it down, once
         )
         meter = self.provider.get_meter("trioproxy", __version__)
         self._tokens = meter.create_histogram(
