@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.helpers import Running, h1_request, make_config
+from tests.helpers import Running, clean_env, h1_request, make_config, serving
 from tests.integration.test_auth import access_lines
 from trioproxy.config import load_config
 from trioproxy.fake.app import FakeUpstream
@@ -371,3 +371,31 @@ def latest(receiver: Receiver) -> dict[str, float]:
                 elif kind == "sum":
                     out[m.name] = out.get(m.name, 0) + sum(p.as_int for p in m.sum.data_points)
     return out
+
+
+async def test_each_worker_exports_on_its_own(nursery: trio.Nursery) -> None:
+    """`serve --workers 2`: each worker exports under its own
+    service.instance.id (its metrics come whether or not it served)."""
+    receiver = Receiver()
+    rport = await nursery.start(Server(make_config()).serve_app, receiver)
+    up_port = await nursery.start(Server(make_config()).serve_app, FakeUpstream())
+    env = clean_env(
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{rport}",
+        OTEL_METRIC_EXPORT_INTERVAL="300",
+    )
+    async with serving("--upstream", f"http://127.0.0.1:{up_port}", "--workers", "2", env=env):
+        with trio.fail_after(20):
+            while len(instances := worker_instances(receiver)) < 2:
+                receiver.arrived = trio.Event()
+                await receiver.arrived.wait()
+    assert all(":" in i for i in instances)  # host:pid, one a worker
+
+
+def worker_instances(receiver: Receiver) -> set[str]:
+    return {
+        a.value.string_value
+        for export in receiver.metrics
+        for rm in export.resource_metrics
+        for a in rm.resource.attributes
+        if a.key == "service.instance.id"
+    }
