@@ -43,8 +43,6 @@ from trioproxy.inbound.conn import handle_connection, make_server_ssl_context
 from trioproxy.inbound.exchange import App
 from trioproxy.routing.router import Router
 from trioproxy.state import ServerState
-from trioproxy.telemetry.context import GEN_AI_SYSTEMS
-from trioproxy.telemetry.exporter import Telemetry
 from trioproxy.transport.listen import open_listeners
 from trioproxy.upstream.connect import tcp_connector
 from trioproxy.upstream.pool import UpstreamPool, open_pools
@@ -389,22 +387,7 @@ class Server:
             )
         cfg = self.config
         await self.state.load_prices()
-        if cfg.telemetry is not None and self.state.telemetry is None:
-            telemetry, state = cfg.telemetry, self.state
-            systems = {
-                p.name: GEN_AI_SYSTEMS.get(p.kind, "anthropic") for p in cfg.routing.providers
-            }
-            try:
-                self.state.telemetry = await trio.to_thread.run_sync(
-                    lambda: Telemetry(
-                        telemetry,
-                        state.metrics,
-                        in_flight=lambda: state.in_flight,
-                        systems=systems,
-                    )
-                )
-            except ValueError as exc:  # the SDK's OTEL_BSP_* variables, say
-                log.error("telemetry is off: the OpenTelemetry SDK refused its settings: %s", exc)
+        await self.state.load_telemetry()
         upstreams = {p.name: p.upstream for p in cfg.routing.providers}
         connector = tcp_connector(self.state.listening.buffer)
         async with open_pools(

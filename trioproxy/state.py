@@ -8,6 +8,7 @@ metrics, the router, the pools and the journal (access lines, ledger).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -16,6 +17,7 @@ import trio
 from trioproxy.accounting.journal import Journal
 from trioproxy.accounting.metrics import Metrics
 from trioproxy.accounting.pricing import PriceBook
+from trioproxy.accounting.trace_note import GEN_AI_SYSTEMS
 from trioproxy.alerts.sender import Alerts, Claim
 from trioproxy.audit.auditor import Auditor
 from trioproxy.callers.book import CallerBook
@@ -30,6 +32,8 @@ from trioproxy.routing.router import Router
 from trioproxy.telemetry.exporter import Telemetry
 from trioproxy.telemetry.relay import Relay
 from trioproxy.upstream.pool import UpstreamPool
+
+log = logging.getLogger("trioproxy.server")
 
 
 class Peers(Protocol):
@@ -102,6 +106,24 @@ class ServerState:
     async def load_prices(self) -> None:
         if self._prices is None:
             self._prices = await trio.to_thread.run_sync(PriceBook.of, self.config)
+
+    async def load_telemetry(self) -> None:
+        """[telemetry]: the SDK's processors and exporters, made in a thread
+        before the server serves; an SDK setting it refuses (its OTEL_BSP_*
+        variables, say) leaves telemetry off, logged, not the proxy down."""
+        cfg = self.config
+        if cfg.telemetry is None or self.telemetry is not None:
+            return
+        telemetry = cfg.telemetry
+        systems = {p.name: GEN_AI_SYSTEMS.get(p.kind, "anthropic") for p in cfg.routing.providers}
+        try:
+            self.telemetry = await trio.to_thread.run_sync(
+                lambda: Telemetry(
+                    telemetry, self.metrics, in_flight=lambda: self.in_flight, systems=systems
+                )
+            )
+        except ValueError as exc:
+            log.error("telemetry is off: the OpenTelemetry SDK refused its settings: %s", exc)
 
     def open_database(self) -> Database:
         """The database as the configuration in force names it (blocking)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import signal
-from collections import defaultdict, deque
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,10 @@ from tests.helpers import (
     start_fake,
 )
 from tests.integration.test_workers import children, until
+from tests.recorder import Recorder
 from tests.services import RedisServer
 from trioproxy.alerts.events import Alert
 from trioproxy.alerts.sender import Alerts
-from trioproxy.inbound.exchange import ClientExchange, respond
-from trioproxy.proto.events import ResponseHead
 from trioproxy.server import Server
 from trioproxy.store.local import LocalStore
 from trioproxy.store.redis import RedisStore
@@ -44,31 +43,12 @@ JSON = orjson.dumps(
 )
 
 
-class Webhook:
-    """Records what is posted; answers the scripted statuses first, then 200."""
+class Webhook(Recorder):
+    """The alerts posted, as JSON."""
 
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self.script: deque[int] = deque()
-        self.arrived = trio.Event()
-
-    async def __call__(self, ex: ClientExchange) -> None:
-        parts = []
-        while (chunk := await ex.receive_body()) is not None:
-            parts.append(chunk.data)
-            ex.ack(chunk.flow_controlled_length)
-        status = self.script.popleft() if self.script else 200
-        if status == 200:
-            self.posts.append(orjson.loads(b"".join(parts)))
-            self.arrived.set()
-        body = b"ok"
-        await respond(ex, ResponseHead(status, [(b"content-length", b"2")]), body)
-
-    async def wait_for(self, n: int, seconds: float = 15) -> None:
-        with trio.fail_after(seconds):
-            while len(self.posts) < n:
-                self.arrived = trio.Event()
-                await self.arrived.wait()
+    @property
+    def posts(self) -> list[dict[str, Any]]:
+        return [orjson.loads(b) for b in self.bodies()]
 
 
 async def webhook(nursery: trio.Nursery) -> tuple[Webhook, str]:

@@ -106,6 +106,23 @@ def attrs(span: Any) -> dict[str, Any]:
     return out
 
 
+async def traced(nursery: trio.Nursery, **cfg: Any) -> tuple[Receiver, FakeUpstream, Running]:
+    """A receiver, a fake upstream, and a proxy exporting to the one in
+    front of the other (``cfg``: more settings)."""
+    receiver = Receiver()
+    rport = await nursery.start(Server(make_config()).serve_app, receiver)
+    up = FakeUpstream()
+    up_port = await nursery.start(Server(make_config()).serve_app, up)
+    server = Server(
+        make_config(
+            upstream__url=f"http://127.0.0.1:{up_port}",
+            telemetry__endpoint=f"http://127.0.0.1:{rport}",
+            **cfg,
+        )
+    )
+    return receiver, up, Running(server, await nursery.start(server.serve))
+
+
 @pytest.fixture(autouse=True)
 def quick_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")  # the SDK's own variables
@@ -207,19 +224,8 @@ async def test_a_failover_is_one_trace_with_two_attempts_and_nothing_secret(
 async def test_a_new_trace_without_a_traceparent_and_sampling_off(
     nursery: trio.Nursery,
 ) -> None:
-    receiver = Receiver()
-    rport = await nursery.start(Server(make_config()).serve_app, receiver)
-    up = FakeUpstream()
-    up_port = await nursery.start(Server(make_config()).serve_app, up)
     for sampler, expect in (("always_on", True), ("always_off", False)):
-        server = Server(
-            make_config(
-                upstream__url=f"http://127.0.0.1:{up_port}",
-                telemetry__endpoint=f"http://127.0.0.1:{rport}",
-                telemetry__traces_sampler=sampler,
-            )
-        )
-        proxy = Running(server, await nursery.start(server.serve))
+        receiver, up, proxy = await traced(nursery, telemetry__traces_sampler=sampler)
         before = len(receiver.spans)
         r = await h1_request(proxy.port, "POST", "/v1/messages", [], STREAM)
         assert r.status == 200
@@ -237,17 +243,7 @@ async def test_a_collector_down_under_load_costs_requests_nothing(
     take are dropped and counted, and export resumes when it is back."""
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "64")
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "32")
-    receiver = Receiver()
-    rport = await nursery.start(Server(make_config()).serve_app, receiver)
-    up = FakeUpstream()
-    up_port = await nursery.start(Server(make_config()).serve_app, up)
-    server = Server(
-        make_config(
-            upstream__url=f"http://127.0.0.1:{up_port}",
-            telemetry__endpoint=f"http://127.0.0.1:{rport}",
-        )
-    )
-    proxy = Running(server, await nursery.start(server.serve))
+    receiver, _, proxy = await traced(nursery)
     receiver.down = True
     slowest = 0.0
     with trio.move_on_after(20):
@@ -316,18 +312,8 @@ async def test_genai_metrics_and_the_proxy_s_counts_go_out_over_otlp(
     nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="trioproxy.access")
-    receiver = Receiver()
-    rport = await nursery.start(Server(make_config()).serve_app, receiver)
-    up = FakeUpstream()
-    up_port = await nursery.start(Server(make_config()).serve_app, up)
-    server = Server(
-        make_config(
-            upstream__url=f"http://127.0.0.1:{up_port}",
-            telemetry__endpoint=f"http://127.0.0.1:{rport}",
-            telemetry__traces_sampler="always_off",  # metrics do not depend on sampling
-        )
-    )
-    proxy = Running(server, await nursery.start(server.serve))
+    # Metrics do not depend on sampling.
+    receiver, _, proxy = await traced(nursery, telemetry__traces_sampler="always_off")
     for _ in range(3):
         assert (await h1_request(proxy.port, "POST", "/v1/messages", [], STREAM)).status == 200
     refused = [("x-fake-fault", "529")]

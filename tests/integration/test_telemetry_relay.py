@@ -20,37 +20,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 
 from tests.helpers import Running, h1_request, make_config, unless_in_ci
 from tests.integration.test_claude_code import CLAUDE, claude, refuse
+from tests.recorder import Recorder
 from trioproxy.fake.app import FakeUpstream
-from trioproxy.inbound.exchange import ClientExchange, respond
-from trioproxy.proto.events import ResponseHead
 from trioproxy.server import Server
 
 SECRET = "sk-team-alice-0123456789abcdef"
 DIGEST = hashlib.sha256(SECRET.encode()).hexdigest()
-
-
-class Collector:
-    """What the relay forwards, decoded; its requests' headers."""
-
-    def __init__(self) -> None:
-        self.got: list[tuple[bytes, list[tuple[bytes, bytes]], bytes]] = []
-        self.arrived = trio.Event()
-
-    async def __call__(self, ex: ClientExchange) -> None:
-        parts = []
-        while (chunk := await ex.receive_body()) is not None:
-            parts.append(chunk.data)
-            ex.ack(chunk.flow_controlled_length)
-        self.got.append((ex.head.path, list(ex.head.headers), b"".join(parts)))
-        self.arrived.set()
-        await respond(ex, ResponseHead(200, [(b"content-length", b"0")]), b"")
-
-    async def wait_for(self, path: bytes, seconds: float = 20) -> list[bytes]:
-        with trio.fail_after(seconds):
-            while not (bodies := [b for p, _, b in self.got if p == path]):
-                self.arrived = trio.Event()
-                await self.arrived.wait()
-        return bodies
 
 
 def resources(message: Any, field: str) -> list[dict[str, str]]:
@@ -60,8 +35,8 @@ def resources(message: Any, field: str) -> list[dict[str, str]]:
     ]
 
 
-async def rig(nursery: trio.Nursery, **cfg: Any) -> tuple[Collector, FakeUpstream, Running]:
-    collector = Collector()
+async def rig(nursery: trio.Nursery, **cfg: Any) -> tuple[Recorder, FakeUpstream, Running]:
+    collector = Recorder()
     cport = await nursery.start(Server(make_config()).serve_app, collector)
     fake = FakeUpstream(tools=False)
     fport = await nursery.start(Server(make_config()).serve_app, fake)
@@ -101,7 +76,7 @@ async def test_claude_code_s_own_telemetry_reaches_the_collector_as_its_caller(
     }
     result = await claude(proxy.url, refuser, api_key=SECRET, extra=extra)
     assert result["is_error"] is False, result
-    (metrics, *_) = await collector.wait_for(b"/v1/metrics")
+    (metrics, *_) = await collector.wait_for(1, b"/v1/metrics")
     stamped = resources(ExportMetricsServiceRequest.FromString(metrics), "resource_metrics")
     assert stamped and all(r["trioproxy.caller"] == "alice" for r in stamped)
     assert all(r["enduser.id"] == "alice" for r in stamped)
@@ -112,7 +87,7 @@ async def test_claude_code_s_own_telemetry_reaches_the_collector_as_its_caller(
         for m in sm.metrics
     ]
     assert any(n.startswith("claude_code.") for n in names), names
-    (logs, *_) = await collector.wait_for(b"/v1/logs")
+    (logs, *_) = await collector.wait_for(1, b"/v1/logs")
     assert (
         resources(ExportLogsServiceRequest.FromString(logs), "resource_logs")[0]["trioproxy.caller"]
         == "alice"
@@ -137,7 +112,7 @@ async def test_exports_are_checked_before_they_are_relayed(nursery: trio.Nursery
     assert r.status == 401  # no caller secret: refused, never relayed
     r = await h1_request(proxy.port, "POST", "/v1/metrics", key, orjson.dumps(export))
     assert r.status == 200 and orjson.loads(r.body) == {}
-    (forwarded,) = await collector.wait_for(b"/v1/metrics")
+    (forwarded,) = await collector.wait_for(1, b"/v1/metrics")
     (res,) = resources(ExportMetricsServiceRequest.FromString(forwarded), "resource_metrics")
     assert res == {"service.name": "cli", "enduser.id": "alice", "trioproxy.caller": "alice"}
     r = await h1_request(proxy.port, "POST", "/v1/logs", key, b"x" * 3000)

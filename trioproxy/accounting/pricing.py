@@ -19,7 +19,6 @@ start, never on a request.
 from __future__ import annotations
 
 import fnmatch
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,8 +91,8 @@ def provider_hint(kind: str, url: str) -> str:
 
 class PriceBook:
     """Prices for a configuration: its ``[pricing]`` table, the database and
-    its ``unknown_model`` policy, and each provider's hint by name. Lookups
-    are kept under a lock: the journal's thread and the event loop share it."""
+    its ``unknown_model`` policy, and each provider's hint by name. Used on
+    the event loop (and by the CLI): lookups are kept without a lock."""
 
     def __init__(
         self,
@@ -110,7 +109,6 @@ class PriceBook:
         self._refuses = self._unknown is None
         self._hints = dict(providers or {})
         self._kept: dict[tuple[str, str], Rates | None] = {}
-        self._lock = threading.Lock()
         # The database (a 1.6 MB module) is loaded now, not on a request; the
         # server makes its book in a worker thread before it serves.
         from genai_prices import data_snapshot
@@ -164,13 +162,11 @@ class PriceBook:
             if fnmatch.fnmatchcase(model, price.pattern):
                 return flat(price, "pricing")
         key = (model, hint)
-        with self._lock:
-            if key in self._kept:
-                return self._kept[key]
+        if key in self._kept:
+            return self._kept[key]
         rates = self._lookup(model, hint)
-        with self._lock:
-            if len(self._kept) < MAX_KEPT:
-                self._kept[key] = rates
+        if len(self._kept) < MAX_KEPT:
+            self._kept[key] = rates
         return rates
 
     def _lookup(self, model: str, hint: str) -> Rates | None:

@@ -10,9 +10,9 @@ from dataclasses import fields as dataclass_fields
 
 import orjson
 
+from trioproxy.accounting.trace_note import TraceNote
 from trioproxy.accounting.usage import Usage
 from trioproxy.rules.traits import BodyTraits
-from trioproxy.telemetry.note import TraceNote
 
 NO_CALLER = "-"  # the caller when auth is off: the same in the log, metrics and ledger
 

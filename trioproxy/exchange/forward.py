@@ -21,6 +21,7 @@ import time
 
 import trio
 
+from trioproxy.accounting.trace_note import GEN_AI_SYSTEMS, AttemptNote
 from trioproxy.accounting.usage import requested_model
 from trioproxy.config.model import Credential, ProviderConfig
 from trioproxy.errors import (
@@ -50,8 +51,6 @@ from trioproxy.routing.health import PROVIDER
 from trioproxy.routing.router import Router
 from trioproxy.routing.routes import model_for
 from trioproxy.rules.upstream_head import check_declared_length
-from trioproxy.telemetry.context import GEN_AI_SYSTEMS
-from trioproxy.telemetry.note import AttemptNote
 from trioproxy.upstream.aws import Signer
 from trioproxy.upstream.pool import UpstreamPool
 

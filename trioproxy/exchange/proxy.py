@@ -148,9 +148,12 @@ class Proxy:
             record.cost_usd = state.prices.cost(usage, record.model_requested, record.provider)
             if state.callers.enabled and record.caller != NO_CALLER:
                 tokens = caller_tokens(usage)
-                before = state.book.spend(caller, state.book.wall()) if caller else None
+                # The spend before, only where a budget alert could be due.
+                before = None
+                if caller is not None and caller.budget is not None and state.alerts.enabled:
+                    before = state.book.spend(caller, state.book.wall())
                 state.book.record(record.caller, tokens, record.cost_usd or 0.0)
-                if before is not None and caller is not None and state.alerts.enabled:
+                if before is not None and caller is not None:
                     for alert in budget_alerts(caller, before, state.book, cfg.alert_thresholds):
                         state.alerts.offer(alert)
                 if tokens and caller is not None:

@@ -170,9 +170,5 @@ class SignIn:
             raise answer
         return answer
 
-    def forget(self) -> None:
-        """Policies changed (a reload): check every token again."""
-        self._kept.clear()
-
 
 __all__ = ["Issuer", "Refused", "SignIn", "TokenRejected", "UnknownKey"]

@@ -1,5 +1,6 @@
-"""OpenTelemetry traces of each request (``[telemetry]``): the trace
-context a request carries (context.py, pure), what the exchange notes on
-the way (note.py), the spans built from it once the request is over
-(spans.py), and their export in the SDK's batch processor thread
-(exporter.py). Nothing of it waits on the collector."""
+"""OpenTelemetry (``[telemetry]``): the spans built from what the exchange
+noted on the way (accounting/trace_note.py; the W3C trace context is
+proto/tracecontext.py) once a request is over (spans.py), their export in
+the SDK's batch processor thread (exporter.py), metrics over OTLP
+(meters.py), and the relay of callers' own telemetry (stamp.py,
+relay.py). Nothing of it waits on the collector."""

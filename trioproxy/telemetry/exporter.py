@@ -30,11 +30,11 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_s
 from trioproxy import __version__
 from trioproxy.accounting.metrics import Metrics
 from trioproxy.accounting.record import RequestRecord
+from trioproxy.accounting.trace_note import TraceNote
 from trioproxy.config.model import TelemetryConfig
 from trioproxy.proto.events import RequestHead
-from trioproxy.telemetry.context import new_trace_id, parse_traceparent
+from trioproxy.proto.tracecontext import new_trace_id, parse_traceparent
 from trioproxy.telemetry.meters import Meters
-from trioproxy.telemetry.note import TraceNote
 from trioproxy.telemetry.spans import build
 
 log = logging.getLogger("trioproxy.telemetry")

@@ -21,8 +21,8 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from trioproxy import __version__
 from trioproxy.accounting.record import RequestRecord
-from trioproxy.telemetry.context import new_span_id
-from trioproxy.telemetry.note import AttemptNote, TraceNote
+from trioproxy.accounting.trace_note import AttemptNote, TraceNote
+from trioproxy.proto.tracecontext import new_span_id
 
 SCOPE = InstrumentationScope("trioproxy", __version__)
 _FLAGS = TraceFlags(TraceFlags.SAMPLED)

@@ -8,8 +8,6 @@ import re
 
 _TRACEPARENT = re.compile(rb"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 SAMPLED = 0x01
-# A provider's kind as OpenTelemetry's gen_ai.system names it (else "anthropic").
-GEN_AI_SYSTEMS = {"bedrock": "aws.bedrock", "vertex": "gcp.vertex_ai", "openai": "openai"}
 
 
 def parse_traceparent(value: bytes | None) -> tuple[int, int, bool] | None:

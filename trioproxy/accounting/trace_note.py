@@ -1,7 +1,7 @@
 """What a request's trace will say, noted on the way (plain data, cheap):
 its trace context, when authentication and the routing decision ran, each
 upstream attempt, and events (retries, failovers). The spans are built
-from it only when the request is over (spans.py)."""
+from it only when the request is over (telemetry/spans.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from trioproxy.telemetry.context import new_span_id, traceparent
+from trioproxy.proto.tracecontext import new_span_id, traceparent
+
+# A provider's kind as OpenTelemetry's gen_ai.system names it (else "anthropic").
+GEN_AI_SYSTEMS = {"bedrock": "aws.bedrock", "vertex": "gcp.vertex_ai", "openai": "openai"}
 
 
 @dataclass(slots=True)
