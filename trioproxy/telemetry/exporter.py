@@ -1,6 +1,6 @@
-"""Traces (and, through meters.py, metrics) out (the OpenTelemetry SDK): each finished request's spans go to
-the SDK's BatchSpanProcessor, whose own thread sends them with the SDK's
-OTLP/HTTP exporter. Its queue is bounded: when the collector is down or
+"""Traces (and, through meters.py, metrics) out (the OpenTelemetry SDK):
+each finished request's spans go to the SDK's BatchSpanProcessor, whose
+own thread sends them with the SDK's OTLP/HTTP exporter. Its queue is bounded: when the collector is down or
 slow and the queue is full, spans are dropped and counted
 (``trioproxy_telemetry_dropped_total``), never waited for. Sampling is the
 SDK's own samplers, as ``OTEL_TRACES_SAMPLER`` names them; a request that
@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -43,6 +44,22 @@ MAX_QUEUE = 2048  # spans waiting for the exporter thread (OTEL_BSP_MAX_QUEUE_SI
 EXPORT_TIMEOUT_S = 10.0
 
 
+class HashedOnce(Resource):
+    """A resource whose hash is computed once: the SDK's span encoder
+    groups spans by resource, hashing each span's (a JSON dump of its
+    attributes every time), which was a tenth of the export thread's work."""
+
+    def __init__(self, attributes: Mapping[str, Any], schema_url: str | None = None) -> None:
+        super().__init__(attributes, schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return super().__eq__(other)
+
+
 def sampler_for(cfg: TelemetryConfig) -> Sampler:
     ratio = TraceIdRatioBased(cfg.sampler_arg)
     root = {"always_on": ALWAYS_ON, "always_off": ALWAYS_OFF, "traceidratio": ratio}
@@ -64,7 +81,7 @@ class Telemetry:
         """``metrics``: /metrics' counters (the dropped spans are counted
         there; OTLP metrics are read from them). ``systems``: each
         provider's gen_ai.system, by name."""
-        self.resource = Resource.create(
+        created = Resource.create(
             {
                 "service.name": cfg.service_name,
                 "service.version": __version__,
@@ -72,6 +89,7 @@ class Telemetry:
                 **dict(cfg.resource),
             }
         )
+        self.resource = HashedOnce(dict(created.attributes), created.schema_url)
         exporter = OTLPSpanExporter(
             endpoint=cfg.endpoint.rstrip("/") + "/v1/traces",
             headers=dict(cfg.headers),
