@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: help install demo run test lint bench js-clients deploy logs status reload health metrics
+.PHONY: help install demo run test lint docs docs-serve pictures bench js-clients deploy logs status reload health metrics
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -24,10 +24,20 @@ lint: install  ## ruff
 	$(BIN)/ruff check trioproxy tests bench
 	$(BIN)/ruff format --check trioproxy tests bench
 
-test: install js-clients  ## lint and types, then the whole test suite
+test: install js-clients docs  ## lint and types, the documentation site, then the whole test suite
 	$(BIN)/ruff check trioproxy tests bench
 	$(BIN)/mypy trioproxy
 	$(BIN)/pytest
+
+docs: install  ## the documentation site into site/, offline; a warning or a broken link fails it
+	$(BIN)/python -m trioproxy.reference --check
+	$(BIN)/zensical build --strict
+
+docs-serve: install  ## the documentation site at http://127.0.0.1:8000, rebuilt as you edit
+	$(BIN)/zensical serve --dev-addr 127.0.0.1:8000
+
+pictures: install  ## the site's screenshots, regenerated (headless Chromium)
+	$(BIN)/python -m bench.pictures
 
 js-clients: tests/js/node_modules/.installed  ## the TypeScript SDK used as a real client by the tests
 tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.json

@@ -3,6 +3,7 @@ log's viewer, for the README.
 
     python -m bench.dashboard [--seconds 90] [--out bench/results/dashboard.png]
                               [--viewer-out bench/results/viewer.png]
+                              [--list-out FILE] [--audit-out FILE]
 
 Starts two fake upstreams as providers (one with a token quota), a proxy
 with three callers (one, "ci", with limits: rpm, a model allowlist and a
@@ -10,7 +11,10 @@ daily budget), sends mixed traffic (streaming and not, a few faults)
 for a while, then has headless Chromium (Debian package) take the picture.
 With the conversation log on, a Claude Code-like session (thinking, a tool
 round trip) goes through the official SDK, and the viewer shows it.
-Progress is printed every 10 s.
+With --list-out, the viewer's list before a conversation is opened; with
+--audit-out, its audit trail after a few administrative changes (a caller
+added, the routing switched and back). Progress is printed every 10 s.
+(bench/pictures.py makes the documentation's pictures with it.)
 """
 
 from __future__ import annotations
@@ -69,14 +73,26 @@ def traffic(port: int, stop: threading.Event, rate: float) -> None:
         stop.wait(rnd.expovariate(rate))
 
 
-def main() -> int:
+def admin_post(port: int, path: str, body: str) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", path, body=body, headers={"content-type": "application/json"})
+    answer = conn.getresponse()
+    answer.read()
+    conn.close()
+    if answer.status >= 300:
+        raise RuntimeError(f"POST {path}: {answer.status}")
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--seconds", type=float, default=90)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "dashboard.png"))
     ap.add_argument("--viewer-out", default=str(Path(__file__).parent / "results" / "viewer.png"))
-    args = ap.parse_args()
+    ap.add_argument("--list-out", default="")
+    ap.add_argument("--audit-out", default="")
+    args = ap.parse_args(argv)
     exe = find_chromium()
     if exe is None:
         print("chromium is not installed (apt-get install chromium)", file=sys.stderr)
@@ -100,10 +116,13 @@ def main() -> int:
             ]
             procs.append(start(cmd, env, port, "fake upstream"))
             fakes.append(port)
+        (Path(work) / "callers.toml").write_text("")
         config = Path(work) / "trioproxy.toml"
         config.write_text(
             f'state_dir = "{work}"\n'
             'log_bodies = "all"\n'
+            # Callers added through /admin/callers (the audit trail's picture) go here.
+            f'auth.callers_file = "{work}/callers.toml"\n'
             "[[providers]]\n"
             f'name = "anthropic"\nbase_url = "http://127.0.0.1:{fakes[0]}"\n'
             'api_key_env = "DASH_KEY"\npriority = 1\n'
@@ -147,9 +166,22 @@ def main() -> int:
             time.sleep(1.0)  # the journal writes within a fraction of a second
             browser.open(f"http://127.0.0.1:{port}/admin/requests?session={SESSION}")
             browser.wait_for("document.querySelectorAll('#rows tr').length === 2")
+            if args.list_out:
+                browser.open(f"http://127.0.0.1:{port}/admin/requests")
+                browser.wait_for("document.querySelectorAll('#rows tr').length > 10")
+                browser.screenshot(Path(args.list_out))
+                browser.open(f"http://127.0.0.1:{port}/admin/requests?session={SESSION}")
+                browser.wait_for("document.querySelectorAll('#rows tr').length === 2")
             browser.evaluate("document.querySelector('#rows tr').click()")
             browser.wait_for("document.querySelectorAll('#conversation .turn').length === 2")
             browser.screenshot(Path(args.viewer_out))
+            if args.audit_out:
+                admin_post(port, "/admin/callers", '{"name": "dana", "rpm": 30}')
+                admin_post(port, "/admin/route", '{"mode": "single", "provider": "anthropic"}')
+                admin_post(port, "/admin/route", '{"mode": "failover"}')
+                browser.open(f"http://127.0.0.1:{port}/admin/requests#audit")
+                browser.wait_for("document.querySelectorAll('#audit-rows tr').length >= 3")
+                browser.screenshot(Path(args.audit_out))
         finally:
             browser.close()
             stop.set()

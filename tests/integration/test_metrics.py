@@ -10,6 +10,7 @@ import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import h1_request, start_fake, start_proxy
+from trioproxy.accounting.families import FAMILIES
 
 ALICE = "alice-secret-0123456789"
 BODY = orjson.dumps(
@@ -101,6 +102,13 @@ async def test_metrics_count_requests_tokens_and_stay_bounded(nursery: trio.Nurs
     }
     assert {n: families[n].type for n in every_family if n in families} == every_family
     assert set(every_family) <= set(families)
+    # Every exposed family is declared in the registry the reference is made
+    # from, with its type, and its samples carry only the declared labels.
+    for f in families.values():
+        declared = FAMILIES[f.name + ("_total" if f.type == "counter" else "")]
+        assert declared.kind == f.type, f.name
+        for sample in f.samples:
+            assert set(sample.labels) - {"le"} <= set(declared.labels), (f.name, sample.labels)
     from trioproxy import __version__
 
     first = families["trioproxy_time_to_first_token_seconds"]

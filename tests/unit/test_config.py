@@ -69,16 +69,6 @@ def test_cli_exit_code_2_and_check_config(tmp_path: Path) -> None:
     assert "timeouts.drain = 600.0" in ok.stdout
 
 
-def test_readme_documents_every_setting() -> None:
-    from trioproxy.config import SETTINGS, settings_markdown
-
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert (
-        settings_markdown() in readme
-    )  # regenerate: python -c "from trioproxy.config import settings_markdown as m; print(m())"
-    assert all(f"`{s.env}`" in readme for s in SETTINGS)
-
-
 def test_an_override_that_is_no_setting_is_refused() -> None:
     # Tests and flags pass overrides by TOML key: a typo must not be ignored.
     from trioproxy.config import ConfigError, load_config

@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from trioproxy.accounting.families import FAMILIES
 from trioproxy.accounting.record import RequestRecord
 from trioproxy.accounting.usage import TOKEN_CLASSES
 
@@ -215,18 +216,16 @@ class Metrics:
             h.observe(r.time_to_first_byte_s)
 
     # -- exposition ------------------------------------------------------------
-    def prometheus(
-        self, extra: Mapping[str, tuple[str, str, Iterable[tuple[dict[str, str], float]]]]
-    ) -> bytes:
+    def prometheus(self, extra: Mapping[str, Iterable[tuple[dict[str, str], float]]]) -> bytes:
         """``extra``: families kept elsewhere (gauges of the server state,
-        the router's per-provider counts), name -> (kind, help, samples)."""
+        the router's per-provider counts), name -> samples. Every family's
+        type and help are families.py's."""
         out: list[str] = []
 
-        def family(
-            name: str, kind: str, help_: str, samples: Iterable[tuple[str, dict[str, str], float]]
-        ) -> None:
-            out.append(f"# HELP {name} {help_}")
-            out.append(f"# TYPE {name} {kind}")
+        def family(name: str, samples: Iterable[tuple[str, dict[str, str], float]]) -> None:
+            declared = FAMILIES[name]
+            out.append(f"# HELP {name} {declared.help}")
+            out.append(f"# TYPE {name} {declared.kind}")
             for suffix, labels, value in samples:
                 lbl = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
                 out.append(
@@ -237,8 +236,6 @@ class Metrics:
 
         family(
             "trioproxy_requests_total",
-            "counter",
-            "Proxied requests by status class and code, caller, model, streaming, provider and origin (upstream: the provider's answer; proxy: the proxy's own)",
             (
                 (
                     "",
@@ -258,8 +255,6 @@ class Metrics:
         )
         family(
             "trioproxy_tokens_total",
-            "counter",
-            "Tokens by type (input, cache_creation_input, cache_read_input, output)",
             (
                 # "type", not "class": on trioproxy_requests_total "class" is the status class.
                 ("", {"type": c, "caller": a, "model": m, "provider": p}, n)
@@ -268,119 +263,75 @@ class Metrics:
         )
         family(
             "trioproxy_body_bytes_total",
-            "counter",
-            "Request (in) and response (out) body bytes",
             (("", {"direction": d}, n) for d, n in self.bytes.items()),
         )
         family(
             "trioproxy_stream_errors_total",
-            "counter",
-            "event: error inside 200 streams",
             [("", {}, self.stream_errors)],
         )
         family(
             "trioproxy_stream_pings_total",
-            "counter",
-            "Keep-alive `event: ping`s written while an upstream stream was silent",
             [("", {}, self.pings)],
         )
         family(
             "trioproxy_demoted_total",
-            "counter",
-            "Non-streaming requests sent upstream as streams and answered as JSON",
             [("", {}, self.demoted)],
         )
         family(
             "trioproxy_body_retention_skipped_total",
-            "counter",
-            "Requests forwarded without a kept copy of their body (limits.retained_body_bytes): "
-            "not retried, not failed over",
             [("", {}, self.retention_skipped)],
         )
         family(
             "trioproxy_client_disconnects_total",
-            "counter",
-            "Clients gone before the response ended",
             [("", {}, self.client_disconnects)],
         )
         family(
             "trioproxy_upstream_retries_total",
-            "counter",
-            "Requests sent again on a fresh upstream connection",
             [("", {}, self.retries)],
         )
         family(
             "trioproxy_scrub_hits_total",
-            "counter",
-            "Values replaced by placeholders, by detector",
             (("", {"detector": d}, n) for d, n in sorted(self.scrub_hits.items())),
         )
         family(
             "trioproxy_scrub_skipped_total",
-            "counter",
-            "Request bodies passed unscrubbed while scrubbing is on, by reason",
             (("", {"reason": r}, n) for r, n in sorted(self.unscrubbed.items())),
         )
         family(
             "trioproxy_caller_limited_total",
-            "counter",
-            "Requests refused by a caller's own limit, by caller and reason (expired, model, unpriced_model, rpm, tpm, max_concurrent, budget)",
             (("", {"caller": a, "reason": r}, n) for (a, r), n in sorted(self.limited.items())),
         )
         family(
             "trioproxy_telemetry_dropped_total",
-            "counter",
-            "Spans dropped because the export queue was full (the OpenTelemetry collector down or slow); requests never wait for it",
             [("", {}, self.telemetry_dropped)],
         )
         family(
             "trioproxy_telemetry_relay_total",
-            "counter",
-            "Callers' own OTLP exports through the relay, by signal (metrics, logs, traces) and outcome (accepted, refused, dropped; forwarded or failed, per collector)",
             (("", {"signal": k, "outcome": o}, n) for (k, o), n in sorted(self.relayed.items())),
         )
         family(
             "trioproxy_alerts_total",
-            "counter",
-            "Alerts to alerts.webhook_urls by kind (budget, breaker, credential, worker) and outcome (sent, failed, dropped: the queue was full; duplicate: another process posted it)",
             (("", {"kind": k, "outcome": o}, n) for (k, o), n in sorted(self.alerts.items())),
         )
         family(
             "trioproxy_route_requests_total",
-            "counter",
-            "Requests that matched a [[routes]] rule, by rule",
             (("", {"route": r}, n) for r, n in sorted(self.routes.items())),
         )
         family(
             "trioproxy_caller_spend_usd_total",
-            "counter",
-            "Estimated spend by caller, priced with the price database (genai-prices) and [pricing]",
             (("", {"caller": a}, round(v, 6)) for a, v in sorted(self.spend.items())),
         )
-        for name, hist, help_ in (
-            (
-                "trioproxy_request_duration_seconds",
-                self.duration,
-                "Whole request, to the end of the response",
-            ),
-            (
-                "trioproxy_time_to_headers_seconds",
-                self.time_to_headers,
-                "Until the upstream's response headers",
-            ),
-        ):
-            family(name, "histogram", help_, _histogram_samples(hist, {}))
+        family("trioproxy_request_duration_seconds", _histogram_samples(self.duration, {}))
+        family("trioproxy_time_to_headers_seconds", _histogram_samples(self.time_to_headers, {}))
         samples: list[tuple[str, dict[str, str], float]] = []
         for (p, m), hist in sorted(self.first_token.items()):
             samples += _histogram_samples(hist, {"provider": p, "model": m})
         family(
             "trioproxy_time_to_first_token_seconds",
-            "histogram",
-            "Until the first byte of a successful Messages answer reached the client (a stream's first event), by provider and model",
             samples,
         )
-        for name, (kind, help_, values) in extra.items():
-            family(name, kind, help_, (("", labels, v) for labels, v in values))
+        for name, values in extra.items():
+            family(name, (("", labels, v) for labels, v in values))
         return ("\n".join(out) + "\n").encode()
 
     def snapshot(self) -> dict[str, Any]:

@@ -68,108 +68,68 @@ def callers_view(state: ServerState) -> list[dict[str, Any]]:
     return rows
 
 
-Family = tuple[str, str, list[tuple[dict[str, str], float]]]
+Samples = list[
+    tuple[dict[str, str], float]
+]  # a family's (labels, value); its type and help: families.py
 
-# The standard process_* series: (name, snapshot key, kind, help).
+# The standard process_* series: (name, snapshot key).
 _PROCESS = (
-    (
-        "process_cpu_seconds_total",
-        "cpu_seconds",
-        "counter",
-        "User and system CPU time, seconds (every worker's)",
-    ),
-    (
-        "process_resident_memory_bytes",
-        "resident_memory_bytes",
-        "gauge",
-        "Resident memory, bytes (every worker's)",
-    ),
-    ("process_open_fds", "open_fds", "gauge", "Open file descriptors (every worker's)"),
-    ("process_max_fds", "max_fds", "gauge", "The limit on open file descriptors of one process"),
-    (
-        "process_start_time_seconds",
-        "start_time_seconds",
-        "gauge",
-        "When the oldest process of the view started, seconds since the epoch",
-    ),
+    ("process_cpu_seconds_total", "cpu_seconds"),
+    ("process_resident_memory_bytes", "resident_memory_bytes"),
+    ("process_open_fds", "open_fds"),
+    ("process_max_fds", "max_fds"),
+    ("process_start_time_seconds", "start_time_seconds"),
 )
 
 
-def gauges(snap: dict[str, Any]) -> dict[str, Family]:
+def gauges(snap: dict[str, Any]) -> dict[str, Samples]:
     """The gauge families of a snapshot (one worker's, or all merged)."""
-    families: dict[str, Family] = {
-        "trioproxy_requests_in_flight": (
-            "gauge",
-            "Requests being handled now, by client protocol",
-            [({"protocol": p}, n) for p, n in sorted(snap["active"].items())],
-        ),
-        "trioproxy_client_connections": (
-            "gauge",
-            "Open client connections by protocol",
-            [({"protocol": p}, n) for p, n in sorted(snap["connections"].items())],
-        ),
-        "trioproxy_draining": ("gauge", "1 while draining", [({}, 1 if snap["draining"] else 0)]),
-        "trioproxy_uptime_seconds": ("gauge", "Seconds since start", [({}, snap["uptime_s"])]),
-        "trioproxy_workers": (
-            "gauge",
-            "Worker processes whose counts are in this view",
-            [({}, snap.get("workers", 1))],
-        ),
-        "trioproxy_log_rows_total": (
-            "counter",
-            "Conversation-log rows (log_bodies) by outcome: written; dropped (too many "
-            "bodies waiting for the writer); lost (the database refused them)",
-            [({"outcome": k}, v) for k, v in sorted(snap.get("log_rows", {}).items())],
-        ),
+    families: dict[str, Samples] = {
+        "trioproxy_requests_in_flight": [
+            ({"protocol": p}, n) for p, n in sorted(snap["active"].items())
+        ],
+        "trioproxy_client_connections": [
+            ({"protocol": p}, n) for p, n in sorted(snap["connections"].items())
+        ],
+        "trioproxy_draining": [({}, 1 if snap["draining"] else 0)],
+        "trioproxy_uptime_seconds": [({}, snap["uptime_s"])],
+        "trioproxy_workers": [({}, snap.get("workers", 1))],
+        "trioproxy_log_rows_total": [
+            ({"outcome": k}, v) for k, v in sorted(snap.get("log_rows", {}).items())
+        ],
     }
     pools = snap["pools"]
-    families["trioproxy_upstream_connections"] = (
-        "gauge",
-        "Upstream connections by provider and state (h1_idle, h1_active, h2, opening)",
-        [
-            ({"provider": name, "state": k}, v)
-            for name, c in sorted(pools.items())
-            for k, v in c.items()
-            if k != "h2_streams"
-        ],
-    )
-    families["trioproxy_upstream_h2_streams"] = (
-        "gauge",
-        "HTTP/2 streams in use on upstream connections, by provider",
-        [({"provider": name}, c["h2_streams"]) for name, c in sorted(pools.items())],
-    )
+    families["trioproxy_upstream_connections"] = [
+        ({"provider": name, "state": k}, v)
+        for name, c in sorted(pools.items())
+        for k, v in c.items()
+        if k != "h2_streams"
+    ]
+    families["trioproxy_upstream_h2_streams"] = [
+        ({"provider": name}, c["h2_streams"]) for name, c in sorted(pools.items())
+    ]
     proc = snap.get("process")
     if proc is not None:
-        for name, key, kind, help_ in _PROCESS:
-            families[name] = (kind, help_, [({}, proc[key])])
-    families["trioproxy_build_info"] = (
-        "gauge",
-        "1, labelled with the running version",
-        [({"version": __version__}, 1)],
-    )
-    families["trioproxy_caller_budget_remaining"] = (
-        "gauge",
-        "What is left of a caller's budget in its window, by caller and unit (usd or tokens)",
-        [
-            (
-                {
-                    "caller": c["name"],
-                    "unit": "usd" if c["budget"]["usd"] is not None else "tokens",
-                },
-                c["budget_remaining"],
-            )
-            for c in snap.get("callers", ())
-            if c["budget"] is not None
-        ],
-    )
+        for name, key in _PROCESS:
+            families[name] = [({}, proc[key])]
+    families["trioproxy_build_info"] = [({"version": __version__}, 1)]
+    families["trioproxy_caller_budget_remaining"] = [
+        (
+            {
+                "caller": c["name"],
+                "unit": "usd" if c["budget"]["usd"] is not None else "tokens",
+            },
+            c["budget_remaining"],
+        )
+        for c in snap.get("callers", ())
+        if c["budget"] is not None
+    ]
     routing = snap.get("routing")
     if routing is not None:
         families.update(_provider_families(routing))
         store = routing.get("state_store")
         families["trioproxy_state_store_up"] = (
-            "gauge",
-            "1 while the shared state store answers (0: serving on the local view)",
-            [] if store is None else [({}, 1 if store["up"] else 0)],
+            [] if store is None else [({}, 1 if store["up"] else 0)]
         )
     return families
 
@@ -177,7 +137,7 @@ def gauges(snap: dict[str, Any]) -> dict[str, Family]:
 _BREAKER = {"closed": 0, "half-open": 1, "open": 2}
 
 
-def _provider_families(snap: dict[str, object]) -> dict[str, Family]:
+def _provider_families(snap: dict[str, object]) -> dict[str, Samples]:
     rows = snap["providers"]
     assert isinstance(rows, list)
 
@@ -186,44 +146,18 @@ def _provider_families(snap: dict[str, object]) -> dict[str, Family]:
         return [({"provider": r["name"]}, float(fn(r))) for r in rows]
 
     return {
-        "trioproxy_provider_available": (
-            "gauge",
-            "1 when the provider can be tried now (not open, cooling down or over quota)",
-            each(lambda r: r["state"] in ("healthy", "degraded", "half-open")),
+        "trioproxy_provider_available": each(
+            lambda r: r["state"] in ("healthy", "degraded", "half-open")
         ),
-        "trioproxy_provider_breaker_state": (
-            "gauge",
-            "Circuit breaker: 0 closed, 1 half-open, 2 open",
-            each(lambda r: _BREAKER[r["breaker"]]),
-        ),
-        "trioproxy_provider_consecutive_failures": (
-            "gauge",
-            "Consecutive failed requests (each counted once, its retries included)",
-            each(lambda r: r["consecutive_failures"]),
-        ),
-        "trioproxy_provider_in_flight": (
-            "gauge",
-            "Requests on the provider now",
-            each(lambda r: r["in_flight"]),
-        ),
-        "trioproxy_provider_quota_used_tokens": (
-            "gauge",
-            "Tokens counted in the current quota window (providers with a quota)",
-            [({"provider": r["name"]}, r["quota"]["used"]) for r in rows if r["quota"]],
-        ),
-        "trioproxy_provider_quota_limit_tokens": (
-            "gauge",
-            "Token budget of the quota window",
-            [({"provider": r["name"]}, r["quota"]["limit"]) for r in rows if r["quota"]],
-        ),
-        "trioproxy_provider_retries_total": (
-            "counter",
-            "Attempts retried on the same provider (connection errors; 503 while another provider could serve)",
-            each(lambda r: r["retries"]),
-        ),
-        "trioproxy_provider_failovers_total": (
-            "counter",
-            "Requests that failed over away from the provider",
-            each(lambda r: r["failovers"]),
-        ),
+        "trioproxy_provider_breaker_state": each(lambda r: _BREAKER[r["breaker"]]),
+        "trioproxy_provider_consecutive_failures": each(lambda r: r["consecutive_failures"]),
+        "trioproxy_provider_in_flight": each(lambda r: r["in_flight"]),
+        "trioproxy_provider_quota_used_tokens": [
+            ({"provider": r["name"]}, r["quota"]["used"]) for r in rows if r["quota"]
+        ],
+        "trioproxy_provider_quota_limit_tokens": [
+            ({"provider": r["name"]}, r["quota"]["limit"]) for r in rows if r["quota"]
+        ],
+        "trioproxy_provider_retries_total": each(lambda r: r["retries"]),
+        "trioproxy_provider_failovers_total": each(lambda r: r["failovers"]),
     }

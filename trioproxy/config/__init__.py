@@ -36,7 +36,7 @@ from trioproxy.config.model import (
     UpstreamConfig,
 )
 from trioproxy.config.settings import SETTINGS, default_state_dir
-from trioproxy.config.show import effective_settings, settings_markdown
+from trioproxy.config.show import effective_settings
 from trioproxy.config.source import ConfigError
 
 __all__ = [
@@ -64,5 +64,4 @@ __all__ = [
     "load_checked",
     "load_config",
     "parse_hostport",
-    "settings_markdown",
 ]

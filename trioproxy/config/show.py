@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from trioproxy.config.callers import read_callers_file
 from trioproxy.config.model import Config
-from trioproxy.config.settings import SETTINGS
+from trioproxy.config.settings import SETTINGS, Setting
 
 
 def effective_settings(config: Config) -> list[tuple[str, str, str]]:
@@ -47,14 +47,8 @@ def _shown(value: object) -> str:
     )
 
 
-def settings_markdown() -> str:
-    """The README's settings table (a test checks the README carries it)."""
-    lines = ["| TOML key | Environment variable | Default | Meaning |", "|---|---|---|---|"]
-    for s in SETTINGS:
-        default = (
-            "see meaning"
-            if s.default is None
-            else ("(unset)" if s.default in ("", ()) else _shown(s.default))
-        )
-        lines.append(f"| `{s.key}` | `{s.env}` | `{default}` | {s.doc} |")
-    return "\n".join(lines) + "\n"
+def shown_default(s: Setting) -> str:
+    """A setting's default as the reference shows it."""
+    if s.default is None:
+        return "see meaning"
+    return "(unset)" if s.default in ("", ()) else _shown(s.default)
