@@ -1,5 +1,5 @@
 """Pictures of /dashboard with traffic flowing and of the conversation
-log's viewer, for the README.
+log's viewer, for the documentation (bench/pictures.py).
 
     python -m bench.dashboard [--seconds 90] [--out bench/results/dashboard.png]
                               [--viewer-out bench/results/viewer.png]

@@ -1,4 +1,4 @@
-"""Turn bench results into the README tables (with the targets, met or
+"""Turn bench results into the tables of docs/performance.md (with the targets, met or
 missed) and a PNG chart."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Headless Chromium driven over the DevTools protocol: a real browser
-(layout, canvas, EventSource), for the dashboard tests and the README
+(layout, canvas, EventSource), for the dashboard tests and the documentation's pictures
 screenshot. Synchronous (websocket-client): run it in a worker thread from
 trio tests.
 

@@ -185,7 +185,7 @@ backend trioproxy
 
 
 class HAProxy:
-    """HAProxy in front of trioproxy instances, as the README lays it out:
+    """HAProxy in front of trioproxy instances, as docs/operating.md lays it out:
     round robin, /health checked every 200 ms, a refused connection tried
     again on another instance."""
 

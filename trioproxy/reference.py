@@ -177,11 +177,16 @@ def cli_page() -> str:
 
 
 def _commands(p: argparse.ArgumentParser, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every command and action, by its full name, with its parser (whose
+    description, when it has none, is the one-line help its parent gives)."""
     out: list[tuple[str, Any]] = []
     for a in p._actions:
         if isinstance(a, argparse._SubParsersAction):
+            helps = {c.dest: c.help for c in a._choices_actions}
             for name, sub in a.choices.items():
                 full = f"{prefix} {name}".strip()
+                if not sub.description and helps.get(name):
+                    sub.description = helps[name]
                 out.append((full, sub))
                 out += _commands(sub, full)
     return out

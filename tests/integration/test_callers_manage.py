@@ -20,7 +20,7 @@ JSON = orjson.dumps(
     {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
 )
 TOKEN = "admin-token-0123456789abcdef"
-APPLIED_WITHIN = 2.0  # seconds: what the README promises for a change to the file
+APPLIED_WITHIN = 2.0  # seconds: what the documentation promises for a change to the file
 
 
 async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:

@@ -4,7 +4,7 @@ TOML < environment < flags by one loader (``load``, with ``providers``,
 (``model``) that import nothing of the project.
 
 Every setting has one TOML key, one ``TRIOPROXY_*`` variable, a type, a
-default and a line of documentation; the README table and ``check-config``
+default and a line of documentation; the settings reference (docs/reference/settings.md) and ``check-config``
 are generated from the same table. Any problem is a ``ConfigError`` whose
 one-line message names the key; the CLI turns it into exit code 2.
 """

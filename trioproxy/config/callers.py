@@ -25,7 +25,7 @@ BUDGET_WINDOWS = ("daily", "weekly", "monthly")
 CREDENTIAL_MODES = ("provider", "own")
 MIN_SECRET = 16  # characters; shorter is guessable
 
-# Keys a [[callers]] entry may carry, with their meaning (for the README).
+# Keys a [[callers]] entry may carry, with their meaning (for the documentation).
 CALLER_KEYS: dict[str, str] = {
     "name": "unique name (letters, digits, `_.@-`): what logs, metrics and the ledger show",
     "secret_sha256": 'hex SHA-256 digests of the caller\'s secrets, e.g. `["9f86d0…"]` (several: rotation); what the CLI and the API write',

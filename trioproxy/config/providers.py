@@ -48,7 +48,7 @@ _TOP_FIELD = re.compile(r"^[A-Za-z0-9_]+$")
 _TOOL_FIELD = re.compile(r"^tools\[\]\.[A-Za-z0-9_]+$")
 
 
-# Keys a [[providers]] entry may carry, with their meaning (for the README).
+# Keys a [[providers]] entry may carry, with their meaning (for the documentation).
 PROVIDER_KEYS: dict[str, str] = {
     "name": "unique name (letters, digits, `_.-`), used in logs, metrics, pins and `switch`",
     "base_url": 'the provider\'s Anthropic-compatible base URL, e.g. `https://api.minimax.io/anthropic` (`kind = "bedrock"`: optional, default `https://bedrock-runtime.{region}.amazonaws.com`)',

@@ -1,5 +1,5 @@
 """The settings table: every setting's TOML key, its ``TRIOPROXY_*`` variable,
-its parser, its default and a line of documentation. The README table and
+its parser, its default and a line of documentation. The settings reference and
 ``check-config`` are generated from it, so they cannot drift apart. Parsers
 are pure: a bad value raises ValueError, which the loader turns into a
 one-line ConfigError naming the key."""

@@ -1,4 +1,4 @@
-"""What ``check-config`` prints and the README's settings table: the
+"""What ``check-config`` prints and the settings reference's defaults: the
 configuration shown to people, secrets redacted."""
 
 from __future__ import annotations
@@ -51,4 +51,6 @@ def shown_default(s: Setting) -> str:
     """A setting's default as the reference shows it."""
     if s.default is None:
         return "see meaning"
+    if isinstance(s.default, bool):
+        return "true" if s.default else "false"  # as TOML writes it
     return "(unset)" if s.default in ("", ()) else _shown(s.default)

@@ -10,5 +10,5 @@ by chunk as they arrive (nothing is held beyond one partial line).
 status.
 
 What happens to each Anthropic feature is one table, ``FEATURES`` in
-``request``, which the README reproduces.
+``request``, which docs/providers.md reproduces.
 """

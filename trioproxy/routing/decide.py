@@ -6,7 +6,7 @@ provider to try) or when the operator told it to (a quota). With one
 candidate left, the upstream's own answer reaches the client verbatim, so
 the client's retry logic sees exactly what it would see going direct.
 Failover happens only before the first response byte reached the client.
-The table (also in the README):
+The table (also in docs/routing.md):
 
 | Upstream outcome | Another provider can serve | Last candidate | Health |
 |---|---|---|---|

@@ -33,7 +33,7 @@ _RAW_PER_CHAR = 12
 
 @dataclass(frozen=True, slots=True, eq=False)  # one object per detector: hash by identity
 class Detector:
-    name: str  # for metrics and the README
+    name: str  # for metrics and the documentation
     label: str  # the placeholder's word: <LABEL_1>
     identifier: bool  # identifiers get HMAC placeholders, stable across requests
     pattern: re.Pattern[str]
