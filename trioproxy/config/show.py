@@ -39,7 +39,10 @@ def effective_settings(config: Config) -> list[tuple[str, str, str]]:
 
 
 def _shown(value: object) -> str:
-    """A value as a user writes it (lists comma-separated, as in the environment)."""
+    """A value as a user writes it (lists comma-separated, as in the environment;
+    booleans as TOML writes them)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return (
         ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
         if isinstance(value, tuple)
@@ -51,6 +54,4 @@ def shown_default(s: Setting) -> str:
     """A setting's default as the reference shows it."""
     if s.default is None:
         return "see meaning"
-    if isinstance(s.default, bool):
-        return "true" if s.default else "false"  # as TOML writes it
     return "(unset)" if s.default in ("", ()) else _shown(s.default)
