@@ -99,7 +99,7 @@ def main() -> None:
                 # process's luck (its memory layout, its neighbours) is not a
                 # variant's.
                 extra = {"TRIOPROXY_UPSTREAM_H2_PRIOR_KNOWLEDGE": "0", **VARIANTS[name]}
-                if VARIANTS[name]:  # the variants that export
+                if any(k.startswith("OTEL_") for k in VARIANTS[name]):  # those that export
                     extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{sink_port}"
                 label = f"{name.replace(' ', '_').replace('%', 'pc')}-{round_}"
                 proc, port = start_trioproxy(label, upstream, work, extra)

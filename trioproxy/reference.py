@@ -66,82 +66,71 @@ def setting_type(s: Setting) -> str:
     return TYPES[name]
 
 
+def _table_page(title: str, intro: list[str], columns: tuple[str, ...], rows: list[str]) -> str:
+    """A reference page: its title, the generated-from-code mark, what it
+    is, and one table."""
+    head = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join([f"# {title}", "", GENERATED, "", *intro, "", *head, *rows]) + "\n"
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
 def settings_page() -> str:
-    lines = [
-        "# Settings",
-        "",
-        GENERATED,
-        "",
+    rows = []
+    for s in SETTINGS:
+        meaning = s.doc + (" (secret)" if s.secret and "secret" not in s.doc else "")
+        rows.append(
+            f"| `{s.key}` | `{s.env}` | {_cell(setting_type(s))} | `{_cell(shown_default(s))}` "
+            f"| {_cell(meaning)} |"
+        )
+    intro = [
         "Every setting, in the order `trioproxy check-config` prints them. Each is a TOML key",
         "(a dotted key is a table: `timeouts.connect = 5` is `[timeouts]` / `connect = 5`) and an",
         "environment variable; the variable wins over the file, and a command-line flag over both.",
         "Secrets are never printed by `check-config`. How the file is laid out, with examples, is",
         "in [Configuration](../configuration.md).",
-        "",
-        "| TOML key | Environment variable | Type | Default | Meaning |",
-        "|---|---|---|---|---|",
     ]
-    for s in SETTINGS:
-        default = shown_default(s)
-        meaning = s.doc + (" (secret)" if s.secret and "secret" not in s.doc else "")
-        lines.append(
-            f"| `{s.key}` | `{s.env}` | {_cell(setting_type(s))} | `{_cell(default)}` "
-            f"| {_cell(meaning)} |"
-        )
-    return "\n".join(lines) + "\n"
+    columns = ("TOML key", "Environment variable", "Type", "Default", "Meaning")
+    return _table_page("Settings", intro, columns, rows)
 
 
 def endpoints_page() -> str:
     doc = spec()
-    lines = [
-        "# Endpoints",
-        "",
-        GENERATED,
-        "",
-        "The proxy's own endpoints, as its `GET /openapi.json` describes them (OpenAPI "
-        f"{doc['openapi']}). They are never forwarded upstream; every other path is. "
-        "*Admin* means the admin token (`Authorization: Bearer`, or as a Basic password); "
-        "how the endpoints behave is in [Own endpoints](../endpoints.md).",
-        "",
-        "| Method | Path | Access | What it answers | Parameters |",
-        "|---|---|---|---|---|",
-    ]
+    rows = []
     for path, item in doc["paths"].items():
         shared = item.get("parameters", [])
         for method, op in item.items():
             if method == "parameters":
                 continue
             access = "admin" if op.get("security") else "open"
-            params = [p["name"] for p in shared + op.get("parameters", [])]
-            shown = ", ".join(f"`{p}`" for p in params) or ""
-            lines.append(
+            params = ", ".join(f"`{p['name']}`" for p in shared + op.get("parameters", []))
+            rows.append(
                 f"| `{method.upper()}` | `{path}` | {access} | {_cell(op.get('summary', ''))} "
-                f"| {shown} |"
+                f"| {params} |"
             )
-    return "\n".join(lines) + "\n"
+    intro = [
+        "The proxy's own endpoints, as its `GET /openapi.json` describes them (OpenAPI "
+        f"{doc['openapi']}). They are never forwarded upstream; every other path is. "
+        "*Admin* means the admin token (`Authorization: Bearer`, or as a Basic password); "
+        "how the endpoints behave is in [Own endpoints](../endpoints.md)."
+    ]
+    columns = ("Method", "Path", "Access", "What it answers", "Parameters")
+    return _table_page("Endpoints", intro, columns, rows)
 
 
 def metrics_page() -> str:
-    lines = [
-        "# Metrics",
-        "",
-        GENERATED,
-        "",
+    rows = [
+        f"| `{name}` | {f.kind} | {', '.join(f'`{x}`' for x in f.labels)} | {_cell(f.help)} |"
+        for name, f in sorted(FAMILIES.items())
+    ]
+    intro = [
         "Every family `GET /metrics` exposes (Prometheus text format 0.0.4; with several workers, "
         "the sum of all of them). What to do with them is in [Metrics](../metrics.md); the same "
-        "figures as OpenTelemetry metrics are in [OpenTelemetry](../opentelemetry.md).",
-        "",
-        "| Metric | Type | Labels | Meaning |",
-        "|---|---|---|---|",
+        "figures as OpenTelemetry metrics are in [OpenTelemetry](../opentelemetry.md)."
     ]
-    for name, f in sorted(FAMILIES.items()):
-        labels = ", ".join(f"`{x}`" for x in f.labels)
-        lines.append(f"| `{name}` | {f.kind} | {labels} | {_cell(f.help)} |")
-    return "\n".join(lines) + "\n"
+    return _table_page("Metrics", intro, ("Metric", "Type", "Labels", "Meaning"), rows)
 
 
 def cli_page() -> str:

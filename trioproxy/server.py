@@ -427,10 +427,11 @@ class Server:
                 finally:
                     await reader.aclose()
                     if self.state.telemetry is not None:
-                        # What is queued goes out, briefly, even on the way out.
-                        with trio.CancelScope(shield=True), trio.move_on_after(2):
+                        # What is queued goes out, for 2 s at most, even on the way
+                        # out; then the exporters stop (the thread ends by itself).
+                        with trio.CancelScope(shield=True), trio.move_on_after(3):
                             await trio.to_thread.run_sync(
-                                self.state.telemetry.shutdown, abandon_on_cancel=True
+                                self.state.telemetry.shutdown, 2.0, abandon_on_cancel=True
                             )
                 background.cancel_scope.cancel()
 

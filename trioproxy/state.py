@@ -17,7 +17,7 @@ import trio
 from trioproxy.accounting.journal import Journal
 from trioproxy.accounting.metrics import Metrics
 from trioproxy.accounting.pricing import PriceBook
-from trioproxy.accounting.trace_note import GEN_AI_SYSTEMS
+from trioproxy.accounting.trace_note import gen_ai_system
 from trioproxy.alerts.sender import Alerts, Claim
 from trioproxy.audit.auditor import Auditor
 from trioproxy.callers.book import CallerBook
@@ -115,7 +115,7 @@ class ServerState:
         if cfg.telemetry is None or self.telemetry is not None:
             return
         telemetry = cfg.telemetry
-        systems = {p.name: GEN_AI_SYSTEMS.get(p.kind, "anthropic") for p in cfg.routing.providers}
+        systems = {p.name: gen_ai_system(p.kind) for p in cfg.routing.providers}
         try:
             self.telemetry = await trio.to_thread.run_sync(
                 lambda: Telemetry(

@@ -122,3 +122,29 @@ def test_the_export_interval_is_the_sdk_s_variable() -> None:
     assert interval_s({}) == 60.0
     assert interval_s({"OTEL_METRIC_EXPORT_INTERVAL": "500"}) == 0.5
     assert interval_s({"OTEL_METRIC_EXPORT_INTERVAL": "soon"}) == 60.0
+
+
+def test_shutdown_gives_up_on_a_collector_that_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Within its grace, and no export thread is left retrying (with a
+    collector that refuses connections, the SDK retries for 10 s)."""
+    import threading
+    import time
+
+    from trioproxy.accounting.trace_note import TraceNote
+    from trioproxy.proto.tracecontext import new_trace_id
+    from trioproxy.telemetry.exporter import Telemetry
+
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")  # both exporters busy at once
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "50")
+    telemetry = Telemetry(TelemetryConfig("http://127.0.0.1:9", sampler="always_on"), Metrics())
+    r = request("claude-x", 200, 10, 5, 0.2)
+    r.trace = TraceNote(new_trace_id(), None, True)
+    telemetry.emit(r)
+    time.sleep(0.5)  # both exports under way, retrying
+    started = time.monotonic()
+    telemetry.shutdown(grace_s=0.5)
+    assert time.monotonic() - started < 3.0
+    left = [t.name for t in threading.enumerate() if "Otel" in t.name or "otlp" in t.name]
+    assert left == []

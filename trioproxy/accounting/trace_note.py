@@ -15,6 +15,11 @@ from trioproxy.proto.tracecontext import new_span_id, traceparent
 GEN_AI_SYSTEMS = {"bedrock": "aws.bedrock", "vertex": "gcp.vertex_ai", "openai": "openai"}
 
 
+def gen_ai_system(kind: str) -> str:
+    """A provider kind's gen_ai.system."""
+    return GEN_AI_SYSTEMS.get(kind, "anthropic")
+
+
 @dataclass(slots=True)
 class AttemptNote:
     span_id: int

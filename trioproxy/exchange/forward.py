@@ -21,7 +21,7 @@ import time
 
 import trio
 
-from trioproxy.accounting.trace_note import GEN_AI_SYSTEMS, AttemptNote
+from trioproxy.accounting.trace_note import AttemptNote, gen_ai_system
 from trioproxy.accounting.usage import requested_model
 from trioproxy.config.model import Credential, ProviderConfig
 from trioproxy.errors import (
@@ -284,7 +284,7 @@ def _noted_attempt(
     model = model_for(provider, trip.route, requested, trip.cfg.routing) if requested else ""
     attempt = note.attempt(
         provider.name,
-        GEN_AI_SYSTEMS.get(provider.kind, "anthropic"),
+        gen_ai_system(provider.kind),
         provider.upstream.origin.host,
         model,
         retry,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, unquote
 
 import orjson
+import trio
 
 from trioproxy.callers.policy import check_model
 from trioproxy.errors import (
@@ -154,7 +155,8 @@ async def _openai_not_found(trip: Trip, wanted: str) -> None:
 
 async def _relay(trip: Trip, body: bytes) -> None:
     """A caller's OTLP export: bounded, rate-limited, stamped with the
-    caller, queued for the collectors, and answered at once."""
+    caller (in a worker thread), queued for the collectors, and answered
+    without waiting for them."""
     relay, head = trip.relay, trip.ex.head
     assert relay is not None
     signal = SIGNALS[head.path]
@@ -175,7 +177,9 @@ async def _relay(trip: Trip, body: bytes) -> None:
         )
     json = (head.header(b"content-type") or b"").startswith(b"application/json")
     try:
-        payload = stamp(signal, body, json, caller)
+        # Parsing up to telemetry.relay_max_body_bytes (JSON in pure Python):
+        # in a worker thread, never on the event loop.
+        payload = await trio.to_thread.run_sync(stamp, signal, body, json, caller)
     except ValueError as exc:
         relay.counts[(signal.name, "refused")] += 1
         raise InvalidRequest(str(exc)) from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -56,9 +57,6 @@ class HashedOnce(Resource):
     def __hash__(self) -> int:
         return self._hash
 
-    def __eq__(self, other: object) -> bool:
-        return super().__eq__(other)
-
 
 def sampler_for(cfg: TelemetryConfig) -> Sampler:
     ratio = TraceIdRatioBased(cfg.sampler_arg)
@@ -98,6 +96,7 @@ class Telemetry:
         # Its queue and batch sizes, and its delay, are the SDK's standard
         # OTEL_BSP_* variables (default: 2048 spans queued, sent every 5 s).
         self.processor = BatchSpanProcessor(exporter)
+        self._exporter = exporter
         self._sampler = sampler_for(cfg)
         self._metrics = metrics
         self.meters = Meters(cfg, self.resource, metrics, in_flight, systems or {})
@@ -137,7 +136,21 @@ class Telemetry:
         limit = getattr(inner, "_max_queue_size", MAX_QUEUE)
         return queue is not None and len(queue) + n > limit
 
-    def shutdown(self) -> None:
-        """Blocking (a thread): what is queued is sent, within the timeout."""
-        self.processor.shutdown()  # type: ignore[no-untyped-call]
-        self.meters.shutdown()
+    def shutdown(self, grace_s: float = 2.0) -> None:
+        """Blocking (a thread): what is queued is sent, for ``grace_s`` at
+        most; then the exporters stop retrying a collector that does not
+        answer, so no export thread outlives the server (the SDK's own
+        shutdown would retry for its whole timeout)."""
+        abort = threading.Timer(grace_s, self._abort)
+        abort.start()
+        try:
+            self.processor.shutdown()  # type: ignore[no-untyped-call]
+            self.meters.shutdown()
+        finally:
+            abort.cancel()
+
+    def _abort(self) -> None:
+        """Interrupt the exporters' retries (the processor's own shutdown
+        then finds its exporter shut, and says so in a warning)."""
+        self._exporter.shutdown()  # type: ignore[no-untyped-call]
+        self.meters.abort()

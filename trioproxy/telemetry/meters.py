@@ -100,6 +100,8 @@ class Meters:
         self._before: dict[tuple[int, Key], Snapshot] = {}
         self._counted: dict[str, Counts] = {}
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # shutdown and abort (a timer's thread)
+        self._aborted = False
         self._thread = threading.Thread(
             target=self._run, name="trioproxy-otlp-metrics", daemon=True
         )
@@ -193,10 +195,22 @@ class Meters:
         return Metric(name, description, unit, Sum(points, self._counters, True))
 
     def shutdown(self) -> None:
-        """Blocking (a thread): the last figures go out."""
+        """Blocking (a thread): the last figures go out (unless aborted)."""
         self._stop.set()
         self._thread.join(EXPORT_TIMEOUT_S + 1)
-        self._export()
+        with self._lock:
+            aborted = self._aborted
+        if not aborted:
+            self._export()
+        self.abort()
+
+    def abort(self) -> None:
+        """Stop: an export under way stops retrying, none follows."""
+        self._stop.set()
+        with self._lock:
+            if self._aborted:
+                return
+            self._aborted = True
         self._exporter.shutdown()
 
 
