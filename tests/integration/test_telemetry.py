@@ -187,6 +187,12 @@ async def test_a_failover_is_one_trace_with_two_attempts_and_nothing_secret(
     assert second["gen_ai.response.finish_reasons"] == ["end_turn"]
     events = [e.name for e in server_span.events]
     assert "failover" in events and "scrub" in events
+    # Counts that are not zero, and the model only where an attempt says it.
+    served = attrs(server_span)
+    assert served["trioproxy.failovers"] == 1 and "trioproxy.retries" not in served
+    assert "gen_ai.request.model" not in served and served["trioproxy.caller"]
+    (route,) = [s for s in spans if s.name == "route"]
+    assert route.kind == route.SPAN_KIND_INTERNAL and route.parent_span_id == server_span.span_id
     resource = receiver.spans[0][0]
     assert resource["service.name"] == "trioproxy" and resource["deployment.environment"] == "test"
     assert resource["service.instance.id"]

@@ -55,13 +55,15 @@ def build(record: RequestRecord, note: TraceNote, resource: Resource) -> list[Re
         "http.response.status_code": record.status,
         "trioproxy.request_id": record.request_id,
         "trioproxy.caller": record.caller,
-        "trioproxy.retries": record.retries,
-        "trioproxy.failovers": record.failovers,
     }
-    if record.model_requested:
+    # What is zero or said elsewhere stays out: each attribute is a few µs
+    # of the SDK's encoder per span, in a thread that shares the proxy's core.
+    if record.retries:
+        attributes["trioproxy.retries"] = record.retries
+    if record.failovers:
+        attributes["trioproxy.failovers"] = record.failovers
+    if record.model_requested and not note.attempts:  # else each attempt says it
         attributes["gen_ai.request.model"] = record.model_requested
-    if record.route:
-        attributes["trioproxy.route"] = record.route
     if record.request_class:
         attributes["trioproxy.request_class"] = record.request_class
     spans = [
@@ -81,9 +83,11 @@ def build(record: RequestRecord, note: TraceNote, resource: Resource) -> list[Re
             instrumentation_scope=SCOPE,
         )
     ]
-    for name, span in (("authenticate", note.auth), ("route", note.plan)):
-        if span is not None:
-            spans.append(_child(note, name, span, ns, resource, server))
+    if note.auth is not None:
+        spans.append(_child(note, "authenticate", note.auth, ns, resource, server, {}))
+    if note.plan is not None:
+        chosen = {"trioproxy.route": record.route} if record.route else {}
+        spans.append(_child(note, "route", note.plan, ns, resource, server, chosen))
     last = note.attempts[-1] if note.attempts else None
     for a in note.attempts:
         spans.append(_attempt(record, note, a, a is last, ns, end, resource, server))
@@ -101,12 +105,14 @@ def _child(
     ns: Any,
     resource: Resource,
     parent: SpanContext,
+    attributes: dict[str, Any],
 ) -> ReadableSpan:
     return ReadableSpan(
         name,
         context=_ctx(note, new_span_id()),
         parent=parent,
         resource=resource,
+        attributes=attributes,
         kind=SpanKind.INTERNAL,
         start_time=ns(span[0]),
         end_time=ns(span[1]),
@@ -131,8 +137,9 @@ def _attempt(
         "gen_ai.request.model": a.model,
         "server.address": a.address,
         "trioproxy.provider": a.provider,
-        "trioproxy.retry": a.retry,
     }
+    if a.retry:
+        attributes["trioproxy.retry"] = a.retry
     if a.status:
         attributes["http.response.status_code"] = a.status
     u = record.usage
