@@ -62,8 +62,9 @@ def build(record: RequestRecord, note: TraceNote, resource: Resource) -> list[Re
         attributes["trioproxy.retries"] = record.retries
     if record.failovers:
         attributes["trioproxy.failovers"] = record.failovers
-    if record.model_requested and not note.attempts:  # else each attempt says it
-        attributes["gen_ai.request.model"] = record.model_requested
+    requested = record.model_requested
+    if requested and all(a.model != requested for a in note.attempts):  # else the attempts say it
+        attributes["gen_ai.request.model"] = requested
     if record.request_class:
         attributes["trioproxy.request_class"] = record.request_class
     spans = [
