@@ -21,6 +21,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from tests.helpers import Running, h1_request, make_config, unless_in_ci
 from tests.integration.test_claude_code import CLAUDE, claude, refuse
 from tests.recorder import Recorder
+from trioproxy.db.base import LogQuery
+from trioproxy.db.open import open_database
 from trioproxy.fake.app import FakeUpstream
 from trioproxy.server import Server
 
@@ -133,3 +135,32 @@ async def test_exports_are_checked_before_they_are_relayed(nursery: trio.Nursery
             await trio.sleep(0.05)
     assert 'trioproxy_telemetry_relay_total{signal="metrics",outcome="accepted"} 1' in metrics
     assert 'trioproxy_telemetry_relay_total{signal="logs",outcome="refused"} 1' in metrics
+
+
+async def test_relayed_exports_stay_out_of_the_conversation_log(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    _, _, proxy = await rig(nursery, state_dir=str(tmp_path), log_bodies="all")
+    key = [("x-api-key", SECRET), ("content-type", "application/json")]
+    export = {"resourceLogs": [{"resource": {"attributes": []}}]}
+    r = await h1_request(proxy.port, "POST", "/v1/logs", key, orjson.dumps(export))
+    assert r.status == 200
+    r = await h1_request(proxy.port, "POST", "/v1/logs", key, b"x" * 10)  # refused: not OTLP
+    assert r.status == 400
+    ask = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    r = await h1_request(proxy.port, "POST", "/v1/messages", key, orjson.dumps(ask))
+    assert r.status == 200
+    journal = proxy.server.state.journal
+    with trio.fail_after(10):  # the exports went into the journal first, so they are written by now
+        while journal.log_written < 1:  # noqa: ASYNC110 (a worker thread writes)
+            await trio.sleep(0.05)
+    db = open_database("", str(tmp_path), readonly=True)
+    try:
+        paths = [row["path"] for row in db.list_log(LogQuery())]
+    finally:
+        db.close()
+    assert paths == ["/v1/messages"]

@@ -159,6 +159,9 @@ async def _relay(trip: Trip, body: bytes) -> None:
     without waiting for them."""
     relay, head = trip.relay, trip.ex.head
     assert relay is not None
+    # A caller's telemetry is not a conversation: it stays out of the
+    # conversation log (Claude Code exports every few seconds, in protobuf).
+    trip.capture = None
     signal = SIGNALS[head.path]
     caller = trip.record.caller
     if len(body) > relay.cfg.max_body_bytes:
