@@ -1,17 +1,18 @@
 """What tracing costs: scenario A (a ~1 KB JSON POST, Claude Code's
 headers, 64 keep-alive connections, through the nginx origin) with
 OpenTelemetry tracing off, on for every request, and on for one request
-in ten (and with metrics only, nothing sampled), exporting to a collector that takes everything (a local OTLP/HTTP
-sink on the load's core). The variants are measured in alternating
-rounds, each round in a rotated order, each measurement by a fresh proxy
-process alone on its core, its CPU counted over its load and the second
-after it (so the export threads' work on the last batches counts too). A
-second "tracing off" row, the same settings as the first, shows how far
-two measurements of one thing fall apart on the machine it ran on. The report sets
-each variant's CPU per request against tracing off's in the same round and
-judges the median of those ratios, as the targets ask: at most +15 % with
-every request sampled, +5 % at 10 % (the ratio of the whole run's medians
-is shown beside it).
+in ten (and with metrics only, nothing sampled), exporting to a
+collector that takes everything (a local OTLP/HTTP sink on the load's
+core). The variants are measured in alternating rounds, each round in a
+rotated order, each measurement by a fresh proxy process alone on its
+core, its CPU counted over its load and the second after it (so the
+export threads' work on the last batches counts too). A second "tracing
+off" row, the same settings as the first, shows how far two measurements
+of one thing fall apart on the machine it ran on. The report sets each
+variant's CPU per request against tracing off's in the same round and
+judges the median of those ratios, as the targets ask: at most +15 %
+with every request sampled, +5 % at 10 % (the ratio of the whole run's
+medians is shown beside it).
 
     python -m bench.telemetry [--rounds 5] [--duration 5]
 """

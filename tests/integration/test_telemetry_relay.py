@@ -20,9 +20,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 
 from tests.helpers import Running, h1_request, make_config, unless_in_ci
 from tests.integration.test_claude_code import CLAUDE, claude, refuse
+from tests.integration.test_conversation_log import logged_entries, written
 from tests.recorder import Recorder
-from trioproxy.db.base import LogQuery
-from trioproxy.db.open import open_database
 from trioproxy.fake.app import FakeUpstream
 from trioproxy.server import Server
 
@@ -154,13 +153,5 @@ async def test_relayed_exports_stay_out_of_the_conversation_log(
     }
     r = await h1_request(proxy.port, "POST", "/v1/messages", key, orjson.dumps(ask))
     assert r.status == 200
-    journal = proxy.server.state.journal
-    with trio.fail_after(10):  # the exports went into the journal first, so they are written by now
-        while journal.log_written < 1:  # noqa: ASYNC110 (a worker thread writes)
-            await trio.sleep(0.05)
-    db = open_database("", str(tmp_path), readonly=True)
-    try:
-        paths = [row["path"] for row in db.list_log(LogQuery())]
-    finally:
-        db.close()
-    assert paths == ["/v1/messages"]
+    await written(proxy, 1)  # the exports went into the journal first: written by now
+    assert [entry["path"] for entry in logged_entries(tmp_path)] == ["/v1/messages"]

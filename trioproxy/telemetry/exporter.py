@@ -1,10 +1,12 @@
 """Traces (and, through meters.py, metrics) out (the OpenTelemetry SDK):
 each finished request's spans go to the SDK's BatchSpanProcessor, whose
-own thread sends them with the SDK's OTLP/HTTP exporter. Its queue is bounded: when the collector is down or
-slow and the queue is full, spans are dropped and counted
-(``trioproxy_telemetry_dropped_total``), never waited for. Sampling is the
-SDK's own samplers, as ``OTEL_TRACES_SAMPLER`` names them; a request that
-is not sampled costs a trace id and its ``traceparent``, nothing more."""
+own thread sends them with the SDK's OTLP/HTTP exporter. Its queue is
+bounded: when the collector is down or slow and the queue is full, spans
+are dropped and counted (``trioproxy_telemetry_dropped_total``), never
+waited for. Sampling is the SDK's own samplers, as
+``OTEL_TRACES_SAMPLER`` names them; a request that is not sampled costs
+the sampler's decision, a trace id and its ``traceparent``: no span is
+built for it."""
 
 from __future__ import annotations
 
