@@ -18,7 +18,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from trioproxy.config.model import Budget, Caller, CallerGroup, Secret
+from trioproxy.config.model import Budget, Caller, CallerGroup, OIDCConfig, Secret
+from trioproxy.config.source import ConfigError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 BUDGET_WINDOWS = ("daily", "weekly", "monthly")
@@ -269,3 +270,31 @@ def policy_dict(c: Caller) -> dict[str, Any]:
         else {"window": budget.window, "usd": budget.usd, "tokens": budget.tokens},
         "upstream_credential": c.upstream_credential,
     }
+
+
+def build_oidc(p: Mapping[str, Any], groups: tuple[CallerGroup, ...]) -> OIDCConfig | None:
+    """[auth.oidc] from the parsed settings: sign-in through an IdP needs
+    an audience and at least one [[caller_groups]] (a user in none is refused)."""
+    issuer = p["auth.oidc.issuer"]
+    if not issuer:
+        if groups:
+            raise ConfigError("[[caller_groups]]: group policies need auth.oidc.issuer")
+        return None
+    if not p["auth.oidc.audience"]:
+        raise ConfigError(
+            "auth.oidc.audience: tokens are checked for the audience the IdP issues them to "
+            "(TRIOPROXY_AUTH_OIDC_AUDIENCE); set it with auth.oidc.issuer"
+        )
+    if not groups:
+        raise ConfigError(
+            'auth.oidc.issuer: add [[caller_groups]] (match = "*" for every signed-in '
+            "user): a user in no group is refused"
+        )
+    return OIDCConfig(
+        issuer=issuer,
+        audience=p["auth.oidc.audience"],
+        user_claim=p["auth.oidc.user_claim"],
+        groups_claim=p["auth.oidc.groups_claim"],
+        allowed_domains=p["auth.oidc.allowed_domains"],
+        leeway_s=p["auth.oidc.leeway_s"],
+    )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trioproxy.config.callers import (
+    build_oidc,
     check_unique,
     from_secrets,
     parse_caller_groups,
@@ -21,19 +22,16 @@ from trioproxy.config.callers import (
 )
 from trioproxy.config.model import (
     AuthConfig,
-    CallerGroup,
     Config,
     Credential,
     Endpoint,
     Limits,
-    OIDCConfig,
     Origin,
     Price,
     ProviderConfig,
     RelayConfig,
     RoutingConfig,
     ScrubConfig,
-    TelemetryConfig,
     Timeouts,
     UpstreamConfig,
 )
@@ -48,7 +46,7 @@ from trioproxy.config.routes import load_agents, parse_routes
 from trioproxy.config.secrets import parse_secrets
 from trioproxy.config.settings import _BY_KEY, SETTINGS, default_state_dir
 from trioproxy.config.source import ConfigError, flatten, read_toml
-from trioproxy.config.telemetry import pairs
+from trioproxy.config.telemetry import build_telemetry
 
 
 def parse_hostport(raw: str, key: str) -> Endpoint:
@@ -209,7 +207,7 @@ def _build(
         alert_urls=p["alerts.webhook_urls"],
         alert_thresholds=p["alerts.budget_thresholds"],
         audit_retention_days=p["audit.retention_days"],
-        telemetry=_build_telemetry(p),
+        telemetry=build_telemetry(p),
         relay=RelayConfig(
             p["telemetry.relay_to"],
             p["telemetry.relay_max_body_bytes"],
@@ -375,48 +373,9 @@ def _build_auth(p: dict[str, Any], callers_raw: object, groups_raw: object) -> A
         p["trust_front_proxy"],
         callers,
         path,
-        _build_oidc(p, groups),
+        build_oidc(p, groups),
         groups,
         admin_tokens,
-    )
-
-
-def _build_telemetry(p: dict[str, Any]) -> TelemetryConfig | None:
-    if not p["telemetry.endpoint"]:
-        return None
-    return TelemetryConfig(
-        endpoint=p["telemetry.endpoint"],
-        headers=tuple(pairs(p["telemetry.headers"]).items()),
-        service_name=p["telemetry.service_name"] or "trioproxy",
-        resource=tuple(pairs(p["telemetry.resource_attributes"]).items()),
-        sampler=p["telemetry.traces_sampler"],
-        sampler_arg=p["telemetry.traces_sampler_arg"],
-    )
-
-
-def _build_oidc(p: dict[str, Any], groups: tuple[CallerGroup, ...]) -> OIDCConfig | None:
-    issuer = p["auth.oidc.issuer"]
-    if not issuer:
-        if groups:
-            raise ConfigError("[[caller_groups]]: group policies need auth.oidc.issuer")
-        return None
-    if not p["auth.oidc.audience"]:
-        raise ConfigError(
-            "auth.oidc.audience: tokens are checked for the audience the IdP issues them to "
-            "(TRIOPROXY_AUTH_OIDC_AUDIENCE); set it with auth.oidc.issuer"
-        )
-    if not groups:
-        raise ConfigError(
-            'auth.oidc.issuer: add [[caller_groups]] (match = "*" for every signed-in '
-            "user): a user in no group is refused"
-        )
-    return OIDCConfig(
-        issuer=issuer,
-        audience=p["auth.oidc.audience"],
-        user_claim=p["auth.oidc.user_claim"],
-        groups_claim=p["auth.oidc.groups_claim"],
-        allowed_domains=p["auth.oidc.allowed_domains"],
-        leeway_s=p["auth.oidc.leeway_s"],
     )
 
 

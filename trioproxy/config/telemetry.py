@@ -5,7 +5,10 @@ OpenTelemetry SDK."""
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Mapping
+from typing import Any
 
+from trioproxy.config.model import TelemetryConfig
 from trioproxy.config.parsers import parse_str
 
 SAMPLERS = (
@@ -86,3 +89,17 @@ def parse_relay_to(raw: object) -> tuple[tuple[str, tuple[tuple[str, str], ...]]
             raise ValueError(f"{url!r}: expected an https:// URL")
         out.append((url.rstrip("/"), tuple(pairs(headers).items())))
     return tuple(out)
+
+
+def build_telemetry(p: Mapping[str, Any]) -> TelemetryConfig | None:
+    """[telemetry] from the parsed settings: off (None) unless an endpoint is set."""
+    if not p["telemetry.endpoint"]:
+        return None
+    return TelemetryConfig(
+        endpoint=p["telemetry.endpoint"],
+        headers=tuple(pairs(p["telemetry.headers"]).items()),
+        service_name=p["telemetry.service_name"] or "trioproxy",
+        resource=tuple(pairs(p["telemetry.resource_attributes"]).items()),
+        sampler=p["telemetry.traces_sampler"],
+        sampler_arg=p["telemetry.traces_sampler_arg"],
+    )
